@@ -1,0 +1,121 @@
+"""The speech request contract and its validation, shared by every backend.
+
+Validation happens before any backend is called, so a request the OpenAI spec would reject is never sent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
+from bot.speech.errors import SpeechValidationError
+
+MAX_INPUT_CHARS = 4096
+MAX_INSTRUCTIONS_CHARS = 4096
+MIN_SPEED = 0.25
+MAX_SPEED = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechRequest:
+    """What to say and how. ``text`` is what the user wrote; it is never logged."""
+
+    text: str
+    voice: str
+    format: AudioFormat = AudioFormat.OPUS
+    speed: float = 1.0
+    instructions: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesizedAudio:
+    """A whole synthesized file, with the format sniffed from its bytes."""
+
+    data: bytes
+    format: AudioFormat
+
+
+class SpeechStream(Protocol):
+    """An open synthesis: the sniffed format, then the body as chunks.
+
+    Iterating yields every byte of the body, starting with the bytes used for sniffing. A stream that
+    ends early raises :class:`~bot.speech.errors.SpeechError` instead of ending quietly.
+    """
+
+    @property
+    def format(self) -> AudioFormat: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SpeechBackend(Protocol):
+    """Anything that turns a validated :class:`SpeechRequest` into audio."""
+
+    #: A short name for logs and ``speechbot check`` ("openai", "local").
+    name: str
+
+    async def open(self, request: SpeechRequest) -> SpeechStream:
+        """Start synthesis; raises SpeechError (typed, user-safe) on failure."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def validate_request(
+    request: SpeechRequest,
+    voices: Sequence[str],
+    formats: Sequence[AudioFormat] = REQUESTABLE_FORMATS,
+) -> SpeechRequest:
+    """Return ``request`` with text and instructions stripped, or raise :class:`SpeechValidationError`.
+
+    The messages are shown to users as they are, so they say what to change.
+    """
+    text = request.text.strip()
+    if not text:
+        raise SpeechValidationError("There is nothing to say: the text is empty.")
+    if len(text) > MAX_INPUT_CHARS:
+        raise SpeechValidationError(
+            f"The text is {len(text)} characters long; the limit is {MAX_INPUT_CHARS}."
+        )
+    if request.voice not in voices:
+        raise SpeechValidationError(
+            f"Unknown voice {request.voice[:40]!r}. Available voices: {', '.join(voices)}."
+        )
+    try:
+        fmt = AudioFormat(request.format)
+    except ValueError:
+        fmt = None
+    if fmt is None or fmt not in formats:
+        raise SpeechValidationError(
+            f"Unknown format {str(request.format)[:20]!r}. Choose one of: {', '.join(f.value for f in formats)}."
+        )
+    speed = request.speed
+    if not isinstance(speed, (int, float)) or not math.isfinite(speed) or not MIN_SPEED <= speed <= MAX_SPEED:
+        raise SpeechValidationError(f"Speed must be between {MIN_SPEED} and {MAX_SPEED}.")
+    instructions = (request.instructions or "").strip() or None
+    if instructions is not None and len(instructions) > MAX_INSTRUCTIONS_CHARS:
+        raise SpeechValidationError(
+            f"The instructions are {len(instructions)} characters long; the limit is {MAX_INSTRUCTIONS_CHARS}."
+        )
+    return SpeechRequest(text=text, voice=request.voice, format=fmt, speed=float(speed), instructions=instructions)
+
+
+async def read_all(stream: SpeechStream) -> SynthesizedAudio:
+    """Collect a stream into one file (for uploads and ``speechbot say``)."""
+    parts: list[bytes] = []
+    try:
+        async for chunk in stream:
+            parts.append(chunk)
+    finally:
+        await stream.aclose()
+    return SynthesizedAudio(data=b"".join(parts), format=stream.format)
+
+
+async def synthesize(backend: SpeechBackend, request: SpeechRequest) -> SynthesizedAudio:
+    """Open a synthesis on ``backend`` and read it whole."""
+    return await read_all(await backend.open(request))

@@ -1,0 +1,6 @@
+"""Shared fixtures. The loopback doubles live in ``tests/loopback`` and are loaded as plugins."""
+
+pytest_plugins = [
+    "tests.loopback.discord_fixtures",
+    "tests.loopback.speech_fixtures",
+]
