@@ -1,0 +1,1 @@
+"""Pytest fixtures for the loopback Discord (filled in by the emulator work)."""
