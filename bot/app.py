@@ -1,0 +1,94 @@
+"""The bot object: wiring of settings, speech backend and extensions; nothing feature-specific."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.command_sync import CommandSyncState, sync_commands
+from bot.config import Settings
+from bot.errors import UserFacingError
+from bot.replies import send_ephemeral
+from bot.speech.errors import SpeechError
+from bot.speech.models import SpeechBackend
+
+log = logging.getLogger(__name__)
+
+#: Extensions loaded in ``setup_hook``, by dotted name. ``bot`` never imports ``cogs``; it only names them.
+EXTENSIONS: tuple[str, ...] = ("cogs.speak",)
+
+
+class SpeechTree(app_commands.CommandTree["SpeechBot"]):
+    """One place that turns command failures into short ephemeral replies."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        original = getattr(error, "original", error)
+        if isinstance(original, UserFacingError):
+            message = original.message
+        elif isinstance(original, SpeechError):
+            message = original.user_message
+        elif isinstance(error, app_commands.CommandOnCooldown):
+            message = f"Slow down: try again in {error.retry_after:.0f} s."
+        elif isinstance(error, app_commands.MissingPermissions):
+            message = "You need these permissions: " + ", ".join(p.replace("_", " ") for p in error.missing_permissions)
+        elif isinstance(error, app_commands.BotMissingPermissions):
+            missing = ", ".join(p.replace("_", " ") for p in error.missing_permissions)
+            message = f"I need these permissions here: {missing}."
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            message = "This command only works in a server."
+        elif isinstance(error, app_commands.CheckFailure):
+            message = str(error) or "You cannot use this command here."
+        else:
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error(
+                "command %s failed (guild=%s channel=%s user=%s)",
+                command,
+                interaction.guild_id,
+                interaction.channel_id,
+                interaction.user.id,
+                exc_info=original,
+            )
+            message = "Something went wrong on my side. Please try again."
+        try:
+            await send_ephemeral(interaction, message)
+        except discord.HTTPException as exc:
+            log.warning("could not send an error reply (interaction=%s): %s", interaction.id, exc.status)
+
+
+class SpeechBot(commands.Bot):
+    """Holds the injected services; features live in ``cogs/`` and ``bot/`` modules."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        speech: SpeechBackend,
+        *,
+        connector: aiohttp.BaseConnector | None = None,
+        force_sync: bool = False,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=discord.Intents.default(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=SpeechTree,
+            connector=connector,
+        )
+        self.settings = settings
+        self.speech = speech
+        self._sync_state = CommandSyncState(settings.data_dir / "command-sync.json")
+        self._force_sync = force_sync
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await sync_commands(
+            self.tree, self._sync_state, dev_guild_id=self.settings.dev_guild_id, force=self._force_sync
+        )
+
+    async def on_ready(self) -> None:
+        log.info("ready as user=%s in %d guilds", self.user.id if self.user else "?", len(self.guilds))

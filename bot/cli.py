@@ -1,0 +1,218 @@
+"""The ``speechbot`` command: ``run``, ``say``, ``check``, ``invite``.
+
+The only place with process-level side effects (dotenv, logging, exit codes). Every failure is one line on
+stderr and a non-zero exit; tracebacks are for the log at DEBUG, never for the person at the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dotenv import find_dotenv, load_dotenv
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+log = logging.getLogger("bot.cli")
+
+
+class CLIError(Exception):
+    """A one-line message for stderr, with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechbot", description="A Discord text-to-speech bot.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the bot (the default)")
+    run.add_argument("--sync", action="store_true", help="sync slash commands even if they did not change")
+
+    say = sub.add_parser("say", help="synthesize text to an audio file")
+    say.add_argument("text", help="the text to say ('-' reads standard input)")
+    say.add_argument("--voice", help="voice name (default: SPEECH_DEFAULT_VOICE)")
+    say.add_argument("--format", dest="fmt", help="opus, wav, flac, aac or pcm (default: from -o, else opus)")
+    say.add_argument("--speed", type=float, default=1.0, help="0.25 to 4.0 (default 1.0)")
+    say.add_argument("--instructions", help="style instructions, for models that support them")
+    say.add_argument("-o", "--output", help="output file ('-' = standard output; default speech.<format>)")
+
+    sub.add_parser("check", help="diagnose the configuration and say what to fix")
+
+    invite = sub.add_parser("invite", help="print the URL that adds the bot to a server")
+    invite.add_argument("--client-id", type=int, help="application id (default: read from DISCORD_TOKEN)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # .env must be loaded before aiohttp is imported so that SSL_CERT_FILE from it is honoured.
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+    try:
+        return _dispatch(args)
+    except CLIError as exc:
+        print(f"speechbot: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from bot.config import ConfigError, load_settings
+    from bot.log import setup_logging
+
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        raise CLIError("configuration error: " + " ".join(exc.problems), EXIT_USAGE) from None
+    secrets = [s.get_secret_value() for s in (settings.discord_token, settings.speech_api_key) if s]
+    setup_logging(settings.log_level, secrets)
+
+    command = args.command or "run"
+    if command == "run":
+        return asyncio.run(_run(settings, force_sync=args.sync))
+    if command == "say":
+        return asyncio.run(_say(settings, args))
+    if command == "check":
+        return asyncio.run(_check(settings))
+    return _invite(settings, args.client_id)
+
+
+async def _run(settings: Settings, *, force_sync: bool) -> int:
+    import aiohttp
+    import discord
+
+    from bot.app import SpeechBot
+    from bot.discord_endpoints import apply_endpoint_overrides, tls_context
+    from bot.speech.errors import SpeechUnavailableError
+    from bot.speech.factory import make_speech_backend
+
+    if not settings.discord_token:
+        raise CLIError("DISCORD_TOKEN is not set. Put your bot token in .env (see .env.example).", EXIT_USAGE)
+    apply_endpoint_overrides(settings.discord_api_base, settings.discord_gateway_url)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
+        try:
+            speech = make_speech_backend(settings, session)
+        except SpeechUnavailableError as exc:
+            raise CLIError(exc.user_message) from None
+        bot = SpeechBot(
+            settings, speech, connector=aiohttp.TCPConnector(ssl=tls_context()), force_sync=force_sync
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+        try:
+            async with bot:
+                await bot.start(settings.discord_token.get_secret_value())
+        except discord.LoginFailure:
+            raise CLIError("Discord rejected DISCORD_TOKEN. Reset the token in the developer portal.") from None
+        except discord.PrivilegedIntentsRequired:
+            raise CLIError(
+                "Discord refused a privileged intent. Enable it under Bot → Privileged Gateway Intents."
+            ) from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise CLIError(f"Could not connect to Discord: {type(exc).__name__}.") from None
+        finally:
+            await speech.close()
+    log.info("stopped")
+    return EXIT_OK
+
+
+async def _say(settings: Settings, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from bot.discord_endpoints import tls_context
+    from bot.speech.errors import SpeechError
+    from bot.speech.factory import make_speech_backend
+    from bot.speech.models import SpeechRequest, synthesize, validate_request
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    fmt = args.fmt or _format_from_suffix(args.output) or settings.default_format
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
+        try:
+            backend = make_speech_backend(settings, session)
+            try:
+                request = validate_request(
+                    SpeechRequest(
+                        text=text,
+                        voice=args.voice or settings.default_voice,
+                        format=fmt,
+                        speed=args.speed,
+                        instructions=args.instructions,
+                    ),
+                    settings.speech_voices,
+                )
+                audio = await synthesize(backend, request)
+            finally:
+                await backend.close()
+        except SpeechError as exc:
+            raise CLIError(exc.user_message) from None
+    if args.output == "-":
+        sys.stdout.buffer.write(audio.data)
+        sys.stdout.buffer.flush()
+        return EXIT_OK
+    output = Path(args.output or f"speech.{audio.format.extension}")
+    _write_atomically(output, audio.data)
+    note = "" if audio.format == request.format else f" (the service sent {audio.format.value}, not {request.format.value})"
+    print(f"wrote {output} ({audio.format.value}, {len(audio.data)} bytes){note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _format_from_suffix(output: str | None) -> str | None:
+    if output in (None, "-"):
+        return None
+    return _SUFFIX_FORMATS.get(Path(output).suffix.lower())
+
+
+_SUFFIX_FORMATS = {".opus": "opus", ".ogg": "opus", ".wav": "wav", ".flac": "flac", ".aac": "aac", ".pcm": "pcm"}
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file and rename, so a failure never leaves a truncated file behind."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CLIError(f"cannot write {path}: {exc.strerror}") from None
+
+
+async def _check(settings: Settings) -> int:
+    import aiohttp
+
+    from bot.diagnostics import run_checks
+    from bot.discord_endpoints import tls_context
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
+        findings = await run_checks(settings, session)
+    for finding in findings:
+        mark = "ok " if finding.ok else "FIX"
+        print(f"[{mark}] {finding.what}" + (f"\n      {finding.detail}" if finding.detail else ""))
+    problems = sum(not f.ok for f in findings)
+    print(f"{problems} problem(s) found." if problems else "Everything looks ready.")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def _invite(settings: Settings, client_id: int | None) -> int:
+    from bot.invite import application_id_from_token, invite_url
+
+    if client_id is None and settings.discord_token:
+        client_id = application_id_from_token(settings.discord_token.get_secret_value())
+    if client_id is None:
+        raise CLIError("cannot tell the application id: set DISCORD_TOKEN or pass --client-id.", EXIT_USAGE)
+    print(invite_url(client_id))
+    return EXIT_OK

@@ -1,0 +1,215 @@
+"""Settings: read once from the environment (``.env`` included) into one frozen object.
+
+:func:`load_settings` is pure (it takes a mapping), reports every problem at once and names the variable,
+so tests pass plain dicts and a server owner sees all mistakes in one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
+
+DEFAULT_SPEECH_API_BASE_URL = "https://api.apimart.ai/v1"
+DEFAULT_SPEECH_MODEL = "gpt-4o-mini-tts"
+DEFAULT_SPEECH_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+DEFAULT_DATA_DIR = "data"
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str`` (tokens, API keys)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class SpeechBackendChoice(StrEnum):
+    AUTO = "auto"
+    OPENAI = "openai"
+    LOCAL = "local"
+
+
+class ConfigError(Exception):
+    """One or more settings are wrong; ``problems`` holds one line per variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    discord_token: Secret | None
+    speech_api_base_url: str
+    speech_api_key: Secret | None
+    speech_model: str
+    speech_voices: tuple[str, ...]
+    speech_backend: SpeechBackendChoice
+    default_voice: str
+    default_format: AudioFormat
+    data_dir: Path
+    database_url: str
+    dev_guild_id: int | None
+    discord_api_base: str | None
+    discord_gateway_url: str | None
+    log_level: str
+    speech_timeout: float = 20.0
+
+    @property
+    def uses_local_engine(self) -> bool:
+        """True when speech comes from the offline engine (``auto`` without a key, or ``local``)."""
+        if self.speech_backend is SpeechBackendChoice.AUTO:
+            return not self.speech_api_key
+        return self.speech_backend is SpeechBackendChoice.LOCAL
+
+
+#: Every variable the loader reads, with its one-line documentation; ``.env.example`` is kept in sync with
+#: this by a test.
+VARIABLES: dict[str, str] = {
+    "DISCORD_TOKEN": "Bot token from the Discord developer portal (required for `speechbot run`).",
+    "SPEECH_API_BASE_URL": "Base URL of an OpenAI-compatible speech API (POST {base}/audio/speech).",
+    "SPEECH_API_KEY": "Bearer key for the speech API. Empty = use the offline engine (with SPEECH_BACKEND=auto).",
+    "SPEECH_MODEL": "Model name sent to the speech API.",
+    "SPEECH_VOICES": "Comma-separated voices offered to users; the first is the default unless SPEECH_DEFAULT_VOICE.",
+    "SPEECH_DEFAULT_VOICE": "Voice used when a user picks none (must be one of SPEECH_VOICES).",
+    "SPEECH_DEFAULT_FORMAT": "Audio format for /speak uploads when a user picks none: opus, wav, flac, aac or pcm.",
+    "SPEECH_BACKEND": "auto (the API when a key is set, else offline), openai, or local.",
+    "SPEECH_TIMEOUT": "Seconds to wait for the speech API's first byte (and between chunks).",
+    "DATA_DIR": "Directory for the bot's own files (database, command-sync state).",
+    "DATABASE_URL": "sqlite:///path/file.db (default: a file in DATA_DIR) or postgresql://user@host/db.",
+    "DEV_GUILD_ID": "Sync slash commands to this one server instantly (development); empty = global commands.",
+    "DISCORD_API_BASE": "Override Discord's REST base URL (a REST proxy, or the test double).",
+    "DISCORD_GATEWAY_URL": "Override Discord's gateway URL (the test double).",
+    "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR.",
+}
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build :class:`Settings` from ``env`` or raise :class:`ConfigError` listing every problem."""
+    problems: list[str] = []
+
+    def get(name: str, default: str = "") -> str:
+        return (env.get(name) or "").strip() or default
+
+    token = get("DISCORD_TOKEN")
+    key = get("SPEECH_API_KEY")
+
+    base_url = get("SPEECH_API_BASE_URL", DEFAULT_SPEECH_API_BASE_URL).rstrip("/")
+    if not _is_http_url(base_url):
+        problems.append("SPEECH_API_BASE_URL must be an http:// or https:// URL, e.g. https://api.openai.com/v1.")
+
+    voices = tuple(dict.fromkeys(v.strip() for v in get("SPEECH_VOICES").split(",") if v.strip()))
+    voices = voices or DEFAULT_SPEECH_VOICES
+    if bad := [v for v in voices if len(v) > 100 or not v.isprintable()]:
+        problems.append(f"SPEECH_VOICES has an invalid voice name: {bad[0][:40]!r}.")
+
+    default_voice = get("SPEECH_DEFAULT_VOICE", voices[0])
+    if default_voice not in voices:
+        problems.append(f"SPEECH_DEFAULT_VOICE {default_voice!r} is not one of SPEECH_VOICES ({', '.join(voices)}).")
+
+    default_format = AudioFormat.OPUS
+    fmt_raw = get("SPEECH_DEFAULT_FORMAT", "opus").lower()
+    try:
+        default_format = AudioFormat(fmt_raw)
+        if default_format not in REQUESTABLE_FORMATS:
+            raise ValueError
+    except ValueError:
+        choices = ", ".join(f.value for f in REQUESTABLE_FORMATS)
+        problems.append(f"SPEECH_DEFAULT_FORMAT must be one of {choices}, not {fmt_raw!r}.")
+
+    backend = SpeechBackendChoice.AUTO
+    backend_raw = get("SPEECH_BACKEND", "auto").lower()
+    try:
+        backend = SpeechBackendChoice(backend_raw)
+    except ValueError:
+        problems.append(f"SPEECH_BACKEND must be auto, openai or local, not {backend_raw!r}.")
+    if backend is SpeechBackendChoice.OPENAI and not key and _is_known_paid_host(base_url):
+        problems.append("SPEECH_API_KEY is required when SPEECH_BACKEND=openai uses a hosted API.")
+
+    timeout = 20.0
+    timeout_raw = get("SPEECH_TIMEOUT", "20")
+    try:
+        timeout = float(timeout_raw)
+        if not 1 <= timeout <= 600:
+            raise ValueError
+    except ValueError:
+        problems.append(f"SPEECH_TIMEOUT must be a number of seconds between 1 and 600, not {timeout_raw!r}.")
+
+    data_dir = Path(get("DATA_DIR", DEFAULT_DATA_DIR)).expanduser()
+    database_url = get("DATABASE_URL", f"sqlite:///{data_dir / 'speechbot.db'}")
+    if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        problems.append("DATABASE_URL must start with sqlite:/// or postgresql://.")
+
+    dev_guild_id = None
+    if raw := get("DEV_GUILD_ID"):
+        if raw.isdigit() and 0 < int(raw) < 2**64:
+            dev_guild_id = int(raw)
+        else:
+            problems.append(f"DEV_GUILD_ID must be a server ID (a number), not {raw[:30]!r}.")
+
+    api_base = get("DISCORD_API_BASE") or None
+    if api_base is not None and not _is_http_url(api_base):
+        problems.append("DISCORD_API_BASE must be an http:// or https:// URL ending in /api/v10.")
+    gateway_url = get("DISCORD_GATEWAY_URL") or None
+    if gateway_url is not None and urlsplit(gateway_url).scheme not in ("ws", "wss"):
+        problems.append("DISCORD_GATEWAY_URL must be a ws:// or wss:// URL.")
+
+    log_level = get("LOG_LEVEL", "INFO").upper()
+    if log_level not in _LOG_LEVELS:
+        problems.append(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}.")
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        discord_token=Secret(token) if token else None,
+        speech_api_base_url=base_url,
+        speech_api_key=Secret(key) if key else None,
+        speech_model=get("SPEECH_MODEL", DEFAULT_SPEECH_MODEL),
+        speech_voices=voices,
+        speech_backend=backend,
+        default_voice=default_voice,
+        default_format=default_format,
+        data_dir=data_dir,
+        database_url=database_url,
+        dev_guild_id=dev_guild_id,
+        discord_api_base=api_base.rstrip("/") if api_base else None,
+        discord_gateway_url=gateway_url,
+        log_level=log_level,
+        speech_timeout=timeout,
+    )
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _is_known_paid_host(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    return host.endswith(("openai.com", "apimart.ai"))
+

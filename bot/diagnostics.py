@@ -1,0 +1,121 @@
+"""``speechbot check``: find what a new operator got wrong, and say what to do about it."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import aiohttp
+
+from bot.config import Settings
+
+_TIMEOUT = aiohttp.ClientTimeout(total=10)
+DISCORD_API_BASE = "https://discord.com/api/v10"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    ok: bool
+    what: str
+    detail: str = ""
+
+
+async def run_checks(settings: Settings, session: aiohttp.ClientSession) -> list[Finding]:
+    findings = [check_token_present(settings), check_data_dir(settings), check_voice_support()]
+    if (cert := check_ssl_cert_file()) is not None:
+        findings.append(cert)
+    findings.append(await check_speech(settings, session))
+    if settings.discord_token:
+        findings.append(await check_discord_token(settings, session))
+    return findings
+
+
+def check_token_present(settings: Settings) -> Finding:
+    if settings.discord_token:
+        return Finding(True, "DISCORD_TOKEN is set")
+    return Finding(
+        False,
+        "DISCORD_TOKEN is not set",
+        "Create a bot at https://discord.com/developers/applications (Bot → Reset Token) and put it in .env.",
+    )
+
+
+def check_data_dir(settings: Settings) -> Finding:
+    path = settings.data_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return Finding(False, f"data directory {path} is not writable", f"{exc.strerror}. Set DATA_DIR.")
+    return Finding(True, f"data directory {path} is writable")
+
+
+def check_voice_support() -> Finding:
+    missing = [name for name in ("nacl", "davey") if importlib.util.find_spec(name) is None]
+    if missing:
+        return Finding(
+            False,
+            "voice support is missing (" + ", ".join("PyNaCl" if m == "nacl" else m for m in missing) + ")",
+            'Reinstall with: pip install "discord.py[voice]>=2.7.1,<2.8"',
+        )
+    return Finding(True, "voice support (PyNaCl, davey) is installed")
+
+
+async def check_speech(settings: Settings, session: aiohttp.ClientSession) -> Finding:
+    if settings.uses_local_engine:
+        from bot.speech.local import INSTALL_HINT, LocalSpeechEngine
+
+        if LocalSpeechEngine.is_installed():
+            return Finding(True, "speech: offline engine (piper) is installed")
+        return Finding(
+            False,
+            "speech: no API key and the offline engine is not installed",
+            f"Install it with: {INSTALL_HINT}, or set SPEECH_API_KEY.",
+        )
+    url = f"{settings.speech_api_base_url}/models"
+    headers = {}
+    if settings.speech_api_key:
+        headers["Authorization"] = f"Bearer {settings.speech_api_key.get_secret_value()}"
+    try:
+        async with session.get(url, headers=headers, timeout=_TIMEOUT) as resp:
+            status = resp.status
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return Finding(
+            False,
+            f"speech: cannot reach {settings.speech_api_base_url}",
+            "Check SPEECH_API_BASE_URL and the network.",
+        )
+    if status in (401, 403):
+        return Finding(False, f"speech: the API key was rejected ({status})", "Check SPEECH_API_KEY.")
+    return Finding(True, f"speech: {settings.speech_api_base_url} is reachable (model {settings.speech_model})")
+
+
+async def check_discord_token(settings: Settings, session: aiohttp.ClientSession) -> Finding:
+    assert settings.discord_token is not None
+    base = settings.discord_api_base or DISCORD_API_BASE
+    headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}"}
+    try:
+        async with session.get(f"{base}/users/@me", headers=headers, timeout=_TIMEOUT) as resp:
+            status = resp.status
+            data = await resp.json(content_type=None) if status == 200 else None
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return Finding(False, "discord: cannot reach the Discord API", "Check the network (or DISCORD_API_BASE).")
+    if status == 401:
+        return Finding(False, "discord: DISCORD_TOKEN was rejected", "Reset the token in the developer portal.")
+    if status != 200 or not isinstance(data, dict):
+        return Finding(False, f"discord: unexpected answer {status} from /users/@me")
+    return Finding(True, f"discord: token is valid (bot user id {data.get('id')})")
+
+
+def check_ssl_cert_file() -> Finding | None:
+    """Only relevant when a custom CA is configured (a REST proxy, or the test double)."""
+    path = os.environ.get("SSL_CERT_FILE")
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        return Finding(False, f"SSL_CERT_FILE points to {path}, which does not exist", "Fix or unset it.")
+    return Finding(True, f"SSL_CERT_FILE {path} exists")

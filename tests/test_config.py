@@ -1,0 +1,88 @@
+"""The settings loader: defaults, every error named, secrets redacted, and .env.example in sync."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.audio.formats import AudioFormat
+from bot.config import VARIABLES, ConfigError, Secret, SpeechBackendChoice, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_follow_the_seed_docs() -> None:
+    settings = load_settings({})
+    assert settings.speech_api_base_url == "https://api.apimart.ai/v1"
+    assert settings.speech_model == "gpt-4o-mini-tts"
+    assert settings.speech_voices == ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+    assert settings.speech_backend is SpeechBackendChoice.AUTO
+    assert settings.default_format is AudioFormat.OPUS
+    assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("speechbot.db")
+    assert settings.uses_local_engine  # no key → offline engine
+
+
+def test_a_key_selects_the_endpoint_in_auto_mode() -> None:
+    assert not load_settings({"SPEECH_API_KEY": "sk-abc"}).uses_local_engine
+    assert load_settings({"SPEECH_API_KEY": "sk-abc", "SPEECH_BACKEND": "local"}).uses_local_engine
+
+
+def test_every_problem_is_reported_at_once_and_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            {
+                "SPEECH_API_BASE_URL": "ftp://nope",
+                "SPEECH_BACKEND": "cloud",
+                "SPEECH_DEFAULT_FORMAT": "mp4",
+                "DEV_GUILD_ID": "my-server",
+                "DATABASE_URL": "mysql://x",
+                "LOG_LEVEL": "LOUD",
+                "SPEECH_TIMEOUT": "-1",
+                "SPEECH_DEFAULT_VOICE": "zeus",
+                "DISCORD_GATEWAY_URL": "http://x",
+            }
+        )
+    text = " ".join(info.value.problems)
+    for name in (
+        "SPEECH_API_BASE_URL",
+        "SPEECH_BACKEND",
+        "SPEECH_DEFAULT_FORMAT",
+        "DEV_GUILD_ID",
+        "DATABASE_URL",
+        "LOG_LEVEL",
+        "SPEECH_TIMEOUT",
+        "SPEECH_DEFAULT_VOICE",
+        "DISCORD_GATEWAY_URL",
+    ):
+        assert name in text
+    assert len(info.value.problems) == 9
+
+
+def test_voices_are_trimmed_and_deduplicated() -> None:
+    settings = load_settings({"SPEECH_VOICES": " nova, alloy ,nova,, "})
+    assert settings.speech_voices == ("nova", "alloy")
+    assert settings.default_voice == "nova"
+
+
+def test_secrets_never_show_in_repr() -> None:
+    settings = load_settings({"DISCORD_TOKEN": "tok-SECRET-123", "SPEECH_API_KEY": "sk-SECRET-456"})
+    text = repr(settings) + str(settings)
+    assert "SECRET" not in text
+    assert settings.discord_token == Secret("tok-SECRET-123")
+    assert settings.speech_api_key is not None and settings.speech_api_key.get_secret_value() == "sk-SECRET-456"
+
+
+def test_env_example_documents_exactly_the_loader_variables() -> None:
+    example = (ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    assert documented == set(VARIABLES)
+    # and every variable the loader reads is in VARIABLES
+    source = (ROOT / "bot" / "config.py").read_text()
+    read = set(re.findall(r'get\("([A-Z][A-Z0-9_]+)"', source))
+    assert read == set(VARIABLES)
+
+
+def test_env_example_loads_cleanly() -> None:
+    example = (ROOT / ".env.example").read_text()
+    env = dict(re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", example, flags=re.MULTILINE))
+    load_settings(env)
