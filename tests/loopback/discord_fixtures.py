@@ -1,1 +1,23 @@
-"""Pytest fixtures for the loopback Discord (filled in by the emulator work)."""
+"""Pytest fixtures for the loopback Discord."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from tests.loopback.discord import DiscordEmulator
+
+
+@pytest_asyncio.fixture
+async def discord_emulator() -> AsyncIterator[DiscordEmulator]:
+    """A started emulator; the test fails at teardown if the bot violated the protocol."""
+    emulator = DiscordEmulator(token="test-token")
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.close()
+    if emulator.failures:
+        pytest.fail("loopback Discord recorded protocol violations:\n" + "\n".join(emulator.failures))

@@ -1,0 +1,209 @@
+"""A strict loopback Discord (REST + gateway) that the real, unmodified bot talks to over real sockets.
+
+Point discord.py at ``api_base`` / ``gateway_url`` (``env()`` gives the variables the bot reads); the
+emulator serves a small default world, records what the bot does, and records every protocol violation
+in ``failures`` (the ``discord_emulator`` fixture fails the test on any). See the discord-protocol note.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from tests.loopback.discord_gateway import Gateway, GatewaySession, OpHook
+from tests.loopback.discord_interactions import build_interaction
+from tests.loopback.discord_messages import Changes, EmulatedInteraction, Message
+from tests.loopback.discord_rest import API_PREFIX, Fault, RestAPI
+from tests.loopback.discord_state import (
+    VOICE_CHANNEL,
+    Channel,
+    Guild,
+    Role,
+    SnowflakeFactory,
+    User,
+    WorldBuilder,
+)
+from tests.loopback.openapi import OpenAPISpec, load_spec
+
+DEFAULT_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+
+
+class DiscordEmulator:
+    """The loopback Discord. Build the world, ``start()``, run the bot against it, assert, ``close()``."""
+
+    def __init__(self, token: str = "test-token", *, heartbeat_interval_ms: int = 41250) -> None:
+        self.token = token
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.interaction_deadline = 3.0  # seconds to the initial response (Discord: 3)
+        self.token_lifetime = 15 * 60.0  # seconds an interaction token accepts followups and edits
+        self.spec: OpenAPISpec = load_spec()
+        self.snowflake = SnowflakeFactory()
+        self.build = WorldBuilder(self.snowflake)
+        self.changes = Changes()
+
+        self.failures: list[str] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path below /api/v10)
+        self.commands: dict[int | None, list[dict[str, Any]]] = {}  # guild id (None: global) → registered
+        self.interactions: dict[int, EmulatedInteraction] = {}
+        self.channel_messages: list[Message] = []
+        self._faults: list[Fault] = []
+
+        self.verify_key = secrets.token_hex(32)
+        self.bot_user: User = self.build.user("speechbot", bot=True)
+        self.application_id = self.bot_user.id  # like modern Discord apps
+        self.owner: User = self.build.user("owner")  # owns the guild and the application
+        self.user: User = self.build.user("alice")
+        self.other_user: User = self.build.user("bob")
+        self.guild: Guild = self.build.guild("Loopback Guild", owner=self.owner)
+        self.guilds: list[Guild] = [self.guild]
+        self.text_channel: Channel = self.build.channel(self.guild, "general")
+        self.voice_channel: Channel = self.build.channel(self.guild, "Voice", type=VOICE_CHANNEL,
+                                                         bitrate=64000, user_limit=0)
+        self.bot_role: Role = self.build.role(self.guild, "speechbot", permissions=0)
+        for user in (self.bot_user, self.owner, self.user, self.other_user):
+            self.build.member(self.guild, user, roles=[self.bot_role] if user is self.bot_user else [])
+        self.build.join_voice(self.guild, self.user, self.voice_channel)
+
+        self.rest = RestAPI(self)
+        self.gateway = Gateway(self)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self.rest.middleware], client_max_size=512 * 1024 * 1024)
+        for method, path, caller, handler in self.rest.routes():
+            app.router.add_route(method, API_PREFIX + path, self.rest.wrap(caller, handler))
+        app.router.add_get("/gateway", self.gateway.handle)
+        app.router.add_get("/attachments/{channel_id}/{attachment_id}/{filename}", self.rest.get_attachment)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self.gateway.close()
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> DiscordEmulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def http_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        return self.http_base + API_PREFIX
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    def env(self) -> dict[str, str]:
+        """The environment the bot process reads to reach this emulator."""
+        return {"DISCORD_TOKEN": self.token, "DISCORD_API_BASE": self.api_base,
+                "DISCORD_GATEWAY_URL": self.gateway_url}
+
+    # -- lookups used by the REST and gateway halves -----------------------------------------------------
+
+    @staticmethod
+    def loop_time() -> float:
+        return asyncio.get_running_loop().time()
+
+    def guild_by_id(self, guild_id: int) -> Guild:
+        return next(g for g in self.guilds if g.id == guild_id)
+
+    def find_channel(self, channel_id: int) -> Channel | None:
+        return next((c for g in self.guilds for c in g.channels if c.id == channel_id), None)
+
+    def all_messages(self) -> list[Message]:
+        found = list(self.channel_messages)
+        for interaction in self.interactions.values():
+            found += [m for m in [interaction.original, *interaction.messages] if m is not None]
+        return found
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self._faults:
+            if fault.method == method.upper() and fault.path.search(path):
+                self._faults.remove(fault)
+                return fault
+        return None
+
+    # -- test API ---------------------------------------------------------------------------------------
+
+    def fail_next(self, method: str, path_regex: str, status: int, body: Any = None,
+                  headers: Mapping[str, str] | None = None) -> None:
+        """Answer the next ``method`` request whose path (below /api/v10) matches with this JSON instead.
+
+        For a rate limit discord.py honours, give ``headers={"Via": "1.1 google"}`` and a body with
+        ``retry_after`` and ``global`` (without ``Via`` it is treated as a Cloudflare ban; note 2.1).
+        """
+        body = {"message": f"{status}: injected", "code": 0} if body is None else body
+        self._faults.append(Fault(method.upper(), re.compile(path_regex), status, body, dict(headers or {})))
+
+    @property
+    def gateway_ops(self) -> list[tuple[int, Any]]:
+        """Every (op, d) the client sent on the gateway, in order."""
+        return [(sent.op, sent.d) for sent in self.gateway.ops]
+
+    @property
+    def sessions(self) -> list[GatewaySession]:
+        return list(self.gateway.sessions.values())
+
+    def on_op(self, op: int, hook: OpHook) -> None:
+        """Run ``await hook(session, d)`` whenever the identified client sends gateway ``op``."""
+        self.gateway.on_op(op, hook)
+
+    async def dispatch(self, event: str, data: Any) -> None:
+        """Send a gateway event (``t=event``) to the bot."""
+        await self.gateway.dispatch(event, data)
+
+    async def request_reconnect(self) -> None:
+        """Ask the bot to reconnect (op 7); it comes back with RESUME."""
+        await self.gateway.request_reconnect()
+
+    async def wait_ready(self, timeout: float = 20) -> GatewaySession:
+        """The session once the bot identified and received READY and every GUILD_CREATE."""
+        return await self.changes.wait_for(
+            lambda: next((s for s in self.gateway.sessions.values() if s.ready), None), timeout, "IDENTIFY")
+
+    async def wait_commands(self, timeout: float = 20, guild_id: int | None = None) -> list[dict[str, Any]]:
+        """The commands registered for ``guild_id`` (None: global) once the bot has synced them."""
+        return await self.changes.wait_for(lambda: self.commands.get(guild_id), timeout,
+                                           f"command sync for guild {guild_id}")
+
+    async def wait_for(self, predicate: Any, timeout: float = 10, what: str = "condition") -> Any:
+        """Wait until ``predicate()`` is truthy (re-checked after every request and gateway op)."""
+        return await self.changes.wait_for(predicate, timeout, what)
+
+    async def invoke(self, command: str, options: Mapping[str, Any] | None = None, *, user: User | None = None,
+                     guild: Guild | None = None, channel: Channel | None = None,
+                     attachment_size_limit: int = DEFAULT_ATTACHMENT_SIZE_LIMIT, locale: str = "en-US",
+                     ) -> EmulatedInteraction:
+        """Dispatch INTERACTION_CREATE for a registered slash command, as a Discord client would build it.
+
+        ``command`` may name a subcommand ("settings voice"). Options are typed from the registered schema;
+        an unknown command, option or choice, or a missing required option, raises here (Discord's client
+        would not let a user send it).
+        """
+        interaction = build_interaction(
+            self, command, dict(options or {}), user=user or self.user, guild=guild or self.guild,
+            channel=channel or self.text_channel, attachment_size_limit=attachment_size_limit, locale=locale)
+        self.interactions[interaction.id] = interaction
+        interaction.dispatched_at = self.loop_time()
+        await self.dispatch("INTERACTION_CREATE", interaction.payload)
+        return interaction

@@ -1,0 +1,192 @@
+"""Gateway half of the loopback Discord: HELLO, heartbeats, IDENTIFY/READY/GUILD_CREATE, RESUME, dispatch.
+
+Text frames only (discord.py decompresses binary frames alone, so compression can be ignored; note 3.1).
+Every op the client sends is recorded; tests and later features react to ops through ``on_op`` hooks,
+and push events with ``dispatch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+if TYPE_CHECKING:
+    from tests.loopback.discord import DiscordEmulator
+
+DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE_UPDATE, VOICE_STATE_UPDATE = 0, 1, 2, 3, 4
+RESUME, RECONNECT, REQUEST_GUILD_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 6, 7, 8, 9, 10, 11
+
+OpHook = Callable[["GatewaySession", Any], Awaitable[None]]
+
+
+@dataclass
+class SentOp:
+    """One payload the client sent: its op code and ``d``."""
+
+    op: int
+    d: Any
+
+
+@dataclass
+class GatewaySession:
+    """An identified gateway session; it outlives its websocket so that RESUME can replay what was missed."""
+
+    id: str
+    intents: int
+    shard: list[int] | None
+    properties: dict[str, Any]
+    ws: web.WebSocketResponse | None = None
+    seq: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)  # every dispatch, for replay on RESUME
+    ready: bool = False  # READY and every GUILD_CREATE sent
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.send_str(json.dumps(payload))
+
+    async def dispatch(self, event: str, data: Any) -> None:
+        """Number the event, keep it for a later RESUME, and send it if connected."""
+        self.seq += 1
+        payload = {"op": DISPATCH, "t": event, "s": self.seq, "d": data}
+        self.events.append(payload)
+        await self.send(payload)
+
+
+class Gateway:
+    """The ``GET /gateway`` websocket endpoint and its sessions."""
+
+    def __init__(self, emulator: DiscordEmulator) -> None:
+        self.emu = emulator
+        self.sessions: dict[str, GatewaySession] = {}
+        self.ops: list[SentOp] = []  # every payload any client sent, in order
+        self.hooks: dict[int, list[OpHook]] = {}
+        self.connections: set[web.WebSocketResponse] = set()
+
+    def on_op(self, op: int, hook: OpHook) -> None:
+        """Run ``await hook(session, d)`` whenever an identified client sends ``op``."""
+        self.hooks.setdefault(op, []).append(hook)
+
+    async def dispatch(self, event: str, data: Any) -> None:
+        """Send an event to every identified session (buffered for RESUME while disconnected)."""
+        for session in self.sessions.values():
+            await session.dispatch(event, data)
+
+    async def request_reconnect(self) -> None:
+        """Send op 7 RECONNECT, which makes discord.py close and RESUME."""
+        for session in self.sessions.values():
+            await session.send({"op": RECONNECT, "d": None})
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        query = dict(request.query)
+        if query.get("v") != "10" or query.get("encoding") != "json":
+            self.emu.failures.append(f"gateway connected with {query}; expected v=10&encoding=json")
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.connections.add(ws)
+        session: GatewaySession | None = None
+        try:
+            await ws.send_str(json.dumps({"op": HELLO, "d": {"heartbeat_interval": self.emu.heartbeat_interval_ms}}))
+            async for message in ws:
+                if message.type != WSMsgType.TEXT:
+                    await ws.close(code=4002, message=b"Decode error")
+                    break
+                try:
+                    payload = json.loads(message.data)
+                    op, d = payload["op"], payload.get("d")
+                except (ValueError, KeyError, TypeError):
+                    self.emu.failures.append(f"gateway: undecodable payload {message.data[:200]!r}")
+                    await ws.close(code=4002, message=b"Decode error")
+                    break
+                self.ops.append(SentOp(op, d))
+                session = await self._handle_op(ws, session, op, d)
+                await self.emu.changes.notify()
+        finally:
+            self.connections.discard(ws)
+            if session is not None and session.ws is ws:
+                session.ws = None
+        return ws
+
+    async def _handle_op(self, ws: web.WebSocketResponse, session: GatewaySession | None, op: int,
+                         d: Any) -> GatewaySession | None:
+        """Answer one client payload; returns the session bound to this connection afterwards."""
+        if op == HEARTBEAT:
+            await ws.send_str(json.dumps({"op": HEARTBEAT_ACK}))
+            return session
+        if op == IDENTIFY:
+            if session is not None:
+                await ws.close(code=4005, message=b"Already authenticated")
+                return session
+            return await self._identify(ws, d)
+        if op == RESUME:
+            return await self._resume(ws, d)
+        if session is None:
+            self.emu.failures.append(f"gateway: op {op} before IDENTIFY")
+            await ws.close(code=4003, message=b"Not authenticated")
+            return None
+        if op == REQUEST_GUILD_MEMBERS:
+            await self._send_member_chunk(session, d)
+        for hook in self.hooks.get(op, []):
+            await hook(session, d)
+        return session
+
+    async def _identify(self, ws: web.WebSocketResponse, d: dict[str, Any]) -> GatewaySession | None:
+        if d.get("token") != self.emu.token:
+            await ws.close(code=4004, message=b"Authentication failed")
+            return None
+        if "intents" not in d:
+            self.emu.failures.append("gateway: IDENTIFY without intents")
+            await ws.close(code=4013, message=b"Invalid intent(s)")
+            return None
+        session = GatewaySession(id=secrets.token_hex(16), intents=d["intents"], shard=d.get("shard"),
+                                 properties=d.get("properties", {}), ws=ws)
+        self.sessions[session.id] = session
+        await session.dispatch("READY", {
+            "v": 10,
+            "user": {**self.emu.bot_user.to_payload(), "verified": True, "mfa_enabled": False, "flags": 0},
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.emu.guilds],
+            "session_id": session.id,
+            "resume_gateway_url": self.emu.gateway_url,
+            "session_type": "normal",
+            "application": {"id": str(self.emu.application_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+            "presences": [],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": [],
+            "shard": d.get("shard", [0, 1]),
+        })
+        for guild in self.emu.guilds:
+            await session.dispatch("GUILD_CREATE", guild.to_payload())
+        session.ready = True
+        return session
+
+    async def _resume(self, ws: web.WebSocketResponse, d: dict[str, Any]) -> GatewaySession | None:
+        session = self.sessions.get(d.get("session_id", ""))
+        if session is None or d.get("token") != self.emu.token:
+            await ws.send_str(json.dumps({"op": INVALID_SESSION, "d": False}))
+            return None
+        session.ws = ws
+        for event in session.events:
+            if event["s"] > (d.get("seq") or 0):
+                await session.send(event)
+        await session.dispatch("RESUMED", {})
+        return session
+
+    async def _send_member_chunk(self, session: GatewaySession, d: dict[str, Any]) -> None:
+        """Answer op 8 with every member in one chunk (what ``chunk_guilds_at_startup`` waits for)."""
+        guild = self.emu.guild_by_id(int(d["guild_id"]))
+        chunk = {"guild_id": str(guild.id), "members": [m.to_payload() for m in guild.members],
+                 "chunk_index": 0, "chunk_count": 1, "not_found": []}
+        if d.get("nonce") is not None:
+            chunk["nonce"] = d["nonce"]
+        await session.dispatch("GUILD_MEMBERS_CHUNK", chunk)
+
+    async def close(self) -> None:
+        for ws in list(self.connections):
+            await ws.close(code=1001, message=b"Emulator shutting down")

@@ -1,0 +1,423 @@
+"""REST half of the loopback Discord: the routes discord.py uses, answered the way Discord answers them.
+
+Every request is logged; bodies are checked against the OpenAPI operation; token routes (interaction
+callbacks, webhooks) must not carry ``Authorization`` and bot routes must. Anything the real API would
+refuse is refused here too, with Discord's status and error code, and recorded in ``emulator.failures``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from tests.loopback.discord_messages import (
+    EPHEMERAL,
+    LOADING,
+    Attachment,
+    EmulatedInteraction,
+    InitialResponse,
+    Message,
+)
+from tests.loopback.discord_state import Channel, iso_now
+
+if TYPE_CHECKING:
+    from tests.loopback.discord import DiscordEmulator
+
+API_PREFIX = "/api/v10"
+BOT, TOKEN, ANY = "bot", "token", "any"  # who may call a route: the bot token, a webhook token, either
+_FILE_PART = re.compile(r"^files\[(\d+)\]$")
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """JSON with ``Content-Type: application/json`` exactly: discord.py parses nothing else (note 2.1)."""
+    return web.Response(status=status, body=json.dumps(payload).encode(),
+                        headers={**(headers or {}), "Content-Type": "application/json"})
+
+
+class DiscordError(Exception):
+    """A refusal the way Discord words it; ``violation`` says whether it is the bot's fault."""
+
+    def __init__(self, status: int, code: int, message: str, *, violation: bool = True,
+                 errors: Any = None) -> None:
+        detail = f": {json.dumps(errors)}" if errors is not None else ""
+        super().__init__(f"{status} {code} {message}{detail}")
+        self.status, self.code, self.message, self.violation, self.errors = status, code, message, violation, errors
+
+    def response(self) -> web.Response:
+        payload: dict[str, Any] = {"message": self.message, "code": self.code}
+        if self.errors is not None:
+            payload["errors"] = self.errors
+        return json_response(payload, self.status)
+
+
+@dataclass
+class Body:
+    """A decoded request body: the JSON (or multipart ``payload_json``) and the ``files[n]`` parts."""
+
+    media_type: str | None = None
+    json: Any = None
+    files: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+
+
+Handler = Callable[[web.Request, Body], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A canned response for the next request matching ``method`` and ``path`` (see ``fail_next``)."""
+
+    method: str
+    path: re.Pattern[str]
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true")
+
+
+class RestAPI:
+    """Route handlers over the emulator's state."""
+
+    def __init__(self, emulator: DiscordEmulator) -> None:
+        self.emu = emulator
+
+    def routes(self) -> list[tuple[str, str, str, Handler]]:
+        """(method, path, caller, handler); literal segments come before parameters, as aiohttp matches in order."""
+        original = "/webhooks/{webhook_id}/{token}/messages/@original"
+        followup = "/webhooks/{webhook_id}/{token}/messages/{message_id}"
+        return [
+            ("GET", "/users/@me", BOT, self.get_me),
+            ("GET", "/oauth2/applications/@me", BOT, self.get_application),
+            ("GET", "/gateway", ANY, self.get_gateway),
+            ("GET", "/gateway/bot", BOT, self.get_gateway_bot),
+            ("GET", "/applications/{app_id}/commands", BOT, self.get_commands),
+            ("PUT", "/applications/{app_id}/commands", BOT, self.put_commands),
+            ("GET", "/applications/{app_id}/guilds/{guild_id}/commands", BOT, self.get_commands),
+            ("PUT", "/applications/{app_id}/guilds/{guild_id}/commands", BOT, self.put_commands),
+            ("POST", "/interactions/{interaction_id}/{token}/callback", TOKEN, self.interaction_callback),
+            ("POST", "/webhooks/{webhook_id}/{token}", TOKEN, self.execute_webhook),
+            ("GET", original, TOKEN, self.get_webhook_message),
+            ("PATCH", original, TOKEN, self.edit_webhook_message),
+            ("DELETE", original, TOKEN, self.delete_webhook_message),
+            ("GET", followup, TOKEN, self.get_webhook_message),
+            ("PATCH", followup, TOKEN, self.edit_webhook_message),
+            ("DELETE", followup, TOKEN, self.delete_webhook_message),
+            ("POST", "/channels/{channel_id}/messages", BOT, self.create_channel_message),
+        ]
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        """Log API calls, serve injected faults, turn refusals and unknown routes into Discord-style JSON."""
+        if not request.path.startswith(API_PREFIX + "/"):
+            return await handler(request)
+        path = request.path[len(API_PREFIX):]
+        self.emu.requests.append((request.method, path))
+        if (fault := self.emu.take_fault(request.method, path)) is not None:
+            return json_response(fault.body, fault.status, fault.headers)
+        try:
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            self.emu.failures.append(f"unknown route: {request.method} {request.path_qs}")
+            return json_response({"message": "404: Not Found", "code": 0}, 404)
+        except DiscordError as error:
+            if error.violation:
+                self.emu.failures.append(f"{request.method} {path}: {error}")
+            return error.response()
+        finally:
+            await self.emu.changes.notify()
+
+    def wrap(self, caller: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """Check credentials, query and body against the spec before ``handler`` sees the request."""
+
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            path = request.path[len(API_PREFIX):]
+            self._check_auth(request, caller)
+            operation = self.emu.spec.find(request.method, path)
+            if operation is None:
+                raise DiscordError(404, 0, "404: Not Found")  # a route the emulator serves but the spec lacks
+            if unknown := sorted(set(request.query) - set(operation.query)):
+                self.emu.failures.append(f"{request.method} {path}: undeclared query parameters {unknown}")
+            body = await self._read_body(request)
+            if body.media_type is not None:
+                errors = self.emu.spec.validate_body(operation, body.media_type, body.json)
+                if errors:
+                    raise DiscordError(400, 50035, "Invalid Form Body", errors={"_spec": errors})
+            result = await handler(request, body)
+            if isinstance(result, web.StreamResponse):
+                return result
+            return web.Response(status=204) if result is None else json_response(result)
+
+        return endpoint
+
+    def _check_auth(self, request: web.Request, caller: str) -> None:
+        auth = request.headers.get("Authorization")
+        if caller == TOKEN and auth is not None:
+            raise DiscordError(400, 0, "token routes must not carry an Authorization header")
+        if caller != BOT:
+            return
+        agent = request.headers.get("User-Agent", "")
+        if not agent.startswith("DiscordBot ("):
+            self.emu.failures.append(f"{request.method} {request.path}: User-Agent {agent!r} is not 'DiscordBot (url, version)'")
+        if auth is None:
+            raise DiscordError(401, 0, "401: Unauthorized")
+        if auth != f"Bot {self.emu.token}":
+            raise DiscordError(401, 0, "401: Unauthorized", violation=False)  # a wrong token is a test scenario
+
+    async def _read_body(self, request: web.Request) -> Body:
+        if not request.body_exists:
+            return Body()
+        media_type = request.content_type
+        if media_type == "application/json":
+            try:
+                return Body(media_type, json.loads(await request.read()))
+            except ValueError:
+                raise DiscordError(400, 50109, "The request body contains invalid JSON.") from None
+        if media_type != "multipart/form-data":
+            raise DiscordError(400, 50035, f"unsupported Content-Type {media_type!r}")
+        body = Body(media_type)
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            name = part.name or ""
+            data = await part.read()  # type: ignore[union-attr]
+            if name == "payload_json":
+                body.json = json.loads(data)
+            elif match := _FILE_PART.match(name):
+                if not part.filename:  # type: ignore[union-attr]
+                    raise DiscordError(400, 50035, f"multipart part {name} has no filename")
+                body.files[int(match[1])] = (part.filename, bytes(data))  # type: ignore[union-attr]
+            else:
+                raise DiscordError(400, 50035, f"multipart part {name!r} is neither payload_json nor files[n]")
+        return body
+
+    # -- messages ---------------------------------------------------------------------------------------
+
+    def _attachments(self, data: dict[str, Any], files: dict[int, tuple[str, bytes]], channel_id: int,
+                     limit: int, keep: Sequence[Attachment] = ()) -> list[Attachment]:
+        """New uploads matched to ``attachments[].id``, plus the kept ones an edit lists by snowflake."""
+        for index, (filename, blob) in files.items():
+            if len(blob) > limit:
+                raise DiscordError(413, 40005, f"Request entity too large: {filename} is {len(blob)} bytes, "
+                                               f"the limit is {limit}")
+        entries = data.get("attachments") or []
+        referenced = {int(e["id"]) for e in entries if int(e["id"]) in files}
+        if unreferenced := sorted(set(files) - referenced):
+            raise DiscordError(400, 50035, f"files{unreferenced} are not referenced by attachments[].id")
+        result = []
+        kept = {a.id: a for a in keep}
+        for entry in entries:
+            ref = int(entry["id"])
+            if ref in files:
+                filename = entry.get("filename") or files[ref][0]
+                attachment_id = self.emu.snowflake()
+                result.append(Attachment(attachment_id, filename, files[ref][1],
+                                         f"{self.emu.http_base}/attachments/{channel_id}/{attachment_id}/{filename}",
+                                         entry.get("description")))
+            elif ref in kept:
+                result.append(kept[ref])
+            else:
+                raise DiscordError(400, 50035, f"attachments[].id {ref} matches no files[n] part nor existing file")
+        return result
+
+    def _new_message(self, data: dict[str, Any], files: dict[int, tuple[str, bytes]], channel: Channel,
+                     limit: int, interaction: EmulatedInteraction | None = None) -> Message:
+        attachments = self._attachments(data, files, channel.id, limit)
+        message = Message(
+            id=self.emu.snowflake(), channel_id=channel.id, guild_id=channel.guild_id, author=self.emu.bot_user,
+            content=data.get("content") or "", flags=data.get("flags") or 0, tts=bool(data.get("tts")),
+            embeds=data.get("embeds") or [], attachments=attachments, allowed_mentions=data.get("allowed_mentions"),
+            components=data.get("components") or [], interaction=interaction,
+            webhook_id=self.emu.application_id if interaction else None,
+        )
+        self._check_not_empty(message)
+        return message
+
+    def _edit(self, message: Message, data: dict[str, Any], files: dict[int, tuple[str, bytes]], limit: int) -> None:
+        """Apply the keys an edit carries; a deferral's placeholder becomes a real message on its first edit."""
+        for key in ("content", "embeds", "allowed_mentions", "components"):
+            if key in data:
+                setattr(message, key, data[key] if data[key] is not None else ("" if key == "content" else []))
+        if "attachments" in data or files:
+            message.attachments = self._attachments(data, files, message.channel_id, limit, keep=message.attachments)
+        if message.loading:
+            message.flags &= ~LOADING
+        else:
+            message.edits += 1
+            message.edited_timestamp = iso_now()
+        self._check_not_empty(message)
+
+    @staticmethod
+    def _check_not_empty(message: Message) -> None:
+        if not (message.content or message.embeds or message.attachments or message.components):
+            raise DiscordError(400, 50006, "Cannot send an empty message")
+
+    # -- bot routes -------------------------------------------------------------------------------------
+
+    async def get_me(self, request: web.Request, body: Body) -> Any:
+        return {**self.emu.bot_user.to_payload(), "verified": True, "mfa_enabled": False, "flags": 0}
+
+    async def get_application(self, request: web.Request, body: Body) -> Any:
+        return {
+            "id": str(self.emu.application_id), "name": self.emu.bot_user.username, "description": "",
+            "icon": None, "bot_public": True, "bot_require_code_grant": False,
+            "owner": self.emu.owner.to_payload(), "verify_key": self.emu.verify_key, "flags": 0,
+            "bot": self.emu.bot_user.to_payload(), "team": None, "summary": "",
+        }
+
+    async def get_gateway(self, request: web.Request, body: Body) -> Any:
+        return {"url": self.emu.gateway_url}
+
+    async def get_gateway_bot(self, request: web.Request, body: Body) -> Any:
+        limits = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
+        return {"url": self.emu.gateway_url, "shards": 1, "session_start_limit": limits}
+
+    def _command_scope(self, request: web.Request) -> int | None:
+        if request.match_info["app_id"] != str(self.emu.application_id):
+            raise DiscordError(403, 50001, "Missing Access")
+        guild_id = request.match_info.get("guild_id")
+        if guild_id is None:
+            return None
+        if not any(str(g.id) == guild_id for g in self.emu.guilds):
+            raise DiscordError(403, 50001, "Missing Access")
+        return int(guild_id)
+
+    async def get_commands(self, request: web.Request, body: Body) -> Any:
+        return self.emu.commands.get(self._command_scope(request), [])
+
+    async def put_commands(self, request: web.Request, body: Body) -> Any:
+        """Bulk overwrite: echo with ids (stable per name, as on Discord), application id and version."""
+        scope = self._command_scope(request)
+        previous = {c["name"]: c["id"] for c in self.emu.commands.get(scope, [])}
+        registered = []
+        for command in body.json or []:
+            echoed = {
+                **command, "id": previous.get(command["name"]) or str(self.emu.snowflake()),
+                "application_id": str(self.emu.application_id), "version": str(self.emu.snowflake()),
+                "type": command.get("type") or 1, "description": command.get("description") or "",
+            }
+            if echoed.get("default_member_permissions") is not None:
+                echoed["default_member_permissions"] = str(echoed["default_member_permissions"])
+            if scope is not None:
+                echoed["guild_id"] = str(scope)
+            registered.append(echoed)
+        self.emu.commands[scope] = registered
+        return registered
+
+    async def create_channel_message(self, request: web.Request, body: Body) -> Any:
+        channel = self.emu.find_channel(int(request.match_info["channel_id"]))
+        if channel is None:
+            raise DiscordError(404, 10003, "Unknown Channel")
+        guild = self.emu.guild_by_id(channel.guild_id)
+        message = self._new_message(body.json or {}, body.files, channel, guild.upload_limit)
+        self.emu.channel_messages.append(message)
+        return message.to_payload()
+
+    # -- interaction routes -----------------------------------------------------------------------------
+
+    async def interaction_callback(self, request: web.Request, body: Body) -> Any:
+        """The initial response: once, within the deadline (Discord's 3 s), then 10062 or 40060."""
+        interaction = self.emu.interactions.get(int(request.match_info["interaction_id"]))
+        if interaction is None or interaction.token != request.match_info["token"]:
+            raise DiscordError(404, 10062, "Unknown interaction")
+        elapsed = self.emu.loop_time() - interaction.dispatched_at
+        if interaction.response is not None:
+            raise DiscordError(400, 40060, "Interaction has already been acknowledged.")
+        if elapsed > self.emu.interaction_deadline:
+            raise DiscordError(404, 10062, f"Unknown interaction (answered after {elapsed:.2f} s)")
+        callback_type, data = body.json["type"], body.json.get("data") or {}
+        channel = self.emu.find_channel(interaction.channel_id)
+        message = None
+        if callback_type == 4:
+            message = self._new_message(data, body.files, channel, interaction.attachment_size_limit, interaction)
+            interaction.messages.append(message)
+        elif callback_type == 5:
+            message = Message(id=self.emu.snowflake(), channel_id=channel.id, guild_id=channel.guild_id,
+                              author=self.emu.bot_user, flags=LOADING | ((data.get("flags") or 0) & EPHEMERAL),
+                              interaction=interaction, webhook_id=self.emu.application_id)
+        elif body.files:
+            raise DiscordError(400, 50035, f"callback type {callback_type} cannot carry files")
+        interaction.response = InitialResponse(callback_type, data, elapsed)
+        interaction.original = message
+        if not _truthy(request.query.get("with_response")):
+            return None
+        summary: dict[str, Any] = {"id": str(interaction.id), "type": 2,
+                                   "response_message_loading": callback_type == 5,
+                                   "response_message_ephemeral": bool(message and message.ephemeral)}
+        resource: dict[str, Any] = {"type": callback_type}
+        if message is not None:
+            summary["response_message_id"] = str(message.id)
+            resource["message"] = message.to_payload()
+        return {"interaction": summary, "resource": resource}
+
+    def _webhook_interaction(self, request: web.Request) -> EmulatedInteraction:
+        """The interaction behind an application webhook token: acknowledged, and at most 15 minutes old."""
+        token = request.match_info["token"]
+        interaction = next((i for i in self.emu.interactions.values() if i.token == token), None)
+        if interaction is None or request.match_info["webhook_id"] != str(self.emu.application_id):
+            raise DiscordError(404, 10015, "Unknown Webhook")
+        if self.emu.loop_time() - interaction.dispatched_at > self.emu.token_lifetime:
+            raise DiscordError(401, 50027, "Invalid Webhook Token")
+        if interaction.response is None:
+            raise DiscordError(404, 10015, "Unknown Webhook (the interaction was never acknowledged)")
+        return interaction
+
+    def _webhook_message(self, request: web.Request, interaction: EmulatedInteraction) -> Message:
+        wanted = request.match_info.get("message_id")
+        if wanted is None:  # @original
+            message = interaction.original
+        else:
+            known = [m for m in [interaction.original, *interaction.messages] if m is not None]
+            message = next((m for m in known if str(m.id) == wanted), None)
+        if message is None or message.deleted:
+            raise DiscordError(404, 10008, "Unknown Message")
+        return message
+
+    async def execute_webhook(self, request: web.Request, body: Body) -> Any:
+        """A followup; the first one after a deferral fills in the "thinking" placeholder, as on Discord."""
+        interaction = self._webhook_interaction(request)
+        data = body.json or {}
+        placeholder = interaction.original
+        if placeholder is not None and placeholder.loading:
+            self._edit(placeholder, data, body.files, interaction.attachment_size_limit)
+            message = placeholder
+        else:
+            channel = self.emu.find_channel(interaction.channel_id)
+            message = self._new_message(data, body.files, channel, interaction.attachment_size_limit, interaction)
+        interaction.messages.append(message)
+        return message.to_payload() if _truthy(request.query.get("wait")) else None
+
+    async def get_webhook_message(self, request: web.Request, body: Body) -> Any:
+        return self._webhook_message(request, self._webhook_interaction(request)).to_payload()
+
+    async def edit_webhook_message(self, request: web.Request, body: Body) -> Any:
+        interaction = self._webhook_interaction(request)
+        message = self._webhook_message(request, interaction)
+        was_placeholder = message.loading
+        self._edit(message, body.json or {}, body.files, interaction.attachment_size_limit)
+        if was_placeholder:
+            interaction.messages.append(message)
+        return message.to_payload()
+
+    async def delete_webhook_message(self, request: web.Request, body: Body) -> Any:
+        message = self._webhook_message(request, self._webhook_interaction(request))
+        message.deleted = True
+        return None
+
+    async def get_attachment(self, request: web.Request) -> web.StreamResponse:
+        """Serve uploaded files at the ``url`` the message objects advertise (outside the API prefix)."""
+        wanted = int(request.match_info["attachment_id"])
+        for message in self.emu.all_messages():
+            for attachment in message.attachments:
+                if attachment.id == wanted:
+                    return web.Response(body=attachment.data, content_type=attachment.content_type)
+        raise web.HTTPNotFound()

@@ -1,0 +1,122 @@
+"""Validate request bodies against Discord's published OpenAPI document.
+
+The loopback Discord checks every body the bot sends against the operation the real API declares, so a
+payload Discord would reject with 50035 fails the test here too. ``$ref`` pointers resolve inside the whole
+document (``referencing`` registry), and each operation's validator is compiled once and cached.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SPEC_PATH = Path("/work/shared/specs/discord-openapi.json")
+_DOC_URI = "urn:discord-openapi"
+_METHODS = ("get", "put", "post", "patch", "delete")
+
+
+def _relax(doc: dict[str, Any]) -> dict[str, Any]:
+    """Loosen the few places where the spec is stricter than the live API (and than discord.py).
+
+    Discord parses snowflakes from integers as well as strings, and discord.py numbers new attachments with
+    integers (``{"id": 0, "filename": ...}``); the spec's ``SnowflakeType`` only admits strings.
+    """
+    doc = copy.deepcopy(doc)
+    snowflake = doc["components"]["schemas"]["SnowflakeType"]
+    doc["components"]["schemas"]["SnowflakeType"] = {
+        "anyOf": [snowflake, {"type": "integer", "minimum": 0}],
+    }
+    return doc
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One OpenAPI operation: its path template and the body schemas it declares by media type."""
+
+    method: str
+    template: str
+    operation_id: str
+    pointer: str  # JSON pointer of the operation object inside the document
+    media_types: tuple[str, ...] = field(default=())
+    query: tuple[str, ...] = field(default=())  # names of the declared query parameters
+
+
+def _escape(segment: str) -> str:
+    return segment.replace("~", "~0").replace("/", "~1")
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile("^" + "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$")
+
+
+class OpenAPISpec:
+    """The Discord document, indexed by method and path template."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = _relax(doc)
+        resource = Resource.from_contents(self.doc, default_specification=DRAFT202012)
+        self._registry = Registry().with_resource(_DOC_URI, resource)
+        self._operations: list[tuple[re.Pattern[str], Operation]] = []
+        for template, item in self.doc["paths"].items():
+            for method in _METHODS:
+                if (op := item.get(method)) is None:
+                    continue
+                pointer = f"/paths/{_escape(template)}/{method}"
+                media = tuple(op.get("requestBody", {}).get("content", {}))
+                query = tuple(p["name"] for p in op.get("parameters", []) if p.get("in") == "query")
+                operation = Operation(method.upper(), template, op.get("operationId", ""), pointer, media, query)
+                self._operations.append((_template_regex(template), operation))
+        # Literal segments must win over parameters (``/messages/@original`` before ``/messages/{id}``).
+        self._operations.sort(key=lambda entry: entry[1].template.count("{"))
+        self._validators: dict[tuple[str, str], Draft202012Validator] = {}
+
+    def find(self, method: str, path: str) -> Operation | None:
+        """The operation for ``path`` (without the ``/api/v10`` prefix or query string), or None."""
+        for regex, operation in self._operations:
+            if operation.method == method.upper() and regex.match(path):
+                return operation
+        return None
+
+    def validate_body(self, operation: Operation, media_type: str, body: Any) -> list[str]:
+        """Schema errors for ``body`` sent as ``media_type`` (for multipart: the decoded ``payload_json``)."""
+        if not operation.media_types:
+            return [f"{operation.operation_id} takes no request body"]
+        if media_type not in operation.media_types:
+            return [f"{operation.operation_id} does not accept {media_type} (only {list(operation.media_types)})"]
+        key = (operation.pointer, media_type)
+        validator = self._validators.get(key)
+        if validator is None:
+            pointer = f"{operation.pointer}/requestBody/content/{_escape(media_type)}/schema"
+            validator = Draft202012Validator({"$ref": f"{_DOC_URI}#{pointer}"}, registry=self._registry)
+            self._validators[key] = validator
+        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        return [_describe(operation, error) for error in errors]
+
+
+def _describe(operation: Operation, error: ValidationError) -> str:
+    """One line naming the failure that matters inside anyOf/oneOf unions.
+
+    Union branches are told apart by an ``enum``/``const`` discriminator (``type``), so a branch that fails
+    only there is the wrong branch; among the rest the deepest location is the most specific.
+    """
+    best = error
+    while best.context:
+        best = min(best.context, key=lambda e: (e.validator in ("enum", "const"), -len(e.absolute_path)))
+    where = "/".join(str(p) for p in best.absolute_path) or "<body>"
+    return f"{operation.operation_id}: {where}: {best.message}"
+
+
+@cache
+def load_spec(path: Path = SPEC_PATH) -> OpenAPISpec:
+    """The parsed document, shared by every emulator in the process (parsing 1 MB once is enough)."""
+    return OpenAPISpec(json.loads(path.read_text()))

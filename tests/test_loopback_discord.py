@@ -1,0 +1,170 @@
+"""Self-tests of the loopback Discord, driven by a real discord.py client over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+from collections.abc import AsyncIterator
+
+import aiohttp
+import discord
+import pytest
+import pytest_asyncio
+import yarl
+from discord import app_commands
+
+from tests.loopback.discord import DiscordEmulator
+
+UPLOAD = os.urandom(48_000)  # stands in for an .opus file; compared byte for byte
+
+
+class MiniBot(discord.Client):
+    """The smallest bot with the shapes speechbot uses: defer + followup with a file, a group, errors kept."""
+
+    def __init__(self, guild_id: int) -> None:
+        super().__init__(intents=discord.Intents.default(), guild_ready_timeout=0.1,
+                         allowed_mentions=discord.AllowedMentions.none())
+        self.guild_id = guild_id
+        self.tree = app_commands.CommandTree(self)
+        self.command_errors: list[BaseException] = []
+        self.reply_delay = 0.0
+        self._add_commands()
+
+        @self.tree.error
+        async def keep(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+            self.command_errors.append(getattr(error, "original", error))
+
+    def _add_commands(self) -> None:
+        @self.tree.command(description="Speak text aloud")
+        @app_commands.describe(text="What to say", speed="Speaking rate")
+        async def speak(interaction: discord.Interaction, text: str, speed: float = 1.0) -> None:
+            await interaction.response.defer(thinking=True)
+            await interaction.followup.send(f"{text} at {speed}", file=discord.File(io.BytesIO(UPLOAD), "tts.opus"))
+
+        @self.tree.command(description="Echo text")
+        async def echo(interaction: discord.Interaction, text: str) -> None:
+            await asyncio.sleep(self.reply_delay)
+            await interaction.response.send_message(text, ephemeral=True)
+
+        settings = app_commands.Group(name="settings", description="Server settings")
+
+        @settings.command(name="voice", description="Choose the voice")
+        async def settings_voice(interaction: discord.Interaction, name: str, rate: int) -> None:
+            await interaction.response.send_message(f"{name}/{rate}/{type(rate).__name__}")
+
+        self.tree.add_command(settings)
+
+    async def setup_hook(self) -> None:
+        guild = discord.Object(self.guild_id)
+        self.tree.copy_global_to(guild=guild)
+        await self.tree.sync(guild=guild)
+
+
+@pytest_asyncio.fixture
+async def bot(discord_emulator: DiscordEmulator, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MiniBot]:
+    """A MiniBot logged in to the emulator (URLs patched on discord.py's classes, restored afterwards)."""
+    monkeypatch.setattr(discord.http.Route, "BASE", discord_emulator.api_base)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(discord_emulator.gateway_url))
+    client = MiniBot(discord_emulator.guild.id)
+    task = asyncio.create_task(client.start(discord_emulator.token))
+    try:
+        await discord_emulator.wait_ready(timeout=10)
+        await discord_emulator.wait_commands(timeout=10, guild_id=discord_emulator.guild.id)
+        yield client
+    finally:
+        await client.close()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_login_identify_and_command_sync_are_recorded(discord_emulator: DiscordEmulator, bot: MiniBot) -> None:
+    emu = discord_emulator
+    assert emu.requests[:3] == [
+        ("GET", "/users/@me"),
+        ("GET", "/oauth2/applications/@me"),
+        ("PUT", f"/applications/{emu.application_id}/guilds/{emu.guild.id}/commands"),
+    ]
+    (session,) = emu.sessions
+    assert session.intents == discord.Intents.default().value
+    commands = {c["name"]: c for c in emu.commands[emu.guild.id]}
+    assert set(commands) == {"speak", "echo", "settings"}
+    assert commands["speak"]["guild_id"] == str(emu.guild.id)
+    await bot.wait_until_ready()
+    assert bot.user.id == emu.bot_user.id
+    guild = bot.get_guild(emu.guild.id)
+    assert guild.me is not None and guild.get_member(emu.user.id).voice.channel.id == emu.voice_channel.id
+
+
+async def test_defer_then_followup_delivers_the_file_byte_for_byte(discord_emulator: DiscordEmulator,
+                                                                   bot: MiniBot) -> None:
+    inter = await discord_emulator.invoke("speak", {"text": "hi", "speed": 1.5}, user=discord_emulator.user)
+    response = await inter.wait_response(timeout=5)
+    message = await inter.wait_message(timeout=10)
+    assert response.type == 5 and response.elapsed < 3
+    assert message.content == "hi at 1.5" and not message.ephemeral
+    (attachment,) = message.attachments
+    assert attachment.filename == "tts.opus" and attachment.data == UPLOAD
+    assert message.allowed_mentions == {"parse": []}
+    assert bot.command_errors == []
+
+
+async def test_subcommand_options_are_typed_from_the_registered_schema(discord_emulator: DiscordEmulator,
+                                                                       bot: MiniBot) -> None:
+    inter = await discord_emulator.invoke("settings voice", {"name": "alloy", "rate": 3})
+    message = await inter.wait_message(timeout=5)
+    assert message.content == "alloy/3/int"
+    with pytest.raises(TypeError):
+        await discord_emulator.invoke("settings voice", {"name": "alloy", "rate": "3"})
+    with pytest.raises(LookupError):
+        await discord_emulator.invoke("nope")
+
+
+async def test_late_initial_response_gets_10062(discord_emulator: DiscordEmulator, bot: MiniBot) -> None:
+    discord_emulator.interaction_deadline = 0.3
+    bot.reply_delay = 0.6
+    inter = await discord_emulator.invoke("echo", {"text": "too late"})
+    await discord_emulator.wait_for(lambda: bot.command_errors, timeout=5, what="the bot's error")
+    (error,) = bot.command_errors
+    assert isinstance(error, discord.NotFound) and error.code == 10062
+    assert inter.response is None
+    assert any("10062" in f for f in discord_emulator.failures)
+    discord_emulator.failures.clear()
+
+
+async def test_second_initial_response_gets_40060(discord_emulator: DiscordEmulator, bot: MiniBot) -> None:
+    inter = await discord_emulator.invoke("echo", {"text": "once"})
+    assert (await inter.wait_message(timeout=5)).ephemeral
+    url = f"{discord_emulator.api_base}/interactions/{inter.id}/{inter.token}/callback"
+    async with aiohttp.ClientSession() as http, http.post(url, json={"type": 4, "data": {"content": "again"}}) as r:
+        assert r.status == 400 and (await r.json())["code"] == 40060
+    assert any("40060" in f for f in discord_emulator.failures)
+    discord_emulator.failures.clear()
+
+
+async def test_upload_over_the_size_limit_gets_413(discord_emulator: DiscordEmulator, bot: MiniBot) -> None:
+    inter = await discord_emulator.invoke("speak", {"text": "big"}, attachment_size_limit=len(UPLOAD) - 1)
+    await discord_emulator.wait_for(lambda: bot.command_errors, timeout=5, what="the bot's error")
+    (error,) = bot.command_errors
+    assert isinstance(error, discord.HTTPException) and error.status == 413 and error.code == 40005
+    assert inter.messages == []
+    assert any("40005" in f for f in discord_emulator.failures)
+    discord_emulator.failures.clear()
+
+
+async def test_unknown_route_is_a_json_404_and_a_failure(discord_emulator: DiscordEmulator) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{discord_emulator.api_base}/nope") as r:
+        assert r.status == 404 and r.headers["Content-Type"] == "application/json"
+        assert json.loads(await r.read()) == {"message": "404: Not Found", "code": 0}
+    assert discord_emulator.failures == ["unknown route: GET /api/v10/nope"]
+    discord_emulator.failures.clear()
+
+
+async def test_body_violating_the_openapi_schema_is_a_failure(discord_emulator: DiscordEmulator) -> None:
+    url = f"{discord_emulator.api_base}/channels/{discord_emulator.text_channel.id}/messages"
+    headers = {"Authorization": f"Bot {discord_emulator.token}", "User-Agent": "DiscordBot (test, 1)"}
+    async with aiohttp.ClientSession() as http, http.post(url, json={"content": 5}, headers=headers) as r:
+        assert r.status == 400 and (await r.json())["code"] == 50035
+    (failure,) = discord_emulator.failures
+    assert "create_message: content: 5 is not of type" in failure
+    discord_emulator.failures.clear()
