@@ -1,0 +1,194 @@
+"""The offline engine end to end: piper + joe → every format, checked by decoding and by pocketsphinx."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat, sniff
+from bot.speech import local
+from bot.speech.errors import SpeechUnavailableError, SpeechValidationError
+from bot.speech.local import CHUNK_SIZE, INSTALL_HINT, LocalSpeechEngine
+from bot.speech.models import SpeechRequest, synthesize
+from tests.audio_check import assert_duration_plausible, duration_seconds, recognize_audio
+
+VOICES = ["alloy", "echo", "nova"]
+SENTENCE = "please join the voice channel"
+PHRASES = [
+    "hello world",
+    "please join the voice channel",
+    "good morning everyone",
+    "the weather is nice today",
+    "thank you for listening",
+    "open the door",
+]
+PARAGRAPH = (
+    "The quick brown fox jumps over the lazy dog. Please join the voice channel when you are ready. "
+    "Thank you for listening, and have a good morning everyone."
+)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[LocalSpeechEngine]:
+    """One engine (one model load) for the module; its executor is not bound to any test's event loop."""
+    engine = LocalSpeechEngine(VOICES)
+    yield engine
+    asyncio.run(engine.close())
+
+
+async def say(engine: LocalSpeechEngine, text: str = SENTENCE, **options: object) -> bytes:
+    audio = await synthesize(engine, SpeechRequest(text=text, voice=VOICES[0], **options))  # type: ignore[arg-type]
+    assert audio.format == options.get("format", AudioFormat.OPUS)
+    return audio.data
+
+
+def test_is_installed_in_the_test_environment() -> None:
+    assert LocalSpeechEngine.is_installed()
+    assert LocalSpeechEngine.name == "local"
+
+
+@pytest.mark.parametrize("fmt", REQUESTABLE_FORMATS)
+async def test_produces_every_format_with_a_plausible_duration(engine: LocalSpeechEngine, fmt: AudioFormat) -> None:
+    data = await say(engine, format=fmt)
+    assert sniff(data) == (None if fmt is AudioFormat.PCM else fmt)
+    assert_duration_plausible(duration_seconds(data, fmt), SENTENCE)
+
+
+@pytest.mark.parametrize("phrase", ["hello world", "please join the voice channel", "the weather is nice today"])
+async def test_the_words_are_recognisable_in_the_ogg_opus_output(engine: LocalSpeechEngine, phrase: str) -> None:
+    data = await say(engine, phrase, format=AudioFormat.OPUS)
+    assert recognize_audio(data, AudioFormat.OPUS, PHRASES) == phrase
+
+
+async def test_output_is_deterministic(engine: LocalSpeechEngine) -> None:
+    assert await say(engine) == await say(engine)
+
+
+async def test_every_voice_name_speaks_with_the_one_voice_and_instructions_are_ignored(
+    engine: LocalSpeechEngine,
+) -> None:
+    reference = await say(engine)
+    for voice in VOICES[1:]:
+        audio = await synthesize(engine, SpeechRequest(text=SENTENCE, voice=voice))
+        assert audio.data == reference
+    assert await say(engine, instructions="Whisper, slowly.") == reference
+
+
+@pytest.mark.parametrize(("speed", "low", "high"), [(2.0, 0.45, 0.7), (0.5, 1.5, 2.1)])
+async def test_speed_scales_the_duration(engine: LocalSpeechEngine, speed: float, low: float, high: float) -> None:
+    """Roughly, not exactly: piper rounds every phoneme to whole frames, so 2.0 gives ~0.62x, 0.5 ~1.74x."""
+    normal = duration_seconds(await say(engine, PARAGRAPH, format=AudioFormat.WAV))
+    scaled = duration_seconds(await say(engine, PARAGRAPH, format=AudioFormat.WAV, speed=speed))
+    assert low <= scaled / normal <= high
+
+
+async def test_the_stream_yields_the_file_in_bounded_chunks(engine: LocalSpeechEngine) -> None:
+    whole = await say(engine, PARAGRAPH, format=AudioFormat.WAV)
+    stream = await engine.open(SpeechRequest(text=PARAGRAPH, voice=VOICES[0], format=AudioFormat.WAV))
+    chunks = [chunk async for chunk in stream]
+    await stream.aclose()
+    assert len(chunks) > 1
+    assert all(0 < len(chunk) <= CHUNK_SIZE for chunk in chunks)
+    assert b"".join(chunks) == whole
+
+
+async def test_a_closed_stream_yields_nothing_more(engine: LocalSpeechEngine) -> None:
+    stream = await engine.open(SpeechRequest(text=PARAGRAPH, voice=VOICES[0], format=AudioFormat.WAV))
+    chunks = []
+    async for chunk in stream:
+        chunks.append(chunk)
+        await stream.aclose()
+    assert len(chunks) == 1
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        SpeechRequest(text="   ", voice="alloy"),
+        SpeechRequest(text="x" * 4097, voice="alloy"),
+        SpeechRequest(text="hello", voice="onyx"),
+        SpeechRequest(text="hello", voice="alloy", format="mp3"),  # type: ignore[arg-type]
+        SpeechRequest(text="hello", voice="alloy", speed=4.5),
+        SpeechRequest(text="hello", voice="alloy", speed=float("nan")),
+    ],
+    ids=["empty", "too-long", "unknown-voice", "mp3", "too-fast", "nan-speed"],
+)
+async def test_invalid_requests_are_refused(engine: LocalSpeechEngine, request_: SpeechRequest) -> None:
+    with pytest.raises(SpeechValidationError):
+        await engine.open(request_)
+
+
+async def test_text_without_speakable_words_is_refused(engine: LocalSpeechEngine) -> None:
+    with pytest.raises(SpeechValidationError, match="nothing to say"):
+        await say(engine, "... - ...")
+
+
+async def test_synthesis_does_not_block_the_event_loop() -> None:
+    """A ticker spinning on the loop keeps running while a fresh engine loads the model and synthesizes.
+
+    Were the work done on the loop, the ticker would get no turn until it finished; off the loop it gets
+    thousands, so the bound holds however loaded the machine is.
+    """
+    engine = LocalSpeechEngine(VOICES)
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    ticks_before = ticks
+    try:
+        await synthesize(engine, SpeechRequest(text=PARAGRAPH, voice=VOICES[0]))
+    finally:
+        done.set()
+        await ticking
+        await engine.close()
+    assert ticks - ticks_before >= 50
+
+
+async def test_missing_engine_raises_unavailable_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "REQUIRED_MODULES", (*local.REQUIRED_MODULES, "speechbot_no_such_module"))
+    assert not LocalSpeechEngine.is_installed()
+    engine = LocalSpeechEngine(VOICES)
+    try:
+        with pytest.raises(SpeechUnavailableError) as caught:
+            await engine.open(SpeechRequest(text=SENTENCE, voice=VOICES[0]))
+    finally:
+        await engine.close()
+    assert INSTALL_HINT in caught.value.user_message
+
+
+async def test_close_is_idempotent_and_refuses_later_requests() -> None:
+    engine = LocalSpeechEngine(VOICES)
+    await engine.close()
+    await engine.close()
+    with pytest.raises(SpeechUnavailableError):
+        await engine.open(SpeechRequest(text=SENTENCE, voice=VOICES[0]))
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_a_borrowed_executor_is_used_and_left_running(engine: LocalSpeechEngine) -> None:
+    with CountingExecutor() as executor:
+        borrower = LocalSpeechEngine(VOICES, executor=executor)
+        audio = await synthesize(borrower, SpeechRequest(text="hello world", voice=VOICES[0]))
+        await borrower.close()
+        assert executor.submitted >= 1
+        assert executor.submit(lambda: 42).result() == 42
+    assert audio.data == await say(engine, "hello world")
