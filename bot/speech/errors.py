@@ -1,4 +1,8 @@
-"""Typed speech errors whose ``user_message`` is always safe to show (never a key, never a traceback)."""
+"""Typed speech errors whose ``user_message`` is always safe to show (never a key, never a traceback).
+
+The subclasses say what kind of trouble it was, so callers can react (tell the owner to fix the key, tell the
+user to wait) without parsing messages; every one is still a :class:`SpeechError`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ class SpeechError(Exception):
 
     ``user_message`` is short, useful and safe for a Discord reply or a CLI line; ``status`` and ``code`` come
     from the endpoint when there was one; ``retryable`` says whether trying again later could work.
+    ``detail`` is what the endpoint itself said (redacted and trimmed), for the owner's logs.
     """
 
     def __init__(
@@ -18,6 +23,7 @@ class SpeechError(Exception):
         code: str | None = None,
         retryable: bool = False,
         retry_after: float | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(user_message)
         self.user_message = user_message
@@ -25,6 +31,7 @@ class SpeechError(Exception):
         self.code = code
         self.retryable = retryable
         self.retry_after = retry_after
+        self.detail = detail
 
     def __repr__(self) -> str:
         return (
@@ -39,3 +46,27 @@ class SpeechValidationError(SpeechError):
 
 class SpeechUnavailableError(SpeechError):
     """No backend can run (no key and no offline engine installed, say)."""
+
+
+class SpeechAuthError(SpeechError):
+    """The endpoint refused the bot itself (401 bad key, 403 permission or region): the owner must act."""
+
+
+class SpeechRateLimitError(SpeechError):
+    """429: too many requests (retryable) or out of credit (``code == "insufficient_quota"``, not retryable)."""
+
+
+class SpeechRejectedError(SpeechError):
+    """The endpoint refused this request (400, 404, 422, other 4xx): sending it again will not help."""
+
+
+class SpeechServiceError(SpeechError):
+    """The endpoint failed (5xx) or answered with something that is not audio."""
+
+
+class SpeechTimeoutError(SpeechError):
+    """The endpoint did not answer, or stopped sending, within the configured timeouts."""
+
+
+class SpeechConnectionError(SpeechError):
+    """The endpoint could not be reached, or the connection broke."""

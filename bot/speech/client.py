@@ -1,0 +1,256 @@
+"""The OpenAI-compatible speech backend: ``POST {base_url}/audio/speech`` over the bot's shared aiohttp session.
+
+It sends only the fields of the spec's ``CreateSpeechRequest`` (always ``response_format``: peers default to
+different formats), streams the body, reads the real format from its first bytes, retries only while no
+audio has reached the caller, and never lets the API key into a message, a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from bot.audio.formats import SNIFF_BYTES, AudioFormat, looks_like_text, sniff
+from bot.speech.error_parsing import MSG_TIMEOUT, error_from_response
+from bot.speech.errors import (
+    SpeechAuthError,
+    SpeechConnectionError,
+    SpeechError,
+    SpeechServiceError,
+    SpeechTimeoutError,
+)
+from bot.speech.models import SpeechRequest, validate_request
+from bot.speech.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+#: Models that reject ``instructions`` (the spec: "Does not work with tts-1 or tts-1-hd").
+MODELS_WITHOUT_INSTRUCTIONS = frozenset({"tts-1", "tts-1-hd"})
+#: An error body longer than this is cut: only its start is ever shown.
+MAX_ERROR_BODY = 64 * 1024
+
+MSG_UNREACHABLE = "Could not reach the speech service."
+MSG_NOT_AUDIO = "The speech service sent something that is not audio."
+MSG_EMPTY = "The speech service answered without any audio."
+MSG_CUT = "The speech service stopped sending audio before the end."
+
+_CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
+
+
+class SecretValue(Protocol):
+    """``bot.config.Secret`` or anything else that hands out its value only when asked."""
+
+    def get_secret_value(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds to wait for a connection, from sending a request to the first audio bytes, and between two
+    chunks of the body. There is no total: a long text legitimately takes long, a silent server does not."""
+
+    connect: float = 5.0
+    first_byte: float = 20.0
+    between_chunks: float = 15.0
+
+
+class OpenAISpeechClient:
+    """A :class:`~bot.speech.models.SpeechBackend` for OpenAI and compatible servers (self-hosted ones need no key).
+
+    ``sleep`` and ``clock`` are injectable so tests can observe retry delays without waiting for them.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        api_key: SecretValue | str | None,
+        model: str,
+        voices: Sequence[str],
+        policy: RetryPolicy = RetryPolicy(),
+        timeouts: Timeouts = Timeouts(),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._url = f"{base_url.rstrip('/')}/audio/speech"
+        self._key = api_key if isinstance(api_key, str) or api_key is None else api_key.get_secret_value()
+        self.model = model
+        self.voices = tuple(voices)
+        self.policy = policy
+        self.timeouts = timeouts
+        self._sleep = sleep
+        self._clock = clock
+        self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
+
+    def __repr__(self) -> str:
+        return f"OpenAISpeechClient(url={self._url!r}, model={self.model!r})"
+
+    async def open(self, request: SpeechRequest) -> _HTTPSpeechStream:
+        """Validate, send and start reading; retries per :class:`RetryPolicy` until the first audio is in hand."""
+        request = validate_request(request, self.voices)
+        body = self.request_body(request)
+        started = self._clock()
+        for attempt in itertools.count(1):
+            try:
+                stream = await self._attempt(body, request.format)
+            except SpeechError as error:
+                elapsed = self._clock() - started
+                delay = self._retry_delay(error, attempt, elapsed)
+                if delay is None:
+                    log.log(
+                        logging.ERROR if isinstance(error, SpeechAuthError) else logging.WARNING,
+                        "speech request failed: status=%s code=%s attempts=%d elapsed=%.2fs: %s (%s)",
+                        error.status, error.code, attempt, elapsed, error.user_message, error.detail,
+                    )
+                    raise
+                log.info(
+                    "speech attempt %d failed: status=%s code=%s; retrying in %.2fs (elapsed %.2fs)",
+                    attempt, error.status, error.code, delay, elapsed,
+                )
+                await self._sleep(delay)
+            else:
+                log.debug(
+                    "speech stream open: format=%s attempts=%d elapsed=%.2fs",
+                    stream.format, attempt, self._clock() - started,
+                )
+                return stream
+        raise AssertionError("unreachable")  # itertools.count never ends
+
+    async def close(self) -> None:
+        """Nothing to release: the session belongs to the caller."""
+
+    def request_body(self, request: SpeechRequest) -> dict[str, Any]:
+        """The JSON body for a validated request: spec fields only, ``response_format`` always."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "input": request.text,
+            "voice": request.voice,
+            "response_format": request.format.value,
+        }
+        if request.speed != 1.0:
+            body["speed"] = request.speed
+        if request.instructions and self.model not in MODELS_WITHOUT_INSTRUCTIONS:
+            body["instructions"] = request.instructions
+        return body
+
+    def _retry_delay(self, error: SpeechError, attempt: int, elapsed: float) -> float | None:
+        if not error.retryable or attempt >= self.policy.max_attempts:
+            return None
+        delay = self.policy.delay(attempt, error.retry_after)
+        if delay is None or elapsed + delay > self.policy.max_total:
+            return None
+        return delay
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/octet-stream"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        return headers
+
+    async def _attempt(self, body: dict[str, Any], requested: AudioFormat) -> _HTTPSpeechStream:
+        """One request, up to the sniffed first bytes; every failure is a SpeechError saying if it may be retried."""
+        try:
+            async with asyncio.timeout(self.timeouts.first_byte):
+                response = await self._session.post(
+                    self._url, json=body, headers=self._headers(), timeout=self._client_timeout
+                )
+                try:
+                    if response.status != 200:
+                        raise error_from_response(
+                            response.status,
+                            response.headers,
+                            await _read_at_least(response, MAX_ERROR_BODY),
+                            secrets=[self._key] if self._key else [],
+                        )
+                    head = await _read_at_least(response, SNIFF_BYTES)
+                    audio_format = _sniff_body(head, requested)
+                except BaseException:
+                    response.close()
+                    raise
+        except TimeoutError:
+            raise SpeechTimeoutError(MSG_TIMEOUT, retryable=True) from None
+        except _CONNECTION_ERRORS as exc:
+            # ``from None``: aiohttp exceptions may carry the request headers, and with them the key.
+            log.info("speech connection error: %s", type(exc).__name__)
+            raise SpeechConnectionError(MSG_UNREACHABLE, retryable=True) from None
+        return _HTTPSpeechStream(response, head, audio_format, self.timeouts.between_chunks)
+
+
+class _HTTPSpeechStream:
+    """An open 200 response: the sniffed format, then the body's chunks (the sniffed head first).
+
+    A body that stops early raises SpeechError rather than ending quietly, so a cut file is never mistaken for
+    a short one (aiohttp reports a connection closed before ``Content-Length`` or the last chunk as a
+    ClientPayloadError).
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse, head: bytes, audio_format: AudioFormat, gap: float) -> None:
+        self._response = response
+        self._head = head
+        self._format = audio_format
+        self._gap = gap
+        self._iterated = False
+
+    @property
+    def format(self) -> AudioFormat:
+        return self._format
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._iterated:
+            raise RuntimeError("a speech stream can only be read once")
+        self._iterated = True
+        received = len(self._head)
+        yield self._head
+        while True:
+            try:
+                async with asyncio.timeout(self._gap):
+                    chunk = await self._response.content.readany()
+            except TimeoutError:
+                raise self._broken(SpeechTimeoutError(MSG_TIMEOUT, retryable=True), received, "timeout") from None
+            except _CONNECTION_ERRORS as exc:
+                raise self._broken(SpeechConnectionError(MSG_CUT, retryable=True), received, type(exc).__name__) from None
+            if not chunk:
+                break
+            received += len(chunk)
+            yield chunk
+        self._response.release()
+
+    async def aclose(self) -> None:
+        self._response.close()
+
+    def _broken(self, error: SpeechError, received: int, reason: str) -> SpeechError:
+        log.warning("speech stream broke after %d bytes (%s)", received, reason)
+        self._response.close()
+        return error
+
+
+async def _read_at_least(response: aiohttp.ClientResponse, size: int) -> bytes:
+    """Read until ``size`` bytes are in hand or the body ends (whole chunks, so possibly more)."""
+    parts: list[bytes] = []
+    total = 0
+    while total < size and (chunk := await response.content.readany()):
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)
+
+
+def _sniff_body(head: bytes, requested: AudioFormat) -> AudioFormat:
+    """The body's real format from its magic bytes; headerless pcm is accepted only when it was asked for."""
+    if not head:
+        raise SpeechServiceError(MSG_EMPTY, status=200)
+    found = sniff(head)
+    if found is None and requested is AudioFormat.PCM and not looks_like_text(head):
+        found = AudioFormat.PCM
+    if found is None:
+        raise SpeechServiceError(MSG_NOT_AUDIO, status=200)
+    return found

@@ -1,0 +1,162 @@
+"""Turning an endpoint's error response into one user-safe :class:`SpeechError`.
+
+Compatible servers shape their error bodies differently (OpenAI/LocalAI, Kokoro-FastAPI, openedai-speech,
+openai-edge-tts, Orpheus, proxies' HTML pages), so every known shape is parsed and the raw text is the
+fallback. Whatever the server said is redacted before it can reach a user or a log line: a misconfigured
+proxy may echo the request's ``Authorization`` header back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.speech.errors import (
+    SpeechAuthError,
+    SpeechError,
+    SpeechRateLimitError,
+    SpeechRejectedError,
+    SpeechServiceError,
+    SpeechTimeoutError,
+)
+from bot.speech.retry import is_retryable, retry_after_seconds
+
+#: How much of the endpoint's own message a user sees (the rest is noise in a Discord reply).
+MAX_DETAIL_CHARS = 200
+#: How much of a non-JSON body is considered at all.
+MAX_RAW_CHARS = 300
+
+REDACTED = "[redacted]"
+_KEY_PATTERNS = (
+    re.compile(r"\bBearer\s+\S+", re.IGNORECASE),
+    re.compile(r"\bsk-[A-Za-z0-9_\-*]{6,}"),
+)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+MSG_AUTH = "The speech service rejected the bot's API key. Ask the bot owner to check SPEECH_API_KEY."
+MSG_FORBIDDEN = "The speech service refused the request (permission or region)."
+MSG_QUOTA = "The speech service is out of credit."
+MSG_RATE_LIMITED = "The speech service is busy (rate limited). Try again in a moment."
+MSG_REJECTED = "The speech service rejected the request: {detail}"
+MSG_NOT_FOUND = "The speech endpoint or model was not found. Check SPEECH_API_BASE_URL and SPEECH_MODEL."
+MSG_SERVER = "The speech service is having problems. Try again later."
+MSG_TIMEOUT = "The speech service took too long to answer."
+MSG_OTHER = "The speech service refused the request (HTTP {status})."
+
+QUOTA_CODE = "insufficient_quota"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    """What an error body says, whatever its shape. Every field may be missing."""
+
+    message: str | None = None
+    code: str | None = None
+    type: str | None = None
+
+
+def parse_error_body(body: bytes) -> ErrorDetail:
+    """Read ``body`` in the order of the speech note §4.1: OpenAI ``error`` object, ``error`` string, FastAPI
+    ``detail`` (object, list or string), flat ``message``; otherwise the start of the raw text."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        return ErrorDetail(message=_raw_message(text))
+    if not isinstance(data, dict):
+        return ErrorDetail(message=_raw_message(text))
+    error = data.get("error")
+    if isinstance(error, dict):
+        return ErrorDetail(_str(error.get("message")), _str(error.get("code")), _str(error.get("type")))
+    if isinstance(error, str):
+        return ErrorDetail(message=error)
+    detail = data.get("detail")
+    if isinstance(detail, dict):
+        return ErrorDetail(_str(detail.get("message")), _str(detail.get("error")), _str(detail.get("type")))
+    if isinstance(detail, list):
+        return ErrorDetail(message=_fastapi_problems(detail))
+    if isinstance(detail, str):
+        return ErrorDetail(message=detail)
+    if "message" in data:
+        return ErrorDetail(_str(data.get("message")), _str(data.get("code")), _str(data.get("type")))
+    return ErrorDetail(message=_raw_message(text))
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Hide the given secret values and anything shaped like an API key or a bearer token."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    for pattern in _KEY_PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def error_from_response(
+    status: int, headers: Mapping[str, str], body: bytes, *, secrets: Iterable[str] = ()
+) -> SpeechError:
+    """Map a non-200 answer to a typed SpeechError with a short message a user may see.
+
+    ``retryable`` follows the retry rules of the speech note §4.3, including the ``x-should-retry`` override;
+    ``retry_after`` is the delay the server asked for, if it said so.
+    """
+    parsed = parse_error_body(body)
+    detail = _trim(redact(parsed.message, secrets)) if parsed.message else None
+    quota = QUOTA_CODE in (parsed.code, parsed.type)
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "code": parsed.code,
+        "retryable": is_retryable(status, headers, quota=quota),
+        "retry_after": retry_after_seconds(headers),
+        "detail": detail,
+    }
+    if status == 401:
+        return SpeechAuthError(MSG_AUTH, **kwargs)
+    if status == 403:
+        return SpeechAuthError(MSG_FORBIDDEN, **kwargs)
+    if status == 429:
+        return SpeechRateLimitError(MSG_QUOTA if quota else MSG_RATE_LIMITED, **kwargs)
+    if status in (400, 422):
+        return SpeechRejectedError(MSG_REJECTED.format(detail=detail or "no details given."), **kwargs)
+    if status == 404:
+        return SpeechRejectedError(MSG_NOT_FOUND, **kwargs)
+    if status == 408:
+        return SpeechTimeoutError(MSG_TIMEOUT, **kwargs)
+    if status == 409 or status >= 500:
+        return SpeechServiceError(MSG_SERVER, **kwargs)
+    return SpeechRejectedError(MSG_OTHER.format(status=status), **kwargs)
+
+
+def _str(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return str(value)
+
+
+def _fastapi_problems(items: list[Any]) -> str | None:
+    """``[{"loc": [...], "msg": ...}, ...]`` → "input: too long; voice: required". ``input`` values are skipped:
+    FastAPI copies the offending value there, which may be the user's text."""
+    problems = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("msg"), str):
+            continue
+        loc = [str(part) for part in item.get("loc", []) if part != "body"]
+        problems.append(f"{'.'.join(loc)}: {item['msg']}" if loc else item["msg"])
+    return "; ".join(problems) or None
+
+
+def _raw_message(text: str) -> str | None:
+    """The start of a non-JSON body; for an HTML page its title (a proxy's "502 Bad Gateway"), not markup."""
+    if text.startswith("<"):
+        title = _HTML_TITLE.search(text)
+        text = title.group(1) if title else _TAG.sub(" ", text)
+    return " ".join(text[:MAX_RAW_CHARS].split()) or None
+
+
+def _trim(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1].rstrip() + "…"

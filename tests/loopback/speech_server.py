@@ -1,0 +1,301 @@
+"""A strict loopback OpenAI-compatible speech endpoint: ``POST /v1/audio/speech`` on 127.0.0.1.
+
+It is strict where the bot must be correct: any other route or method, a body that is not JSON, a body
+outside the spec's ``CreateSpeechRequest``, a missing ``response_format`` (peers default to different
+formats) or ``instructions`` sent to ``tts-1`` is answered with an OpenAI-shaped 400/404 *and* recorded in
+``failures``, which the ``speech_endpoint`` fixture turns into a test failure. A wrong bearer key gets a 401,
+like OpenAI, without being a violation (tests provoke it on purpose).
+
+Audio is served chunked with a realistic content type; :class:`Fault` makes the endpoint misbehave the way
+real servers do (each error body shape of the speech note §4.1, retry headers, slow or cut streams, bodies
+that are not audio, hangs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from tests.loopback.openai_spec import error_response_problems, speech_request_problems
+
+SPEECH_PATH = "/v1/audio/speech"
+
+#: Receives the validated request body, returns the audio and its content type.
+AudioSource = Callable[[Mapping[str, Any]], Awaitable[tuple[bytes, str]]]
+
+#: What OpenAI-compatible servers label each format with (opus is an Ogg file whatever the label says).
+CONTENT_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/opus",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+
+
+class ErrorShape(StrEnum):
+    """The error bodies seen in the wild (speech note §4.1)."""
+
+    OPENAI = "openai"  # {"error": {"message", "type", "param", "code"}}: OpenAI, LocalAI
+    ERROR_STRING = "error_string"  # {"error": "..."}: openai-edge-tts
+    DETAIL_OBJECT = "detail_object"  # {"detail": {"error", "message", "type"}}: Kokoro-FastAPI
+    DETAIL_LIST = "detail_list"  # {"detail": [{"loc", "msg", "type"}]}: FastAPI validation (422)
+    DETAIL_STRING = "detail_string"  # {"detail": "..."}: Orpheus-FastAPI
+    FLAT = "flat"  # {"message", "code", "type", "param"}: openedai-speech
+    PLAIN_TEXT = "plain_text"
+    HTML = "html"  # a proxy's error page
+
+
+def error_body(
+    shape: ErrorShape, message: str, *, code: str | None = None, error_type: str = "invalid_request_error"
+) -> tuple[bytes, str]:
+    """An error body of ``shape`` carrying ``message`` (and ``code`` where the shape has one)."""
+    data: Any
+    match shape:
+        case ErrorShape.OPENAI:
+            data = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+        case ErrorShape.ERROR_STRING:
+            data = {"error": message}
+        case ErrorShape.DETAIL_OBJECT:
+            data = {"detail": {"error": code or "processing_error", "message": message, "type": error_type}}
+        case ErrorShape.DETAIL_LIST:
+            data = {"detail": [{"loc": ["body", "input"], "msg": message, "type": "value_error", "input": "x"}]}
+        case ErrorShape.DETAIL_STRING:
+            data = {"detail": message}
+        case ErrorShape.FLAT:
+            data = {"message": message, "code": code, "type": "ServiceUnavailableError", "param": None}
+        case ErrorShape.PLAIN_TEXT:
+            return message.encode(), "text/plain; charset=utf-8"
+        case ErrorShape.HTML:
+            page = f"<html><head><title>{message}</title></head><body><h1>{message}</h1></body></html>"
+            return page.encode(), "text/html; charset=utf-8"
+    return json.dumps(data).encode(), "application/json"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way to misbehave, applied to the next ``times`` valid requests (one each).
+
+    ``status != 200`` answers an error body of ``shape``; with 200, ``body``/``content_type`` replace the
+    audio or its label, ``cut_after`` promises the whole body in ``Content-Length`` but closes the connection
+    after that many bytes, ``chunk_delay`` pauses between chunks. ``first_byte_delay`` holds the headers back;
+    ``hang`` never answers at all.
+    """
+
+    status: int = 200
+    shape: ErrorShape = ErrorShape.OPENAI
+    message: str = "The server had an error while processing your request."
+    code: str | None = None
+    error_type: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    content_type: str | None = None
+    first_byte_delay: float = 0.0
+    chunk_delay: float = 0.0
+    cut_after: int | None = None
+    hang: bool = False
+    times: int = 1
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request as received. ``headers`` keep ``Authorization`` so tests can check it (loopback only)."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    json: Any
+    received_at: float
+
+
+class SpeechEndpoint:
+    """The endpoint double. ``await start()``, point the client at ``base_url``, ``await close()``."""
+
+    def __init__(self, *, api_key: str | None = None, audio: AudioSource | None = None, chunks: int = 4) -> None:
+        self.api_key = api_key
+        self._audio = audio or local_speech
+        self._chunks = chunks
+        self.requests: list[RecordedRequest] = []
+        self.served: list[bytes] = []
+        self.failures: list[str] = []
+        self._faults: list[Fault] = []
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        self.base_url = f"http://{host}:{port}/v1"
+
+    async def close(self) -> None:
+        """Stop serving; hanging and paused handlers return at once."""
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SpeechEndpoint:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def inject(self, fault: Fault) -> None:
+        """Queue ``fault`` for the next ``fault.times`` valid requests (after any already queued)."""
+        self._faults.extend([fault] * fault.times)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = None
+        self.requests.append(
+            RecordedRequest(request.method, request.path, dict(request.headers), body, time.monotonic())
+        )
+        if (request.method, request.path) != ("POST", SPEECH_PATH):
+            return self._violation(404, f"Invalid URL ({request.method} {request.path})", code="unknown_url")
+        if request.content_type != "application/json":
+            return self._violation(400, f"Content-Type must be application/json, not {request.content_type!r}.")
+        if not isinstance(body, dict):
+            return self._violation(400, "The request body is not a JSON object.")
+        if problems := speech_request_problems(body) + _policy_problems(body):
+            return self._violation(400, "; ".join(problems))
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            masked = f"{self.api_key[:3]}{'*' * 12}{self.api_key[-4:]}"
+            return self._error(401, f"Incorrect API key provided: {masked}.", code="invalid_api_key")
+
+        fault = self._faults.pop(0) if self._faults else Fault()
+        if fault.hang:
+            await self._closing.wait()
+            return web.Response(status=503)
+        if not await self._pause(fault.first_byte_delay):
+            return web.Response(status=503)
+        if fault.status != 200:
+            return self._fault_error(fault)
+        if fault.body is not None:
+            data, content_type = fault.body, "application/octet-stream"
+        else:
+            data, content_type = await self._audio(body)
+        return await self._stream(request, data, fault.content_type or content_type, fault)
+
+    def _violation(self, status: int, message: str, *, code: str | None = None) -> web.Response:
+        """The bot did something a strict server refuses: answer like OpenAI and fail the test."""
+        self.failures.append(f"{status}: {message}")
+        return self._error(status, message, code=code)
+
+    def _error(
+        self, status: int, message: str, *, code: str | None = None, error_type: str = "invalid_request_error"
+    ) -> web.Response:
+        data, content_type = error_body(ErrorShape.OPENAI, message, code=code, error_type=error_type)
+        if problems := error_response_problems(json.loads(data)):
+            self.failures.append(f"the double's own error body is outside ErrorResponse: {problems}")
+        return web.Response(status=status, body=data, content_type=content_type)
+
+    def _fault_error(self, fault: Fault) -> web.Response:
+        error_type = fault.error_type or ("server_error" if fault.status >= 500 else "invalid_request_error")
+        if fault.shape is ErrorShape.OPENAI and fault.body is None:
+            response = self._error(fault.status, fault.message, code=fault.code, error_type=error_type)
+        else:
+            data, content_type = error_body(fault.shape, fault.message, code=fault.code, error_type=error_type)
+            response = web.Response(status=fault.status, body=fault.body or data)
+            response.headers["Content-Type"] = fault.content_type or content_type
+        response.headers.update(fault.headers)
+        return response
+
+    async def _stream(self, request: web.Request, data: bytes, content_type: str, fault: Fault) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": content_type, **fault.headers})
+        if fault.cut_after is None:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(data)  # promise it all, deliver part: the client must notice
+            data = data[: fault.cut_after]
+        sent = bytearray()
+        try:
+            await response.prepare(request)
+            for index, piece in enumerate(_split(data, self._chunks)):
+                if index and not await self._pause(fault.chunk_delay):
+                    break
+                await response.write(piece)
+                sent += piece
+            if fault.cut_after is None:
+                await response.write_eof()
+        except ConnectionError:
+            pass  # the client gave up (a timeout under test); what it got is in ``served``
+        finally:
+            self.served.append(bytes(sent))
+        if fault.cut_after is not None and request.transport is not None:
+            request.transport.close()
+        return response
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless the endpoint closes first; True when the handler may carry on."""
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), seconds)
+        return not self._closing.is_set()
+
+
+def _policy_problems(body: Mapping[str, Any]) -> list[str]:
+    """What the schema allows but the bot must still never send."""
+    problems = []
+    if "response_format" not in body:
+        problems.append("response_format is missing (servers default to different formats)")
+    if "instructions" in body and body.get("model") in ("tts-1", "tts-1-hd"):
+        problems.append(f"instructions are not supported by {body['model']}")
+    return problems
+
+
+def _split(data: bytes, parts: int) -> list[bytes]:
+    """``data`` in up to ``parts`` nearly equal pieces, so the client sees several chunks."""
+    size = max(1, -(-len(data) // parts))
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+_SPEECH_CACHE: dict[str, tuple[bytes, str]] = {}
+_ENGINE_VOICE = "loopback"
+_engine: Any = None
+
+
+async def local_speech(body: Mapping[str, Any]) -> tuple[bytes, str]:
+    """Real speech from the offline piper engine in the requested format.
+
+    One engine serves the whole test session (loading the model takes ~0.4 s) and results are cached per
+    request body, so a suite that repeats a request synthesizes it once. Every voice speaks as piper's joe.
+    """
+    global _engine
+    from bot.audio.formats import AudioFormat
+    from bot.speech.local import LocalSpeechEngine
+    from bot.speech.models import SpeechRequest, read_all
+
+    key = json.dumps(body, sort_keys=True)
+    if key not in _SPEECH_CACHE:
+        if _engine is None:
+            _engine = LocalSpeechEngine([_ENGINE_VOICE])
+        request = SpeechRequest(
+            text=body["input"],
+            voice=_ENGINE_VOICE,
+            format=AudioFormat(body["response_format"]),
+            speed=float(body.get("speed", 1.0)),
+        )
+        audio = await read_all(await _engine.open(request))
+        _SPEECH_CACHE[key] = (audio.data, CONTENT_TYPES[body["response_format"]])
+    return _SPEECH_CACHE[key]
