@@ -168,3 +168,110 @@ async def test_body_violating_the_openapi_schema_is_a_failure(discord_emulator: 
     (failure,) = discord_emulator.failures
     assert "create_message: content: 5 is not of type" in failure
     discord_emulator.failures.clear()
+
+
+async def test_ephemeral_defer_then_original_edit_with_a_file(discord_emulator: DiscordEmulator,
+                                                             bot: MiniBot) -> None:
+    @bot.tree.command(guild=discord.Object(discord_emulator.guild.id), description="Edit the original")
+    async def edit(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await interaction.edit_original_response(content="done", attachments=[discord.File(io.BytesIO(UPLOAD), "a.opus")])
+        await interaction.followup.send("and one more", ephemeral=True)
+
+    await bot.tree.sync(guild=discord.Object(discord_emulator.guild.id))
+    inter = await discord_emulator.invoke("edit")
+    assert (await inter.wait_response(timeout=5)).ephemeral
+    first = await inter.wait_message(timeout=5)
+    second = await inter.wait_message(timeout=5, index=1)
+    assert (first.content, first.ephemeral, first.attachments[0].data) == ("done", True, UPLOAD)
+    assert first is inter.original and (second.content, second.ephemeral) == ("and one more", True)
+    async with aiohttp.ClientSession() as http, http.get(first.attachments[0].url) as r:
+        assert await r.read() == UPLOAD
+
+
+async def test_channel_message_with_a_file(discord_emulator: DiscordEmulator, bot: MiniBot) -> None:
+    channel = bot.get_channel(discord_emulator.text_channel.id)
+    sent = await channel.send("plain", file=discord.File(io.BytesIO(UPLOAD), "x.opus"))
+    (message,) = discord_emulator.channel_messages
+    assert sent.id == message.id and message.content == "plain" and message.attachments[0].data == UPLOAD
+    assert message.attachments[0].content_type == "audio/ogg"
+
+
+async def test_injected_rate_limit_is_honoured_and_retried(discord_emulator: DiscordEmulator, bot: MiniBot) -> None:
+    discord_emulator.fail_next("POST", r"^/webhooks/", 429, {"message": "You are being rate limited.",
+                               "retry_after": 0.05, "global": False}, {"Via": "1.1 google"})
+    inter = await discord_emulator.invoke("speak", {"text": "retry"})
+    assert (await inter.wait_message(timeout=10)).attachments[0].data == UPLOAD
+    assert [m for m, p in discord_emulator.requests if p.startswith("/webhooks/")] == ["POST", "POST"]
+
+
+async def test_bot_routes_need_the_token_and_token_routes_refuse_it(discord_emulator: DiscordEmulator) -> None:
+    api = discord_emulator.api_base
+    agent = {"User-Agent": "DiscordBot (test, 1)"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{api}/users/@me", headers=agent) as r:
+            assert r.status == 401
+        async with http.get(f"{api}/users/@me", headers={**agent, "Authorization": "Bot wrong"}) as r:
+            assert r.status == 401
+        async with http.get(f"{api}/gateway/bot", headers={**agent, "Authorization": "Bot test-token"}) as r:
+            assert r.headers["Content-Type"] == "application/json"
+            assert (await r.json())["url"] == discord_emulator.gateway_url
+        async with http.post(f"{api}/interactions/1/x/callback", json={"type": 5},
+                             headers={"Authorization": "Bot test-token"}) as r:
+            assert r.status == 400
+    assert len(discord_emulator.failures) == 2  # the missing Authorization and the superfluous one
+    discord_emulator.failures.clear()
+
+
+async def test_multipart_files_must_be_referenced_by_attachments(discord_emulator: DiscordEmulator) -> None:
+    form = aiohttp.FormData(quote_fields=False)
+    form.add_field("payload_json", json.dumps({"content": "x", "attachments": [{"id": 0, "filename": "a.opus"}]}))
+    form.add_field("files[1]", b"data", filename="b.opus", content_type="application/octet-stream")
+    url = f"{discord_emulator.api_base}/channels/{discord_emulator.text_channel.id}/messages"
+    headers = {"Authorization": "Bot test-token", "User-Agent": "DiscordBot (test, 1)"}
+    async with aiohttp.ClientSession() as http, http.post(url, data=form, headers=headers) as r:
+        assert r.status == 400 and (await r.json())["code"] == 50035
+    assert discord_emulator.channel_messages == [] and len(discord_emulator.failures) == 1
+    discord_emulator.failures.clear()
+
+
+async def _receive(ws: aiohttp.ClientWebSocketResponse) -> dict:
+    return json.loads((await ws.receive(timeout=5)).data)
+
+
+async def test_gateway_closes_4004_on_a_bad_token(discord_emulator: DiscordEmulator) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(discord_emulator.gateway_url + "?v=10&encoding=json") as ws:
+        assert (await _receive(ws))["op"] == 10
+        await ws.send_json({"op": 2, "d": {"token": "wrong", "intents": 0, "properties": {}}})
+        await ws.receive(timeout=5)
+        assert ws.close_code == 4004
+
+
+async def test_resume_replays_missed_events(discord_emulator: DiscordEmulator) -> None:
+    url = discord_emulator.gateway_url + "?v=10&encoding=json"
+    identify = {"op": 2, "d": {"token": "test-token", "intents": 513, "properties": {}}}
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(url) as ws:
+            await _receive(ws)
+            await ws.send_json(identify)
+            ready, guild = await _receive(ws), await _receive(ws)
+            assert (ready["t"], ready["s"], guild["t"], guild["s"]) == ("READY", 1, "GUILD_CREATE", 2)
+        await discord_emulator.dispatch("TYPING_START", {"channel_id": "1"})  # missed while disconnected
+        async with http.ws_connect(url) as ws:
+            await _receive(ws)
+            await ws.send_json({"op": 6, "d": {"token": "test-token", "session_id": ready["d"]["session_id"],
+                                               "seq": 2}})
+            missed, resumed = await _receive(ws), await _receive(ws)
+            assert (missed["t"], missed["s"], resumed["t"]) == ("TYPING_START", 3, "RESUMED")
+            await ws.send_json({"op": 1, "d": 4})
+            assert await _receive(ws) == {"op": 11}
+    assert [op for op, _ in discord_emulator.gateway_ops] == [2, 6, 1]
+
+
+async def test_real_client_resumes_after_a_reconnect_request(discord_emulator: DiscordEmulator,
+                                                            bot: MiniBot) -> None:
+    await discord_emulator.request_reconnect()
+    await discord_emulator.wait_for(lambda: any(op == 6 for op, _ in discord_emulator.gateway_ops), timeout=10,
+                                    what="RESUME")
+    inter = await discord_emulator.invoke("echo", {"text": "still here"})
+    assert (await inter.wait_message(timeout=5)).content == "still here"

@@ -172,6 +172,11 @@ class EmulatedInteraction:
     original: Message | None = None
     messages: list[Message] = field(default_factory=list)
 
+    @property
+    def original_deleted(self) -> bool:
+        """Whether the bot deleted its original response (e.g. a public "thinking..." before an error)."""
+        return self.original is not None and self.original.deleted
+
     def metadata(self) -> dict[str, Any]:
         owners = self.payload.get("authorizing_integration_owners", {})
         return {"id": str(self.id), "type": 2, "name": self.name, "user": self.user.to_payload(),

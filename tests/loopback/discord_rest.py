@@ -383,11 +383,12 @@ class RestAPI:
         return message
 
     async def execute_webhook(self, request: web.Request, body: Body) -> Any:
-        """A followup; the first one after a deferral fills in the "thinking" placeholder, as on Discord."""
+        """A followup. As on Discord, the first one after a deferral fills in the "thinking" placeholder,
+        which keeps the deferral's visibility (its own ephemeral flag is ignored)."""
         interaction = self._webhook_interaction(request)
         data = body.json or {}
         placeholder = interaction.original
-        if placeholder is not None and placeholder.loading:
+        if placeholder is not None and placeholder.loading and not placeholder.deleted:
             self._edit(placeholder, data, body.files, interaction.attachment_size_limit)
             message = placeholder
         else:
