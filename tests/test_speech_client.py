@@ -282,6 +282,17 @@ async def test_a_200_that_is_not_audio_is_an_error(
     assert len(speech_endpoint.requests) == 1
 
 
+async def test_a_proxy_page_instead_of_audio_is_an_error(
+    client: OpenAISpeechClient, speech_endpoint: SpeechEndpoint
+) -> None:
+    speech_endpoint.inject(Fault(not_audio=True, content_type="audio/ogg"))
+
+    with pytest.raises(SpeechServiceError) as caught:
+        await client.open(HELLO)
+
+    assert caught.value.user_message == MSG_NOT_AUDIO
+
+
 async def test_an_empty_200_is_an_error(client: OpenAISpeechClient, speech_endpoint: SpeechEndpoint) -> None:
     speech_endpoint.inject(Fault(body=b""))
 
@@ -527,3 +538,14 @@ async def test_max_attempts_one_means_no_retry(
         await client.open(HELLO)
 
     assert len(speech_endpoint.requests) == 1
+
+
+async def test_cleared_faults_are_not_served(
+    client: OpenAISpeechClient, speech_endpoint: SpeechEndpoint, fake_time: FakeTime
+) -> None:
+    speech_endpoint.inject(Fault(status=503, times=3))
+    speech_endpoint.clear_faults()
+
+    await read_chunks(client)
+
+    assert len(speech_endpoint.requests) == 1 and fake_time.sleeps == []

@@ -216,6 +216,29 @@ async def test_each_shape_of_503_is_a_retried_service_error(
     assert len(speech_endpoint.requests) == 3
 
 
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (Fault(status=429, body={"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
+                                           "param": None, "code": "insufficient_quota"}}), MSG_QUOTA),
+        (Fault(status=400, body={"detail": "Missing input text"}),
+         "The speech service rejected the request: Missing input text"),
+        (Fault(status=502, body=b"\x00\x01 upstream", times=3), MSG_SERVER),
+        (Fault(status=500, body="Internal Server Error", content_type="text/html", times=3), MSG_SERVER),
+    ],
+    ids=["dict", "detail-string", "bytes", "text-labelled-html"],
+)
+async def test_raw_error_bodies(
+    client: OpenAISpeechClient, speech_endpoint: SpeechEndpoint, fault: Fault, message: str
+) -> None:
+    speech_endpoint.inject(fault)
+
+    with pytest.raises(SpeechError) as caught:
+        await client.open(HELLO)
+
+    assert (caught.value.status, caught.value.user_message) == (fault.status, message)
+
+
 async def test_quota_code_in_a_kokoro_shaped_body_is_recognised(
     client: OpenAISpeechClient, speech_endpoint: SpeechEndpoint
 ) -> None:

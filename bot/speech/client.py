@@ -8,7 +8,6 @@ audio has reached the caller, and never lets the API key into a message, a repr 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -26,7 +25,7 @@ from bot.speech.errors import (
     SpeechServiceError,
     SpeechTimeoutError,
 )
-from bot.speech.models import SpeechRequest, validate_request
+from bot.speech.models import SpeechRequest, SpeechStream, validate_request
 from bot.speech.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -52,8 +51,9 @@ class SecretValue(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds to wait for a connection, from sending a request to the first audio bytes, and between two
-    chunks of the body. There is no total: a long text legitimately takes long, a silent server does not."""
+    """Seconds to wait for a connection, from starting a request to its first audio bytes (connecting
+    included), and between two chunks of the body. There is no total: a long text legitimately takes long,
+    a silent server does not."""
 
     connect: float = 5.0
     first_byte: float = 20.0
@@ -95,12 +95,14 @@ class OpenAISpeechClient:
     def __repr__(self) -> str:
         return f"OpenAISpeechClient(url={self._url!r}, model={self.model!r})"
 
-    async def open(self, request: SpeechRequest) -> _HTTPSpeechStream:
+    async def open(self, request: SpeechRequest) -> SpeechStream:
         """Validate, send and start reading; retries per :class:`RetryPolicy` until the first audio is in hand."""
         request = validate_request(request, self.voices)
         body = self.request_body(request)
         started = self._clock()
-        for attempt in itertools.count(1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 stream = await self._attempt(body, request.format)
             except SpeechError as error:
@@ -124,7 +126,6 @@ class OpenAISpeechClient:
                     stream.format, attempt, self._clock() - started,
                 )
                 return stream
-        raise AssertionError("unreachable")  # itertools.count never ends
 
     async def close(self) -> None:
         """Nothing to release: the session belongs to the caller."""

@@ -86,10 +86,11 @@ def error_body(
 class Fault:
     """One way to misbehave, applied to the next ``times`` valid requests (one each).
 
-    ``status != 200`` answers an error body of ``shape``; with 200, ``body``/``content_type`` replace the
-    audio or its label, ``cut_after`` promises the whole body in ``Content-Length`` but closes the connection
-    after that many bytes, ``chunk_delay`` pauses between chunks. ``first_byte_delay`` holds the headers back;
-    ``hang`` never answers at all.
+    ``status != 200`` answers an error body of ``shape`` carrying ``message`` and ``code``. ``body`` replaces
+    the error body or, with 200, the audio (a mapping is sent as JSON, a str as text); ``not_audio`` serves a
+    proxy's HTML page with 200; ``content_type`` relabels whatever is sent. ``cut_after`` promises the whole
+    body in ``Content-Length`` but closes the connection after that many bytes; ``chunk_delay`` pauses between
+    chunks; ``first_byte_delay`` holds the headers back; ``hang`` never answers at all.
     """
 
     status: int = 200
@@ -98,7 +99,8 @@ class Fault:
     code: str | None = None
     error_type: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes | None = None
+    body: bytes | str | Mapping[str, Any] | None = None
+    not_audio: bool = False
     content_type: str | None = None
     first_byte_delay: float = 0.0
     chunk_delay: float = 0.0
@@ -162,6 +164,10 @@ class SpeechEndpoint:
         """Queue ``fault`` for the next ``fault.times`` valid requests (after any already queued)."""
         self._faults.extend([fault] * fault.times)
 
+    def clear_faults(self) -> None:
+        """Forget the faults not yet used (a test that injected more than the client consumed)."""
+        self._faults.clear()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
@@ -192,7 +198,9 @@ class SpeechEndpoint:
         if fault.status != 200:
             return self._fault_error(fault)
         if fault.body is not None:
-            data, content_type = fault.body, "application/octet-stream"
+            data, content_type = _encode_body(fault.body)
+        elif fault.not_audio:
+            data, content_type = error_body(ErrorShape.HTML, "Service temporarily unavailable")
         else:
             data, content_type = await self._audio(body)
         return await self._stream(request, data, fault.content_type or content_type, fault)
@@ -215,8 +223,11 @@ class SpeechEndpoint:
         if fault.shape is ErrorShape.OPENAI and fault.body is None:
             response = self._error(fault.status, fault.message, code=fault.code, error_type=error_type)
         else:
-            data, content_type = error_body(fault.shape, fault.message, code=fault.code, error_type=error_type)
-            response = web.Response(status=fault.status, body=fault.body or data)
+            if fault.body is not None:
+                data, content_type = _encode_body(fault.body)
+            else:
+                data, content_type = error_body(fault.shape, fault.message, code=fault.code, error_type=error_type)
+            response = web.Response(status=fault.status, body=data)
             response.headers["Content-Type"] = fault.content_type or content_type
         response.headers.update(fault.headers)
         return response
@@ -262,6 +273,14 @@ def _policy_problems(body: Mapping[str, Any]) -> list[str]:
     if "instructions" in body and body.get("model") in ("tts-1", "tts-1-hd"):
         problems.append(f"instructions are not supported by {body['model']}")
     return problems
+
+
+def _encode_body(body: bytes | str | Mapping[str, Any]) -> tuple[bytes, str]:
+    if isinstance(body, bytes):
+        return body, "application/octet-stream"
+    if isinstance(body, str):
+        return body.encode(), "text/plain; charset=utf-8"
+    return json.dumps(body).encode(), "application/json"
 
 
 def _split(data: bytes, parts: int) -> list[bytes]:
