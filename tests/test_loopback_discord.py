@@ -275,3 +275,19 @@ async def test_real_client_resumes_after_a_reconnect_request(discord_emulator: D
                                     what="RESUME")
     inter = await discord_emulator.invoke("echo", {"text": "still here"})
     assert (await inter.wait_message(timeout=5)).content == "still here"
+
+
+async def test_op_hooks_and_dispatch_extend_the_gateway(discord_emulator: DiscordEmulator, bot: MiniBot) -> None:
+    presences = []
+
+    async def on_presence(session, d) -> None:  # noqa: ANN001 - the hook signature
+        presences.append(d["status"])
+        role = discord_emulator.build.role(discord_emulator.guild, "DJ")
+        await discord_emulator.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(discord_emulator.guild.id),
+                                                              "role": role.to_payload()})
+
+    discord_emulator.on_op(3, on_presence)
+    await bot.change_presence(status=discord.Status.idle)
+    guild = bot.get_guild(discord_emulator.guild.id)
+    await discord_emulator.wait_for(lambda: discord.utils.get(guild.roles, name="DJ"), timeout=5, what="the role")
+    assert presences == ["idle"]

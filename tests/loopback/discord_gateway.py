@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -132,7 +133,10 @@ class Gateway:
         if op == REQUEST_GUILD_MEMBERS:
             await self._send_member_chunk(session, d)
         for hook in self.hooks.get(op, []):
-            await hook(session, d)
+            try:
+                await hook(session, d)
+            except Exception:  # a broken hook is an emulator bug: report it, keep the bot's connection
+                self.emu.failures.append(f"gateway hook for op {op} crashed:\n{traceback.format_exc()}")
         return session
 
     async def _identify(self, ws: web.WebSocketResponse, d: dict[str, Any]) -> GatewaySession | None:

@@ -7,9 +7,10 @@ refuse is refused here too, with Discord's status and error code, and recorded i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-import secrets
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -134,6 +135,9 @@ class RestAPI:
             if error.violation:
                 self.emu.failures.append(f"{request.method} {path}: {error}")
             return error.response()
+        except Exception:  # an emulator bug: report it, and answer 400 so discord.py does not retry for 25 s
+            self.emu.failures.append(f"loopback Discord crashed on {request.method} {path}:\n{traceback.format_exc()}")
+            return json_response({"message": "loopback Discord crashed; see emulator.failures", "code": 0}, 400)
         finally:
             await self.emu.changes.notify()
 
@@ -153,6 +157,8 @@ class RestAPI:
                 errors = self.emu.spec.validate_body(operation, body.media_type, body.json)
                 if errors:
                     raise DiscordError(400, 50035, "Invalid Form Body", errors={"_spec": errors})
+            elif operation.body_required:
+                raise DiscordError(400, 50035, "Invalid Form Body", errors={"_spec": ["a request body is required"]})
             result = await handler(request, body)
             if isinstance(result, web.StreamResponse):
                 return result
@@ -191,7 +197,10 @@ class RestAPI:
             name = part.name or ""
             data = await part.read()  # type: ignore[union-attr]
             if name == "payload_json":
-                body.json = json.loads(data)
+                try:
+                    body.json = json.loads(data)
+                except ValueError:
+                    raise DiscordError(400, 50109, "payload_json is not valid JSON.") from None
             elif match := _FILE_PART.match(name):
                 if not part.filename:  # type: ignore[union-attr]
                     raise DiscordError(400, 50035, f"multipart part {name} has no filename")
@@ -205,7 +214,7 @@ class RestAPI:
     def _attachments(self, data: dict[str, Any], files: dict[int, tuple[str, bytes]], channel_id: int,
                      limit: int, keep: Sequence[Attachment] = ()) -> list[Attachment]:
         """New uploads matched to ``attachments[].id``, plus the kept ones an edit lists by snowflake."""
-        for index, (filename, blob) in files.items():
+        for filename, blob in files.values():
             if len(blob) > limit:
                 raise DiscordError(413, 40005, f"Request entity too large: {filename} is {len(blob)} bytes, "
                                                f"the limit is {limit}")
@@ -243,18 +252,22 @@ class RestAPI:
         return message
 
     def _edit(self, message: Message, data: dict[str, Any], files: dict[int, tuple[str, bytes]], limit: int) -> None:
-        """Apply the keys an edit carries; a deferral's placeholder becomes a real message on its first edit."""
-        for key in ("content", "embeds", "allowed_mentions", "components"):
-            if key in data:
-                setattr(message, key, data[key] if data[key] is not None else ("" if key == "content" else []))
+        """Apply the keys an edit carries, all or nothing; a deferral's placeholder becomes a real message."""
+        changes: dict[str, Any] = {key: data[key] for key in ("content", "embeds", "allowed_mentions", "components")
+                                   if key in data}
+        changes.update({key: empty for key, empty in (("content", ""), ("embeds", []), ("components", []))
+                        if key in changes and changes[key] is None})
         if "attachments" in data or files:
-            message.attachments = self._attachments(data, files, message.channel_id, limit, keep=message.attachments)
+            changes["attachments"] = self._attachments(data, files, message.channel_id, limit,
+                                                       keep=message.attachments)
+        self._check_not_empty(dataclasses.replace(message, **changes))
+        for key, value in changes.items():
+            setattr(message, key, value)
         if message.loading:
             message.flags &= ~LOADING
         else:
             message.edits += 1
             message.edited_timestamp = iso_now()
-        self._check_not_empty(message)
 
     @staticmethod
     def _check_not_empty(message: Message) -> None:

@@ -48,6 +48,7 @@ class Operation:
     pointer: str  # JSON pointer of the operation object inside the document
     media_types: tuple[str, ...] = field(default=())
     query: tuple[str, ...] = field(default=())  # names of the declared query parameters
+    body_required: bool = False
 
 
 def _escape(segment: str) -> str:
@@ -72,9 +73,11 @@ class OpenAPISpec:
                 if (op := item.get(method)) is None:
                     continue
                 pointer = f"/paths/{_escape(template)}/{method}"
-                media = tuple(op.get("requestBody", {}).get("content", {}))
+                request_body = op.get("requestBody", {})
                 query = tuple(p["name"] for p in op.get("parameters", []) if p.get("in") == "query")
-                operation = Operation(method.upper(), template, op.get("operationId", ""), pointer, media, query)
+                operation = Operation(method.upper(), template, op.get("operationId", ""), pointer,
+                                      tuple(request_body.get("content", {})), query,
+                                      bool(request_body.get("required")))
                 self._operations.append((_template_regex(template), operation))
         # Literal segments must win over parameters (``/messages/@original`` before ``/messages/{id}``).
         self._operations.sort(key=lambda entry: entry[1].template.count("{"))
