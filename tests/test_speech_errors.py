@@ -318,6 +318,29 @@ async def test_unreachable_and_not_audio_messages(session: aiohttp.ClientSession
     assert SPEECH_TEST_KEY not in caplog.text + repr(unreachable.value)
 
 
+async def test_logs_say_what_failed_but_never_the_text(
+    client: OpenAISpeechClient, speech_endpoint: SpeechEndpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bot.speech")
+    speech_endpoint.inject(Fault(status=503, code="overloaded", times=3))
+    secret_text = SpeechRequest(text="my private diary entry", voice="alloy")
+
+    with pytest.raises(SpeechServiceError):
+        await client.open(secret_text)
+
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("bot.speech"))
+    assert "status=503 code=overloaded attempts=3" in ours
+    assert ours.count("retrying in") == 2
+    assert "diary" not in ours
+
+
+async def test_text_the_engine_cannot_speak_is_a_400(client: OpenAISpeechClient, speech_endpoint: SpeechEndpoint) -> None:
+    with pytest.raises(SpeechRejectedError) as caught:
+        await client.open(SpeechRequest(text="...", voice="alloy"))
+
+    assert "nothing to say" in caught.value.user_message
+
+
 # --- the double itself is strict, and its own errors follow the spec ----------------------------------------
 
 

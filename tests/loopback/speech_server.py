@@ -24,7 +24,9 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
+from bot.speech.errors import SpeechError
 from tests.loopback.openai_spec import error_response_problems, speech_request_problems
 
 SPEECH_PATH = "/v1/audio/speech"
@@ -111,7 +113,7 @@ class Fault:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """A request as received. ``headers`` keep ``Authorization`` so tests can check it (loopback only)."""
+    """A request as received. ``headers`` (case-insensitive) keep ``Authorization`` so tests can check it."""
 
     method: str
     path: str
@@ -175,7 +177,7 @@ class SpeechEndpoint:
         except ValueError:
             body = None
         self.requests.append(
-            RecordedRequest(request.method, request.path, dict(request.headers), body, time.monotonic())
+            RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body, time.monotonic())
         )
         if (request.method, request.path) != ("POST", SPEECH_PATH):
             return self._violation(404, f"Invalid URL ({request.method} {request.path})", code="unknown_url")
@@ -202,7 +204,10 @@ class SpeechEndpoint:
         elif fault.not_audio:
             data, content_type = error_body(ErrorShape.HTML, "Service temporarily unavailable")
         else:
-            data, content_type = await self._audio(body)
+            try:
+                data, content_type = await self._audio(body)
+            except SpeechError as exc:  # e.g. text with no speakable words: a real server refuses it too
+                return self._error(400, exc.user_message)
         return await self._stream(request, data, fault.content_type or content_type, fault)
 
     def _violation(self, status: int, message: str, *, code: str | None = None) -> web.Response:
