@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
@@ -23,12 +23,11 @@ from bot.speech.errors import (
     SpeechConnectionError,
     SpeechError,
     SpeechRateLimitError,
-    SpeechRejectedError,
     SpeechServiceError,
     SpeechTimeoutError,
     SpeechValidationError,
 )
-from bot.speech.models import SpeechRequest, read_all
+from bot.speech.models import SpeechRequest
 from bot.speech.retry import RetryPolicy
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import ErrorShape, Fault, SpeechEndpoint, local_speech
@@ -393,7 +392,7 @@ async def test_retries_stop_after_max_attempts(
         Fault(status=403, message="Country, region, or territory not supported"),
         Fault(status=404, message="The model does not exist"),
         Fault(status=422, shape=ErrorShape.DETAIL_LIST, message="field required"),
-        Fault(status=429, code="insufficient_quota", error_type="insufficient_quota", message="You exceeded your quota"),
+        Fault(status=429, code="insufficient_quota", error_type="insufficient_quota", message="Quota exceeded"),
         Fault(status=400, headers={"x-should-retry": "true"}),
         Fault(status=503, headers={"x-should-retry": "false"}),
         Fault(status=503, headers={"Retry-After": "121"}),
@@ -495,7 +494,7 @@ async def test_a_slow_first_byte_is_retried(
     await local_speech(client.request_body(HELLO))  # synthesis time must not count against the timeout
     speech_endpoint.inject(Fault(first_byte_delay=2.0))
 
-    found, chunks = await read_chunks(client)
+    found, _ = await read_chunks(client)
 
     assert found is AudioFormat.OPUS
     assert len(speech_endpoint.requests) == 2

@@ -154,7 +154,9 @@ def test_rejections_quote_the_service_trimmed(status: int) -> None:
 
 
 def test_rejection_without_details_still_reads_well() -> None:
-    assert error_from_response(400, {}, b"").user_message == "The speech service rejected the request: no details given."
+    error = error_from_response(400, {}, b"")
+
+    assert error.user_message == "The speech service rejected the request: no details given."
 
 
 def test_redact_hides_keys_tokens_and_the_configured_secret() -> None:
@@ -303,7 +305,9 @@ async def test_a_wrong_key_is_not_echoed(
     assert "9999" not in caplog.text + repr(caught.value) + str(caught.value.detail)
 
 
-async def test_unreachable_and_not_audio_messages(session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unreachable_and_not_audio_messages(
+    session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     async with SpeechEndpoint(api_key=SPEECH_TEST_KEY) as endpoint:
         base_url = endpoint.base_url
@@ -334,7 +338,7 @@ async def test_logs_say_what_failed_but_never_the_text(
     assert "diary" not in ours
 
 
-async def test_text_the_engine_cannot_speak_is_a_400(client: OpenAISpeechClient, speech_endpoint: SpeechEndpoint) -> None:
+async def test_text_the_engine_cannot_speak_is_a_400(client: OpenAISpeechClient) -> None:
     with pytest.raises(SpeechRejectedError) as caught:
         await client.open(SpeechRequest(text="...", voice="alloy"))
 

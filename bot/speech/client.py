@@ -219,7 +219,8 @@ class _HTTPSpeechStream:
             except TimeoutError:
                 raise self._broken(SpeechTimeoutError(MSG_TIMEOUT, retryable=True), received, "timeout") from None
             except _CONNECTION_ERRORS as exc:
-                raise self._broken(SpeechConnectionError(MSG_CUT, retryable=True), received, type(exc).__name__) from None
+                cut = SpeechConnectionError(MSG_CUT, retryable=True)
+                raise self._broken(cut, received, type(exc).__name__) from None
             if not chunk:
                 break
             received += len(chunk)
