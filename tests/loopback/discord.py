@@ -120,6 +120,10 @@ class DiscordEmulator:
 
     # -- lookups used by the REST and gateway halves -----------------------------------------------------
 
+    def bot_user_private(self) -> dict[str, Any]:
+        """The bot's own user object as ``/users/@me`` and READY show it (with the private fields)."""
+        return {**self.bot_user.to_payload(), "verified": True, "mfa_enabled": False, "locale": "en-US"}
+
     @staticmethod
     def loop_time() -> float:
         return asyncio.get_running_loop().time()

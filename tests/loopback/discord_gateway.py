@@ -152,7 +152,7 @@ class Gateway:
         self.sessions[session.id] = session
         await session.dispatch("READY", {
             "v": 10,
-            "user": {**self.emu.bot_user.to_payload(), "verified": True, "mfa_enabled": False, "flags": 0},
+            "user": self.emu.bot_user_private(),
             "guilds": [{"id": str(g.id), "unavailable": True} for g in self.emu.guilds],
             "session_id": session.id,
             "resume_gateway_url": self.emu.gateway_url,

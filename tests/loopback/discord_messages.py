@@ -70,15 +70,11 @@ class Attachment:
         return mimetypes.guess_type(self.filename)[0] or "application/octet-stream"
 
     def to_payload(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "filename": self.filename,
-            "size": len(self.data),
-            "url": self.url,
-            "proxy_url": self.url,
-            "content_type": self.content_type,
-            "description": self.description,
-        }
+        data = {"id": str(self.id), "filename": self.filename, "size": len(self.data), "url": self.url,
+                "proxy_url": self.url, "content_type": self.content_type}
+        if self.description is not None:
+            data["description"] = self.description
+        return data
 
 
 @dataclass

@@ -160,8 +160,9 @@ class RestAPI:
             elif operation.body_required:
                 raise DiscordError(400, 50035, "Invalid Form Body", errors={"_spec": ["a request body is required"]})
             result = await handler(request, body)
-            if isinstance(result, web.StreamResponse):
-                return result
+            status = 204 if result is None else 200
+            for error in self.emu.spec.validate_response(operation, status, result):
+                self.emu.failures.append(f"loopback Discord answered {request.method} {path} off-spec: {error}")
             return web.Response(status=204) if result is None else json_response(result)
 
         return endpoint
@@ -245,7 +246,7 @@ class RestAPI:
             id=self.emu.snowflake(), channel_id=channel.id, guild_id=channel.guild_id, author=self.emu.bot_user,
             content=data.get("content") or "", flags=data.get("flags") or 0, tts=bool(data.get("tts")),
             embeds=data.get("embeds") or [], attachments=attachments, allowed_mentions=data.get("allowed_mentions"),
-            components=data.get("components") or [], interaction=interaction,
+            components=self._number_components(data.get("components")), interaction=interaction,
             webhook_id=self.emu.application_id if interaction else None,
         )
         self._check_not_empty(message)
@@ -255,8 +256,10 @@ class RestAPI:
         """Apply the keys an edit carries, all or nothing; a deferral's placeholder becomes a real message."""
         changes: dict[str, Any] = {key: data[key] for key in ("content", "embeds", "allowed_mentions", "components")
                                    if key in data}
-        changes.update({key: empty for key, empty in (("content", ""), ("embeds", []), ("components", []))
+        changes.update({key: empty for key, empty in (("content", ""), ("embeds", []))
                         if key in changes and changes[key] is None})
+        if "components" in changes:
+            changes["components"] = self._number_components(changes["components"])
         if "attachments" in data or files:
             changes["attachments"] = self._attachments(data, files, message.channel_id, limit,
                                                        keep=message.attachments)
@@ -270,6 +273,19 @@ class RestAPI:
             message.edited_timestamp = iso_now()
 
     @staticmethod
+    def _number_components(components: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """Discord numbers every component of a message (depth first, from 1) when the bot leaves ``id`` out."""
+        counter = iter(range(1, 1000))
+
+        def number(component: dict[str, Any]) -> dict[str, Any]:
+            numbered = {**component, "id": component.get("id") or next(counter)}
+            if "components" in component:
+                numbered["components"] = [number(c) for c in component["components"]]
+            return numbered
+
+        return [number(c) for c in components or []]
+
+    @staticmethod
     def _check_not_empty(message: Message) -> None:
         if not (message.content or message.embeds or message.attachments or message.components):
             raise DiscordError(400, 50006, "Cannot send an empty message")
@@ -277,14 +293,19 @@ class RestAPI:
     # -- bot routes -------------------------------------------------------------------------------------
 
     async def get_me(self, request: web.Request, body: Body) -> Any:
-        return {**self.emu.bot_user.to_payload(), "verified": True, "mfa_enabled": False, "flags": 0}
+        return self.emu.bot_user_private()
 
     async def get_application(self, request: web.Request, body: Body) -> Any:
+        """``interactions_endpoint_url`` is null: interactions arrive over the gateway."""
         return {
             "id": str(self.emu.application_id), "name": self.emu.bot_user.username, "description": "",
-            "icon": None, "bot_public": True, "bot_require_code_grant": False,
-            "owner": self.emu.owner.to_payload(), "verify_key": self.emu.verify_key, "flags": 0,
-            "bot": self.emu.bot_user.to_payload(), "team": None, "summary": "",
+            "icon": None, "type": None, "bot_public": True, "bot_require_code_grant": False,
+            "owner": self.emu.owner.to_payload(), "verify_key": self.emu.verify_key, "flags": 0, "flags_new": "0",
+            "bot": self.emu.bot_user.to_payload(), "team": None, "summary": "", "redirect_uris": [],
+            "interactions_endpoint_url": None, "role_connections_verification_url": None,
+            "eligible_oauth2_scopes": ["bot", "applications.commands"], "explicit_content_filter": 0,
+            "approximate_guild_count": len(self.emu.guilds), "approximate_user_install_count": 0,
+            "approximate_user_authorization_count": 0,
         }
 
     async def get_gateway(self, request: web.Request, body: Body) -> Any:
@@ -317,9 +338,11 @@ class RestAPI:
                 **command, "id": previous.get(command["name"]) or str(self.emu.snowflake()),
                 "application_id": str(self.emu.application_id), "version": str(self.emu.snowflake()),
                 "type": command.get("type") or 1, "description": command.get("description") or "",
+                "integration_types": command.get("integration_types") or [0],
+                "default_member_permissions": None,
             }
-            if echoed.get("default_member_permissions") is not None:
-                echoed["default_member_permissions"] = str(echoed["default_member_permissions"])
+            if command.get("default_member_permissions") is not None:  # Discord answers with a string
+                echoed["default_member_permissions"] = str(command["default_member_permissions"])
             if scope is not None:
                 echoed["guild_id"] = str(scope)
             registered.append(echoed)
@@ -366,11 +389,11 @@ class RestAPI:
         summary: dict[str, Any] = {"id": str(interaction.id), "type": 2,
                                    "response_message_loading": callback_type == 5,
                                    "response_message_ephemeral": bool(message and message.ephemeral)}
-        resource: dict[str, Any] = {"type": callback_type}
         if message is not None:
             summary["response_message_id"] = str(message.id)
-            resource["message"] = message.to_payload()
-        return {"interaction": summary, "resource": resource}
+        if callback_type != 4:  # the spec's resource union only covers created messages (and activities)
+            return {"interaction": summary}
+        return {"interaction": summary, "resource": {"type": 4, "message": message.to_payload()}}
 
     def _webhook_interaction(self, request: web.Request) -> EmulatedInteraction:
         """The interaction behind an application webhook token: acknowledged, and at most 15 minutes old."""

@@ -81,7 +81,7 @@ class OpenAPISpec:
                 self._operations.append((_template_regex(template), operation))
         # Literal segments must win over parameters (``/messages/@original`` before ``/messages/{id}``).
         self._operations.sort(key=lambda entry: entry[1].template.count("{"))
-        self._validators: dict[tuple[str, str], Draft202012Validator] = {}
+        self._validators: dict[str, Draft202012Validator] = {}  # by JSON pointer of the schema
 
     def find(self, method: str, path: str) -> Operation | None:
         """The operation for ``path`` (without the ``/api/v10`` prefix or query string), or None."""
@@ -96,13 +96,35 @@ class OpenAPISpec:
             return [f"{operation.operation_id} takes no request body"]
         if media_type not in operation.media_types:
             return [f"{operation.operation_id} does not accept {media_type} (only {list(operation.media_types)})"]
-        key = (operation.pointer, media_type)
-        validator = self._validators.get(key)
-        if validator is None:
-            pointer = f"{operation.pointer}/requestBody/content/{_escape(media_type)}/schema"
+        validator = self._validator(f"{operation.pointer}/requestBody/content/{_escape(media_type)}/schema")
+        return self._errors(operation, validator, body)
+
+    def validate_response(self, operation: Operation, status: int, body: Any) -> list[str]:
+        """Schema errors for a JSON response the emulator is about to send (its own realism check)."""
+        responses = self._lookup(f"{operation.pointer}/responses")
+        key = next((k for k in (str(status), f"{str(status)[0]}XX", "default") if k in responses), None)
+        if key is None:
+            return [f"{operation.operation_id}: the spec declares no {status} response"]
+        pointer = f"{operation.pointer}/responses/{key}"
+        if "$ref" in responses[key]:
+            pointer = responses[key]["$ref"].removeprefix("#")
+        if "application/json" not in self._lookup(pointer).get("content", {}):
+            return [] if body is None else [f"{operation.operation_id}: {status} has no JSON body in the spec"]
+        validator = self._validator(f"{pointer}/content/application~1json/schema")
+        return self._errors(operation, validator, body)
+
+    def _lookup(self, pointer: str) -> Any:
+        return self._registry.resolver().lookup(f"{_DOC_URI}#{pointer}").contents
+
+    def _validator(self, pointer: str) -> Draft202012Validator:
+        if (validator := self._validators.get(pointer)) is None:
             validator = Draft202012Validator({"$ref": f"{_DOC_URI}#{pointer}"}, registry=self._registry)
-            self._validators[key] = validator
-        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+            self._validators[pointer] = validator
+        return validator
+
+    @staticmethod
+    def _errors(operation: Operation, validator: Draft202012Validator, instance: Any) -> list[str]:
+        errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
         return [_describe(operation, error) for error in errors]
 
 
