@@ -218,6 +218,22 @@ async def test_closing_a_stream_early_leaves_the_client_usable(
     assert b"".join(chunks) == speech_endpoint.served[-1]
 
 
+@pytest.mark.parametrize(("fmt", "content_type"), [("opus", "audio/opus"), ("wav", "audio/wav"), ("pcm", "audio/pcm")])
+async def test_the_double_serves_chunked_audio_with_a_realistic_type(
+    session: aiohttp.ClientSession, speech_endpoint: SpeechEndpoint, fmt: str, content_type: str
+) -> None:
+    body = {"model": "tts-1", "input": "hello world", "voice": "alloy", "response_format": fmt}
+    headers = {"Authorization": f"Bearer {SPEECH_TEST_KEY}"}
+
+    async with session.post(speech_endpoint.base_url + "/audio/speech", json=body, headers=headers) as response:
+        data = await response.read()
+
+    assert response.status == 200
+    assert response.headers["Transfer-Encoding"] == "chunked"
+    assert response.headers["Content-Type"] == content_type
+    assert data == speech_endpoint.served[-1] and len(data) > 1000
+
+
 # --- sniffing ---------------------------------------------------------------------------------------------
 
 
@@ -318,6 +334,19 @@ async def test_a_cut_stream_raises_instead_of_ending_short(
     assert caught.value.user_message == MSG_CUT
     assert bytes(received) == speech_endpoint.served[-1] and len(received) == 3000
     assert len(speech_endpoint.requests) == 1 and fake_time.sleeps == []
+
+
+@pytest.mark.parametrize("cut_after", [0, 5])
+async def test_a_cut_before_the_first_audio_is_retried(
+    client: OpenAISpeechClient, speech_endpoint: SpeechEndpoint, fake_time: FakeTime, cut_after: int
+) -> None:
+    speech_endpoint.inject(Fault(cut_after=cut_after))
+
+    _, chunks = await read_chunks(client)
+
+    assert b"".join(chunks) == speech_endpoint.served[-1]
+    assert len(speech_endpoint.requests) == 2
+    assert_backoff(fake_time.sleeps)
 
 
 async def test_a_stalled_stream_times_out(
