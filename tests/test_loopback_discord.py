@@ -175,7 +175,8 @@ async def test_ephemeral_defer_then_original_edit_with_a_file(discord_emulator: 
     @bot.tree.command(guild=discord.Object(discord_emulator.guild.id), description="Edit the original")
     async def edit(interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await interaction.edit_original_response(content="done", attachments=[discord.File(io.BytesIO(UPLOAD), "a.opus")])
+        file = discord.File(io.BytesIO(UPLOAD), "a.opus")
+        await interaction.edit_original_response(content="done", attachments=[file])
         await interaction.followup.send("and one more", ephemeral=True)
 
     await bot.tree.sync(guild=discord.Object(discord_emulator.guild.id))
@@ -240,7 +241,8 @@ async def _receive(ws: aiohttp.ClientWebSocketResponse) -> dict:
 
 
 async def test_gateway_closes_4004_on_a_bad_token(discord_emulator: DiscordEmulator) -> None:
-    async with aiohttp.ClientSession() as http, http.ws_connect(discord_emulator.gateway_url + "?v=10&encoding=json") as ws:
+    url = discord_emulator.gateway_url + "?v=10&encoding=json"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
         assert (await _receive(ws))["op"] == 10
         await ws.send_json({"op": 2, "d": {"token": "wrong", "intents": 0, "properties": {}}})
         await ws.receive(timeout=5)

@@ -3,6 +3,15 @@
 Point discord.py at ``api_base`` / ``gateway_url`` (``env()`` gives the variables the bot reads); the
 emulator serves a small default world, records what the bot does, and records every protocol violation
 in ``failures`` (the ``discord_emulator`` fixture fails the test on any). See the discord-protocol note.
+
+    emu = DiscordEmulator(token="test-token"); await emu.start()   # or the discord_emulator fixture
+    ...start the bot with emu.env()...
+    await emu.wait_ready(); await emu.wait_commands(guild_id=emu.guild.id)
+    inter = await emu.invoke("speak", {"text": "hi"}, user=emu.user)
+    assert (await inter.wait_response()).type == 5
+    message = await inter.wait_message()          # .content, .ephemeral, .attachments[0].data, ...
+
+Tests that provoke a violation on purpose assert on ``emu.failures`` and then clear it.
 """
 
 from __future__ import annotations

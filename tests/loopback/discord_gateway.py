@@ -7,7 +7,6 @@ and push events with ``dispatch``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import traceback

@@ -175,7 +175,8 @@ class RestAPI:
             return
         agent = request.headers.get("User-Agent", "")
         if not agent.startswith("DiscordBot ("):
-            self.emu.failures.append(f"{request.method} {request.path}: User-Agent {agent!r} is not 'DiscordBot (url, version)'")
+            self.emu.failures.append(f"{request.method} {request.path}: User-Agent {agent!r} "
+                                     "is not 'DiscordBot (url, version)'")
         if auth is None:
             raise DiscordError(401, 0, "401: Unauthorized")
         if auth != f"Bot {self.emu.token}":
