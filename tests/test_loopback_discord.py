@@ -293,3 +293,19 @@ async def test_op_hooks_and_dispatch_extend_the_gateway(discord_emulator: Discor
     guild = bot.get_guild(discord_emulator.guild.id)
     await discord_emulator.wait_for(lambda: discord.utils.get(guild.roles, name="DJ"), timeout=5, what="the role")
     assert presences == ["idle"]
+
+
+async def test_member_and_choice_options_reach_the_command(discord_emulator: DiscordEmulator, bot: MiniBot) -> None:
+    guild = discord.Object(discord_emulator.guild.id)
+
+    @bot.tree.command(guild=guild, description="Greet someone")
+    @app_commands.choices(tone=[app_commands.Choice(name="warm", value="warm")])
+    async def greet(interaction: discord.Interaction, who: discord.Member, tone: app_commands.Choice[str]) -> None:
+        await interaction.response.send_message(f"{tone.value} hello {who.id} in {who.voice and who.voice.channel.id}")
+
+    await bot.tree.sync(guild=guild)
+    inter = await discord_emulator.invoke("greet", {"who": discord_emulator.user, "tone": "warm"})
+    message = await inter.wait_message(timeout=5)
+    assert message.content == f"warm hello {discord_emulator.user.id} in {discord_emulator.voice_channel.id}"
+    with pytest.raises(ValueError):
+        await discord_emulator.invoke("greet", {"who": discord_emulator.user, "tone": "cold"})
