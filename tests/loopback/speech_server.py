@@ -8,7 +8,13 @@ like OpenAI, without being a violation (tests provoke it on purpose).
 
 Audio is served chunked with a realistic content type; :class:`Fault` makes the endpoint misbehave the way
 real servers do (each error body shape of the speech note §4.1, retry headers, slow or cut streams, bodies
-that are not audio, hangs).
+that are not audio, hangs). Usage::
+
+    async with SpeechEndpoint(api_key="sk-test-...") as endpoint:      # or the ``speech_endpoint`` fixture
+        endpoint.inject(Fault(status=429, headers={"Retry-After": "2"}))
+        ...  # point the client at endpoint.base_url ("http://127.0.0.1:PORT/v1")
+        assert endpoint.requests[-1].json["response_format"] == "opus"
+        assert received_bytes == endpoint.served[-1]
 """
 
 from __future__ import annotations
