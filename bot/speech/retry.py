@@ -1,7 +1,9 @@
 """When and how long to wait before trying a failed speech request again (the speech note §4.3).
 
-The rules copy the official SDK: retry 408, 409, 429 and 5xx, let ``x-should-retry`` override, honour
-``retry-after-ms`` / ``Retry-After`` up to two minutes, otherwise back off exponentially with jitter.
+Like the official SDK: retry 408, 409, 429 and 5xx, let ``x-should-retry`` override, honour ``retry-after-ms``
+/ ``Retry-After`` up to two minutes, otherwise back off exponentially with jitter. Unlike it, a server asking
+for a longer wait is not retried at once, and request or configuration errors (400, 401, 403, 404, 422, an
+exhausted quota) are never retried whatever ``x-should-retry`` says.
 """
 
 from __future__ import annotations
