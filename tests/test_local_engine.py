@@ -25,16 +25,35 @@ PHRASES = [
     "thank you for listening",
     "open the door",
 ]
+EIGHT_SENTENCES = " ".join(f"Sentence {n} is here." for n in range(1, 9))
 PARAGRAPH = (
     "The quick brown fox jumps over the lazy dog. Please join the voice channel when you are ready. "
     "Thank you for listening, and have a good morning everyone."
 )
 
 
+class CountingExecutor(ThreadPoolExecutor):
+    """Counts the jobs the engine hands to its executor: one per step of a synthesis."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
 @pytest.fixture(scope="module")
-def engine() -> Iterator[LocalSpeechEngine]:
+def executor() -> Iterator[CountingExecutor]:
+    with CountingExecutor() as executor:
+        yield executor
+
+
+@pytest.fixture(scope="module")
+def engine(executor: CountingExecutor) -> Iterator[LocalSpeechEngine]:
     """One engine (one model load) for the module; its executor is not bound to any test's event loop."""
-    engine = LocalSpeechEngine(VOICES)
+    engine = LocalSpeechEngine(VOICES, executor=executor)
     yield engine
     asyncio.run(engine.close())
 
@@ -93,6 +112,33 @@ async def test_the_stream_yields_the_file_in_bounded_chunks(engine: LocalSpeechE
     assert len(chunks) > 1
     assert all(0 < len(chunk) <= CHUNK_SIZE for chunk in chunks)
     assert b"".join(chunks) == whole
+
+
+@pytest.mark.parametrize("fmt", [AudioFormat.OPUS, AudioFormat.AAC, AudioFormat.PCM])
+async def test_streamable_formats_are_sent_sentence_by_sentence(
+    engine: LocalSpeechEngine, executor: CountingExecutor, fmt: AudioFormat
+) -> None:
+    """The first bytes come after one step (plus one step read ahead), long before all eight sentences."""
+    jobs_before = executor.submitted
+    stream = await engine.open(SpeechRequest(text=EIGHT_SENTENCES, voice=VOICES[0], format=fmt))
+    chunks = aiter(stream)
+    first = await anext(chunks)
+    jobs_at_first_chunk = executor.submitted - jobs_before
+    rest = [chunk async for chunk in chunks]
+    await stream.aclose()
+    assert jobs_at_first_chunk <= 2 < executor.submitted - jobs_before
+    data = first + b"".join(rest)
+    assert sniff(data) == (None if fmt is AudioFormat.PCM else fmt)
+    assert_duration_plausible(duration_seconds(data, fmt), EIGHT_SENTENCES)
+
+
+async def test_closing_a_stream_early_stops_synthesis(engine: LocalSpeechEngine, executor: CountingExecutor) -> None:
+    jobs_before = executor.submitted
+    stream = await engine.open(SpeechRequest(text=EIGHT_SENTENCES, voice=VOICES[0], format=AudioFormat.PCM))
+    async for _ in stream:
+        break
+    await stream.aclose()
+    assert executor.submitted - jobs_before <= 2
 
 
 async def test_a_closed_stream_yields_nothing_more(engine: LocalSpeechEngine) -> None:
@@ -166,22 +212,21 @@ async def test_missing_engine_raises_unavailable_with_the_install_command(monkey
     assert INSTALL_HINT in caught.value.user_message
 
 
+async def test_a_stream_cut_by_engine_close_raises_instead_of_ending_quietly() -> None:
+    engine = LocalSpeechEngine(VOICES)
+    stream = await engine.open(SpeechRequest(text=EIGHT_SENTENCES, voice=VOICES[0], format=AudioFormat.PCM))
+    with pytest.raises(SpeechUnavailableError):
+        async for _ in stream:
+            await engine.close()
+    await stream.aclose()
+
+
 async def test_close_is_idempotent_and_refuses_later_requests() -> None:
     engine = LocalSpeechEngine(VOICES)
     await engine.close()
     await engine.close()
     with pytest.raises(SpeechUnavailableError):
         await engine.open(SpeechRequest(text=SENTENCE, voice=VOICES[0]))
-
-
-class CountingExecutor(ThreadPoolExecutor):
-    def __init__(self) -> None:
-        super().__init__(max_workers=1)
-        self.submitted = 0
-
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
-        self.submitted += 1
-        return super().submit(fn, *args, **kwargs)
 
 
 async def test_a_borrowed_executor_is_used_and_left_running(engine: LocalSpeechEngine) -> None:

