@@ -1,0 +1,57 @@
+"""Start the real bot (``python -m bot run``) as a subprocess against the loopback doubles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class BotProcess:
+    """A bot process whose combined output goes to a log file that tests can scan."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, args: tuple[str, ...] = ("run",)) -> None:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SPEECH_", "DEV_GUILD"))}
+        self.env = {**inherited, "PYTHONUNBUFFERED": "1", **env}
+        self.log_path = log_path
+        self.args = args
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._log_file = self.log_path.open("wb")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            *self.args,
+            env=self.env,
+            cwd=self.env.get("DATA_DIR", str(ROOT)),
+            stdout=self._log_file,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, then wait; returns the exit code (kills and fails loudly if it hangs)."""
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+                raise AssertionError("the bot did not stop within %.0f s of SIGTERM:\n%s" % (timeout, self.log))
+        self._log_file.close()
+        return self.process.returncode
+
+    def assert_alive(self) -> None:
+        assert self.process is not None and self.process.returncode is None, f"the bot exited:\n{self.log}"
