@@ -124,6 +124,14 @@ def test_stream_encoder_refuses_formats_with_trailing_headers(fmt: AudioFormat) 
         StreamEncoder(fmt, SOURCE_RATE)
 
 
+@pytest.mark.parametrize(
+    ("pcm", "fmt"), [(SOURCE, AudioFormat.MP3), (SOURCE[:-1], AudioFormat.WAV), (SOURCE[:-1], AudioFormat.PCM)]
+)
+def test_encoding_refuses_mp3_and_partial_samples(pcm: bytes, fmt: AudioFormat) -> None:
+    with pytest.raises(ValueError):
+        encode_pcm(pcm, SOURCE_RATE, fmt)
+
+
 def test_decode_converts_rate_and_channels(encoded: dict[AudioFormat, bytes]) -> None:
     stereo = decode_to_pcm(encoded[AudioFormat.WAV], rate=48_000, channels=2)
     assert len(stereo) / 4 == pytest.approx(SOURCE_SECONDS * 48_000, abs=48)

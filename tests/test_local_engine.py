@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 
@@ -31,6 +32,8 @@ PARAGRAPH = (
     "Thank you for listening, and have a good morning everyone."
 )
 
+T = TypeVar("T")
+
 
 class CountingExecutor(ThreadPoolExecutor):
     """Counts the jobs the engine hands to its executor: one per step of a synthesis."""
@@ -39,7 +42,7 @@ class CountingExecutor(ThreadPoolExecutor):
         super().__init__(max_workers=1)
         self.submitted = 0
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         self.submitted += 1
         return super().submit(fn, *args, **kwargs)
 
@@ -58,9 +61,17 @@ def engine(executor: CountingExecutor) -> Iterator[LocalSpeechEngine]:
     asyncio.run(engine.close())
 
 
-async def say(engine: LocalSpeechEngine, text: str = SENTENCE, **options: object) -> bytes:
-    audio = await synthesize(engine, SpeechRequest(text=text, voice=VOICES[0], **options))  # type: ignore[arg-type]
-    assert audio.format == options.get("format", AudioFormat.OPUS)
+async def say(
+    engine: LocalSpeechEngine,
+    text: str = SENTENCE,
+    *,
+    fmt: AudioFormat = AudioFormat.OPUS,
+    speed: float = 1.0,
+    instructions: str | None = None,
+) -> bytes:
+    request = SpeechRequest(text=text, voice=VOICES[0], format=fmt, speed=speed, instructions=instructions)
+    audio = await synthesize(engine, request)
+    assert audio.format == fmt
     return audio.data
 
 
@@ -71,14 +82,14 @@ def test_is_installed_in_the_test_environment() -> None:
 
 @pytest.mark.parametrize("fmt", REQUESTABLE_FORMATS)
 async def test_produces_every_format_with_a_plausible_duration(engine: LocalSpeechEngine, fmt: AudioFormat) -> None:
-    data = await say(engine, format=fmt)
+    data = await say(engine, fmt=fmt)
     assert sniff(data) == (None if fmt is AudioFormat.PCM else fmt)
     assert_duration_plausible(duration_seconds(data, fmt), SENTENCE)
 
 
 @pytest.mark.parametrize("phrase", ["hello world", "please join the voice channel", "the weather is nice today"])
 async def test_the_words_are_recognisable_in_the_ogg_opus_output(engine: LocalSpeechEngine, phrase: str) -> None:
-    data = await say(engine, phrase, format=AudioFormat.OPUS)
+    data = await say(engine, phrase, fmt=AudioFormat.OPUS)
     assert recognize_audio(data, AudioFormat.OPUS, PHRASES) == phrase
 
 
@@ -99,13 +110,13 @@ async def test_every_voice_name_speaks_with_the_one_voice_and_instructions_are_i
 @pytest.mark.parametrize(("speed", "low", "high"), [(2.0, 0.45, 0.7), (0.5, 1.5, 2.1)])
 async def test_speed_scales_the_duration(engine: LocalSpeechEngine, speed: float, low: float, high: float) -> None:
     """Roughly, not exactly: piper rounds every phoneme to whole frames, so 2.0 gives ~0.62x, 0.5 ~1.74x."""
-    normal = duration_seconds(await say(engine, PARAGRAPH, format=AudioFormat.WAV))
-    scaled = duration_seconds(await say(engine, PARAGRAPH, format=AudioFormat.WAV, speed=speed))
+    normal = duration_seconds(await say(engine, PARAGRAPH, fmt=AudioFormat.WAV))
+    scaled = duration_seconds(await say(engine, PARAGRAPH, fmt=AudioFormat.WAV, speed=speed))
     assert low <= scaled / normal <= high
 
 
 async def test_the_stream_yields_the_file_in_bounded_chunks(engine: LocalSpeechEngine) -> None:
-    whole = await say(engine, PARAGRAPH, format=AudioFormat.WAV)
+    whole = await say(engine, PARAGRAPH, fmt=AudioFormat.WAV)
     stream = await engine.open(SpeechRequest(text=PARAGRAPH, voice=VOICES[0], format=AudioFormat.WAV))
     chunks = [chunk async for chunk in stream]
     await stream.aclose()

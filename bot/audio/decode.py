@@ -33,7 +33,7 @@ def decode_to_pcm(data: bytes, fmt: AudioFormat | None = None, rate: int = 48_00
     ``fmt`` defaults to the sniffed container; pass ``AudioFormat.PCM`` for headerless 24 kHz mono s16le,
     which cannot be sniffed.
     """
-    fmt = fmt or _sniff(data)
+    fmt = AudioFormat(fmt) if fmt is not None else _sniff(data)
     resampler = av.AudioResampler(format="s16", layout=_layout(channels), rate=rate)
     parts = [s16_bytes(f) for frame in _decoded_frames(data, fmt) for f in resampler.resample(frame)]
     parts.extend(s16_bytes(f) for f in resampler.resample(None))
@@ -42,7 +42,7 @@ def decode_to_pcm(data: bytes, fmt: AudioFormat | None = None, rate: int = 48_00
 
 def duration_seconds(data: bytes, fmt: AudioFormat | None = None) -> float:
     """The playing time of a whole body, counted from decoded samples (container metadata can be absent)."""
-    fmt = fmt or _sniff(data)
+    fmt = AudioFormat(fmt) if fmt is not None else _sniff(data)
     if fmt is AudioFormat.PCM:
         return len(data) / 2 / PCM_SAMPLE_RATE
     frames = _decoded_frames(data, fmt)

@@ -20,9 +20,10 @@ from bot.audio.formats import PCM_SAMPLE_RATE, AudioFormat
 #: Formats whose bytes can be handed out while encoding goes on (no header rewritten at the end).
 STREAMABLE_FORMATS: tuple[AudioFormat, ...] = (AudioFormat.OPUS, AudioFormat.AAC, AudioFormat.PCM)
 
-#: Opus bitrate: transparent for a mono voice, a third of Discord's 64 kb/s stereo default.
+#: Ample for one synthetic voice in mono (Discord itself sends 64 kb/s stereo).
 OPUS_BIT_RATE = 48_000
 AAC_BIT_RATE = 64_000
+#: The API's native rate (its pcm is 24 kHz too).
 AAC_SAMPLE_RATE = 24_000
 
 # Small muxer I/O buffer, so an incremental encoder hands out Ogg pages as soon as they are complete instead
@@ -41,6 +42,7 @@ class _Profile:
 
 
 _PROFILES: dict[AudioFormat, _Profile] = {
+    # 20 ms packets are what Discord sends; "voip" tunes libopus for speech intelligibility.
     AudioFormat.OPUS: _Profile(
         "ogg", "libopus", "s16", 48_000, OPUS_BIT_RATE, {"frame_duration": "20", "application": "voip"}
     ),
@@ -52,6 +54,7 @@ _PROFILES: dict[AudioFormat, _Profile] = {
 
 def encode_pcm(pcm: bytes, sample_rate: int, fmt: AudioFormat) -> bytes:
     """Encode mono s16le ``pcm`` at ``sample_rate`` into a whole ``fmt`` file (``pcm``: 24 kHz raw)."""
+    fmt = AudioFormat(fmt)
     encoder = _RawPcmEncoder(sample_rate) if fmt is AudioFormat.PCM else _ContainerEncoder(fmt, sample_rate)
     return encoder.feed(pcm) + encoder.finish()
 
@@ -64,6 +67,7 @@ class StreamEncoder:
     """
 
     def __init__(self, fmt: AudioFormat, sample_rate: int) -> None:
+        fmt = AudioFormat(fmt)
         if fmt not in STREAMABLE_FORMATS:
             raise ValueError(f"{fmt} cannot be streamed: its header is rewritten at the end")
         self.format = fmt
@@ -111,13 +115,15 @@ class _ContainerEncoder:
     """
 
     def __init__(self, fmt: AudioFormat, sample_rate: int, *, stream: bool = False) -> None:
-        profile = _PROFILES[fmt]
+        profile = _PROFILES.get(fmt)
+        if profile is None:
+            raise ValueError(f"cannot encode {fmt}")
         self._sample_rate = sample_rate
         self._samples = 0
         self._sink = _Sink() if stream else None
         self._whole = None if stream else io.BytesIO()
         self._box = av.open(
-            self._sink or self._whole,
+            self._sink if self._sink is not None else self._whole,
             "w",
             format=profile.container,
             container_options={"fflags": "+bitexact"},  # fixed Ogg serial number: same input, same bytes
