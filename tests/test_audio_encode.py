@@ -11,6 +11,7 @@ import pytest
 from bot.audio.decode import AudioDecodeError, decode_to_pcm, duration_seconds
 from bot.audio.encode import AAC_SAMPLE_RATE, STREAMABLE_FORMATS, StreamEncoder, encode_pcm
 from bot.audio.formats import PCM_SAMPLE_RATE, REQUESTABLE_FORMATS, AudioFormat, sniff
+from bot.audio.opus import packet_duration_ms
 
 SOURCE_RATE = 22_050  # piper's rate: every format but wav/flac has to resample
 SOURCE_SECONDS = 1.2345  # not a whole number of Opus (20 ms) or AAC (1024-sample) frames
@@ -30,18 +31,6 @@ def dominant_hz(pcm: bytes, rate: int) -> float:
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
     spectrum = np.abs(np.fft.rfft(samples))
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])
-
-
-def opus_packet_ms(packet: bytes) -> float:
-    """A packet's duration from its TOC byte (RFC 6716 §3.1)."""
-    config, code = packet[0] >> 3, packet[0] & 3
-    if config < 12:
-        frame = (10, 20, 40, 60)[config % 4]
-    elif config < 16:
-        frame = (10, 20)[config % 2]
-    else:
-        frame = (2.5, 5, 10, 20)[config % 4]
-    return frame * (1 if code == 0 else 2 if code in (1, 2) else packet[1] & 0x3F)
 
 
 SOURCE = tone()
@@ -93,7 +82,7 @@ def test_opus_is_48khz_mono_with_20ms_packets(encoded: dict[AudioFormat, bytes])
         stream = container.streams.audio[0]
         assert (stream.codec_context.name, stream.sample_rate, stream.channels) == ("opus", 48_000, 1)
         packets = [bytes(packet) for packet in container.demux(stream) if packet.size]
-    assert {opus_packet_ms(packet) for packet in packets} == {20}
+    assert {packet_duration_ms(packet) for packet in packets} == {20}
     assert len(packets) == pytest.approx(SOURCE_SECONDS / 0.020, abs=2)
 
 
