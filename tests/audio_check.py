@@ -52,7 +52,9 @@ def assert_duration_plausible(seconds: float, text: str, speed: float = 1.0) -> 
     words = len(text.split())
     low = words / (MAX_WORDS_PER_SECOND * speed)
     high = words / (MIN_WORDS_PER_SECOND * speed) + 0.5
-    assert low <= seconds <= high, f"{seconds:.2f} s for {words} words at speed {speed}: expected {low:.2f}-{high:.2f} s"
+    assert low <= seconds <= high, (
+        f"{seconds:.2f} s for {words} words at speed {speed}: expected {low:.2f}-{high:.2f} s"
+    )
 
 
 def _jsgf(phrases: list[str]) -> str:
