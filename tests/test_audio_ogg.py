@@ -43,22 +43,33 @@ def pyav_packets(data: bytes) -> list[bytes]:
 
 
 def ogg_stream(
-    packets: list[bytes], *, serial: int = 0x5EB, max_segments: int = 255, granules: list[int] | None = None
+    packets: list[bytes],
+    *,
+    serial: int = 0x5EB,
+    max_segments: int = 255,
+    granules: list[int] | None = None,
+    own_pages: int = 0,
 ) -> bytes:
     """Pack ``packets`` into one logical Ogg stream; few ``max_segments`` force packets across pages.
 
-    ``granules[i]`` is the granule position after packet ``i`` (default ``i``).
+    ``granules[i]`` is the granule position after packet ``i`` (default ``i``); the first ``own_pages``
+    packets get a page each, as Ogg Opus requires for its two headers.
     """
-    lacing: list[tuple[int, int | None]] = []  # (lacing value, index of the packet it ends or None)
+    groups: list[list[tuple[int, int | None]]] = []  # pages of (lacing value, index of the packet it ends)
     for index, packet in enumerate(packets):
-        lacing += [(255, None)] * (len(packet) // 255) + [(len(packet) % 255, index)]
+        lacing = [(255, None)] * (len(packet) // 255) + [(len(packet) % 255, index)]
+        if index < own_pages or index == own_pages or not groups:
+            groups.append([])
+        for entry in lacing:
+            if len(groups[-1]) == max_segments:
+                groups.append([])
+            groups[-1].append(entry)
     payload = b"".join(packets)
     pages, offset, continued = [], 0, False
-    for sequence, first in enumerate(range(0, len(lacing), max_segments)):
-        segments = lacing[first : first + max_segments]
+    for sequence, segments in enumerate(groups):
         ended = [index for _, index in segments if index is not None]
         granule = (granules[ended[-1]] if granules else ended[-1]) if ended else -1
-        flags = (1 if continued else 0) | (2 if sequence == 0 else 0) | (4 if first + max_segments >= len(lacing) else 0)
+        flags = (1 if continued else 0) | (2 if sequence == 0 else 0) | (4 if sequence == len(groups) - 1 else 0)
         body = payload[offset : offset + sum(value for value, _ in segments)]
         offset += len(body)
         pages.append(ogg_page(bytes(value for value, _ in segments), body, flags, granule, serial, sequence))
