@@ -14,7 +14,13 @@ from bot.speech import local
 from bot.speech.errors import SpeechUnavailableError, SpeechValidationError
 from bot.speech.local import CHUNK_SIZE, INSTALL_HINT, LocalSpeechEngine
 from bot.speech.models import SpeechRequest, synthesize
-from tests.audio_check import assert_duration_plausible, duration_seconds, recognize_audio
+from tests.audio_check import (
+    RECOGNIZER_RATE,
+    assert_duration_plausible,
+    duration_seconds,
+    recognize,
+    recognize_audio,
+)
 
 VOICES = ["alloy", "echo", "nova"]
 SENTENCE = "please join the voice channel"
@@ -91,6 +97,11 @@ async def test_produces_every_format_with_a_plausible_duration(engine: LocalSpee
 async def test_the_words_are_recognisable_in_the_ogg_opus_output(engine: LocalSpeechEngine, phrase: str) -> None:
     data = await say(engine, phrase, fmt=AudioFormat.OPUS)
     assert recognize_audio(data, AudioFormat.OPUS, PHRASES) == phrase
+
+
+def test_the_recognizer_hears_no_phrase_in_silence() -> None:
+    """The oracle is not vacuous: a closed grammar does not force a match onto non-speech."""
+    assert recognize(bytes(RECOGNIZER_RATE * 2), PHRASES) is None
 
 
 async def test_output_is_deterministic(engine: LocalSpeechEngine) -> None:
