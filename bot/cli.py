@@ -79,9 +79,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CLIError("configuration error: " + " ".join(exc.problems), EXIT_USAGE) from None
     secrets = [s.get_secret_value() for s in (settings.discord_token, settings.speech_api_key) if s]
-    setup_logging(settings.log_level, secrets)
-
     command = args.command or "run"
+    # One-shot commands print their own one-line result; their logs would only repeat it.
+    quiet = command != "run" and settings.log_level != "DEBUG"
+    setup_logging("ERROR" if quiet else settings.log_level, secrets)
+
     if command == "run":
         return asyncio.run(_run(settings, force_sync=args.sync))
     if command == "say":

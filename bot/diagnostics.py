@@ -9,10 +9,13 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bot import __version__
 from bot.config import Settings
 
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
 DISCORD_API_BASE = "https://discord.com/api/v10"
+#: Discord asks bots to identify themselves this way; discord.py sends the same shape.
+_USER_AGENT = f"DiscordBot (https://github.com/speechbot/speechbot, {__version__})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,7 @@ async def check_speech(settings: Settings, session: aiohttp.ClientSession) -> Fi
 async def check_discord_token(settings: Settings, session: aiohttp.ClientSession) -> Finding:
     assert settings.discord_token is not None
     base = settings.discord_api_base or DISCORD_API_BASE
-    headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}"}
+    headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}", "User-Agent": _USER_AGENT}
     try:
         async with session.get(f"{base}/users/@me", headers=headers, timeout=_TIMEOUT) as resp:
             status = resp.status

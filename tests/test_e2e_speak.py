@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from bot.audio.decode import duration_seconds
 from bot.audio.formats import AudioFormat, sniff
+from tests.audio_check import recognize_audio
 from tests.bot_process import BotProcess
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_server import Fault, SpeechEndpoint
@@ -16,35 +18,50 @@ from tests.loopback.speech_server import Fault, SpeechEndpoint
 API_KEY = "sk-test-SECRETKEY-0123456789"
 
 
-@pytest.fixture
-async def bot(
-    discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
-) -> AsyncIterator[BotProcess]:
+@asynccontextmanager
+async def running_bot(emu: DiscordEmulator, tmp_path: Path, **env: str) -> AsyncIterator[BotProcess]:
+    """The bot as a subprocess; on the way out it must exit 0 with no traceback and no secret in its log."""
     process = BotProcess(
         {
-            **discord_emulator.env(),
-            "SPEECH_API_BASE_URL": speech_endpoint.base_url,
-            "SPEECH_API_KEY": API_KEY,
-            "SPEECH_BACKEND": "openai",
-            "SPEECH_TIMEOUT": "3",
-            "DEV_GUILD_ID": str(discord_emulator.guild.id),
+            **emu.env(),
+            "DEV_GUILD_ID": str(emu.guild.id),
             "DATA_DIR": str(tmp_path),
             "LOG_LEVEL": "DEBUG",
+            **env,
         },
         tmp_path / "bot.log",
     )
+    known_sessions = set(emu.gateway.sessions)
     await process.start()
     try:
-        await discord_emulator.wait_ready(timeout=30)
-        await discord_emulator.wait_commands(timeout=30, guild_id=discord_emulator.guild.id)
+        await emu.wait_for(
+            lambda: any(s.ready for key, s in emu.gateway.sessions.items() if key not in known_sessions),
+            timeout=30,
+            what="READY for this bot process",
+        )
+        await emu.wait_commands(timeout=30, guild_id=emu.guild.id)
         yield process
     finally:
         code = await process.stop()
         log = process.log
         assert code == 0, log
         assert "Traceback" not in log, log
-        token = discord_emulator.env()["DISCORD_TOKEN"]
-        assert token not in log and API_KEY not in log
+        assert emu.env()["DISCORD_TOKEN"] not in log and API_KEY not in log
+
+
+@pytest.fixture
+async def bot(
+    discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
+) -> AsyncIterator[BotProcess]:
+    async with running_bot(
+        discord_emulator,
+        tmp_path,
+        SPEECH_API_BASE_URL=speech_endpoint.base_url,
+        SPEECH_API_KEY=API_KEY,
+        SPEECH_BACKEND="openai",
+        SPEECH_TIMEOUT="3",
+    ) as process:
+        yield process
 
 
 async def speak(emu: DiscordEmulator, **options: object):  # noqa: ANN201 - the emulator's interaction type
@@ -181,3 +198,34 @@ async def test_every_fault_gets_a_clear_ephemeral_error_and_the_next_speak_works
         reply = await healthy.wait_message(timeout=30)
         assert not reply.ephemeral and reply.attachments, fault
         bot.assert_alive()
+
+
+async def test_with_no_api_key_speak_uses_the_offline_engine(
+    discord_emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    async with running_bot(discord_emulator, tmp_path):
+        interaction = await speak(discord_emulator, text="Please join the voice channel.")
+        assert (await interaction.wait_response(timeout=5)).type == 5
+        message = await interaction.wait_message(timeout=60)
+        [attachment] = message.attachments
+        assert attachment.filename == "speech.opus" and sniff(attachment.data[:12]) is AudioFormat.OPUS
+        phrases = ["hello world", "please join the voice channel", "good morning everyone"]
+        assert recognize_audio(attachment.data, AudioFormat.OPUS, phrases) == "please join the voice channel"
+
+
+async def test_commands_are_synced_once_and_not_again_when_unchanged(
+    discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
+) -> None:
+    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": API_KEY}
+    path = f"/applications/{discord_emulator.application_id}/guilds/{discord_emulator.guild.id}/commands"
+
+    def syncs() -> int:
+        return sum(1 for method, p in discord_emulator.requests if method == "PUT" and p == path)
+
+    async with running_bot(discord_emulator, tmp_path, **env):
+        assert syncs() == 1
+    async with running_bot(discord_emulator, tmp_path, **env) as second:
+        await discord_emulator.wait_for(lambda: "not syncing" in second.log, timeout=10)
+        assert syncs() == 1
+        interaction = await speak(discord_emulator, text="hello world")
+        assert (await interaction.wait_message(timeout=30)).attachments

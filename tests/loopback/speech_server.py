@@ -36,6 +36,7 @@ from bot.speech.errors import SpeechError
 from tests.loopback.openai_spec import error_response_problems, speech_request_problems
 
 SPEECH_PATH = "/v1/audio/speech"
+MODELS_PATH = "/v1/models"
 
 #: Receives the validated request body, returns the audio and its content type.
 AudioSource = Callable[[Mapping[str, Any]], Awaitable[tuple[bytes, str]]]
@@ -185,6 +186,8 @@ class SpeechEndpoint:
         self.requests.append(
             RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body, time.monotonic())
         )
+        if (request.method, request.path) == ("GET", MODELS_PATH):
+            return self._models(request)
         if (request.method, request.path) != ("POST", SPEECH_PATH):
             return self._violation(404, f"Invalid URL ({request.method} {request.path})", code="unknown_url")
         if request.content_type != "application/json":
@@ -215,6 +218,13 @@ class SpeechEndpoint:
             except SpeechError as exc:  # e.g. text with no speakable words: a real server refuses it too
                 return self._error(400, exc.user_message)
         return await self._stream(request, data, fault.content_type or content_type, fault)
+
+    def _models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``, as OpenAI answers it: what ``speechbot check`` uses to test the key."""
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self._error(401, "Incorrect API key provided.", code="invalid_api_key")
+        models = [{"id": "gpt-4o-mini-tts", "object": "model", "created": 0, "owned_by": "loopback"}]
+        return web.json_response({"object": "list", "data": models})
 
     def _violation(self, status: int, message: str, *, code: str | None = None) -> web.Response:
         """The bot did something a strict server refuses: answer like OpenAI and fail the test."""
