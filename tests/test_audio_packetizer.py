@@ -252,6 +252,65 @@ def test_wav_with_trailing_chunks_stops_at_the_data_size() -> None:
     assert tuple(packetize(data + trailer, fmt)) == packetized("wav")
 
 
+def wav_body(samples: np.ndarray, rate: int, tag: int, *, channels: int = 1, before_data: bytes = b"") -> bytes:
+    """A WAV file written by hand, for encodings :mod:`bot.audio.encode` does not produce."""
+    bits = 24 if samples.dtype == np.dtype("V3") else samples.dtype.itemsize * 8
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+    if tag == 0xFFFE:
+        pcm_guid = b"\x01\x00\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+        fmt += struct.pack("<HHI", 22, bits, 0x4) + pcm_guid
+    data = samples.tobytes()
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt + before_data + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
+def s16_speech() -> tuple[np.ndarray, int]:
+    pcm, rate = speech_pcm()
+    return np.frombuffer(pcm, "<i2").astype(np.int64), rate
+
+
+def as_s24(samples: np.ndarray) -> np.ndarray:
+    return (samples << 8).astype("<i4").view("u1").reshape(-1, 4)[:, :3].copy().view("V3").ravel()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "tag"),
+    [("s24", 1), ("s32", 1), ("f32", 3), ("s16-extensible", 0xFFFE), ("s16-list-chunk-first", 1)],
+)
+def test_lossless_wav_encodings_give_the_same_packets_as_s16(encoding: str, tag: int) -> None:
+    samples, rate = s16_speech()
+    converted = {
+        "s24": lambda: as_s24(samples),
+        "s32": lambda: (samples << 16).astype("<i4"),
+        "f32": lambda: (samples / 32768).astype("<f4"),
+    }.get(encoding, lambda: samples.astype("<i2"))()
+    odd_chunk = b"LIST" + struct.pack("<I", 5) + b"INFO!" + b"\x00"  # odd size: one pad byte follows
+    data = wav_body(converted, rate, tag, before_data=odd_chunk if encoding.endswith("list-chunk-first") else b"")
+    assert tuple(packetize(data, AudioFormat.WAV, 333)) == packetized("wav")
+
+
+@pytest.mark.parametrize("encoding", ["u8", "f64", "s16-stereo"])
+def test_other_wav_encodings_are_still_the_phrase(encoding: str) -> None:
+    # f64 takes another (double precision) resampling path, so its packets differ slightly from s16's.
+    samples, rate = s16_speech()
+    if encoding == "u8":
+        data = wav_body(((samples >> 8) + 128).astype("u1"), rate, 1)
+    elif encoding == "f64":
+        data = wav_body((samples / 32768).astype("<f8"), rate, 3)
+    else:
+        data = wav_body(np.repeat(samples, 2).astype("<i2"), rate, 1, channels=2)
+    packets = packetize(data, AudioFormat.WAV, 4096)
+    assert len(packets) * SAMPLES_PER_FRAME / SAMPLE_RATE == pytest.approx(len(samples) / rate, abs=DURATION_TOLERANCE)
+    assert recognize(to_16k_mono(np.concatenate(decode_packets(packets))), PHRASES) == PHRASE
+
+
+def test_unsupported_wav_encoding_is_a_decode_error() -> None:
+    samples, rate = s16_speech()
+    with pytest.raises(AudioDecodeError, match="unsupported"):
+        packetize(wav_body((samples >> 8).astype("u1"), rate, 7), AudioFormat.WAV)  # 7: mu-law
+
+
 def test_closing_early_releases_the_decoder_thread() -> None:
     data, fmt = body("flac")
     packetizer = OpusPacketizer(fmt)
