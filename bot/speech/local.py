@@ -42,7 +42,7 @@ class LocalSpeechEngine:
     Every configured voice name is accepted and all of them speak with the one joe voice (the only piper voice
     available as a Python package); the names exist so that switching between the API and this engine does not
     invalidate saved settings. ``instructions`` are ignored: piper has no way to steer delivery. ``speed`` maps
-    to piper's ``length_scale`` (the voice's default divided by ``speed``); piper rounds phoneme lengths to
+    to piper's ``length_scale`` (the voice's default divided by ``speed``); piper rounds every phoneme up to
     whole frames, so the effect is weaker than asked (measured: 2.0 gives 0.62x the duration, 0.5 gives
     1.74x). Output is deterministic (no sampling noise), so the same request always gives the same bytes.
 
