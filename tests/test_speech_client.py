@@ -577,3 +577,12 @@ async def test_cleared_faults_are_not_served(
     await read_chunks(client)
 
     assert len(speech_endpoint.requests) == 1 and fake_time.sleeps == []
+
+
+def test_logged_error_details_never_carry_the_users_words() -> None:
+    from bot.speech.client import loggable_detail
+
+    request = SpeechRequest(text="my secret diary entry", voice="alloy")
+    assert loggable_detail("Input 'my secret' is invalid", request) == "Input [quoted] is invalid"
+    assert loggable_detail("cannot speak my secret diary entry today", request) == "cannot speak [text] today"
+    assert loggable_detail("voice not supported for model", request) == "voice not supported for model"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -111,8 +112,9 @@ class OpenAISpeechClient:
                 if delay is None:
                     log.log(
                         logging.ERROR if isinstance(error, SpeechAuthError) else logging.WARNING,
-                        "speech request failed: status=%s code=%s attempts=%d elapsed=%.2fs: %s (%s)",
-                        error.status, error.code, attempt, elapsed, error.user_message, error.detail,
+                        "speech request failed: status=%s code=%s kind=%s attempts=%d elapsed=%.2fs detail=%s",
+                        error.status, error.code, type(error).__name__, attempt, elapsed,
+                        loggable_detail(error.detail, request),
                     )
                     raise
                 log.info(
@@ -256,3 +258,21 @@ def _sniff_body(head: bytes, requested: AudioFormat) -> AudioFormat:
     if found is None:
         raise SpeechServiceError(MSG_NOT_AUDIO, status=200)
     return found
+
+
+_QUOTED = re.compile(r"""(["'`“‘]).*?(["'`”’])""", re.DOTALL)
+
+
+def loggable_detail(detail: str | None, request: SpeechRequest) -> str | None:
+    """The server's reason with the user's words taken out: logs never carry message text.
+
+    Servers that echo input usually quote it, so quoted spans go too, and so does any verbatim copy of the
+    text or the instructions.
+    """
+    if not detail:
+        return detail
+    for words in (request.text, request.instructions):
+        if words:
+            detail = detail.replace(words, "[text]")
+    return _QUOTED.sub("[quoted]", detail)
+
