@@ -333,7 +333,7 @@ async def test_logs_say_what_failed_but_never_the_text(
         await client.open(secret_text)
 
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("bot.speech"))
-    assert "status=503 code=overloaded attempts=3" in ours
+    assert "status=503 code=overloaded kind=SpeechServiceError attempts=3" in ours
     assert ours.count("retrying in") == 2
     assert "diary" not in ours
 
