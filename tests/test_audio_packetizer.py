@@ -17,7 +17,7 @@ import pytest
 from bot.audio.decode import AudioDecodeError, duration_seconds
 from bot.audio.encode import encode_pcm
 from bot.audio.formats import AudioFormat
-from bot.audio.ogg import OggPacketReader
+from bot.audio.ogg import OggPacketReader, ogg_crc
 from bot.audio.opus import SAMPLE_RATE, SAMPLES_PER_FRAME, packet_duration_ms, packet_samples
 from bot.audio.packetizer import OpusPacketizer, opus_packets
 from tests.audio_check import recognize
@@ -201,6 +201,21 @@ def test_switch_to_transcoding_mid_stream_loses_and_repeats_nothing() -> None:
     assert best == ENCODER_DELAY
     aligned = heard[start + best : start + best + len(window)]
     assert np.corrcoef(aligned, window)[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("name", ["opus-40", "opus-60"])
+@pytest.mark.parametrize("extra_trim", [0, 2000])
+def test_transcoded_opus_honours_pre_skip_and_end_trimming(name: str, extra_trim: int) -> None:
+    data = bytearray(body(name)[0])
+    last_page = page_ends(bytes(data))[-2]
+    granule = struct.unpack_from("<q", data, last_page + 6)[0] - extra_trim
+    struct.pack_into("<q", data, last_page + 6, granule)
+    struct.pack_into("<I", data, last_page + 22, 0)
+    struct.pack_into("<I", data, last_page + 22, ogg_crc(data[last_page:]))
+    pre_skip = int.from_bytes(OggPacketReader().feed(bytes(data))[0][10:12], "little")
+    # RFC 7845: play granule - pre_skip samples. Out come those plus the new encoder's lookahead, in 20 ms packets.
+    expected = -(-(granule - pre_skip + ENCODER_DELAY) // SAMPLES_PER_FRAME)
+    assert len(packetize(bytes(data), AudioFormat.OPUS)) == expected
 
 
 @pytest.mark.parametrize("name", ["wav", "aac", "opus-60", "opus-20-then-60"])
