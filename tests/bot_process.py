@@ -15,19 +15,22 @@ ROOT = Path(__file__).resolve().parents[1]
 class BotProcess:
     """A bot process whose combined output goes to a log file that tests can scan."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, args: tuple[str, ...] = ("run",)) -> None:
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, args: tuple[str, ...] = ("run",), *, console_script: bool = False
+    ) -> None:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SPEECH_", "DEV_GUILD"))}
         self.env = {**inherited, "PYTHONUNBUFFERED": "1", **env}
         self.log_path = log_path
         self.args = args
+        # The installed ``speechbot`` entry point, or ``python -m bot`` (the same code path).
+        script = Path(sys.executable).with_name("speechbot")
+        self.command = [str(script)] if console_script else [sys.executable, "-m", "bot"]
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         self._log_file = self.log_path.open("wb")
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
+            *self.command,
             *self.args,
             env=self.env,
             cwd=self.env.get("DATA_DIR", str(ROOT)),

@@ -19,7 +19,9 @@ API_KEY = "sk-test-SECRETKEY-0123456789"
 
 
 @asynccontextmanager
-async def running_bot(emu: DiscordEmulator, tmp_path: Path, **env: str) -> AsyncIterator[BotProcess]:
+async def running_bot(
+    emu: DiscordEmulator, tmp_path: Path, *, console_script: bool = False, **env: str
+) -> AsyncIterator[BotProcess]:
     """The bot as a subprocess; on the way out it must exit 0 with no traceback and no secret in its log."""
     process = BotProcess(
         {
@@ -30,6 +32,7 @@ async def running_bot(emu: DiscordEmulator, tmp_path: Path, **env: str) -> Async
             **env,
         },
         tmp_path / "bot.log",
+        console_script=console_script,
     )
     known_sessions = set(emu.gateway.sessions)
     await process.start()
@@ -203,7 +206,7 @@ async def test_every_fault_gets_a_clear_ephemeral_error_and_the_next_speak_works
 async def test_with_no_api_key_speak_uses_the_offline_engine(
     discord_emulator: DiscordEmulator, tmp_path: Path
 ) -> None:
-    async with running_bot(discord_emulator, tmp_path):
+    async with running_bot(discord_emulator, tmp_path, console_script=True):  # the `speechbot run` entry point
         interaction = await speak(discord_emulator, text="Please join the voice channel.")
         assert (await interaction.wait_response(timeout=5)).type == 5
         message = await interaction.wait_message(timeout=60)
