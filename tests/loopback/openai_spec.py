@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path("/work/shared/specs/openai-speech.json")
+SPEC_PATH = Path(__file__).resolve().parents[1] / "specs" / "openai-speech.json"
 _DOC_URI = "urn:openai-speech"
 
 

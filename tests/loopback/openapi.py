@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path("/work/shared/specs/discord-openapi.json")
+SPEC_PATH = Path(__file__).resolve().parents[1] / "specs" / "discord-openapi.json"
 _DOC_URI = "urn:discord-openapi"
 _METHODS = ("get", "put", "post", "patch", "delete")
 
