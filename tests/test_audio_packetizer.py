@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import struct
@@ -331,10 +332,7 @@ def test_closing_early_releases_the_decoder_thread() -> None:
     packetizer = OpusPacketizer(fmt)
     packetizer.feed(data[:1000])
     packetizer.close()
-    deadline = time.monotonic() + 5
-    while any(t.name == "decode-flac" for t in threading.enumerate()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not any(t.name == "decode-flac" for t in threading.enumerate())
+    assert decoder_threads_end("decode-flac")
     with pytest.raises(RuntimeError):
         packetizer.feed(data[1000:])
 
@@ -370,6 +368,25 @@ async def test_async_packets_flow_while_the_stream_is_still_open() -> None:
             resume.set()  # the body only continues once a packet has come out
     assert tuple(packets) == packetized("wav")
     assert stream.closed
+
+
+async def test_stopping_early_closes_the_stream_and_the_decoder_thread() -> None:
+    data, fmt = body("aac")
+    stream = ChunkedStream(data, fmt, pause_at=-1, resume=asyncio.Event())
+    async with contextlib.aclosing(opus_packets(stream)) as packets:
+        async for _ in packets:
+            break
+    assert stream.closed
+    assert await asyncio.to_thread(decoder_threads_end, "decode-aac")
+
+
+def decoder_threads_end(name: str, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(t.name == name for t in threading.enumerate()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 async def test_async_decode_errors_close_the_stream() -> None:

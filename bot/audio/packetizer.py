@@ -79,7 +79,7 @@ class OpusPacketizer:
     def __init__(self, fmt: AudioFormat, *, bit_rate: int = DEFAULT_BIT_RATE) -> None:
         self.format = AudioFormat(fmt)
         self._pipeline: _Pipeline = (
-            _OggOpusPipeline(bit_rate) if self.format is AudioFormat.OPUS else _TranscodePipeline(fmt, bit_rate)
+            _OggOpusPipeline(bit_rate) if self.format is AudioFormat.OPUS else _TranscodePipeline(self.format, bit_rate)
         )
         self._received = 0
         self._emitted = 0
@@ -97,7 +97,7 @@ class OpusPacketizer:
 
     def finish(self) -> list[bytes]:
         """The body is complete: return the remaining packets and release everything."""
-        if not self._received:
+        if self._open and not self._received:
             self.close()
             raise AudioDecodeError(f"the {self.format} body is empty")
         packets = self._run(self._pipeline.finish)
@@ -107,7 +107,11 @@ class OpusPacketizer:
         return packets
 
     def close(self) -> None:
-        """Release the decoder (idempotent); later calls to ``feed``/``finish`` fail."""
+        """Release the decoder (idempotent); later calls to ``feed``/``finish`` fail.
+
+        Safe to call from another thread while ``feed`` runs (a cancelled ``asyncio.to_thread``): it only tells
+        the decoder thread to stop, and the running ``feed`` then returns.
+        """
         if self._open:
             self._open = False
             self._pipeline.close()
