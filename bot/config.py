@@ -77,6 +77,9 @@ class Settings:
     discord_gateway_url: str | None
     log_level: str
     speech_timeout: float = 20.0
+    voice_idle_timeout: float = 300.0
+    voice_alone_timeout: float = 30.0
+    voice_queue_size: int = 20
 
     @property
     def uses_local_engine(self) -> bool:
@@ -98,6 +101,9 @@ VARIABLES: dict[str, str] = {
     "SPEECH_DEFAULT_FORMAT": "Audio format for /speak uploads when a user picks none: opus, wav, flac, aac or pcm.",
     "SPEECH_BACKEND": "auto (the API when a key is set, else offline), openai, or local.",
     "SPEECH_TIMEOUT": "Seconds to wait for the speech API's first byte (and between chunks).",
+    "VOICE_IDLE_TIMEOUT": "Seconds with nothing to play before the bot leaves a voice channel.",
+    "VOICE_ALONE_TIMEOUT": "Seconds the bot stays in a voice channel with no human left in it.",
+    "VOICE_QUEUE_SIZE": "Most items waiting to be played per server; more are refused with a message.",
     "DATA_DIR": "Directory for the bot's own files (database, command-sync state).",
     "DATABASE_URL": "sqlite:///path/file.db (default: a file in DATA_DIR) or postgresql://user@host/db.",
     "DEV_GUILD_ID": "Sync slash commands to this one server instantly (development); empty = global commands.",
@@ -151,14 +157,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if backend is SpeechBackendChoice.OPENAI and not key and _is_known_paid_host(base_url):
         problems.append("SPEECH_API_KEY is required when SPEECH_BACKEND=openai uses a hosted API.")
 
-    timeout = 20.0
-    timeout_raw = get("SPEECH_TIMEOUT", "20")
-    try:
-        timeout = float(timeout_raw)
-        if not 1 <= timeout <= 600:
-            raise ValueError
-    except ValueError:
-        problems.append(f"SPEECH_TIMEOUT must be a number of seconds between 1 and 600, not {timeout_raw!r}.")
+    timeout = _number(get("SPEECH_TIMEOUT", "20"), "SPEECH_TIMEOUT", 1, 600, problems)
+    idle_timeout = _number(get("VOICE_IDLE_TIMEOUT", "300"), "VOICE_IDLE_TIMEOUT", 1, 86_400, problems)
+    alone_timeout = _number(get("VOICE_ALONE_TIMEOUT", "30"), "VOICE_ALONE_TIMEOUT", 0, 86_400, problems)
+    queue_size = _number(get("VOICE_QUEUE_SIZE", "20"), "VOICE_QUEUE_SIZE", 1, 1000, problems)
 
     data_dir = Path(get("DATA_DIR", DEFAULT_DATA_DIR)).expanduser()
     database_url = get("DATABASE_URL", f"sqlite:///{data_dir / 'speechbot.db'}")
@@ -201,7 +203,22 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         discord_gateway_url=gateway_url,
         log_level=log_level,
         speech_timeout=timeout,
+        voice_idle_timeout=idle_timeout,
+        voice_alone_timeout=alone_timeout,
+        voice_queue_size=int(queue_size),
     )
+
+
+def _number(raw: str, name: str, low: float, high: float, problems: list[str]) -> float:
+    """``raw`` as a number within [low, high]; otherwise a problem naming ``name`` (and ``low``)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        problems.append(f"{name} must be a number between {low:g} and {high:g}, not {raw[:30]!r}.")
+        return low
+    return value
 
 
 def _is_http_url(value: str) -> bool:
