@@ -8,11 +8,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat, sniff
 from bot.speech import local
 from bot.speech.errors import SpeechUnavailableError, SpeechValidationError
-from bot.speech.local import CHUNK_SIZE, INSTALL_HINT, LocalSpeechEngine
+from bot.speech.local import CHUNK_SIZE, INSTALL_HINT, LocalSpeechEngine, split_for_synthesis
 from bot.speech.models import SpeechRequest, synthesize
 from tests.audio_check import (
     RECOGNIZER_RATE,
@@ -32,6 +34,7 @@ PHRASES = [
     "thank you for listening",
     "open the door",
 ]
+WHITESPACE = str.maketrans("", "", " \n")
 EIGHT_SENTENCES = " ".join(f"Sentence {n} is here." for n in range(1, 9))
 PARAGRAPH = (
     "The quick brown fox jumps over the lazy dog. Please join the voice channel when you are ready. "
@@ -79,6 +82,27 @@ async def say(
     audio = await synthesize(engine, request)
     assert audio.format == fmt
     return audio.data
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("  Hello world.  ", ["Hello world."]),
+        ("One two. Three four five six.", ["One two.", "Three four", "five six."]),
+        ("Aaa bbb, ccc ddd eee fff", ["Aaa bbb,", "ccc ddd eee", "fff"]),
+        ("Aaa bbb ccc ddd eee fff ggg", ["Aaa bbb ccc", "ddd eee fff", "ggg"]),
+        ("x" * 25, ["x" * 12, "x" * 12, "x"]),
+    ],
+)
+def test_long_text_is_split_at_the_most_natural_break(text: str, expected: list[str]) -> None:
+    assert split_for_synthesis(text, limit=12) == expected
+
+
+@given(st.text(alphabet=st.sampled_from("ab .,!-\n"), max_size=300), st.integers(min_value=4, max_value=40))
+def test_split_pieces_are_bounded_and_lose_nothing_but_whitespace(text: str, limit: int) -> None:
+    pieces = split_for_synthesis(text, limit)
+    assert all(0 < len(piece) <= limit and piece == piece.strip() for piece in pieces)
+    assert "".join(pieces).translate(WHITESPACE) == text.translate(WHITESPACE)
 
 
 def test_is_installed_in_the_test_environment() -> None:
@@ -161,6 +185,17 @@ async def test_closing_a_stream_early_stops_synthesis(engine: LocalSpeechEngine,
         break
     await stream.aclose()
     assert executor.submitted - jobs_before <= 2
+
+
+async def test_a_long_run_without_full_stops_is_synthesized_in_bounded_pieces(
+    engine: LocalSpeechEngine, executor: CountingExecutor
+) -> None:
+    """Without the split, piper would take one quadratic pass over the whole run (seconds, hundreds of MB)."""
+    run_on = " ".join(["so then we went to the shop and bought some bread"] * 9)  # 458 characters
+    jobs_before = executor.submitted
+    data = await say(engine, run_on, fmt=AudioFormat.PCM)
+    assert executor.submitted - jobs_before >= 3
+    assert_duration_plausible(duration_seconds(data, AudioFormat.PCM), run_on)
 
 
 async def test_a_closed_stream_yields_nothing_more(engine: LocalSpeechEngine) -> None:
