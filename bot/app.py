@@ -15,11 +15,12 @@ from bot.errors import UserFacingError
 from bot.replies import send_ephemeral
 from bot.speech.errors import SpeechError
 from bot.speech.models import SpeechBackend
+from bot.voice.sessions import VoiceLimits, VoiceSessions
 
 log = logging.getLogger(__name__)
 
 #: Extensions loaded in ``setup_hook``, by dotted name. ``bot`` never imports ``cogs``; it only names them.
-EXTENSIONS: tuple[str, ...] = ("cogs.speak",)
+EXTENSIONS: tuple[str, ...] = ("cogs.speak", "cogs.voice")
 
 
 class SpeechTree(app_commands.CommandTree["SpeechBot"]):
@@ -80,6 +81,16 @@ class SpeechBot(commands.Bot):
         )
         self.settings = settings
         self.speech = speech
+        self.voice_sessions = VoiceSessions(
+            speech,
+            VoiceLimits(
+                idle_timeout=settings.voice_idle_timeout,
+                alone_timeout=settings.voice_alone_timeout,
+                max_queue=settings.voice_queue_size,
+                # the speech client gives up after its own timeout; the player's net is a little wider
+                stall_timeout=settings.speech_timeout + 5,
+            ),
+        )
         self._sync_state = CommandSyncState(settings.data_dir / "command-sync.json")
         self._force_sync = force_sync
 
@@ -89,6 +100,11 @@ class SpeechBot(commands.Bot):
         await sync_commands(
             self.tree, self._sync_state, dev_guild_id=self.settings.dev_guild_id, force=self._force_sync
         )
+
+    async def close(self) -> None:
+        """Leave voice channels first (players stop cleanly), then close the gateway."""
+        await self.voice_sessions.close()
+        await super().close()
 
     async def on_ready(self) -> None:
         log.info("ready as user=%s in %d guilds", self.user.id if self.user else "?", len(self.guilds))

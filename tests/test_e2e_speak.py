@@ -78,7 +78,7 @@ async def test_speak_is_registered_with_the_declared_option_schema(
     speak_command = next(c for c in commands if c["name"] == "speak")
     assert speak_command["description"]
     options = {o["name"]: o for o in speak_command["options"]}
-    assert list(options) == ["text", "voice", "format", "speed", "instructions"]
+    assert list(options) == ["text", "voice", "format", "speed", "instructions", "output"]
     assert all(o["description"] for o in options.values())
     assert options["text"]["type"] == 3 and options["text"]["required"] and options["text"]["max_length"] == 4096
     assert options["voice"]["autocomplete"] is True

@@ -119,3 +119,23 @@ async def read_all(stream: SpeechStream) -> SynthesizedAudio:
 async def synthesize(backend: SpeechBackend, request: SpeechRequest) -> SynthesizedAudio:
     """Open a synthesis on ``backend`` and read it whole."""
     return await read_all(await backend.open(request))
+
+
+class BufferedSpeechStream:
+    """A :class:`SpeechStream` over audio already in memory (played after it was uploaded, say)."""
+
+    def __init__(self, audio: SynthesizedAudio, chunk_size: int = 16 * 1024) -> None:
+        self._audio = audio
+        self._chunk_size = chunk_size
+
+    @property
+    def format(self) -> AudioFormat:
+        return self._audio.format
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        data = self._audio.data
+        for start in range(0, len(data), self._chunk_size):
+            yield data[start : start + self._chunk_size]
+
+    async def aclose(self) -> None:
+        return None

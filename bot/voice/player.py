@@ -1,0 +1,226 @@
+"""One guild's playback: a bounded queue, one consumer, and synthesis of the next item while this one plays."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import discord
+
+from bot.audio.decode import AudioDecodeError
+from bot.audio.packetizer import opus_packets
+from bot.speech.errors import SpeechError
+from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream
+from bot.voice.source import StreamedOpusSource
+
+log = logging.getLogger(__name__)
+
+#: Called with a short user-safe message when an item could not be played (whole).
+ErrorNotifier = Callable[[str], Awaitable[None]]
+#: Opens the audio of an item; by default the speech backend, but callers that already hold the bytes
+#: (``/speak output:both``) pass their own.
+StreamOpener = Callable[[], Awaitable[SpeechStream]]
+
+_ids = itertools.count(1)
+
+
+class QueueFullError(Exception):
+    """The guild's queue holds ``VOICE_QUEUE_SIZE`` items already."""
+
+
+@dataclass(eq=False)
+class PlayItem:
+    """Something to say in the voice channel. ``on_error`` tells the requester if it fails."""
+
+    request: SpeechRequest
+    requester_id: int
+    on_error: ErrorNotifier | None = None
+    open_stream: StreamOpener | None = None
+    id: int = field(default_factory=lambda: next(_ids))
+
+
+class _Prepared:
+    """An item whose synthesis has started: packets flow into ``source`` as they are decoded."""
+
+    def __init__(self, item: PlayItem, speech: SpeechBackend, stall_timeout: float) -> None:
+        self.item = item
+        self.source = StreamedOpusSource(stall_timeout=stall_timeout)
+        self._speech = speech
+        self.ready = asyncio.Event()  # first packet decoded, or the item ended (failed or empty)
+        self.skipped = False
+        self.task = asyncio.create_task(self._produce(), name=f"voice-item-{item.id}")
+
+    async def _produce(self) -> None:
+        error: str | None = None
+        try:
+            opener = self.item.open_stream or (lambda: self._speech.open(self.item.request))
+            async for packet in opus_packets(await opener()):
+                if self.source.cancelled:
+                    break
+                self.source.push(packet)
+                self.ready.set()
+        except SpeechError as exc:
+            error = exc.user_message
+        except AudioDecodeError:
+            error = "The speech service sent audio I could not decode."
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("voice item %s failed", self.item.id)
+            error = "Something went wrong while preparing the audio."
+        finally:
+            self.source.end(error)
+            self.ready.set()
+
+    def cancel(self) -> None:
+        """Skipped or dropped: stop producing and stop the source; no error is reported for it."""
+        self.skipped = True
+        self.stop()
+
+    def stop(self) -> None:
+        self.source.cleanup()
+        self.task.cancel()
+
+
+class GuildPlayer:
+    """Plays :class:`PlayItem`s in order on one ``VoiceClient``; the next item is synthesized in advance.
+
+    ``on_idle`` is awaited whenever the queue runs dry, so the owner can start its idle timer.
+    """
+
+    def __init__(
+        self,
+        voice_client: discord.VoiceClient,
+        speech: SpeechBackend,
+        *,
+        max_queue: int,
+        stall_timeout: float,
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
+        self.voice_client = voice_client
+        self._speech = speech
+        self._max_queue = max_queue
+        self._stall_timeout = stall_timeout
+        self._on_idle = on_idle
+        self._queue: deque[PlayItem] = deque()
+        self._prepared: dict[int, _Prepared] = {}
+        self._wakeup = asyncio.Event()
+        self._current: _Prepared | None = None
+        self._closed = False
+        self._task = asyncio.create_task(self._run(), name=f"guild-player-{voice_client.guild.id}")
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def playing(self) -> bool:
+        return self._current is not None
+
+    def enqueue(self, item: PlayItem) -> int:
+        """Queue ``item``; returns how many items are ahead of it (0 = plays next or now)."""
+        if self._closed:
+            raise QueueFullError("The voice session has ended.")
+        if len(self._queue) >= self._max_queue:
+            raise QueueFullError(f"The queue is full ({self._max_queue} items). Try again in a moment.")
+        ahead = len(self._queue) + (1 if self._current else 0)
+        self._queue.append(item)
+        if self._current is not None and len(self._queue) == 1:
+            self._prepare(item)  # the next item: synthesize it while the current one plays
+        self._wakeup.set()
+        return ahead
+
+    def skip(self) -> bool:
+        """Stop the current item; the queue goes on. False if nothing was playing."""
+        current = self._current
+        if current is None:
+            return False
+        current.cancel()
+        if self.voice_client.is_playing() or self.voice_client.is_paused():
+            self.voice_client.stop()
+        return True
+
+    def clear(self) -> int:
+        """Drop every waiting item (the current one keeps playing); returns how many were dropped."""
+        dropped = len(self._queue)
+        for item in self._queue:
+            if prepared := self._prepared.pop(item.id, None):
+                prepared.cancel()
+        self._queue.clear()
+        return dropped
+
+    async def close(self) -> None:
+        """Stop everything (idempotent). Does not disconnect: the session manager owns the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self.clear()
+        self.skip()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+    def _prepare(self, item: PlayItem) -> _Prepared:
+        prepared = self._prepared.get(item.id)
+        if prepared is None:
+            prepared = self._prepared[item.id] = _Prepared(item, self._speech, self._stall_timeout)
+        return prepared
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._on_idle is not None:
+                    self._on_idle()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            item = self._queue.popleft()
+            prepared = self._prepare(item)
+            self._current = prepared
+            try:
+                await prepared.ready.wait()
+                if self._queue:
+                    self._prepare(self._queue[0])
+                if prepared.source.buffered or not prepared.source.error:
+                    finished = loop.create_future()
+
+                    def after(error: Exception | None, finished: asyncio.Future[None] = finished) -> None:
+                        # Runs on discord.py's audio thread: hand control back to the loop, nothing more.
+                        loop.call_soon_threadsafe(_resolve, finished, error)
+
+                    if not self.voice_client.is_connected():
+                        prepared.source.end("I was disconnected from the voice channel.")
+                    else:
+                        self.voice_client.play(prepared.source, after=after)
+                        player_error = await finished
+                        if player_error is not None:
+                            log.error("audio player failed (guild=%s): %r", self.voice_client.guild.id, player_error)
+                # Playback is over (finished, stalled, skipped or disconnected): the download may still run.
+                prepared.stop()
+                await asyncio.wait([prepared.task])
+                error = prepared.source.error
+                if error and item.on_error is not None and not prepared.skipped:
+                    await _notify(item, error)
+            finally:
+                self._prepared.pop(item.id, None)
+                self._current = None
+
+
+def _resolve(future: asyncio.Future[Exception | None], error: Exception | None) -> None:
+    if not future.done():
+        future.set_result(error)
+
+
+async def _notify(item: PlayItem, message: str) -> None:
+    assert item.on_error is not None
+    try:
+        await item.on_error(message)
+    except Exception:
+        log.exception("could not report a playback error for item %s", item.id)

@@ -1,0 +1,189 @@
+"""Voice sessions: at most one per guild, joined and left on request, on idleness, when alone, or by Discord.
+
+The session's state follows Discord's: whatever ends the bot's presence in a channel (``/leave``, a
+moderator's disconnect, a deleted channel, a failed reconnect) ends the session, so ``/join`` always works
+again afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import discord
+
+from bot.errors import UserFacingError
+from bot.speech.models import SpeechBackend
+from bot.voice.player import GuildPlayer, PlayItem
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceLimits:
+    idle_timeout: float
+    alone_timeout: float
+    max_queue: int
+    stall_timeout: float
+
+
+class VoiceSession:
+    """The bot in one voice channel of one guild, with its player and its leave timers."""
+
+    def __init__(self, manager: VoiceSessions, voice_client: discord.VoiceClient) -> None:
+        self.manager = manager
+        self.voice_client = voice_client
+        self.guild_id = voice_client.guild.id
+        limits = manager.limits
+        self.player = GuildPlayer(
+            voice_client,
+            manager.speech,
+            max_queue=limits.max_queue,
+            stall_timeout=limits.stall_timeout,
+            on_idle=self._start_idle_timer,
+        )
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._alone_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def channel(self) -> discord.abc.Connectable | None:
+        return self.voice_client.channel
+
+    def enqueue(self, item: PlayItem) -> int:
+        self._cancel_idle_timer()
+        return self.player.enqueue(item)
+
+    def _start_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self.manager.limits.idle_timeout, self._leave_soon, "idle")
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def update_alone_timer(self) -> None:
+        """Start the alone timer when no human is left in the channel; stop it when one comes back."""
+        channel = self.voice_client.channel
+        humans = [m for m in getattr(channel, "members", []) if not m.bot]
+        if humans:
+            if self._alone_timer is not None:
+                self._alone_timer.cancel()
+                self._alone_timer = None
+        elif self._alone_timer is None:
+            loop = asyncio.get_running_loop()
+            self._alone_timer = loop.call_later(self.manager.limits.alone_timeout, self._leave_soon, "alone")
+
+    def _leave_soon(self, reason: str) -> None:
+        asyncio.create_task(self.manager.leave(self.guild_id, reason=reason), name=f"voice-leave-{self.guild_id}")
+
+    async def close(self) -> None:
+        """Stop playback and timers (idempotent); the caller disconnects."""
+        self._cancel_idle_timer()
+        if self._alone_timer is not None:
+            self._alone_timer.cancel()
+            self._alone_timer = None
+        await self.player.close()
+
+
+class VoiceSessions:
+    """All voice sessions of the bot, keyed by guild id."""
+
+    def __init__(self, speech: SpeechBackend, limits: VoiceLimits) -> None:
+        self.speech = speech
+        self.limits = limits
+        self._sessions: dict[int, VoiceSession] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def get(self, guild_id: int) -> VoiceSession | None:
+        return self._sessions.get(guild_id)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def join(self, channel: discord.VoiceChannel | discord.StageChannel) -> VoiceSession:
+        """The session in ``channel``: the existing one, or a new connection after checking permissions.
+
+        Refuses (UserFacingError) when the bot is already in another channel of the guild: it never steals
+        itself away from people who are listening.
+        """
+        guild = channel.guild
+        async with self._locks.setdefault(guild.id, asyncio.Lock()):
+            session = self._sessions.get(guild.id)
+            if session is not None and session.voice_client.is_connected():
+                if session.channel is not None and session.channel.id != channel.id:
+                    raise UserFacingError(f"I'm already in {session.channel.mention} on this server.")
+                return session
+            if session is not None:  # a stale session (connection lost): start afresh
+                await self._drop(guild.id)
+            check_can_join(channel)
+            try:
+                voice_client = await channel.connect(timeout=CONNECT_TIMEOUT, reconnect=True, self_deaf=True)
+            except discord.ClientException:
+                # discord.py already holds a connection for this guild (e.g. left over): reuse it.
+                voice_client = guild.voice_client
+                if not isinstance(voice_client, discord.VoiceClient):
+                    raise UserFacingError("I could not join the voice channel. Try again.") from None
+            except (asyncio.TimeoutError, discord.ConnectionClosed, OSError):
+                log.warning("voice connect failed (guild=%s channel=%s)", guild.id, channel.id)
+                raise UserFacingError("I could not connect to the voice channel. Try again later.") from None
+            session = VoiceSession(self, voice_client)
+            self._sessions[guild.id] = session
+            session.update_alone_timer()
+            log.info("joined voice (guild=%s channel=%s)", guild.id, channel.id)
+            return session
+
+    async def leave(self, guild_id: int, *, reason: str = "requested") -> bool:
+        """Disconnect and forget the guild's session; False if there was none."""
+        async with self._locks.setdefault(guild_id, asyncio.Lock()):
+            session = self._sessions.get(guild_id)
+            if session is None:
+                return False
+            await self._drop(guild_id)
+            if session.voice_client.is_connected():
+                await session.voice_client.disconnect(force=True)
+            log.info("left voice (guild=%s reason=%s)", guild_id, reason)
+            return True
+
+    async def _drop(self, guild_id: int) -> None:
+        session = self._sessions.pop(guild_id, None)
+        if session is not None:
+            await session.close()
+
+    async def on_bot_voice_state(self, guild_id: int, channel_id: int | None) -> None:
+        """The bot's own voice state changed (moved, or disconnected by someone or something)."""
+        session = self._sessions.get(guild_id)
+        if session is None:
+            return
+        if channel_id is None:
+            async with self._locks.setdefault(guild_id, asyncio.Lock()):
+                if self._sessions.get(guild_id) is session:
+                    await self._drop(guild_id)
+                    log.info("voice session ended by Discord (guild=%s)", guild_id)
+        else:
+            session.update_alone_timer()
+
+    def on_members_changed(self, guild_id: int) -> None:
+        if session := self._sessions.get(guild_id):
+            session.update_alone_timer()
+
+    async def close(self) -> None:
+        for guild_id in list(self._sessions):
+            await self.leave(guild_id, reason="shutdown")
+
+
+def check_can_join(channel: discord.VoiceChannel | discord.StageChannel) -> None:
+    """Refuse with a clear message when Discord would not let the bot in or would not let it speak."""
+    me = channel.guild.me
+    permissions = channel.permissions_for(me)
+    if not permissions.connect:
+        raise UserFacingError(f"I don't have permission to connect to {channel.mention}.")
+    if not permissions.speak:
+        raise UserFacingError(f"I don't have permission to speak in {channel.mention}.")
+    limit = channel.user_limit
+    if limit and len(channel.members) >= limit and not permissions.move_members:
+        raise UserFacingError(f"{channel.mention} is full.")

@@ -1,0 +1,98 @@
+"""The bridge between the event loop (which produces Opus packets) and discord.py's player thread.
+
+discord.py's ``AudioPlayer`` calls :meth:`read` every 20 ms on its own thread. ``read`` must never wait on
+the network: when the next packet is not there yet (a slow stream) it sends an Opus silence frame so the
+RTP clock keeps running, and gives up after ``stall_timeout`` seconds without audio.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import discord
+
+from bot.audio.opus import SILENCE_FRAME
+
+#: How long ``read`` may wait for a packet that is about to arrive before sending silence instead
+#: (a fraction of the 20 ms frame, so the player stays on time).
+_READ_WAIT = 0.005
+
+
+class StreamedOpusSource(discord.AudioSource):
+    """20 ms Opus packets pushed from the loop (thread-safe), read by the player thread.
+
+    The producer calls :meth:`push` for each packet and :meth:`end` once (with a user-safe message if the
+    stream failed). :attr:`error` holds that message after playback.
+    """
+
+    def __init__(self, *, stall_timeout: float = 30.0) -> None:
+        self._packets: deque[bytes] = deque()
+        self._ready = threading.Condition()
+        self._ended = False
+        self._cancelled = False
+        self._stall_timeout = stall_timeout
+        self._starved_since: float | None = None
+        self.error: str | None = None
+        self.packets_read = 0
+
+    def is_opus(self) -> bool:
+        return True
+
+    # producer side (event loop) -------------------------------------------------------------------------
+
+    def push(self, packet: bytes) -> None:
+        with self._ready:
+            self._packets.append(packet)
+            self._ready.notify()
+
+    def end(self, error: str | None = None) -> None:
+        """No more packets; ``error`` is shown to the requester when the item could not be played whole."""
+        with self._ready:
+            if not self._ended:
+                self._ended = True
+                self.error = error
+            self._ready.notify()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._packets)
+
+    @property
+    def has_audio_or_ended(self) -> bool:
+        return bool(self._packets) or self._ended
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    # player side (audio thread) -------------------------------------------------------------------------
+
+    def read(self) -> bytes:
+        with self._ready:
+            if not self._packets and not self._ended and not self._cancelled:
+                self._ready.wait(_READ_WAIT)
+            if self._cancelled:
+                return b""
+            if self._packets:
+                self._starved_since = None
+                self.packets_read += 1
+                return self._packets.popleft()
+            if self._ended:
+                return b""
+            now = time.monotonic()
+            if self._starved_since is None:
+                self._starved_since = now
+            elif now - self._starved_since > self._stall_timeout:
+                self._ended = True
+                self.error = self.error or "The speech stream stalled, so I skipped it."
+                return b""
+            return SILENCE_FRAME
+
+    def cleanup(self) -> None:
+        """Called by discord.py when playback stops for any reason (end, skip, disconnect)."""
+        with self._ready:
+            self._cancelled = True
+            self._packets.clear()
+            self._ready.notify_all()
