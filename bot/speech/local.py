@@ -104,9 +104,9 @@ class LocalSpeechEngine:
 
     def _encoded_parts(self, request: SpeechRequest) -> Generator[bytes, None, None]:
         """The encoded file in non-empty parts, one step per sentence (run on the executor, step by step)."""
-        from piper import SynthesisConfig
-
         voice = self._load_voice()
+        from piper import SynthesisConfig  # importable now: loading the voice checked the installation
+
         config = SynthesisConfig(
             length_scale=(voice.config.length_scale or 1.0) / request.speed,
             noise_scale=0.0,  # no sampling noise: deterministic output
