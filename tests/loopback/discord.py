@@ -37,6 +37,8 @@ from tests.loopback.discord_state import (
     User,
     WorldBuilder,
 )
+from tests.loopback.discord_voice import Voice
+from tests.loopback.discord_voice_session import VoiceSession
 from tests.loopback.openapi import OpenAPISpec, load_spec
 
 DEFAULT_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
@@ -80,6 +82,7 @@ class DiscordEmulator:
 
         self.rest = RestAPI(self)
         self.gateway = Gateway(self)
+        self.voice = Voice(self)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -96,10 +99,12 @@ class DiscordEmulator:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self.voice.server.start()
 
     async def close(self) -> None:
         if self._runner is not None:
             await self.gateway.close()
+            await self.voice.server.close()
             await self._runner.cleanup()
             self._runner = None
 
@@ -122,10 +127,16 @@ class DiscordEmulator:
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway"
 
+    @property
+    def ca_pem_path(self) -> str:
+        """The CA that signed the voice server's certificate (the voice websocket is always TLS)."""
+        assert self.voice.server.ca_pem_path is not None, "start() the emulator first"
+        return self.voice.server.ca_pem_path
+
     def env(self) -> dict[str, str]:
-        """The environment the bot process reads to reach this emulator."""
+        """The environment the bot process reads to reach this emulator (aiohttp trusts SSL_CERT_FILE)."""
         return {"DISCORD_TOKEN": self.token, "DISCORD_API_BASE": self.api_base,
-                "DISCORD_GATEWAY_URL": self.gateway_url}
+                "DISCORD_GATEWAY_URL": self.gateway_url, "SSL_CERT_FILE": self.ca_pem_path}
 
     # -- lookups used by the REST and gateway halves -----------------------------------------------------
 
@@ -220,3 +231,25 @@ class DiscordEmulator:
         interaction.dispatched_at = self.loop_time()
         await self.dispatch("INTERACTION_CREATE", interaction.payload)
         return interaction
+
+    # -- voice (tests.loopback.discord_voice; faults and more on ``self.voice``) -------------------------
+
+    def voice_session(self, guild: Guild | None = None) -> VoiceSession:
+        """The bot's current (or last) voice session: packets, SPEAKING events, stream checks."""
+        return self.voice.session(guild or self.guild)
+
+    def voice_connected(self, guild: Guild | None = None) -> bool:
+        return self.voice.connected(guild or self.guild)
+
+    async def move_member(self, user: User, channel: Channel | None) -> None:
+        """Move a human into ``channel`` (None: out of voice), dispatching their VOICE_STATE_UPDATE."""
+        await self.voice.move_member(user, channel)
+
+    async def move_bot(self, guild: Guild, channel: Channel) -> None:
+        await self.voice.move_bot(guild, channel)
+
+    async def disconnect_bot_by_moderator(self, guild: Guild | None = None) -> None:
+        await self.voice.disconnect_bot_by_moderator(guild or self.guild)
+
+    async def delete_channel(self, channel: Channel) -> None:
+        await self.voice.delete_channel(channel)

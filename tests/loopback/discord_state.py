@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,7 @@ SEND_MESSAGES = 1 << 11
 ATTACH_FILES = 1 << 15
 CONNECT = 1 << 20
 SPEAK = 1 << 21
+MOVE_MEMBERS = 1 << 24
 USE_APPLICATION_COMMANDS = 1 << 31
 ADMINISTRATOR = 1 << 3
 EVERYONE_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | ATTACH_FILES | CONNECT | SPEAK | USE_APPLICATION_COMMANDS
@@ -38,6 +39,14 @@ class SnowflakeFactory:
 
     def __call__(self) -> int:
         return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(self._counter) & 0x3FFFFF)
+
+
+def sum_bits(values: Iterable[int | str]) -> int:
+    """OR of permission bit sets, as Discord sends them (strings) or as ints."""
+    result = 0
+    for value in values:
+        result |= int(value)
+    return result
 
 
 def iso_now() -> str:
@@ -198,6 +207,25 @@ class Guild:
         if member.user.id == self.owner_id or value & ADMINISTRATOR:
             return (1 << 53) - 1
         return value
+
+    def channel_permissions(self, member: Member, channel: Channel) -> int:
+        """Permissions in ``channel``: guild level, then the @everyone, role and member overwrites (in
+        Discord's order; an administrator or the owner is not affected by overwrites)."""
+        value = self.permissions_of(member)
+        if member.user.id == self.owner_id or value & ADMINISTRATOR:
+            return value
+        overwrites = {int(o["id"]): o for o in channel.permission_overwrites}
+        layers = [overwrites.get(self.id)]
+        roles = [overwrites[r] for r in member.roles if r in overwrites]
+        layers.append({"allow": sum_bits(o["allow"] for o in roles), "deny": sum_bits(o["deny"] for o in roles)})
+        layers.append(overwrites.get(member.user.id))
+        for layer in filter(None, layers):
+            value = (value & ~int(layer["deny"])) | int(layer["allow"])
+        return value
+
+    def voice_members(self, channel: Channel) -> list[int]:
+        """Ids of the users whose voice state is in ``channel``."""
+        return [v.user_id for v in self.voice_states if v.channel_id == channel.id]
 
     def voice_state_of(self, user_id: int) -> VoiceState | None:
         return next((v for v in self.voice_states if v.user_id == user_id), None)

@@ -1,0 +1,172 @@
+"""Voice control plane of the loopback Discord: gateway op 4, the guilds' voice states, and test controls.
+
+The bot's op 4 with a channel is checked the way Discord does (a voice channel, VIEW_CHANNEL + CONNECT, room
+under ``user_limit`` unless MOVE_MEMBERS); a refused join gets no answer at all, so ``connect()`` times out,
+and lands in ``ignored_joins``. An accepted one is answered with the bot's VOICE_STATE_UPDATE and a
+VOICE_SERVER_UPDATE pointing at the ``VoiceServer`` (a fresh token each time); a connection the bot already
+had in that guild is closed with 4014, as Discord does on a move. Op 4 without a channel answers with the
+null-channel VOICE_STATE_UPDATE that ``VoiceClient.disconnect()`` waits for (note sections 5.1 and 8.2).
+
+    vc = await client.get_channel(emu.voice_channel.id).connect()   # client trusts emu.voice.server's CA
+    vc.play(source); session = emu.voice_session(); await session.wait_idle()
+    assert session.check_stream() == [] and session.trailing_silence() == 5
+
+Faults: ``close_voice(guild, code)``, ``drop_udp(seconds)``, ``server.refuse_discovery = True``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from tests.loopback.discord_gateway import VOICE_STATE_UPDATE, GatewaySession
+from tests.loopback.discord_state import (
+    CONNECT,
+    MOVE_MEMBERS,
+    VIEW_CHANNEL,
+    VOICE_CHANNEL,
+    Channel,
+    Guild,
+    User,
+    VoiceState,
+)
+from tests.loopback.discord_voice_server import VoiceGrant, VoiceServer
+from tests.loopback.discord_voice_session import VoiceSession
+
+if TYPE_CHECKING:
+    from tests.loopback.discord import DiscordEmulator
+
+DISCONNECTED = 4014  # the voice close code for "moved or disconnected by someone else"
+VOICE_SERVER_CRASHED = 4015  # the one close code after which a RESUME is welcome
+
+
+class Voice:
+    """The bot's voice presence in every guild, and the voice server it is sent to."""
+
+    def __init__(self, emulator: DiscordEmulator) -> None:
+        self.emu = emulator
+        self.server = VoiceServer(emulator)
+        self.ignored_joins: list[tuple[int, int, str]] = []  # (guild id, channel id, why Discord ignored it)
+        emulator.on_op(VOICE_STATE_UPDATE, self._on_voice_state_op)
+
+    # -- the bot's op 4 ---------------------------------------------------------------------------------
+
+    async def _on_voice_state_op(self, session: GatewaySession, d: dict[str, Any]) -> None:
+        guild = next((g for g in self.emu.guilds if g.id == int(d["guild_id"])), None)
+        if guild is None:
+            self.emu.failures.append(f"gateway: op 4 for unknown guild {d['guild_id']}")
+            return
+        if d.get("channel_id") is None:
+            await self._leave(guild, session.id, close_code=None)  # the client closes its own socket
+            return
+        channel = self.emu.find_channel(int(d["channel_id"]))
+        refusal = self._refusal(guild, channel)
+        if refusal is not None:
+            self.ignored_joins.append((guild.id, int(d["channel_id"]), refusal))
+            return
+        assert channel is not None
+        await self._join(guild, channel, session.id, self_mute=bool(d.get("self_mute")),
+                         self_deaf=bool(d.get("self_deaf")))
+
+    def _refusal(self, guild: Guild, channel: Channel | None) -> str | None:
+        """Why Discord would silently ignore the bot joining ``channel``, or None."""
+        if channel is None or channel.guild_id != guild.id:
+            return "no such channel in this guild"
+        if channel.type != VOICE_CHANNEL:
+            return "not a voice channel"
+        bot_id = self.emu.bot_user.id
+        permissions = guild.channel_permissions(guild.member(bot_id), channel)
+        if not permissions & VIEW_CHANNEL or not permissions & CONNECT:
+            return "missing VIEW_CHANNEL or CONNECT"
+        others = [user_id for user_id in guild.voice_members(channel) if user_id != bot_id]
+        if channel.user_limit and len(others) >= channel.user_limit and not permissions & MOVE_MEMBERS:
+            return "channel full"
+        return None
+
+    async def _join(self, guild: Guild, channel: Channel, session_id: str, *, self_mute: bool = False,
+                    self_deaf: bool = False) -> None:
+        """Put the bot in ``channel`` and send it to the voice server with a fresh token."""
+        bot_id = self.emu.bot_user.id
+        state = VoiceState(bot_id, channel.id, session_id, self_mute=self_mute, self_deaf=self_deaf)
+        guild.set_voice_state(state)
+        await self._dispatch_state(guild, state)
+        await self.server.end_sessions(guild.id, close_code=DISCONNECTED)
+        grant = VoiceGrant(guild.id, channel.id, bot_id, session_id, secrets.token_hex(16))
+        self.server.grants[guild.id] = grant
+        await self.emu.dispatch("VOICE_SERVER_UPDATE", {"token": grant.token, "guild_id": str(guild.id),
+                                                        "endpoint": f"127.0.0.1:{self.server.port}"})
+
+    async def _leave(self, guild: Guild, session_id: str, *, close_code: int | None) -> None:
+        """Take the bot out of voice in ``guild``: null-channel VOICE_STATE_UPDATE, sessions ended."""
+        state = VoiceState(self.emu.bot_user.id, None, session_id)
+        guild.set_voice_state(state)
+        self.server.grants.pop(guild.id, None)
+        await self._dispatch_state(guild, state)
+        await self.server.end_sessions(guild.id, close_code=close_code)
+
+    async def _dispatch_state(self, guild: Guild, state: VoiceState) -> None:
+        payload = {**state.to_payload(guild.id), "member": guild.member(state.user_id).to_payload()}
+        await self.emu.dispatch("VOICE_STATE_UPDATE", payload)
+
+    def _bot_session_id(self, guild: Guild) -> str:
+        state = guild.voice_state_of(self.emu.bot_user.id)
+        if state is not None:
+            return state.session_id
+        return next(s.id for s in reversed(self.emu.sessions))
+
+    # -- test controls ----------------------------------------------------------------------------------
+
+    async def move_member(self, user: User, channel: Channel | None, guild: Guild | None = None) -> None:
+        """Move a (human) user into ``channel``, or out of voice with None, and tell the bot."""
+        guild = guild or (self.emu.guild_by_id(channel.guild_id) if channel else self.emu.guild)
+        state = VoiceState(user.id, None if channel is None else channel.id, f"session-{user.id}")
+        guild.set_voice_state(state)
+        await self._dispatch_state(guild, state)
+
+    async def move_bot(self, guild: Guild, channel: Channel) -> None:
+        """A moderator drags the bot to ``channel``: new voice state, new server, old socket closed 4014."""
+        await self._join(guild, channel, self._bot_session_id(guild))
+
+    async def disconnect_bot_by_moderator(self, guild: Guild) -> None:
+        """A moderator disconnects the bot: null-channel VOICE_STATE_UPDATE, then the socket closes 4014."""
+        await self._leave(guild, self._bot_session_id(guild), close_code=DISCONNECTED)
+
+    async def delete_channel(self, channel: Channel) -> None:
+        """Delete a channel: everyone in it leaves voice (the bot's socket closes 4014), then CHANNEL_DELETE."""
+        guild = self.emu.guild_by_id(channel.guild_id)
+        for user_id in guild.voice_members(channel):
+            if user_id == self.emu.bot_user.id:
+                await self.disconnect_bot_by_moderator(guild)
+            else:
+                await self.move_member(guild.member(user_id).user, None, guild)
+        guild.channels.remove(channel)
+        await self.emu.dispatch("CHANNEL_DELETE", channel.to_payload())
+
+    async def close_voice(self, guild: Guild, code: int) -> None:
+        """Fault: close the bot's live voice socket with ``code``. Only 4015 leaves the session resumable."""
+        session = self.session(guild)
+        if code != VOICE_SERVER_CRASHED:
+            session.ended_at = self.emu.loop_time()
+        await self.server.close_ws(session, code)
+
+    def drop_udp(self, seconds: float) -> None:
+        """Fault: ignore every datagram (audio and IP discovery) for the next ``seconds``."""
+        self.server.drop_until = self.emu.loop_time() + seconds
+
+    # -- assertions -------------------------------------------------------------------------------------
+
+    def sessions(self, guild: Guild) -> list[VoiceSession]:
+        """Every voice session the bot identified in ``guild``, oldest first."""
+        return self.server.guild_sessions(guild.id)
+
+    def session(self, guild: Guild) -> VoiceSession:
+        """The bot's current (or last) voice session in ``guild``."""
+        sessions = self.sessions(guild)
+        if not sessions:
+            raise LookupError(f"the bot never identified on the voice server for guild {guild.id}")
+        return sessions[-1]
+
+    def connected(self, guild: Guild) -> bool:
+        """The bot is in a voice channel of ``guild`` and its voice session is up (audio would be heard)."""
+        sessions = self.sessions(guild)
+        return guild.voice_state_of(self.emu.bot_user.id) is not None and bool(sessions) and sessions[-1].ready

@@ -1,0 +1,330 @@
+"""Voice data plane of the loopback Discord: the v8 voice websocket over TLS and the UDP media socket.
+
+The websocket checks IDENTIFY against the grant the gateway handed out (``VoiceGrant``), answers HELLO,
+READY, heartbeats, SELECT_PROTOCOL (``dave_protocol_version: 0``: no DAVE, plain Opus under transport
+encryption) and RESUME, and records SPEAKING. The UDP socket answers IP discovery and decrypts every RTP
+packet into the session's ``packets`` (note sections 5.2-5.6). Protocol violations go to ``failures``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import ssl
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trustme
+from aiohttp import WSMsgType, web
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt, crypto_aead_xchacha20poly1305_ietf_encrypt
+from nacl.exceptions import CryptoError
+
+from tests.loopback.discord_voice_session import VoicePacket, VoiceSession
+
+if TYPE_CHECKING:
+    from tests.loopback.discord import DiscordEmulator
+
+IDENTIFY, SELECT_PROTOCOL, READY, HEARTBEAT, SESSION_DESCRIPTION, SPEAKING = 0, 1, 2, 3, 4, 5
+HEARTBEAT_ACK, RESUME, HELLO, RESUMED = 6, 7, 8, 9
+IGNORED_OPS = {12, 23, 31}  # CLIENT_CONNECT and DAVE replies: meaningless while DAVE is off
+
+XCHACHA = "aead_xchacha20_poly1305_rtpsize"
+AES_GCM = "aead_aes256_gcm_rtpsize"
+MODES = [AES_GCM, XCHACHA]  # Discord's order; discord.py skips the AES mode it lacks (note 5.5)
+
+DISCOVERY_LENGTH = 74
+RTP_HEADER = 12
+NONCE_SUFFIX = 4
+RTCP_RECEIVER_REPORT = 201
+REPORT_EVERY = 250  # RTP packets between receiver reports: 5 s of audio, RFC 3550's minimum interval
+SERVER_SSRC = 1  # the SSRC the server's own RTCP reports are sent under
+
+
+@dataclass(frozen=True)
+class VoiceGrant:
+    """What the gateway handed out for one join (VOICE_STATE_UPDATE + VOICE_SERVER_UPDATE)."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    session_id: str
+    token: str
+
+
+class VoiceServer:
+    """The TLS voice websocket at ``wss://127.0.0.1:port/?v=8`` and the UDP socket it points clients to."""
+
+    def __init__(self, emulator: DiscordEmulator, *, heartbeat_interval_ms: int = 13750) -> None:
+        self.emu = emulator
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.grants: dict[int, VoiceGrant] = {}  # guild id → the grant a client may identify with now
+        self.sessions: list[VoiceSession] = []
+        self._by_ssrc: dict[int, VoiceSession] = {}
+        self.refuse_discovery = False  # fault switch: leave IP discovery unanswered
+        self.drop_until = 0.0  # fault switch: loop time until which every datagram is dropped
+        self.dropped = 0  # datagrams the drop fault swallowed
+        self.port: int | None = None
+        self.udp_port: int | None = None
+        self.ca_pem_path: str | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="loopback-voice-")
+        self._runner: web.AppRunner | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        ca = trustme.CA()
+        ca_path = Path(self._tmp.name, "loopback-ca.pem")
+        ca.cert_pem.write_to_path(str(ca_path))
+        self.ca_pem_path = str(ca_path)
+        server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(server_ssl)
+
+        app = web.Application()
+        app.router.add_get("/", self._handle_ws)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=server_ssl)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=("127.0.0.1", 0))
+        self.udp_port = self._udp.get_extra_info("sockname")[1]
+
+    async def close(self) -> None:
+        for session in self.sessions:
+            if session.ws is not None:
+                await session.ws.close(code=1001, message=b"Emulator shutting down")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        self._tmp.cleanup()
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client context trusting only this server's CA (for in-process clients' connectors)."""
+        return ssl.create_default_context(cafile=self.ca_pem_path)
+
+    # -- sessions ---------------------------------------------------------------------------------------
+
+    def guild_sessions(self, guild_id: int) -> list[VoiceSession]:
+        return [s for s in self.sessions if s.guild_id == guild_id]
+
+    async def end_sessions(self, guild_id: int, close_code: int | None = None) -> None:
+        """End the guild's live sessions (no resume, later packets dropped); close their sockets with
+        ``close_code`` if given, as Discord does on a forced disconnect or move (4014)."""
+        for session in self.guild_sessions(guild_id):
+            if session.ended_at is None:
+                session.ended_at = self.emu.loop_time()
+                if close_code is not None:
+                    await self.close_ws(session, close_code)
+
+    async def close_ws(self, session: VoiceSession, code: int) -> None:
+        if session.ws is not None and not session.ws.closed:
+            session.close_code = code
+            await session.ws.close(code=code)
+
+    # -- websocket --------------------------------------------------------------------------------------
+
+    async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("v") != "8":
+            self.emu.failures.append(f"voice websocket opened with {dict(request.query)}; expected v=8")
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        session: VoiceSession | None = None
+        await self._send(ws, HELLO, {"v": 8, "heartbeat_interval": self.heartbeat_interval_ms})
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                continue  # DAVE/MLS frames: meaningless with dave_protocol_version 0
+            try:
+                payload = json.loads(message.data)
+                op, d = payload["op"], payload.get("d")
+            except (ValueError, KeyError, TypeError):
+                self.emu.failures.append(f"voice: undecodable payload {message.data[:200]!r}")
+                await ws.close(code=4002, message=b"Failed to decode payload")
+                break
+            session = await self._handle_op(ws, session, op, d)
+            await self.emu.changes.notify()
+        if session is not None and session.ws is ws:
+            session.ws = None
+        return ws
+
+    async def _handle_op(self, ws: web.WebSocketResponse, session: VoiceSession | None, op: int,
+                         d: Any) -> VoiceSession | None:
+        """Answer one client payload; returns the session bound to this websocket afterwards."""
+        if op == HEARTBEAT:
+            await self._send(ws, HEARTBEAT_ACK, {"t": d["t"] if isinstance(d, dict) else d})
+        elif op == IDENTIFY:
+            if session is not None:
+                await ws.close(code=4005, message=b"Already authenticated")
+                return session
+            return await self._identify(ws, d)
+        elif op == RESUME:
+            return await self._resume(ws, d)
+        elif session is None:
+            self.emu.failures.append(f"voice: op {op} before IDENTIFY")
+            await ws.close(code=4003, message=b"Not authenticated")
+        elif op == SELECT_PROTOCOL:
+            await self._select_protocol(ws, session, d)
+        elif op == SPEAKING:
+            if d.get("ssrc") != session.ssrc:
+                self.emu.failures.append(f"voice: SPEAKING for ssrc {d.get('ssrc')}, session has {session.ssrc}")
+            session.speaking_events.append((self.emu.loop_time(), int(d["speaking"])))
+        elif op not in IGNORED_OPS:
+            self.emu.failures.append(f"voice: unknown op {op}")
+            await ws.close(code=4001, message=b"Unknown opcode")
+        return session
+
+    async def _identify(self, ws: web.WebSocketResponse, d: dict[str, Any]) -> VoiceSession | None:
+        grant = self.grants.get(int(d.get("server_id") or 0))
+        if grant is None:
+            await ws.close(code=4011, message=b"Server not found")
+            return None
+        if d.get("token") != grant.token:
+            await ws.close(code=4004, message=b"Authentication failed")
+            return None
+        if d.get("session_id") != grant.session_id or str(d.get("user_id")) != str(grant.user_id):
+            await ws.close(code=4006, message=b"Session no longer valid")
+            return None
+        ssrc = secrets.randbits(32)
+        session = VoiceSession(
+            guild_id=grant.guild_id, channel_id=grant.channel_id, user_id=grant.user_id,
+            session_id=grant.session_id, token=grant.token, ssrc=ssrc, secret_key=secrets.token_bytes(32),
+            started=self.emu.loop_time(), changes=self.emu.changes, ws=ws)
+        self.sessions.append(session)
+        self._by_ssrc[ssrc] = session
+        await self._send(ws, READY, {"ssrc": ssrc, "ip": "127.0.0.1", "port": self.udp_port, "modes": MODES})
+        return session
+
+    async def _resume(self, ws: web.WebSocketResponse, d: dict[str, Any]) -> VoiceSession | None:
+        """Rebind a live session (closed with 4015, say) to this websocket; keys and SSRC carry over."""
+        server_id, token = int(d.get("server_id") or 0), d.get("token")
+        session = next((s for s in reversed(self.guild_sessions(server_id))
+                        if s.ended_at is None and s.token == token and s.session_id == d.get("session_id")), None)
+        if session is None:
+            await ws.close(code=4006, message=b"Session no longer valid")
+            return None
+        session.ws = ws
+        session.resumes += 1
+        await self._send(ws, RESUMED, None)
+        return session
+
+    async def _select_protocol(self, ws: web.WebSocketResponse, session: VoiceSession, d: dict[str, Any]) -> None:
+        data = d.get("data") or {}
+        mode = data.get("mode")
+        if d.get("protocol") != "udp" or mode not in MODES:
+            self.emu.failures.append(f"voice: SELECT_PROTOCOL {d!r}")
+            await ws.close(code=4016, message=b"Unknown encryption mode")
+            return
+        if session.address != (data.get("address"), data.get("port")):
+            self.emu.failures.append(f"voice: SELECT_PROTOCOL address {data.get('address')}:{data.get('port')} "
+                                     f"is not what IP discovery answered ({session.address})")
+        session.mode = mode
+        await self._send(ws, SESSION_DESCRIPTION,
+                         {"mode": mode, "secret_key": list(session.secret_key), "dave_protocol_version": 0})
+        self._send_receiver_report(session)
+
+    @staticmethod
+    async def _send(ws: web.WebSocketResponse, op: int, d: Any) -> None:
+        if not ws.closed:
+            await ws.send_str(json.dumps({"op": op, "d": d}))
+
+    # -- UDP --------------------------------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        now = self.emu.loop_time()
+        if now < self.drop_until:
+            self.dropped += 1
+            return
+        if len(data) == DISCOVERY_LENGTH and data[:4] == struct.pack(">HH", 1, 70):
+            self._discover(data, addr)
+        else:
+            self._receive_rtp(data, addr, now)
+
+    def _discover(self, data: bytes, addr: tuple[str, int]) -> None:
+        ssrc = struct.unpack_from(">I", data, 4)[0]
+        session = self._by_ssrc.get(ssrc)
+        if session is None:
+            self.emu.failures.append(f"voice: IP discovery for unknown ssrc {ssrc}")
+            return
+        session.address = addr
+        if not self.refuse_discovery and self._udp is not None:
+            reply = struct.pack(">HHI", 2, 70, ssrc) + addr[0].encode().ljust(64, b"\0") + struct.pack(">H", addr[1])
+            self._udp.sendto(reply, addr)
+
+    def _receive_rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if len(data) < RTP_HEADER + 16 + NONCE_SUFFIX or data[:2] != b"\x80\x78":
+            self.emu.failures.append(f"voice: not an RTP Opus packet ({len(data)} bytes, {data[:2].hex()})")
+            return
+        seq, timestamp, ssrc = struct.unpack_from(">HII", data, 2)
+        session = self._by_ssrc.get(ssrc)
+        if session is None or session.mode is None:
+            self.emu.failures.append(f"voice: RTP packet for ssrc {ssrc} without a selected protocol")
+            return
+        if session.ended_at is not None:
+            session.late_packets += 1
+            return
+        if addr != session.address:
+            self.emu.failures.append(f"voice: RTP from {addr}, but IP discovery came from {session.address}")
+        header, nonce = data[:RTP_HEADER], data[-NONCE_SUFFIX:]
+        try:
+            opus = _decrypt(session, header, data[RTP_HEADER:-NONCE_SUFFIX], nonce)
+        except (CryptoError, ValueError) as exc:
+            self.emu.failures.append(f"voice: packet seq {seq} does not decrypt with the session key: {exc!r}")
+            return
+        packet = VoicePacket(now, seq, timestamp, ssrc, struct.unpack(">I", nonce)[0], opus)
+        if packet.is_ogg_header:
+            self.emu.failures.append(f"voice: an Ogg {opus[:8].decode()} packet was sent as audio (seq {seq})")
+        session.packets.append(packet)
+        if len(session.packets) % REPORT_EVERY == 0:
+            self._send_receiver_report(session)
+
+    def _send_receiver_report(self, session: VoiceSession) -> None:
+        """Send the client an RTCP receiver report, as Discord's voice server does.
+
+        Besides realism this matters: discord.py's socket reader thread sits in ``select()`` on its UDP socket
+        and only notices that the socket was replaced (on a reconnect) once a datagram wakes it; without any
+        inbound traffic, the next IP discovery goes unheard for up to 30 s.
+        """
+        if self._udp is None or session.address is None:
+            return
+        highest_seq = session.packets[-1].seq if session.packets else 0
+        header = struct.pack(">BBHI", 0x81, RTCP_RECEIVER_REPORT, 7, SERVER_SSRC)
+        block = struct.pack(">IIIIII", session.ssrc, 0, highest_seq, 0, 0, 0)
+        nonce = struct.pack(">I", session.reports_sent)
+        session.reports_sent += 1
+        self._udp.sendto(header + _encrypt(session, header, block, nonce) + nonce, session.address)
+
+
+def _encrypt(session: VoiceSession, header: bytes, plaintext: bytes, nonce: bytes) -> bytes:
+    if session.mode == XCHACHA:
+        return crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, header, nonce + b"\0" * 20, session.secret_key)
+    return AESGCM(session.secret_key).encrypt(nonce + b"\0" * 8, plaintext, header)
+
+
+def _decrypt(session: VoiceSession, header: bytes, ciphertext: bytes, nonce: bytes) -> bytes:
+    """The ``*_rtpsize`` AEAD modes: AAD = the RTP header; the nonce is the 4-byte counter, zero padded."""
+    if session.mode == XCHACHA:
+        return crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, header, nonce + b"\0" * 20,
+                                                          session.secret_key)
+    try:
+        return AESGCM(session.secret_key).decrypt(nonce + b"\0" * 8, ciphertext, header)
+    except InvalidTag as exc:  # carries no message of its own
+        raise ValueError("AES-GCM tag mismatch") from exc
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: VoiceServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.server.datagram_received(data, addr)

@@ -1,0 +1,147 @@
+"""What the loopback Discord's voice server received in one voice session, and checks over it.
+
+A ``VoiceSession`` is one identified voice websocket (one SSRC and secret key); discord.py opens a new one
+after every join, move or full reconnect, and keeps it across a RESUME. Tests read ``packets`` and
+``speaking_events`` or call ``check_stream()`` / ``decode_pcm()`` (note sections 5.5, 6 and 8.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import av
+import numpy as np
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from tests.loopback.discord_messages import Changes
+
+OPUS_SILENCE = b"\xf8\xff\xfe"  # discord.py sends five of these when playback stops (player.py)
+OGG_HEADERS = (b"OpusHead", b"OpusTags")  # Ogg container packets; never audio, never to be sent
+SAMPLES_PER_FRAME = 960  # 20 ms at 48 kHz: the RTP timestamp step and every packet's duration
+SAMPLE_RATE = 48_000
+#: SPEAKING travels over TLS while audio goes straight out over UDP, so a SPEAKING sent just before the first
+#: packet may be read just after it; the checks allow this much.
+SPEAKING_GRACE = 0.1
+
+
+@dataclass(frozen=True)
+class VoicePacket:
+    """One decrypted RTP packet: arrival on the emulator's monotonic clock, RTP fields, and the Opus payload."""
+
+    arrival: float
+    seq: int
+    timestamp: int
+    ssrc: int
+    nonce: int
+    opus: bytes
+
+    @property
+    def is_silence(self) -> bool:
+        return self.opus == OPUS_SILENCE
+
+    @property
+    def is_ogg_header(self) -> bool:
+        return self.opus.startswith(OGG_HEADERS)
+
+
+@dataclass
+class VoiceSession:
+    """One voice session: the grant it was identified with, its keys, and everything it sent."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    session_id: str
+    token: str
+    ssrc: int
+    secret_key: bytes
+    started: float
+    changes: Changes
+    ws: web.WebSocketResponse | None = None
+    address: tuple[str, int] | None = None  # the client's UDP address, learnt from IP discovery
+    mode: str | None = None  # the encryption mode from SELECT_PROTOCOL
+    packets: list[VoicePacket] = field(default_factory=list)
+    speaking_events: list[tuple[float, int]] = field(default_factory=list)  # (arrival, speaking flags)
+    resumes: int = 0
+    reports_sent: int = 0  # RTCP receiver reports sent back to the client
+    late_packets: int = 0  # datagrams that arrived after the session ended (Discord forwards them nowhere)
+    ended_at: float | None = None  # left, moved, disconnected or invalidated: no resume, packets dropped
+    close_code: int | None = None  # the code the server closed the websocket with, if it did
+
+    @property
+    def ready(self) -> bool:
+        """Identified, protocol selected and the websocket still open: audio would be heard."""
+        return self.ended_at is None and self.mode is not None and self.ws is not None and not self.ws.closed
+
+    def audio_packets(self) -> list[VoicePacket]:
+        """The packets carrying sound: without the silence frames and Ogg header packets."""
+        return [p for p in self.packets if not p.is_silence and not p.is_ogg_header]
+
+    def trailing_silence(self) -> int:
+        """How many silence frames end the stream (discord.py sends 5 when playback stops)."""
+        count = 0
+        for packet in reversed(self.packets):
+            if not packet.is_silence:
+                break
+            count += 1
+        return count
+
+    async def wait_packets(self, n: int, timeout: float = 10) -> list[VoicePacket]:
+        """Wait until at least ``n`` packets arrived; returns them all."""
+        return await self.changes.wait_for(lambda: len(self.packets) >= n and self.packets, timeout,
+                                           f"{n} voice packets (got {len(self.packets)})")
+
+    async def wait_idle(self, quiet: float = 0.3, timeout: float = 10) -> list[VoicePacket]:
+        """Wait until no packet has arrived for ``quiet`` seconds (playback over); returns the packets."""
+        loop = asyncio.get_running_loop()
+
+        def idle() -> bool:
+            last = self.packets[-1].arrival if self.packets else self.started
+            return loop.time() - last >= quiet
+
+        await self.changes.wait_for(idle, timeout, f"{quiet} s without voice packets")
+        return list(self.packets)
+
+    def check_stream(self) -> list[str]:
+        """Problems Discord's receivers would notice, as readable strings (empty when the stream is sound)."""
+        if not self.packets:
+            return ["no voice packets"]
+        problems = []
+        for before, after in zip(self.packets, self.packets[1:], strict=False):
+            if after.seq != (before.seq + 1) % 65536:
+                problems.append(f"sequence jumps from {before.seq} to {after.seq}")
+            if after.timestamp != (before.timestamp + SAMPLES_PER_FRAME) % 2**32:
+                problems.append(f"timestamp steps {after.timestamp - before.timestamp} after seq {before.seq}")
+            if after.nonce <= before.nonce:
+                problems.append(f"nonce {after.nonce} reused or going back after seq {before.seq}")
+        start = self.packets[0].arrival + SPEAKING_GRACE
+        if not any(at <= start for at, _ in self.speaking_events):
+            problems.append("audio before any SPEAKING: Discord does not know the SSRC yet")
+        if not any(flags & 1 and at <= start for at, flags in self.speaking_events):
+            problems.append("no SPEAKING with the voice flag when audio started")
+        return problems
+
+
+def decode_pcm(payloads: Iterable[bytes]) -> np.ndarray:
+    """Decode Opus packets with libopus into 48 kHz stereo s16 PCM, shape (samples, 2).
+
+    Raises ``ValueError`` if a packet does not decode to exactly one 20 ms frame: Discord plays one packet
+    per 20 ms whatever its length, so longer packets would play too fast (note section 6).
+    """
+    codec = av.CodecContext.create("libopus", "r")
+    codec.sample_rate = SAMPLE_RATE
+    codec.layout = "stereo"
+    chunks = []
+    for index, payload in enumerate(payloads):
+        frames = codec.decode(av.Packet(payload))
+        samples = sum(frame.samples for frame in frames)
+        if samples != SAMPLES_PER_FRAME:
+            raise ValueError(f"packet {index} decodes to {samples} samples, not {SAMPLES_PER_FRAME}")
+        for frame in frames:
+            chunks.append(frame.to_ndarray().reshape(-1, 2))  # packed s16: interleaved L/R
+    return np.concatenate(chunks) if chunks else np.zeros((0, 2), dtype=np.int16)
