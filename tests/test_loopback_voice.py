@@ -4,6 +4,7 @@ sockets (TLS websocket, UDP with transport encryption), and the emulator checks 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,7 @@ import yarl
 from discord.oggparse import OggStream
 
 from tests.loopback.discord import DiscordEmulator
-from tests.loopback.discord_state import CONNECT, MOVE_MEMBERS, VOICE_CHANNEL
+from tests.loopback.discord_state import CONNECT, MOVE_MEMBERS, SPEAK, VOICE_CHANNEL
 from tests.loopback.discord_voice_session import OGG_HEADERS, SAMPLE_RATE, VoiceSession, decode_pcm
 
 TONE_HZ = 440
@@ -98,6 +99,15 @@ def bot_voice_updates(emu: DiscordEmulator) -> list[dict]:
     (session,) = emu.sessions
     return [e["d"] for e in session.events
             if e["t"] == "VOICE_STATE_UPDATE" and e["d"]["user_id"] == str(emu.bot_user.id)]
+
+
+@contextlib.asynccontextmanager
+async def raw_voice_ws(emu: DiscordEmulator) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A bare websocket to the voice server, for protocol paths discord.py does not take."""
+    connector = aiohttp.TCPConnector(ssl=emu.voice.server.client_ssl_context())
+    async with aiohttp.ClientSession(connector=connector) as http, \
+            http.ws_connect(f"wss://127.0.0.1:{emu.voice.server.port}/?v=8") as ws:
+        yield ws
 
 
 def problems_after_reconnect(session: VoiceSession) -> list[str]:
@@ -282,10 +292,43 @@ async def test_identify_with_a_stale_token_is_rejected(discord_emulator: Discord
     emu = discord_emulator
     await bot.voice_channel.connect(timeout=10)
     session = emu.voice_session()
-    connector = aiohttp.TCPConnector(ssl=emu.voice.server.client_ssl_context())
-    async with aiohttp.ClientSession(connector=connector) as http, \
-            http.ws_connect(f"wss://127.0.0.1:{emu.voice.server.port}/?v=8") as ws:
+    async with raw_voice_ws(emu) as ws:
         await ws.send_json({"op": 0, "d": {"server_id": str(emu.guild.id), "user_id": str(emu.bot_user.id),
                                            "session_id": session.session_id, "token": "stale"}})
         assert (await ws.receive_json())["op"] == 8  # HELLO comes first
         assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE and ws.close_code == 4004
+
+
+async def test_self_deafen_keeps_the_call(discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:
+    emu = discord_emulator
+    vc = await bot.voice_channel.connect(timeout=10)
+    await vc.guild.change_voice_state(channel=vc.channel, self_deaf=True)
+    await emu.wait_for(lambda: vc.guild.me.voice.self_deaf, 5, "the bot's self-deafened voice state")
+    assert len(emu.voice.sessions(emu.guild)) == 1 and emu.voice_connected() and vc.is_connected()
+
+
+async def test_4015_resume_is_answered_but_discord_py_gives_up(discord_emulator: DiscordEmulator,
+                                                              bot: VoiceBot) -> None:
+    emu = discord_emulator
+    vc = await bot.voice_channel.connect(timeout=1)
+    session = emu.voice_session()
+    await emu.voice.close_voice(emu.guild, 4015)
+    async with raw_voice_ws(emu) as ws:
+        await ws.send_json({"op": 7, "d": {"server_id": str(emu.guild.id), "session_id": session.session_id,
+                                           "token": session.token, "seq_ack": -1}})
+        assert [(await ws.receive_json())["op"] for _ in range(2)] == [8, 9]  # HELLO, RESUMED
+    assert session.resumes == 1
+    # discord.py 2.7.1 answers 4015 by sending op 4 again and waiting for a VOICE_SERVER_UPDATE that staying in
+    # the same channel does not bring; after its connect timeout it leaves cleanly.
+    await emu.wait_for(lambda: vc.guild.voice_client is None, 5, "the client giving up")
+    assert bot_voice_updates(emu)[-1]["channel_id"] is None and not emu.voice_connected()
+
+
+async def test_without_speak_nobody_hears_the_bot(discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:
+    emu = discord_emulator
+    emu.voice_channel.permission_overwrites = [{"id": str(emu.guild.id), "type": 0, "allow": "0",
+                                               "deny": str(SPEAK)}]
+    vc = await bot.voice_channel.connect(timeout=10)
+    await bot.play_to_end(vc, OggOpusSource(tone_ogg_opus(0.2)))
+    await emu.voice_session().wait_idle(quiet=0.2)
+    assert emu.voice_session().check_stream() == ["the bot lacks SPEAK in this channel: nobody hears it"]

@@ -1,11 +1,13 @@
 """Voice control plane of the loopback Discord: gateway op 4, the guilds' voice states, and test controls.
 
-The bot's op 4 with a channel is checked the way Discord does (a voice channel, VIEW_CHANNEL + CONNECT, room
-under ``user_limit`` unless MOVE_MEMBERS); a refused join gets no answer at all, so ``connect()`` times out,
-and lands in ``ignored_joins``. An accepted one is answered with the bot's VOICE_STATE_UPDATE and a
-VOICE_SERVER_UPDATE pointing at the ``VoiceServer`` (a fresh token each time); a connection the bot already
-had in that guild is closed with 4014, as Discord does on a move. Op 4 without a channel answers with the
-null-channel VOICE_STATE_UPDATE that ``VoiceClient.disconnect()`` waits for (note sections 5.1 and 8.2).
+The bot's op 4 with a channel is checked the way Discord does: a voice channel, VIEW_CHANNEL + CONNECT, room
+under ``user_limit`` unless MOVE_MEMBERS. A refused join gets no answer at all, so ``connect()`` times out, and
+lands in ``ignored_joins``. Without SPEAK the bot may join, but ``check_stream()`` reports that nobody hears it.
+An accepted join is answered with the bot's VOICE_STATE_UPDATE and a VOICE_SERVER_UPDATE pointing at the
+``VoiceServer`` (a fresh token each time); a connection the bot already had in that guild is closed with 4014,
+as Discord does on a move. The same channel again (a self-mute toggle) only updates the voice state. Op 4
+without a channel answers with the null-channel VOICE_STATE_UPDATE that ``VoiceClient.disconnect()`` waits
+for (note sections 5.1 and 8.2).
 
     vc = await client.get_channel(emu.voice_channel.id).connect()   # client trusts emu.voice.server's CA
     vc.play(source); session = emu.voice_session(); await session.wait_idle()
@@ -23,6 +25,7 @@ from tests.loopback.discord_gateway import VOICE_STATE_UPDATE, GatewaySession
 from tests.loopback.discord_state import (
     CONNECT,
     MOVE_MEMBERS,
+    SPEAK,
     VIEW_CHANNEL,
     VOICE_CHANNEL,
     Channel,
@@ -85,13 +88,18 @@ class Voice:
 
     async def _join(self, guild: Guild, channel: Channel, session_id: str, *, self_mute: bool = False,
                     self_deaf: bool = False) -> None:
-        """Put the bot in ``channel`` and send it to the voice server with a fresh token."""
+        """Put the bot in ``channel`` and send it to the voice server with a fresh token. Staying in the same
+        channel (a self-mute or self-deafen toggle) only updates the voice state: the call goes on."""
         bot_id = self.emu.bot_user.id
+        previous = guild.voice_state_of(bot_id)
         state = VoiceState(bot_id, channel.id, session_id, self_mute=self_mute, self_deaf=self_deaf)
         guild.set_voice_state(state)
         await self._dispatch_state(guild, state)
+        if previous is not None and previous.channel_id == channel.id and guild.id in self.server.grants:
+            return
         await self.server.end_sessions(guild.id, close_code=DISCONNECTED)
-        grant = VoiceGrant(guild.id, channel.id, bot_id, session_id, secrets.token_hex(16))
+        can_speak = bool(guild.channel_permissions(guild.member(bot_id), channel) & SPEAK)
+        grant = VoiceGrant(guild.id, channel.id, bot_id, session_id, secrets.token_hex(16), can_speak)
         self.server.grants[guild.id] = grant
         await self.emu.dispatch("VOICE_SERVER_UPDATE", {"token": grant.token, "guild_id": str(guild.id),
                                                         "endpoint": f"127.0.0.1:{self.server.port}"})

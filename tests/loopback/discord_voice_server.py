@@ -55,6 +55,7 @@ class VoiceGrant:
     user_id: int
     session_id: str
     token: str
+    can_speak: bool  # SPEAK in the channel; without it Discord lets the bot in but forwards no audio
 
 
 class VoiceServer:
@@ -198,8 +199,8 @@ class VoiceServer:
         ssrc = secrets.randbits(32)
         session = VoiceSession(
             guild_id=grant.guild_id, channel_id=grant.channel_id, user_id=grant.user_id,
-            session_id=grant.session_id, token=grant.token, ssrc=ssrc, secret_key=secrets.token_bytes(32),
-            started=self.emu.loop_time(), changes=self.emu.changes, ws=ws)
+            session_id=grant.session_id, token=grant.token, can_speak=grant.can_speak, ssrc=ssrc,
+            secret_key=secrets.token_bytes(32), started=self.emu.loop_time(), changes=self.emu.changes, ws=ws)
         self.sessions.append(session)
         self._by_ssrc[ssrc] = session
         await self._send(ws, READY, {"ssrc": ssrc, "ip": "127.0.0.1", "port": self.udp_port, "modes": MODES})

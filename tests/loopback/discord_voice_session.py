@@ -58,6 +58,7 @@ class VoiceSession:
     user_id: int
     session_id: str
     token: str
+    can_speak: bool
     ssrc: int
     secret_key: bytes
     started: float
@@ -111,7 +112,7 @@ class VoiceSession:
         """Problems Discord's receivers would notice, as readable strings (empty when the stream is sound)."""
         if not self.packets:
             return ["no voice packets"]
-        problems = []
+        problems = [] if self.can_speak else ["the bot lacks SPEAK in this channel: nobody hears it"]
         for before, after in zip(self.packets, self.packets[1:], strict=False):
             if after.seq != (before.seq + 1) % 65536:
                 problems.append(f"sequence jumps from {before.seq} to {after.seq}")
