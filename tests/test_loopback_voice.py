@@ -26,11 +26,11 @@ TONE_HZ = 440
 
 
 @functools.cache
-def tone_ogg_opus(seconds: float) -> bytes:
-    """A sine tone as Ogg Opus with 20 ms packets, encoded by libopus through PyAV."""
+def tone_ogg_opus(seconds: float, frame_ms: int = 20) -> bytes:
+    """A sine tone as Ogg Opus with ``frame_ms`` packets, encoded by libopus through PyAV."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="ogg") as container:
-        stream = container.add_stream("libopus", rate=SAMPLE_RATE, options={"frame_duration": "20"})
+        stream = container.add_stream("libopus", rate=SAMPLE_RATE, options={"frame_duration": str(frame_ms)})
         stream.layout = "stereo"
         t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
         wave = (0.3 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
@@ -121,8 +121,6 @@ async def test_playback_arrives_byte_identical_and_decodes(discord_emulator: Dis
     emu, ogg = discord_emulator, tone_ogg_opus(1.0)
     vc = await bot.voice_channel.connect(timeout=10)
     assert emu.voice_connected() and vc.is_connected()
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     assert await bot.play_to_end(vc, OggOpusSource(ogg)) is None
     session = emu.voice_session()
     packets = await session.wait_idle(quiet=0.2)
@@ -131,11 +129,13 @@ async def test_playback_arrives_byte_identical_and_decodes(discord_emulator: Dis
     assert [p.opus for p in session.audio_packets()] == expected
     assert session.check_stream() == []
     assert session.trailing_silence() == 5 and len(packets) == len(expected) + 5
-    assert packets[-1].arrival - started == pytest.approx(0.02 * len(packets), abs=0.3)
-    pcm = decode_pcm(p.opus for p in session.audio_packets())
+    audio = session.audio_packets()
+    assert audio[-1].arrival - audio[0].arrival == pytest.approx(0.02 * (len(audio) - 1), abs=0.2)
+    pcm = decode_pcm(session.audio_packets())
     spectrum = np.abs(np.fft.rfft(pcm[:, 0].astype(float)))
     assert np.argmax(spectrum) * SAMPLE_RATE / len(pcm) == pytest.approx(TONE_HZ, abs=5)
 
+    loop = asyncio.get_running_loop()
     left = loop.time()
     await vc.disconnect()
     assert loop.time() - left < 1
@@ -332,3 +332,10 @@ async def test_without_speak_nobody_hears_the_bot(discord_emulator: DiscordEmula
     await bot.play_to_end(vc, OggOpusSource(tone_ogg_opus(0.2)))
     await emu.voice_session().wait_idle(quiet=0.2)
     assert emu.voice_session().check_stream() == ["the bot lacks SPEAK in this channel: nobody hears it"]
+
+
+def test_decode_pcm_rejects_packets_longer_than_20_ms() -> None:
+    packets = audio_packets(tone_ogg_opus(0.2))
+    assert decode_pcm(packets).shape == (960 * len(packets), 2)
+    with pytest.raises(ValueError, match="2880 samples"):
+        decode_pcm(audio_packets(tone_ogg_opus(0.2, frame_ms=60)))

@@ -24,6 +24,7 @@ OPUS_SILENCE = b"\xf8\xff\xfe"  # discord.py sends five of these when playback s
 OGG_HEADERS = (b"OpusHead", b"OpusTags")  # Ogg container packets; never audio, never to be sent
 SAMPLES_PER_FRAME = 960  # 20 ms at 48 kHz: the RTP timestamp step and every packet's duration
 SAMPLE_RATE = 48_000
+FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE
 #: SPEAKING travels over TLS while audio goes straight out over UDP, so a SPEAKING sent just before the first
 #: packet may be read just after it; the checks allow this much.
 SPEAKING_GRACE = 0.1
@@ -120,6 +121,10 @@ class VoiceSession:
                 problems.append(f"timestamp steps {after.timestamp - before.timestamp} after seq {before.seq}")
             if after.nonce <= before.nonce:
                 problems.append(f"nonce {after.nonce} reused or going back after seq {before.seq}")
+        audio = self.audio_packets()
+        if len(audio) >= 10 and audio[-1].arrival - audio[0].arrival < 0.9 * FRAME_SECONDS * (len(audio) - 1):
+            problems.append(f"{len(audio)} audio packets in {audio[-1].arrival - audio[0].arrival:.2f} s: "
+                            "faster than one per 20 ms, so Discord would drop or rush them")
         start = self.packets[0].arrival + SPEAKING_GRACE
         if not any(at <= start for at, _ in self.speaking_events):
             problems.append("audio before any SPEAKING: Discord does not know the SSRC yet")
@@ -128,7 +133,7 @@ class VoiceSession:
         return problems
 
 
-def decode_pcm(payloads: Iterable[bytes]) -> np.ndarray:
+def decode_pcm(packets: Iterable[VoicePacket | bytes]) -> np.ndarray:
     """Decode Opus packets with libopus into 48 kHz stereo s16 PCM, shape (samples, 2).
 
     Raises ``ValueError`` if a packet does not decode to exactly one 20 ms frame: Discord plays one packet
@@ -138,8 +143,8 @@ def decode_pcm(payloads: Iterable[bytes]) -> np.ndarray:
     codec.sample_rate = SAMPLE_RATE
     codec.layout = "stereo"
     chunks = []
-    for index, payload in enumerate(payloads):
-        frames = codec.decode(av.Packet(payload))
+    for index, packet in enumerate(packets):
+        frames = codec.decode(av.Packet(packet.opus if isinstance(packet, VoicePacket) else packet))
         samples = sum(frame.samples for frame in frames)
         if samples != SAMPLES_PER_FRAME:
             raise ValueError(f"packet {index} decodes to {samples} samples, not {SAMPLES_PER_FRAME}")
