@@ -1,0 +1,23 @@
+"""Persistent settings: guild settings, user preferences, dictionaries, mutes and usage counters.
+
+No discord.py imports here: callers pass plain IDs. Message text and audio are never stored.
+"""
+
+from bot.storage.errors import DictionaryError, SchemaTooNewError, SettingsError, StorageError
+from bot.storage.models import DictionaryEntry, EffectivePrefs, GuildSettings, Mute, Usage, UserPrefs, parse_entries
+from bot.storage.store import Store
+
+__all__ = [
+    "DictionaryEntry",
+    "DictionaryError",
+    "EffectivePrefs",
+    "GuildSettings",
+    "Mute",
+    "SchemaTooNewError",
+    "SettingsError",
+    "StorageError",
+    "Store",
+    "Usage",
+    "UserPrefs",
+    "parse_entries",
+]

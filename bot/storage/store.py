@@ -1,0 +1,425 @@
+"""The repository: every read and write of stored settings, on SQLite or PostgreSQL, through SQLAlchemy Core.
+
+Writers change only the columns they were asked to change, inside one transaction that starts by locking
+the row it touches, so concurrent commands never overwrite each other's settings. What is read on every
+message (guild settings, user preferences, mutes, dictionaries) is cached per guild; see
+:mod:`bot.storage.cache` for how long another process's writes can stay unseen.
+
+Data protection: ``forget_user`` removes a user's preferences and mutes and moves their usage counts to an
+anonymous user (the server's totals, and so its budgets, stay right); dictionary entries belong to the
+server and are kept, without their author.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.storage.cache import Cache, CacheKey
+from bot.storage.engine import create_engine, safe_url, write_transaction
+from bot.storage.errors import DictionaryError, StorageError
+from bot.storage.migrations import migrate
+from bot.storage.models import (
+    MAX_DICTIONARY_ENTRIES,
+    DictionaryEntry,
+    GuildSettings,
+    Mute,
+    Usage,
+    UserPrefs,
+    check_entry_set,
+)
+from bot.storage.schema import (
+    FORGOTTEN_USER,
+    GLOBAL_SCOPE,
+    dictionary_entries,
+    guild_read_channels,
+    guild_settings,
+    muted_users,
+    usage,
+    user_prefs,
+)
+
+#: Seconds a cached value may be served; only matters when several processes share one database.
+DEFAULT_CACHE_TTL = 10.0
+
+_T = TypeVar("_T")
+_DB_FAILURES = (DBAPIError, PoolTimeoutError, OSError)
+_SETTINGS_COLUMNS = tuple(f.name for f in dataclasses.fields(GuildSettings) if f.name != "read_channel_ids")
+_PREFS_COLUMNS = tuple(f.name for f in dataclasses.fields(UserPrefs))
+
+
+class Store:
+    """Stored settings for every server and user. Open with :meth:`open`, finish with :meth:`close`."""
+
+    def __init__(self, engine: AsyncEngine, *, cache_ttl: float = DEFAULT_CACHE_TTL) -> None:
+        self._engine = engine
+        self._cache = Cache(cache_ttl)
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        # SQLite has one writer at a time anyway; queueing here saves our own connections from busy-waiting.
+        self._write_lock: AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
+
+    @classmethod
+    async def open(
+        cls, database_url: str, *, schema: str | None = None, cache_ttl: float = DEFAULT_CACHE_TTL
+    ) -> Store:
+        """Connect and apply pending migrations.
+
+        Raises :class:`SchemaTooNewError` for a database from a newer speechbot, :class:`StorageError` when
+        the database cannot be reached or the URL is wrong. ``schema``: a PostgreSQL schema to use.
+        """
+        engine = create_engine(database_url, schema=schema)
+        try:
+            await migrate(engine)
+        except BaseException as exc:
+            await engine.dispose()
+            if isinstance(exc, _DB_FAILURES):
+                raise StorageError(f"Cannot open the database {safe_url(engine)}: {_reason(exc)}") from exc
+            raise
+        return cls(engine, cache_ttl=cache_ttl)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """Return when the database answers a query; raise :class:`StorageError` otherwise (readiness)."""
+        async with self._read() as conn:
+            await conn.execute(select(1))
+
+    # --- guild settings ---
+
+    async def get_guild_settings(self, guild_id: int) -> GuildSettings:
+        """The server's settings (the defaults if it never changed any)."""
+        return await self._cached(CacheKey("settings", guild_id), lambda conn: self._load_settings(conn, guild_id))
+
+    async def update_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
+        """Apply ``changes`` (field names of :class:`GuildSettings`) atomically and return the new settings.
+
+        Raises :class:`SettingsError`, writing nothing, for an unknown setting or a value out of range.
+        """
+        checked = GuildSettings().replace(**changes)
+        columns = {name: _plain(getattr(checked, name)) for name in changes if name in _SETTINGS_COLUMNS}
+        defaults = {name: _plain(getattr(GuildSettings(), name)) for name in _SETTINGS_COLUMNS}
+        async with self._write(guild_id=guild_id) as conn:
+            await conn.execute(
+                self._insert(guild_settings).values(guild_id=guild_id, revision=0, **defaults).on_conflict_do_nothing()
+            )
+            await conn.execute(
+                update(guild_settings)
+                .where(guild_settings.c.guild_id == guild_id)
+                .values(revision=guild_settings.c.revision + 1, **columns)
+            )
+            if "read_channel_ids" in changes:
+                await conn.execute(delete(guild_read_channels).where(guild_read_channels.c.guild_id == guild_id))
+                if checked.read_channel_ids:
+                    await conn.execute(
+                        insert(guild_read_channels),
+                        [{"guild_id": guild_id, "channel_id": channel} for channel in checked.read_channel_ids],
+                    )
+            return await self._load_settings(conn, guild_id)
+
+    async def reset_guild_settings(self, guild_id: int) -> GuildSettings:
+        """Back to the defaults (the dictionary, mutes and usage stay)."""
+        async with self._write(guild_id=guild_id) as conn:
+            await conn.execute(delete(guild_settings).where(guild_settings.c.guild_id == guild_id))
+        return GuildSettings()
+
+    async def _load_settings(self, conn: AsyncConnection, guild_id: int) -> GuildSettings:
+        # One statement, so the settings and the channel list come from the same snapshot.
+        query = (
+            select(guild_settings, guild_read_channels.c.channel_id)
+            .outerjoin(guild_read_channels, guild_read_channels.c.guild_id == guild_settings.c.guild_id)
+            .where(guild_settings.c.guild_id == guild_id)
+        )
+        rows = (await conn.execute(query)).all()
+        if not rows:
+            return GuildSettings()
+        stored = {name: rows[0]._mapping[name] for name in _SETTINGS_COLUMNS}
+        channels = [row.channel_id for row in rows if row.channel_id is not None]
+        return GuildSettings().replace(read_channel_ids=channels, **stored)
+
+    # --- user preferences ---
+
+    async def get_user_prefs(self, user_id: int, guild_id: int | None) -> UserPrefs:
+        """The user's choices in that server, each falling back to their global one (``guild_id`` None: global)."""
+        scope = _scope(guild_id)
+        return await self._cached(CacheKey("prefs", scope, user_id), lambda conn: self._load_prefs(conn, user_id, scope))
+
+    async def set_user_prefs(self, user_id: int, guild_id: int | None, **changes: object) -> UserPrefs:
+        """Change some of the user's choices in that scope (None clears one); return the scope's choices."""
+        checked = UserPrefs().replace(**changes)
+        columns = {name: getattr(checked, name) for name in changes}
+        scope = _scope(guild_id)
+        key = (user_prefs.c.user_id == user_id) & (user_prefs.c.guild_id == scope)
+        async with self._write(**_prefs_cache_scope(user_id, scope)) as conn:
+            await conn.execute(
+                self._insert(user_prefs).values(user_id=user_id, guild_id=scope).on_conflict_do_nothing()
+            )
+            if columns:
+                await conn.execute(update(user_prefs).where(key).values(**columns))
+            prefs = _prefs_from_row((await conn.execute(select(user_prefs).where(key))).one()._mapping)
+            if prefs.is_empty:
+                await conn.execute(delete(user_prefs).where(key))
+        return prefs
+
+    async def reset_user_prefs(self, user_id: int, guild_id: int | None) -> bool:
+        """Forget the user's choices in that scope; False if there were none."""
+        scope = _scope(guild_id)
+        async with self._write(**_prefs_cache_scope(user_id, scope)) as conn:
+            result = await conn.execute(
+                delete(user_prefs).where(user_prefs.c.user_id == user_id, user_prefs.c.guild_id == scope)
+            )
+        return result.rowcount > 0
+
+    async def _load_prefs(self, conn: AsyncConnection, user_id: int, scope: int) -> UserPrefs:
+        rows = await conn.execute(
+            select(user_prefs).where(user_prefs.c.user_id == user_id, user_prefs.c.guild_id.in_((scope, GLOBAL_SCOPE)))
+        )
+        by_scope = {row.guild_id: _prefs_from_row(row._mapping) for row in rows}
+        return by_scope.get(scope, UserPrefs()).over(by_scope.get(GLOBAL_SCOPE, UserPrefs()))
+
+    # --- dictionary ---
+
+    async def add_entry(
+        self, guild_id: int, pattern: str, replacement: str, *, is_regex: bool = False, created_by: int | None = None
+    ) -> DictionaryEntry:
+        """Add an entry, or replace the one with the same pattern; :class:`DictionaryError` if invalid or full."""
+        entry = DictionaryEntry(pattern, replacement, is_regex, created_by)
+        statement = self._insert(dictionary_entries).values(_entry_row(guild_id, entry))
+        statement = statement.on_conflict_do_update(
+            index_elements=[dictionary_entries.c.guild_id, dictionary_entries.c.pattern],
+            set_={name: statement.excluded[name] for name in ("replacement", "is_regex", "created_by")},
+        )
+        async with self._write(guild_id=guild_id) as conn:
+            await conn.execute(statement)
+            count = await conn.scalar(
+                select(func.count()).select_from(dictionary_entries).where(dictionary_entries.c.guild_id == guild_id)
+            )
+            if count > MAX_DICTIONARY_ENTRIES:
+                raise DictionaryError(f"The dictionary is full ({MAX_DICTIONARY_ENTRIES} entries); remove some first.")
+        return entry
+
+    async def remove_entry(self, guild_id: int, pattern: str) -> bool:
+        """Remove the entry with exactly this pattern; False if there was none."""
+        async with self._write(guild_id=guild_id) as conn:
+            result = await conn.execute(
+                delete(dictionary_entries).where(
+                    dictionary_entries.c.guild_id == guild_id, dictionary_entries.c.pattern == pattern
+                )
+            )
+        return result.rowcount > 0
+
+    async def list_entries(self, guild_id: int) -> tuple[DictionaryEntry, ...]:
+        """The server's entries, oldest first (the order they are applied in)."""
+        return await self._cached(CacheKey("dictionary", guild_id), lambda conn: self._load_entries(conn, guild_id))
+
+    async def replace_entries(self, guild_id: int, entries: Iterable[DictionaryEntry]) -> int:
+        """Make ``entries`` the whole dictionary (an import): all of them or, on any error, none; return the count."""
+        entries = list(entries)
+        check_entry_set(entries)
+        async with self._write(guild_id=guild_id) as conn:
+            await conn.execute(delete(dictionary_entries).where(dictionary_entries.c.guild_id == guild_id))
+            if entries:
+                await conn.execute(insert(dictionary_entries), [_entry_row(guild_id, entry) for entry in entries])
+        return len(entries)
+
+    async def _load_entries(self, conn: AsyncConnection, guild_id: int) -> tuple[DictionaryEntry, ...]:
+        rows = await conn.execute(
+            select(dictionary_entries)
+            .where(dictionary_entries.c.guild_id == guild_id)
+            .order_by(dictionary_entries.c.id)
+        )
+        return tuple(DictionaryEntry(row.pattern, row.replacement, row.is_regex, row.created_by) for row in rows)
+
+    # --- mutes ---
+
+    async def mute(self, guild_id: int, user_id: int, *, by: int | None = None) -> bool:
+        """Stop reading this user aloud in this server; False if they already were muted."""
+        async with self._write(guild_id=guild_id) as conn:
+            result = await conn.execute(
+                self._insert(muted_users)
+                .values(guild_id=guild_id, user_id=user_id, muted_by=by, muted_at=datetime.now(UTC))
+                .on_conflict_do_nothing()
+            )
+        return result.rowcount > 0
+
+    async def unmute(self, guild_id: int, user_id: int) -> bool:
+        """False if the user was not muted."""
+        async with self._write(guild_id=guild_id) as conn:
+            result = await conn.execute(
+                delete(muted_users).where(muted_users.c.guild_id == guild_id, muted_users.c.user_id == user_id)
+            )
+        return result.rowcount > 0
+
+    async def is_muted(self, guild_id: int, user_id: int) -> bool:
+        return user_id in await self._cached(CacheKey("muted", guild_id), lambda conn: self._load_muted(conn, guild_id))
+
+    async def list_muted(self, guild_id: int) -> list[Mute]:
+        """Who is muted in this server, by whom and since when, longest-muted first."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(muted_users)
+                .where(muted_users.c.guild_id == guild_id)
+                .order_by(muted_users.c.muted_at, muted_users.c.user_id)
+            )
+            return [Mute(row.user_id, row.muted_by, _utc(row.muted_at)) for row in rows]
+
+    async def _load_muted(self, conn: AsyncConnection, guild_id: int) -> frozenset[int]:
+        rows = await conn.execute(select(muted_users.c.user_id).where(muted_users.c.guild_id == guild_id))
+        return frozenset(rows.scalars())
+
+    # --- usage ---
+
+    async def add_usage(self, guild_id: int, user_id: int, characters: int, day: date, *, requests: int = 1) -> None:
+        """Count a synthesis against the server and user on ``day`` (the caller's UTC date)."""
+        if characters < 0 or requests < 0:
+            raise ValueError("Usage counts cannot be negative.")
+        async with self._write(invalidate=False) as conn:
+            await conn.execute(
+                self._add_usage_statement(),
+                {"guild_id": guild_id, "user_id": user_id, "day": day, "characters": characters, "requests": requests},
+            )
+
+    async def usage_since(self, guild_id: int, since: date, *, user_id: int | None = None) -> Usage:
+        """Totals from ``since`` (inclusive) to now, for the server or one user in it (budgets, ``/usage``)."""
+        query = select(func.sum(usage.c.characters), func.sum(usage.c.requests)).where(
+            usage.c.guild_id == guild_id, usage.c.day >= since
+        )
+        if user_id is not None:
+            query = query.where(usage.c.user_id == user_id)
+        async with self._read() as conn:
+            characters, requests = (await conn.execute(query)).one()
+        return Usage(int(characters or 0), int(requests or 0))
+
+    async def usage_by_user(self, guild_id: int, since: date, *, limit: int | None = None) -> list[tuple[int, Usage]]:
+        """Per-user totals from ``since``, biggest first; user ``FORGOTTEN_USER`` (0) holds forgotten users' counts."""
+        characters = func.sum(usage.c.characters)
+        query = (
+            select(usage.c.user_id, characters, func.sum(usage.c.requests))
+            .where(usage.c.guild_id == guild_id, usage.c.day >= since)
+            .group_by(usage.c.user_id)
+            .order_by(characters.desc(), usage.c.user_id)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(user, Usage(int(chars), int(requests))) for user, chars, requests in rows]
+
+    def _add_usage_statement(self) -> Any:
+        statement = self._insert(usage)
+        return statement.on_conflict_do_update(
+            index_elements=[usage.c.guild_id, usage.c.user_id, usage.c.day],
+            set_={
+                "characters": usage.c.characters + statement.excluded.characters,
+                "requests": usage.c.requests + statement.excluded.requests,
+            },
+        )
+
+    # --- data protection ---
+
+    async def forget_user(self, user_id: int) -> None:
+        """Leave no row that names this user (see the module docstring for what happens to each kind)."""
+        async with self._write() as conn:
+            rows = (
+                await conn.execute(
+                    select(usage.c.guild_id, usage.c.day, usage.c.characters, usage.c.requests)
+                    .where(usage.c.user_id == user_id)
+                    .order_by(usage.c.guild_id, usage.c.day)  # a fixed lock order: no deadlock with another forget
+                )
+            ).all()
+            if rows:
+                await conn.execute(
+                    self._add_usage_statement(),
+                    [{**row._mapping, "user_id": FORGOTTEN_USER} for row in rows],
+                )
+                await conn.execute(delete(usage).where(usage.c.user_id == user_id))
+            await conn.execute(delete(user_prefs).where(user_prefs.c.user_id == user_id))
+            await conn.execute(delete(muted_users).where(muted_users.c.user_id == user_id))
+            await conn.execute(update(muted_users).where(muted_users.c.muted_by == user_id).values(muted_by=None))
+            await conn.execute(
+                update(dictionary_entries).where(dictionary_entries.c.created_by == user_id).values(created_by=None)
+            )
+
+    # --- plumbing ---
+
+    async def _cached(self, key: CacheKey, load: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        value = self._cache.get(key)
+        if value is None:
+            token = self._cache.token()
+            async with self._read() as conn:
+                value = await load(conn)
+            self._cache.put(key, value, token)
+        return value
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.connect() as conn:
+                yield conn
+        except _DB_FAILURES as exc:
+            raise StorageError(f"The database is unavailable: {_reason(exc)}") from exc
+
+    @asynccontextmanager
+    async def _write(
+        self, *, guild_id: int | None = None, user_id: int | None = None, invalidate: bool = True
+    ) -> AsyncIterator[AsyncConnection]:
+        """One transaction; afterwards the cache forgets that guild and/or user (everything if neither)."""
+        try:
+            async with self._write_lock, write_transaction(self._engine) as conn:
+                yield conn
+        except _DB_FAILURES as exc:
+            raise StorageError(f"The database is unavailable: {_reason(exc)}") from exc
+        finally:
+            if invalidate:
+                self._cache.invalidate(guild_id=guild_id, user_id=user_id)
+
+
+def _scope(guild_id: int | None) -> int:
+    return GLOBAL_SCOPE if guild_id is None else guild_id
+
+
+def _prefs_cache_scope(user_id: int, scope: int) -> dict[str, int]:
+    """Global choices show through in every server; a server's only in that server."""
+    return {"user_id": user_id} if scope == GLOBAL_SCOPE else {"user_id": user_id, "guild_id": scope}
+
+
+def _prefs_from_row(row: Mapping[str, Any]) -> UserPrefs:
+    return UserPrefs(**{name: row[name] for name in _PREFS_COLUMNS})
+
+
+def _entry_row(guild_id: int, entry: DictionaryEntry) -> dict[str, object]:
+    return {"guild_id": guild_id, **dataclasses.asdict(entry)}
+
+
+def _plain(value: object) -> object:
+    """Enum members as their stored strings."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything is stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own complaint, without SQLAlchemy's statement dump."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]

@@ -1,0 +1,126 @@
+"""Pytest fixtures for ``bot.storage``: every test using ``database`` or ``store`` runs on SQLite and PostgreSQL.
+
+PostgreSQL comes from ``SPEECHBOT_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``);
+each test gets its own schema, dropped afterwards, so runs can repeat and CI jobs can share a server. An
+unreachable server skips the PostgreSQL tests locally and fails them when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Executable, Table, inspect, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.schema import CreateSchema, DropSchema
+
+from bot.storage import Store
+from bot.storage.engine import create_engine
+
+POSTGRES_URL_VARIABLE = "SPEECHBOT_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@dataclass
+class Database:
+    """One empty database for one test: open stores on it, or read and write its tables directly."""
+
+    backend: str
+    url: str
+    schema: str | None = None
+    _engine: AsyncEngine | None = field(default=None, repr=False)
+
+    async def open(self, **options: Any) -> Store:
+        return await Store.open(self.url, schema=self.schema, **options)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """A separate engine on the same tables, for looking behind the store's back."""
+        if self._engine is None:
+            self._engine = create_engine(self.url, schema=self.schema)
+        return self._engine
+
+    async def rows(self, table: Table) -> list[dict[str, Any]]:
+        """Every row of ``table`` as a dict, in primary-key order."""
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(table).order_by(*table.primary_key.columns))
+            return [dict(row._mapping) for row in result]
+
+    async def execute(self, statement: Executable) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(statement)
+
+    async def table_names(self) -> set[str]:
+        async with self.engine.connect() as conn:
+            return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+    async def dispose(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+
+
+#: PostgreSQL URL -> why it cannot be used (None: it can); checked once per session.
+_POSTGRES_PROBLEMS: dict[str, str | None] = {}
+
+
+async def _postgres_url() -> str:
+    """The PostgreSQL server for tests; skips (locally) or fails (``CI`` set) the test when it is unreachable."""
+    url = os.environ.get(POSTGRES_URL_VARIABLE) or DEFAULT_POSTGRES_URL
+    if url not in _POSTGRES_PROBLEMS:
+        _POSTGRES_PROBLEMS[url] = await _unreachable(url)
+    if problem := _POSTGRES_PROBLEMS[url]:
+        message = f"PostgreSQL at {url} is unreachable ({problem}); set {POSTGRES_URL_VARIABLE} to a server."
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """An empty database (nothing migrated yet) on each backend."""
+    if request.param == "sqlite":
+        db = Database("sqlite", f"sqlite:///{tmp_path / 'data' / 'speechbot.db'}")
+        yield db
+        await db.dispose()
+        return
+    url = await _postgres_url()
+    admin = create_engine(url)
+    schema = f"speechbot_test_{uuid.uuid4().hex[:16]}"
+    async with admin.begin() as conn:
+        await conn.execute(CreateSchema(schema))
+    db = Database("postgresql", url, schema)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+        async with admin.begin() as conn:
+            await conn.execute(DropSchema(schema, cascade=True))
+        await admin.dispose()
+
+
+@pytest.fixture
+async def store(database: Database) -> AsyncIterator[Store]:
+    """A migrated store on each backend, with its cache on (invalidated by its own writes)."""
+    opened = await database.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def _unreachable(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(select(1))
+    except Exception as exc:  # noqa: BLE001 - any failure means "cannot use it"; the message says which
+        return str(exc).splitlines()[0]
+    finally:
+        await engine.dispose()
+    return None
