@@ -243,7 +243,7 @@ async def test_reset_user_prefs_clears_one_scope(store: Store, database: Databas
 async def test_bad_user_prefs_are_refused_and_write_nothing(store: Store, database: Database) -> None:
     with pytest.raises(SettingsError, match=r"^Speed must be between 0.25 and 4.0.$"):
         await store.set_user_prefs(USER, GUILD, voice="nova", speed=5)
-    with pytest.raises(SettingsError, match="spoken name is too long"):
+    with pytest.raises(SettingsError, match="spoken name can be at most 50 characters"):
         await store.set_user_prefs(USER, GUILD, spoken_name="x" * 51)
     assert await database.rows(user_prefs) == []
 

@@ -27,7 +27,7 @@ MAX_VOICE_CHARS = 100
 MAX_SPOKEN_NAME_CHARS = 50
 MAX_READ_CHANNELS = 50
 MAX_PATTERN_CHARS = 100
-MAX_REPLACEMENT_CHARS = 200
+MAX_REPLACEMENT_CHARS = 100
 #: Every entry is applied to every message read aloud, so a guild's dictionary stays small.
 MAX_DICTIONARY_ENTRIES = 500
 MAX_BUDGET_CHARS = 10**9
@@ -305,7 +305,7 @@ def _text(label: str, limit: int, *, optional: bool = True, one_line: bool = Tru
         if not text and optional:
             return None
         if len(text) > limit:
-            raise SettingsError(name, f"{label} is too long; the limit is {limit} characters.")
+            raise SettingsError(name, f"{label} can be at most {limit} characters long.")
         if one_line and not text.isprintable():
             raise SettingsError(name, f"{label} must be a single line of plain text.")
         return text
