@@ -1,0 +1,189 @@
+"""A Discord message to the text the bot says: the read-aloud pipeline.
+
+One pass runs, in this order (each step's output is safe input for the next):
+
+1. invisible characters dropped (controls, zero-width, bidi; emoji glue kept for step 6);
+2. code blocks → "code block", spoilers → "spoiler", inline code kept or dropped (``code_mode``);
+3. links → "a link to example.com" or nothing (``link_mode``); masked links → their text;
+4. mentions, slash commands, timestamps, ``@everyone``/``@here`` → words (see :mod:`bot.text.mentions`);
+5. emoji → names or nothing (``emoji_mode``, see :mod:`bot.text.emoji`);
+6. emoji leftovers and combining-mark floods dropped; markdown stripped (:mod:`bot.text.markdown`);
+7. lines joined, repeats capped, whitespace collapsed (:mod:`bot.text.normalize`).
+
+The pass is repeated until nothing changes (at most :data:`MAX_PASSES` times), because stripping can expose new
+markup ("<@\\u200b123>" becomes "<@123>", "ht*tp://" becomes "http://"). That makes cleaning idempotent: a cleaned
+text cleans to itself. A last safety net removes any raw mention, custom emoji or link start that survived
+(only possible if the passes did not settle). Text without a letter or digit reads as nothing.
+
+The raw content is cut to :data:`MAX_INPUT_CHARS` first (Discord allows 4000), so every step stays cheap; all
+patterns are linear. The reply/forward prefix and the attachment/sticker/poll/embed descriptions are added
+around the content, and the whole result is capped at ``max_chars`` with " and more" (content is shortened
+first so the descriptions survive).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+
+from bot.text import describe, emoji, links, markdown, mentions, normalize
+from bot.text.models import CleaningOptions, EmojiMode, MessageInput
+from bot.text.splitting import truncate
+
+#: Raw content beyond this is ignored (Discord's own limit is 4000).
+MAX_INPUT_CHARS = 8000
+MAX_PASSES = 4
+#: Longest spoken display name; longer names are cut at a word.
+MAX_NAME_CHARS = 40
+#: Content keeps at least this many characters when descriptions compete for the cap.
+_MIN_CONTENT_CHARS = 40
+
+DEFAULT_OPTIONS = CleaningOptions()
+_NAME_OPTIONS = CleaningOptions()
+_UNKNOWN = {"user": "someone", "role": "a role", "channel": "a channel"}
+#: Markup that must never reach the voice.
+FORBIDDEN = re.compile(
+    rf"{mentions.MENTION.pattern}|{emoji.CUSTOM_EMOJI.pattern}|{links.URL_START.pattern}", re.IGNORECASE
+)
+
+
+def clean_message(
+    message: MessageInput, options: CleaningOptions = DEFAULT_OPTIONS, *, include_author: bool = False
+) -> str:
+    """The speakable text for ``message`` ("" when there is nothing to read).
+
+    With ``include_author`` the text starts with "Alice said," (or "Alice replied to Bob,", "Alice sent" when
+    there is no text); callers decide with :func:`bot.text.names.should_prefix_name`.
+    """
+    resolve = _resolver(message, options.emoji_mode)
+    content = clean_text(message.content, options, resolve, message.created_at)
+    reply = _name(message.reply_to_author, options.emoji_mode, "someone") if message.reply_to_author else None
+    suffix = _descriptions(message, options, has_content=bool(content))
+    if include_author:
+        author = _name(message.author_name, options.emoji_mode, "someone")
+        return _with_author(author, reply, message.is_forward, content, suffix, options.max_chars)
+    prefix = f"replying to {reply}" if reply else "a forwarded message" if message.is_forward else ""
+    return _fit(prefix, ": ", content, suffix, options.max_chars)
+
+
+def clean_text(
+    text: str,
+    options: CleaningOptions = DEFAULT_OPTIONS,
+    resolve: mentions.Resolver | None = None,
+    created_at: datetime | None = None,
+) -> str:
+    """Message content alone to speakable text, without the ``max_chars`` cap (see the module docstring)."""
+    resolve = resolve or _resolver(MessageInput(), options.emoji_mode)
+    text = text[:MAX_INPUT_CHARS]
+    for _ in range(MAX_PASSES):
+        cleaned = _one_pass(text, options, resolve, created_at)
+        if cleaned == text:
+            break
+        text = cleaned
+    while FORBIDDEN.search(text):
+        text = normalize.collapse_spaces(FORBIDDEN.sub(" ", text))
+    return text if any(char.isalnum() for char in text) else ""
+
+
+def display_name_for_speech(
+    name: str, *, emoji_mode: EmojiMode = "name", max_chars: int = MAX_NAME_CHARS, fallback: str = "someone"
+) -> str:
+    """A display name cleaned like message text (emoji, repeats, markup), cut at a word, or ``fallback``.
+
+    For "Alice said" prefixes, replies and join/leave announcements.
+    """
+    options = _NAME_OPTIONS if emoji_mode == "name" else CleaningOptions(emoji_mode=emoji_mode)
+    cleaned = clean_text(name[: max_chars * 8], options)
+    if len(cleaned) > max_chars:
+        cut = cleaned.rfind(" ", 0, max_chars + 1)
+        cleaned = cleaned[:cut] if cut > 0 else cleaned[:max_chars]
+        cleaned = cleaned.rstrip(" ,.;:!?-")
+    return cleaned or fallback
+
+
+def _one_pass(text: str, options: CleaningOptions, resolve: mentions.Resolver, created_at: datetime | None) -> str:
+    text = normalize.strip_invisible(text)
+    text = markdown.replace_blocks(text, options.code_mode)
+    text = links.replace_links(text, options.link_mode)
+    text = mentions.replace_mentions(text, resolve, created_at)
+    text = emoji.replace_emoji(text, options.emoji_mode)
+    text = markdown.strip_markdown(normalize.strip_leftovers(text))
+    text = normalize.join_lines(text)
+    return normalize.collapse_spaces(normalize.cap_repeats(text, options.max_repeat))
+
+
+def _resolver(message: MessageInput, emoji_mode: EmojiMode) -> mentions.Resolver:
+    tables: dict[str, Mapping[int, str]] = {
+        "user": message.mentions,
+        "role": message.role_mentions,
+        "channel": message.channel_mentions,
+    }
+    cache: dict[tuple[str, int], str] = {}
+
+    def resolve(kind: str, ident: int) -> str:
+        key = (kind, ident)
+        if key not in cache:
+            raw = tables[kind].get(ident)
+            cache[key] = _name(raw, emoji_mode, _UNKNOWN[kind]) if raw else _UNKNOWN[kind]
+        return cache[key]
+
+    return resolve
+
+
+def _name(raw: str | None, emoji_mode: EmojiMode, fallback: str) -> str:
+    return display_name_for_speech(raw or "", emoji_mode=emoji_mode, fallback=fallback)
+
+
+def _descriptions(message: MessageInput, options: CleaningOptions, *, has_content: bool) -> str:
+    parts = [describe.describe_attachments(message.attachments, message.is_voice_message)]
+    if message.sticker_names:
+        names = [display_name_for_speech(n, emoji_mode=options.emoji_mode, fallback="") for n in message.sticker_names]
+        parts.append(describe.describe_stickers(names))
+    if message.has_poll or message.poll_question:
+        question = clean_text(message.poll_question or "", options)
+        parts.append(describe.describe_poll(question))
+    if not has_content and not any(parts):
+        parts.append(describe.describe_embeds(message.embeds))
+    return _join_sentences([part for part in parts if part])
+
+
+def _join_sentences(parts: list[str]) -> str:
+    joined = ""
+    for part in parts:
+        if not part:
+            continue
+        if joined:
+            joined += " " if joined[-1] in ".!?,;:…" else ". "
+        joined += part
+    return joined
+
+
+def _fit(prefix: str, glue: str, content: str, suffix: str, limit: int) -> str:
+    """``prefix`` + ``glue`` + content + descriptions, the content shortened first to fit ``limit``."""
+
+    def assemble(body: str) -> str:
+        head = prefix + glue + body if prefix and body else prefix or body
+        return _join_sentences([head, suffix])
+
+    full = assemble(content)
+    if len(full) <= limit:
+        return full
+    room = limit - (len(full) - len(content))
+    if content and room >= _MIN_CONTENT_CHARS:
+        fitted = assemble(truncate(content, room))
+        if len(fitted) <= limit:
+            return fitted
+    return truncate(full, limit)
+
+
+def _with_author(
+    author: str, reply: str | None, forward: bool, content: str, suffix: str, limit: int
+) -> str:
+    if not content and not suffix:
+        return ""
+    if not content:
+        verb = f"replied to {reply} with" if reply else "forwarded" if forward else "sent"
+        return truncate(f"{author} {verb} {suffix}", limit)
+    verb = f"replied to {reply}" if reply else "forwarded a message" if forward else "said"
+    return _fit(f"{author} {verb}", ", ", content, suffix, limit)

@@ -1,0 +1,155 @@
+"""A server's pronunciation dictionary, applied to the cleaned text.
+
+Entries are literal words (whole-word, case-insensitive: "gg" changes "gg" and "GG" but not "egg") or regular
+expressions (case-insensitive too). Replacements are always literal text (no ``\\1`` group references), so
+a replacement can never expand a match into more than itself.
+
+Safety, since patterns come from server members:
+
+* a pattern is at most :data:`MAX_PATTERN_CHARS` characters, a replacement :data:`MAX_REPLACEMENT_CHARS`;
+* :func:`validate_entry`, run when an entry is added, rejects a regular expression that does not compile,
+  that can match the empty string, that uses a backreference (``\\1``, ``(?P=name)``) or a conditional, that
+  repeats a group containing a repetition or an alternation (``(a+)+``, ``(a|ab)*``: exponential
+  backtracking), or whose *backtracking cost* exceeds :data:`MAX_COST`. The cost multiplies, over the
+  pattern, each repetition's maximum count plus one, an unbounded one (``*``, ``+``, ``{n,}``) counting as
+  :data:`MAX_INPUT_CHARS`; alternatives add. So one ``.*`` or ``\\w+`` is fine, two (``\\d+x\\d+``) are not
+  (cubic time), and bounded ones like ``\\d{1,4}年\\d{1,2}月`` are;
+* :func:`apply_dictionary` works on at most :data:`MAX_INPUT_CHARS` characters (the rest is kept as is),
+  skips an entry whose result would grow the text beyond :func:`growth_limit`, skips entries that fail
+  validation (a stored entry from an older rule set), and stops applying entries once
+  :data:`TIME_BUDGET` seconds have passed for the message (checked between entries; with the rules above a
+  single entry over 4096 characters takes milliseconds).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from re import _parser as sre_parse  # the stdlib's own parser: the only way to see a pattern's structure
+
+MAX_PATTERN_CHARS = 100
+MAX_REPLACEMENT_CHARS = 100
+MAX_INPUT_CHARS = 4096
+MAX_COST = 4 * MAX_INPUT_CHARS
+#: Seconds of matching allowed per message; later entries are skipped once it is spent.
+TIME_BUDGET = 0.05
+#: Entries beyond this many are ignored (a server should be refused more when adding).
+MAX_ENTRIES = 500
+
+_REPEATS = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
+_BACKREFERENCES = frozenset({"GROUPREF", "GROUPREF_EXISTS", "GROUPREF_IGNORE", "GROUPREF_LOC_IGNORE", "GROUPREF_UNI_IGNORE"})
+
+
+class DictionaryError(ValueError):
+    """An entry that cannot be added; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class DictionaryEntry:
+    pattern: str
+    replacement: str
+    is_regex: bool = False
+
+
+def growth_limit(length: int) -> int:
+    """Longest text the dictionary may produce from ``length`` characters: double, plus room for short texts."""
+    return 2 * length + 200
+
+
+def validate_entry(entry: DictionaryEntry) -> None:
+    """Raise :class:`DictionaryError` explaining why ``entry`` cannot be used (see the module docstring)."""
+    if not entry.pattern.strip():
+        raise DictionaryError("The word or pattern is empty.")
+    if len(entry.pattern) > MAX_PATTERN_CHARS:
+        raise DictionaryError(f"The word or pattern is too long ({len(entry.pattern)} characters, at most {MAX_PATTERN_CHARS}).")
+    if len(entry.replacement) > MAX_REPLACEMENT_CHARS:
+        raise DictionaryError(f"The replacement is too long ({len(entry.replacement)} characters, at most {MAX_REPLACEMENT_CHARS}).")
+    if entry.is_regex:
+        _check_regex(entry.pattern)
+
+
+def apply_dictionary(text: str, entries: Iterable[DictionaryEntry]) -> str:
+    """``text`` with every usable entry applied in order (each to the previous one's result); never raises."""
+    head, tail = text[:MAX_INPUT_CHARS], text[MAX_INPUT_CHARS:]
+    limit = growth_limit(len(head))
+    deadline = time.monotonic() + TIME_BUDGET
+    for index, entry in enumerate(entries):
+        if index >= MAX_ENTRIES or time.monotonic() > deadline:
+            break
+        pattern = _compiled(entry.pattern, entry.is_regex, len(entry.replacement))
+        if pattern is None:
+            continue
+        replaced = pattern.sub(lambda m, r=entry.replacement: r if m.group(0) else "", head)
+        if len(replaced) <= limit:
+            head = replaced
+    return head + tail
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str, is_regex: bool, replacement_length: int) -> re.Pattern[str] | None:
+    """The compiled form of a valid entry, None for an invalid one (cached: entries repeat for every message)."""
+    try:
+        validate_entry(DictionaryEntry(pattern, "x" * replacement_length, is_regex))
+    except DictionaryError:
+        return None
+    if is_regex:
+        return re.compile(pattern, re.IGNORECASE)
+    start = r"(?<!\w)" if re.match(r"\w", pattern) else ""
+    end = r"(?!\w)" if re.search(r"\w$", pattern) else ""
+    return re.compile(start + re.escape(pattern) + end, re.IGNORECASE)
+
+
+def _check_regex(pattern: str) -> None:
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+        parsed = sre_parse.parse(pattern, re.IGNORECASE)
+        parsed.getwidth()
+    except (re.error, RecursionError, OverflowError) as error:
+        raise DictionaryError(f"That is not a valid regular expression: {error}.") from None
+    if parsed.getwidth()[0] == 0 or compiled.fullmatch(""):
+        raise DictionaryError("The pattern can match an empty piece of text; make it always match at least one character.")
+    cost = _cost(list(parsed))
+    if cost > MAX_COST:
+        raise DictionaryError(
+            "The pattern could be very slow: use at most one open-ended repetition (*, + or {n,}) "
+            "and keep other repetitions small, like {1,4}."
+        )
+
+
+def _cost(items: Sequence[tuple[object, object]]) -> int:
+    """Backtracking cost of a parsed sequence (module docstring); raises for forbidden constructs."""
+    cost = 1
+    for op, arg in items:
+        name = str(op)
+        if name in _BACKREFERENCES:
+            raise DictionaryError("Backreferences (like \\1) and conditionals are not allowed in patterns.")
+        if name in _REPEATS:
+            low, high, body = arg  # type: ignore[misc]
+            if high > 1 and _has_repeat_or_branch(body):
+                raise DictionaryError(
+                    "Repeating a group that itself repeats or has alternatives (like (a+)+ or (a|b)*) "
+                    "is not allowed: it can be extremely slow."
+                )
+            count = MAX_INPUT_CHARS if high == sre_parse.MAXREPEAT or high > MAX_INPUT_CHARS else high
+            cost *= (count + 1) * _cost(body)
+        elif name == "BRANCH":
+            cost *= sum(_cost(alternative) for alternative in arg[1])  # type: ignore[index]
+        elif name in ("SUBPATTERN", "ATOMIC_GROUP", "ASSERT", "ASSERT_NOT"):
+            cost *= _cost(arg[-1] if name != "ATOMIC_GROUP" else arg)  # type: ignore[index,arg-type]
+        cost = min(cost, MAX_COST * MAX_COST)
+    return cost
+
+
+def _has_repeat_or_branch(items: Sequence[tuple[object, object]]) -> bool:
+    for op, arg in items:
+        name = str(op)
+        if name in _REPEATS or name == "BRANCH":
+            return True
+        if name in ("SUBPATTERN", "ASSERT", "ASSERT_NOT") and _has_repeat_or_branch(arg[-1]):  # type: ignore[index]
+            return True
+        if name == "ATOMIC_GROUP" and _has_repeat_or_branch(arg):  # type: ignore[arg-type]
+            return True
+    return False

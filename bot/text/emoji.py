@@ -1,0 +1,86 @@
+"""Emoji to words: custom Discord emoji (``<:name:id>``, ``<a:name:id>``) and Unicode emoji.
+
+Unicode emoji are named with :func:`unicodedata.name` (the ``emoji`` package is not a dependency), lowercased:
+a ZWJ sequence reads as its parts ("👩‍💻" → "woman personal computer"), skin-tone modifiers and variation
+selectors are silent, keycaps read "keycap 1", flag pairs read "flag" and their letters ("🇺🇸" → "flag U S"),
+subdivision flags read "flag". Emoji newer than Python's Unicode database have no name and are dropped.
+
+A run of the same emoji (spaces between allowed) is read once: "😂😂😂😂" is one "face with tears of joy", not
+four. In "skip" mode every emoji is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from bot.text.models import EmojiMode
+
+#: ``<:name:id>`` and animated ``<a:name:id>``.
+CUSTOM_EMOJI = re.compile(r"<a?:(\w+):(\d+)>")
+
+_SKIN = "\U0001f3fb-\U0001f3ff"
+# Characters that are emoji by default (pictographs, dingbats, misc symbols and technical symbols).
+_PICTO = "\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u231a\u231b\u2328\u23cf\u23e9-\u23fa"
+# Characters that are text by default and only emoji when followed by U+FE0F.
+_TEXT_DEFAULT = "\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u21aa\u24c2\u25aa-\u25fe\u2934\u2935\u3030\u303d\u3297\u3299"
+_ELEMENT = f"(?:[{_PICTO}][\ufe0e\ufe0f]?[{_SKIN}]?|[{_TEXT_DEFAULT}]\ufe0f)"
+_TAGS = "[\U000e0020-\U000e007e]+\U000e007f"
+_KEYCAP = "[#*0-9]\ufe0f?\u20e3"
+_FLAG = "[\U0001f1e6-\U0001f1ff]{2}"
+#: One Unicode emoji, ZWJ sequences included. Every branch consumes input, so it is linear.
+UNICODE_EMOJI = re.compile(f"{_KEYCAP}|{_FLAG}|{_ELEMENT}(?:{_TAGS})?(?:\u200d{_ELEMENT})*")
+
+_ANY_EMOJI = re.compile(rf"{CUSTOM_EMOJI.pattern}|{UNICODE_EMOJI.pattern}")
+
+_SILENT = frozenset("\u200d\ufe0e\ufe0f\u20e3") | {chr(c) for c in range(0x1F3FB, 0x1F400)}
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
+def custom_emoji_name(name: str) -> str:
+    """``pepe_laugh`` / ``pepeLaugh`` → "pepe laugh"-ish words (underscores and camel case become spaces)."""
+    return " ".join(_CAMEL.sub(" ", name.replace("_", " ")).split())
+
+
+def unicode_emoji_name(sequence: str) -> str:
+    """The spoken name of one :data:`UNICODE_EMOJI` match, or "" when Python does not know it."""
+    first = sequence[0]
+    if sequence.endswith("\u20e3"):
+        return f"keycap {first}"
+    if "\U0001f1e6" <= first <= "\U0001f1ff" and len(sequence) == 2:
+        return "flag " + " ".join(_regional_letter(c) for c in sequence)
+    if "\U000e007f" in sequence:
+        return "flag"
+    words = []
+    for char in sequence:
+        if char in _SILENT or "\U000e0020" <= char <= "\U000e007f":
+            continue
+        name = unicodedata.name(char, "").lower()
+        if name.startswith("regional indicator symbol letter "):
+            name = name.rsplit(" ", 1)[1].upper()
+        words.append(name.removeprefix("emoji component "))
+    return " ".join(w for w in words if w)
+
+
+def _regional_letter(char: str) -> str:
+    return chr(ord(char) - 0x1F1E6 + ord("A"))
+
+
+def replace_emoji(text: str, mode: EmojiMode) -> str:
+    """Replace every custom and Unicode emoji by its name (a run of the same one named once) or by a space."""
+    previous_key: str | None = None
+    previous_end = -1
+
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal previous_key, previous_end
+        custom = match.group(1)
+        key = f":{custom.lower()}" if custom is not None else match.group(0)
+        between = match.string[previous_end : match.start()] if previous_end >= 0 else "x"
+        repeated = key == previous_key and not between.strip()
+        previous_key, previous_end = key, match.end()
+        if mode == "skip" or repeated:
+            return " "
+        name = custom_emoji_name(custom) if custom is not None else unicode_emoji_name(key)
+        return f" {name} "
+
+    return _ANY_EMOJI.sub(substitute, text)

@@ -1,0 +1,51 @@
+"""Links to words: "a link to example.com", or nothing.
+
+Recognised: ``http(s)://…`` anywhere, a bare ``www.…`` at the start of a word, ``<https://…>`` (the
+no-embed form) and masked links ``[text](url)``, which read as their text. Only the host is spoken: lowercased,
+without user info, port or ``www`` labels, at most its last three labels ("a link to example.co.uk"). Trailing
+sentence punctuation is not part of a link, so "see https://x.com." keeps its full stop.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.text.models import LinkMode
+
+_URL_START = r"(?:https?://|(?<![\w.@/-])www\.)"
+_URL_END = r"""[^\s<>.,;:!?'")\]}”’]"""
+#: Any link; the part after the start is optional so that even a bare "https://" is consumed.
+URL = re.compile(rf"{_URL_START}(?:[^\s<>]*{_URL_END})?", re.IGNORECASE)
+#: What must never survive cleaning: the start of a link.
+URL_START = re.compile(_URL_START, re.IGNORECASE)
+ANGLE_URL = re.compile(rf"<({_URL_START}[^\s<>]*)>", re.IGNORECASE)
+MASKED_LINK = re.compile(rf"\[([^\[\]\n]*)\]\(\s*<?{_URL_START}[^\s()<>]*>?\s*\)", re.IGNORECASE)
+
+_SCHEME = re.compile(r"^(?:https?://)?", re.IGNORECASE)
+_HOST_JUNK = re.compile(r"[^\w.-]|_")
+_MAX_LABELS = 3
+
+
+def link_host(url: str) -> str:
+    """The speakable host of ``url``: "https://user@www.Example.com:8080/x" → "example.com" ("" if none)."""
+    rest = _SCHEME.sub("", url, count=1)
+    host = re.split(r"[/?#\\]", rest, maxsplit=1)[0].rsplit("@", 1)[-1]
+    host = host.split(":", 1)[0] if not host.startswith("[") else ""
+    labels = [label.strip("-") for label in _HOST_JUNK.sub("", host.lower()).split(".")]
+    labels = [label for label in labels if label and label != "www"]
+    return ".".join(labels[-_MAX_LABELS:])
+
+
+def speak_link(url: str, mode: LinkMode) -> str:
+    """The words for one link (padded with spaces so they never glue to neighbours)."""
+    if mode == "skip":
+        return " "
+    host = link_host(url)
+    return f" a link to {host} " if host else " a link "
+
+
+def replace_links(text: str, mode: LinkMode) -> str:
+    """Masked links become their text; every other link becomes :func:`speak_link`."""
+    text = MASKED_LINK.sub(lambda m: f" {m.group(1)} ", text)
+    text = ANGLE_URL.sub(lambda m: speak_link(m.group(1), mode), text)
+    return URL.sub(lambda m: speak_link(m.group(0), mode), text)

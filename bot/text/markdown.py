@@ -1,0 +1,36 @@
+"""Discord markdown to plain words.
+
+Code blocks (```…```) read "code block" and spoilers (``||…||``) read "spoiler": their content is never read.
+Inline code is read as its text, or dropped in "skip" mode. Emphasis is not parsed in pairs: for speech it is
+enough, and linear and robust, to drop the marker characters everywhere (``*``, ``~``, `` ` ``, ``|``, ``\\``)
+and turn ``_`` into a space ("snake_case" reads "snake case"). Line markers are stripped from the start of
+each line: headings ``#``, subtext ``-#``, bullets ``-``/``+``/``•``, block quotes ``>``/``>>>``; numbered
+list items keep their number.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.text.models import CodeMode
+
+CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
+SPOILER = re.compile(r"\|\|.+?\|\|", re.DOTALL)
+INLINE_CODE = re.compile(r"`[^`]+`")
+LINE_MARKERS = re.compile(r"^[ \t]*(?:(?:>>>|>|-#|#+|[-+•])(?:[ \t]+|$))+", re.MULTILINE)
+
+_DROPPED = str.maketrans({"*": None, "~": None, "`": None, "|": " ", "\\": " ", "_": " "})
+
+
+def replace_blocks(text: str, code_mode: CodeMode) -> str:
+    """Code blocks and spoilers become one word each; inline code is dropped in "skip" mode."""
+    text = CODE_BLOCK.sub(" code block ", text)
+    text = SPOILER.sub(" spoiler ", text)
+    if code_mode == "skip":
+        text = INLINE_CODE.sub(" ", text)
+    return text
+
+
+def strip_markdown(text: str) -> str:
+    """Drop emphasis characters and line markers, keeping the words."""
+    return LINE_MARKERS.sub("", text.translate(_DROPPED))
