@@ -6,6 +6,7 @@ Assertions read rows straight from the tables (``database.rows``) or from a seco
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import date, timedelta
 
 import pytest
@@ -79,6 +80,48 @@ async def test_update_persists_typed_columns_and_channels(store: Store, database
     assert await other.get_guild_settings(GUILD) == updated
     assert await other.get_guild_settings(OTHER_GUILD) == GuildSettings()
     await other.close()
+
+
+async def test_every_setting_round_trips_at_its_limits(store: Store, database: Database) -> None:
+    biggest_id = 2**63 - 1
+    everything = GuildSettings().replace(
+        read_channel_ids=[biggest_id, 1],
+        autojoin=True,
+        default_voice="shimmer",
+        default_speed=0.25,
+        default_format="pcm",
+        default_instructions="Line one.\nLine two, ünïcödé ✓." + "x" * 4000,
+        speak_output="voice",
+        say_name="never",
+        name_repeat_window=3600,
+        name_mode="username",
+        max_message_chars=4096,
+        max_repeat_chars=50,
+        emoji_mode="skip",
+        link_mode="skip",
+        code_mode="skip",
+        skip_bots=False,
+        require_author_in_voice=False,
+        optout_prefix="",
+        required_role_id=biggest_id,
+        deny_role_id=biggest_id - 1,
+        moderator_role_id=1,
+        idle_timeout=86_400,
+        alone_timeout=0,
+        announce_joins=True,
+        backlog_speedup=1.5,
+        daily_char_budget=10**9,
+        monthly_char_budget=1,
+        user_chars_per_minute=123_456,
+    )
+    changes = {name: getattr(everything, name) for name in (f.name for f in dataclasses.fields(GuildSettings))}
+    assert all(value != getattr(GuildSettings(), name) for name, value in changes.items())
+
+    assert await store.update_guild_settings(GUILD, **changes) == everything
+
+    fresh = await _fresh(database)
+    assert await fresh.get_guild_settings(GUILD) == everything
+    await fresh.close()
 
 
 async def test_update_keeps_other_settings(store: Store) -> None:

@@ -60,6 +60,15 @@ _SETTINGS_COLUMNS = tuple(f.name for f in dataclasses.fields(GuildSettings) if f
 _PREFS_COLUMNS = tuple(f.name for f in dataclasses.fields(UserPrefs))
 
 
+def _plain(value: object) -> object:
+    """Enum members as their stored strings."""
+    return value.value if isinstance(value, Enum) else value
+
+
+#: A new guild_settings row: the defaults, later changed column by column.
+_DEFAULT_ROW = {"revision": 0, **{name: _plain(getattr(GuildSettings(), name)) for name in _SETTINGS_COLUMNS}}
+
+
 class Store:
     """Stored settings for every server and user. Open with :meth:`open`, finish with :meth:`close`."""
 
@@ -118,10 +127,9 @@ class Store:
         """
         checked = GuildSettings().replace(**changes)
         columns = {name: _plain(getattr(checked, name)) for name in changes if name in _SETTINGS_COLUMNS}
-        defaults = {name: _plain(getattr(GuildSettings(), name)) for name in _SETTINGS_COLUMNS}
         async with self._write(guild_id=guild_id) as conn:
             await conn.execute(
-                self._insert(guild_settings).values(guild_id=guild_id, revision=0, **defaults).on_conflict_do_nothing()
+                self._insert(guild_settings).values(guild_id=guild_id, **_DEFAULT_ROW).on_conflict_do_nothing()
             )
             await conn.execute(
                 update(guild_settings)
@@ -408,11 +416,6 @@ def _prefs_from_row(row: Mapping[str, Any]) -> UserPrefs:
 
 def _entry_row(guild_id: int, entry: DictionaryEntry) -> dict[str, object]:
     return {"guild_id": guild_id, **dataclasses.asdict(entry)}
-
-
-def _plain(value: object) -> object:
-    """Enum members as their stored strings."""
-    return value.value if isinstance(value, Enum) else value
 
 
 def _utc(moment: datetime) -> datetime:
