@@ -10,6 +10,7 @@ in ``failures`` (the ``discord_emulator`` fixture fails the test on any). See th
     inter = await emu.invoke("speak", {"text": "hi"}, user=emu.user)
     assert (await inter.wait_response()).type == 5
     message = await inter.wait_message()          # .content, .ephemeral, .attachments[0].data, ...
+    session = emu.voice_session(); await session.wait_idle()   # voice: packets, SPEAKING, check_stream()
 
 Tests that provoke a violation on purpose assert on ``emu.failures`` and then clear it.
 """

@@ -14,6 +14,7 @@ import secrets
 import ssl
 import struct
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,7 +154,12 @@ class VoiceServer:
                 self.emu.failures.append(f"voice: undecodable payload {message.data[:200]!r}")
                 await ws.close(code=4002, message=b"Failed to decode payload")
                 break
-            session = await self._handle_op(ws, session, op, d)
+            try:
+                session = await self._handle_op(ws, session, op, d)
+            except (AttributeError, KeyError, TypeError, ValueError):
+                self.emu.failures.append(f"voice: malformed op {op} payload {d!r}:\n{traceback.format_exc()}")
+                await ws.close(code=4020, message=b"Bad request")
+                break
             await self.emu.changes.notify()
         if session is not None and session.ws is ws:
             session.ws = None
