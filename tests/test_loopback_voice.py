@@ -22,7 +22,13 @@ from discord.oggparse import OggStream
 
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_state import CONNECT, MOVE_MEMBERS, SPEAK, VOICE_CHANNEL
-from tests.loopback.discord_voice_session import OGG_HEADERS, SAMPLE_RATE, VoiceSession, decode_pcm
+from tests.loopback.discord_voice_session import (
+    OGG_HEADERS,
+    SAMPLE_RATE,
+    VoiceSession,
+    decode_pcm,
+    ogg_audio_packets,
+)
 
 TONE_HZ = 440
 
@@ -43,10 +49,6 @@ def tone_ogg_opus(seconds: float, frame_ms: int = 20) -> bytes:
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return buffer.getvalue()
-
-
-def audio_packets(ogg: bytes) -> list[bytes]:
-    return [p for p in OggStream(io.BytesIO(ogg)).iter_packets() if not p.startswith(OGG_HEADERS)]
 
 
 class OggOpusSource(discord.AudioSource):
@@ -127,7 +129,7 @@ async def test_playback_arrives_byte_identical_and_decodes(discord_emulator: Dis
     session = emu.voice_session()
     packets = await session.wait_idle(quiet=0.2)
 
-    expected = audio_packets(ogg)
+    expected = ogg_audio_packets(ogg)
     assert [p.opus for p in session.audio_packets()] == expected
     assert session.check_stream() == []
     assert session.trailing_silence() == 5 and len(packets) == len(expected) + 5
@@ -191,7 +193,7 @@ async def test_4006_reconnects_and_playback_goes_on(discord_emulator: DiscordEmu
     second = emu.voice_session()
     await second.wait_idle(quiet=0.2)
 
-    expected = audio_packets(ogg)
+    expected = ogg_audio_packets(ogg)
     before, after = [p.opus for p in first.audio_packets()], [p.opus for p in second.audio_packets()]
     assert after and before == expected[:len(before)] and after == expected[-len(after):]
     assert len(before) + first.late_packets + len(after) == len(expected)
@@ -337,10 +339,10 @@ async def test_without_speak_nobody_hears_the_bot(discord_emulator: DiscordEmula
 
 
 def test_decode_pcm_rejects_packets_longer_than_20_ms() -> None:
-    packets = audio_packets(tone_ogg_opus(0.2))
+    packets = ogg_audio_packets(tone_ogg_opus(0.2))
     assert decode_pcm(packets).shape == (960 * len(packets), 2)
     with pytest.raises(ValueError, match="2880 samples"):
-        decode_pcm(audio_packets(tone_ogg_opus(0.2, frame_ms=60)))
+        decode_pcm(ogg_audio_packets(tone_ogg_opus(0.2, frame_ms=60)))
 
 
 BOT_PROCESS = """

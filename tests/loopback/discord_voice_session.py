@@ -8,12 +8,14 @@ after every join, move or full reconnect, and keeps it across a RESUME. Tests re
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import av
 import numpy as np
+from discord.oggparse import OggStream
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -131,6 +133,11 @@ class VoiceSession:
         if not any(flags & 1 and at <= start for at, flags in self.speaking_events):
             problems.append("no SPEAKING with the voice flag when audio started")
         return problems
+
+
+def ogg_audio_packets(ogg: bytes) -> list[bytes]:
+    """The Opus audio packets of an Ogg Opus file: what ``audio_packets()`` should equal after playing it."""
+    return [p for p in OggStream(io.BytesIO(ogg)).iter_packets() if not p.startswith(OGG_HEADERS)]
 
 
 def decode_pcm(packets: Iterable[VoicePacket | bytes]) -> np.ndarray:
