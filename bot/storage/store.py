@@ -66,7 +66,7 @@ def _plain(value: object) -> object:
 
 
 #: A new guild_settings row: the defaults, later changed column by column.
-_DEFAULT_ROW = {"revision": 0, **{name: _plain(getattr(GuildSettings(), name)) for name in _SETTINGS_COLUMNS}}
+_DEFAULT_ROW = {"revision": 1, **{name: _plain(getattr(GuildSettings(), name)) for name in _SETTINGS_COLUMNS}}
 
 
 class Store:
@@ -127,15 +127,15 @@ class Store:
         """
         checked = GuildSettings().replace(**changes)
         columns = {name: _plain(getattr(checked, name)) for name in changes if name in _SETTINGS_COLUMNS}
+        # One upsert: it inserts the defaults plus the changes, or updates just the changed columns, and
+        # either way holds the row's lock until commit (so the channel rows below are written under it too).
+        upsert = self._insert(guild_settings).values({**_DEFAULT_ROW, **columns, "guild_id": guild_id})
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[guild_settings.c.guild_id],
+            set_={"revision": guild_settings.c.revision + 1, **{name: upsert.excluded[name] for name in columns}},
+        )
         async with self._write(guild_id=guild_id) as conn:
-            await conn.execute(
-                self._insert(guild_settings).values(guild_id=guild_id, **_DEFAULT_ROW).on_conflict_do_nothing()
-            )
-            await conn.execute(
-                update(guild_settings)
-                .where(guild_settings.c.guild_id == guild_id)
-                .values(revision=guild_settings.c.revision + 1, **columns)
-            )
+            await conn.execute(upsert)
             if "read_channel_ids" in changes:
                 await conn.execute(delete(guild_read_channels).where(guild_read_channels.c.guild_id == guild_id))
                 if checked.read_channel_ids:
@@ -178,12 +178,15 @@ class Store:
         columns = {name: getattr(checked, name) for name in changes}
         scope = _scope(guild_id)
         key = (user_prefs.c.user_id == user_id) & (user_prefs.c.guild_id == scope)
+        upsert = self._insert(user_prefs).values(user_id=user_id, guild_id=scope, **columns)
+        index = [user_prefs.c.user_id, user_prefs.c.guild_id]
+        upsert = (
+            upsert.on_conflict_do_update(index_elements=index, set_={name: upsert.excluded[name] for name in columns})
+            if columns
+            else upsert.on_conflict_do_nothing(index_elements=index)
+        )
         async with self._write(**_prefs_cache_scope(user_id, scope)) as conn:
-            await conn.execute(
-                self._insert(user_prefs).values(user_id=user_id, guild_id=scope).on_conflict_do_nothing()
-            )
-            if columns:
-                await conn.execute(update(user_prefs).where(key).values(**columns))
+            await conn.execute(upsert)
             prefs = _prefs_from_row((await conn.execute(select(user_prefs).where(key))).one()._mapping)
             if prefs.is_empty:
                 await conn.execute(delete(user_prefs).where(key))
