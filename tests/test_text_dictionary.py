@@ -26,6 +26,8 @@ E = DictionaryEntry
         ("egg and ggs", [E("gg", "good game")], "egg and ggs"),
         ("hi :) there", [E(":)", "smile")], "hi smile there"),
         ("a.b a+b", [E("a+b", "a plus b")], "a.b a plus b"),
+        ("草生える", [E("草", "わら")], "わら生える"),
+        ("naïve naïveté", [E("naïve", "naive")], "naive naïveté"),
         ("brb", [E("brb", "be right back"), E("back", "BACK")], "be right BACK"),
         ("lol loool looooool", [E("lo+l", "laugh", is_regex=True)], "laugh laugh laugh"),
         ("wwwww", [E("w{2,}", "warai", is_regex=True)], "warai"),

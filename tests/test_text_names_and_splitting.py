@@ -25,7 +25,7 @@ from tests.test_text_properties import RAW_MARKUP, URL_SHAPED
         ("!!!", "someone"),
         ("\u200b\u200b", "someone"),
         ("Alice " * 20, "Alice Alice Alice"),
-        ("Bartholomew Maximilian Fitzgerald-Smythe the Third", "Bartholomew Maximilian Fitzgerald-Smythe"),
+        ("Bartholomew Maximilian Fitzgerald-Smythe the Third of Kent", "Bartholomew Maximilian Fitzgerald-Smythe the Third"),
     ],
 )
 def test_display_name_for_speech(name: str, expected: str) -> None:

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.text import CleaningOptions, MessageInput, clean_message, display_name_for_speech, split_for_speech
+from bot.text.cleaning import MAX_NAME_CHARS
 from bot.text.splitting import truncate
 
 #: Raw markup that must never be spoken.
@@ -43,7 +44,7 @@ options = st.builds(
     emoji_mode=st.sampled_from(["name", "skip"]),
     link_mode=st.sampled_from(["domain", "skip"]),
     code_mode=st.sampled_from(["read", "skip"]),
-    max_chars=st.integers(min_value=20, max_value=400),
+    max_chars=st.integers(min_value=1, max_value=400),
     max_repeat=st.integers(min_value=1, max_value=4),
 )
 messages = st.builds(
@@ -72,7 +73,7 @@ def assert_speakable(text: str, limit: int) -> None:
     assert not URL_SHAPED.search(text), text
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages, options, st.booleans())
 def test_clean_message_is_always_speakable(message: MessageInput, opts: CleaningOptions, author: bool) -> None:
     assert_speakable(clean_message(message, opts, include_author=author), opts.max_chars)
@@ -97,7 +98,7 @@ def test_arbitrary_unicode_is_speakable(content: str, opts: CleaningOptions) -> 
 @given(names)
 def test_display_names_are_clean_and_stable(name: str) -> None:
     spoken = display_name_for_speech(name)
-    assert_speakable(spoken, 40)
+    assert_speakable(spoken, MAX_NAME_CHARS)
     assert spoken
     assert display_name_for_speech(spoken) == spoken
 
@@ -116,7 +117,7 @@ split_texts = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(split_texts, st.integers(min_value=1, max_value=120))
 def test_split_for_speech_invariants(text: str, limit: int) -> None:
     pieces = split_for_speech(text, limit)

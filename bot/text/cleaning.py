@@ -34,8 +34,8 @@ from bot.text.splitting import truncate
 #: Raw content beyond this is ignored (Discord's own limit is 4000).
 MAX_INPUT_CHARS = 8000
 MAX_PASSES = 4
-#: Longest spoken display name; longer names are cut at a word.
-MAX_NAME_CHARS = 40
+#: Longest spoken display name; longer names are cut at a word (the settings store's spoken-name limit).
+MAX_NAME_CHARS = 50
 #: Content keeps at least this many characters when descriptions compete for the cap.
 _MIN_CONTENT_CHARS = 40
 
@@ -62,9 +62,9 @@ def clean_message(
     suffix = _descriptions(message, options, has_content=bool(content))
     if include_author:
         author = _name(message.author_name, options.emoji_mode, "someone")
-        return _with_author(author, reply, message.is_forward, content, suffix, options.max_chars)
+        return _speakable(_with_author(author, reply, message.is_forward, content, suffix, options.max_chars))
     prefix = f"replying to {reply}" if reply else "a forwarded message" if message.is_forward else ""
-    return _fit(prefix, ": ", content, suffix, options.max_chars)
+    return _speakable(_fit(prefix, ": ", content, suffix, options.max_chars))
 
 
 def clean_text(
@@ -83,6 +83,11 @@ def clean_text(
         text = cleaned
     while FORBIDDEN.search(text):
         text = normalize.collapse_spaces(FORBIDDEN.sub(" ", text))
+    return _speakable(text)
+
+
+def _speakable(text: str) -> str:
+    """``text``, or "" when it has no letter or digit (punctuation alone is not worth a voice)."""
     return text if any(char.isalnum() for char in text) else ""
 
 

@@ -1,7 +1,8 @@
 """A server's pronunciation dictionary, applied to the cleaned text.
 
-Entries are literal words (whole-word, case-insensitive: "gg" changes "gg" and "GG" but not "egg") or regular
-expressions (case-insensitive too). Replacements are always literal text (no ``\\1`` group references), so
+Entries are literal words (whole-word, case-insensitive: "gg" changes "gg" and "GG" but not "egg"; a side of
+the pattern that is punctuation, like ":)", or Japanese/Chinese, which has no spaces, has no word condition) or regular expressions (case-insensitive
+too; ``(?-i:…)`` makes a part case-sensitive). Entries apply in order, each to the previous one's result. Replacements are always literal text (no ``\\1`` group references), so
 a replacement can never expand a match into more than itself.
 
 Safety, since patterns come from server members:
@@ -29,6 +30,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from re import _parser as sre_parse  # the stdlib's own parser: the only way to see a pattern's structure
+from typing import Protocol
+
+from bot.errors import UserFacingError
 
 MAX_PATTERN_CHARS = 100
 MAX_REPLACEMENT_CHARS = 100
@@ -39,16 +43,32 @@ TIME_BUDGET = 0.05
 #: Entries beyond this many are ignored (a server should be refused more when adding).
 MAX_ENTRIES = 500
 
+_WORD_CHAR = re.compile(r"\w")
+# Japanese and Chinese text has no spaces between words, so a literal there matches anywhere.
+_UNSPACED_SCRIPT = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 _REPEATS = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
 _BACKREFERENCES = frozenset({"GROUPREF", "GROUPREF_EXISTS", "GROUPREF_IGNORE", "GROUPREF_LOC_IGNORE", "GROUPREF_UNI_IGNORE"})
 
 
-class DictionaryError(ValueError):
+class DictionaryError(UserFacingError, ValueError):
     """An entry that cannot be added; the message is shown to the user as is."""
+
+
+class EntryLike(Protocol):
+    """Anything with an entry's three fields (this module's entries, or the settings store's)."""
+
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def replacement(self) -> str: ...
+    @property
+    def is_regex(self) -> bool: ...
 
 
 @dataclass(frozen=True)
 class DictionaryEntry:
+    """Say ``replacement`` wherever ``pattern`` appears (a literal word, or a regular expression)."""
+
     pattern: str
     replacement: str
     is_regex: bool = False
@@ -59,7 +79,7 @@ def growth_limit(length: int) -> int:
     return 2 * length + 200
 
 
-def validate_entry(entry: DictionaryEntry) -> None:
+def validate_entry(entry: EntryLike) -> None:
     """Raise :class:`DictionaryError` explaining why ``entry`` cannot be used (see the module docstring)."""
     if not entry.pattern.strip():
         raise DictionaryError("The word or pattern is empty.")
@@ -71,7 +91,7 @@ def validate_entry(entry: DictionaryEntry) -> None:
         _check_regex(entry.pattern)
 
 
-def apply_dictionary(text: str, entries: Iterable[DictionaryEntry]) -> str:
+def apply_dictionary(text: str, entries: Iterable[EntryLike]) -> str:
     """``text`` with every usable entry applied in order (each to the previous one's result); never raises."""
     head, tail = text[:MAX_INPUT_CHARS], text[MAX_INPUT_CHARS:]
     limit = growth_limit(len(head))
@@ -97,9 +117,14 @@ def _compiled(pattern: str, is_regex: bool, replacement_length: int) -> re.Patte
         return None
     if is_regex:
         return re.compile(pattern, re.IGNORECASE)
-    start = r"(?<!\w)" if re.match(r"\w", pattern) else ""
-    end = r"(?!\w)" if re.search(r"\w$", pattern) else ""
+    start = r"(?<!\w)" if _needs_boundary(pattern[0]) else ""
+    end = r"(?!\w)" if _needs_boundary(pattern[-1]) else ""
     return re.compile(start + re.escape(pattern) + end, re.IGNORECASE)
+
+
+def _needs_boundary(char: str) -> bool:
+    """Whole-word matching for letters and digits of scripts that separate words with spaces."""
+    return bool(_WORD_CHAR.match(char)) and not _UNSPACED_SCRIPT.match(char)
 
 
 def _check_regex(pattern: str) -> None:

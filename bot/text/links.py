@@ -3,7 +3,8 @@
 Recognised: ``http(s)://…`` anywhere, a bare ``www.…`` at the start of a word, ``<https://…>`` (the
 no-embed form) and masked links ``[text](url)``, which read as their text. Only the host is spoken: lowercased,
 without user info, port or ``www`` labels, at most its last three labels ("a link to example.co.uk"). Trailing
-sentence punctuation is not part of a link, so "see https://x.com." keeps its full stop.
+sentence punctuation is not part of a link, so "see https://x.com." keeps its full stop. A link to a Discord
+message (``discord.com/channels/…``) reads "a link to a Discord message".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ URL_START = re.compile(_URL_START, re.IGNORECASE)
 ANGLE_URL = re.compile(rf"<({_URL_START}[^\s<>]*)>", re.IGNORECASE)
 MASKED_LINK = re.compile(rf"\[([^\[\]\n]*)\]\(\s*<?{_URL_START}[^\s()<>]*>?\s*\)", re.IGNORECASE)
 
+_MESSAGE_LINK = re.compile(r"(?:https?://)?(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/(?:\d+|@me)/\d+/\d+", re.I)
 _SCHEME = re.compile(r"^(?:https?://)?", re.IGNORECASE)
 _HOST_JUNK = re.compile(r"[^\w.-]|_")
 _MAX_LABELS = 3
@@ -40,6 +42,8 @@ def speak_link(url: str, mode: LinkMode) -> str:
     """The words for one link (padded with spaces so they never glue to neighbours)."""
     if mode == "skip":
         return " "
+    if _MESSAGE_LINK.match(url):
+        return " a link to a Discord message "
     host = link_host(url)
     return f" a link to {host} " if host else " a link "
 

@@ -15,8 +15,9 @@ EmojiMode = Literal["name", "skip"]
 LinkMode = Literal["domain", "skip"]
 CodeMode = Literal["read", "skip"]
 
-#: Smallest accepted ``max_chars``: room for a few words plus the " and more" suffix.
-MIN_MAX_CHARS = 20
+#: Smallest accepted ``max_chars`` (the settings store allows 1; below about 20 there is no room for
+#: " and more" and the text is simply cut).
+MIN_MAX_CHARS = 1
 
 
 @dataclass(frozen=True)
