@@ -114,6 +114,7 @@ def test_emoji(content: str, expected: str, skipped: str) -> None:
         ("dms https://ptb.discord.com/channels/@me/2/3", "dms a link to a Discord message", "dms"),
         ("join https://discord.gg/abc", "join a link to discord.gg", "join"),
         ("file.txt and e.g. wwwx.com", "file.txt and e.g. wwwx.com", "file.txt and e.g. wwwx.com"),
+        ("lol wwwwwww. ok www.", "lol www. ok www.", "lol www. ok www."),
     ],
 )
 def test_links(content: str, expected: str, skipped: str) -> None:
@@ -131,6 +132,7 @@ def test_links(content: str, expected: str, skipped: str) -> None:
         ("**bold** *italic* __under__ ~~gone~~ _it_", "bold italic under gone it", "bold italic under gone it"),
         ("***all*** of ~~**it**~~", "all of it", "all of it"),
         ("snake_case_name", "snake case name", "snake case name"),
+        ("5 * 3 = 15, 2*4", "5 times 3 = 15, 2 times 4", "5 times 3 = 15, 2 times 4"),
         ("# Title\nbody", "Title. body", "Title. body"),
         ("### Small title", "Small title", "Small title"),
         ("-# tiny text", "tiny text", "tiny text"),

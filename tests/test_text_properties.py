@@ -13,7 +13,7 @@ from bot.text.splitting import truncate
 
 #: Raw markup that must never be spoken.
 RAW_MARKUP = re.compile(r"<(?:@!?|@&|#)\d+>|<a?:\w+:\d+>")
-URL_SHAPED = re.compile(r"https?://|(?<![\w.@/-])www\.", re.IGNORECASE)
+URL_SHAPED = re.compile(r"https?://|(?<![\w.@/-])www\.(?=[^\W_])", re.IGNORECASE)
 
 ids = st.integers(min_value=0, max_value=2**64)
 names = st.text(max_size=40)

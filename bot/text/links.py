@@ -13,7 +13,8 @@ import re
 
 from bot.text.models import LinkMode
 
-_URL_START = r"(?:https?://|(?<![\w.@/-])www\.)"
+# "www." counts only at the start of a word and before a host character ("wwwww." is laughter, not a link).
+_URL_START = r"(?:https?://|(?<![\w.@/-])www\.(?=[^\W_]))"
 _URL_END = r"""[^\s<>.,;:!?'")\]}”’]"""
 #: Any link; the part after the start is optional so that even a bare "https://" is consumed.
 URL = re.compile(rf"{_URL_START}(?:[^\s<>]*{_URL_END})?", re.IGNORECASE)

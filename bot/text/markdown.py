@@ -3,9 +3,9 @@
 Code blocks (```…```) read "code block" and spoilers (``||…||``) read "spoiler": their content is never read.
 Inline code is read as its text, or dropped in "skip" mode. Emphasis is not parsed in pairs: for speech it is
 enough, and linear and robust, to drop the marker characters everywhere (``*``, ``~``, `` ` ``, ``|``, ``\\``)
-and turn ``_`` into a space ("snake_case" reads "snake case"). Line markers are stripped from the start of
-each line: headings ``#``, subtext ``-#``, bullets ``-``/``+``/``•``, block quotes ``>``/``>>>``; numbered
-list items keep their number.
+and turn ``_`` into a space ("snake_case" reads "snake case"); a star between digits reads "times" ("5 * 3").
+Line markers are stripped from the start of each line: headings ``#``, subtext ``-#``, bullets ``-``/``+``/``•``,
+block quotes ``>``/``>>>``; numbered list items keep their number.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from bot.text.models import CodeMode
 CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
 SPOILER = re.compile(r"\|\|.+?\|\|", re.DOTALL)
 INLINE_CODE = re.compile(r"`[^`]+`")
+TIMES = re.compile(r"(?<=\d) ?\* ?(?=\d)")
 LINE_MARKERS = re.compile(r"^[ \t]*(?:(?:>>>|>|-#|#+|[-+•])(?:[ \t]+|$))+", re.MULTILINE)
 
 _DROPPED = str.maketrans({"*": None, "~": None, "`": None, "|": " ", "\\": " ", "_": " "})
@@ -33,4 +34,4 @@ def replace_blocks(text: str, code_mode: CodeMode) -> str:
 
 def strip_markdown(text: str) -> str:
     """Drop emphasis characters and line markers, keeping the words."""
-    return LINE_MARKERS.sub("", text.translate(_DROPPED))
+    return LINE_MARKERS.sub("", TIMES.sub(" times ", text).translate(_DROPPED))
