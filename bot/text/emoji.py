@@ -3,7 +3,9 @@
 Unicode emoji are named with :func:`unicodedata.name` (the ``emoji`` package is not a dependency), lowercased:
 a ZWJ sequence reads as its parts ("👩‍💻" → "woman personal computer"), skin-tone modifiers and variation
 selectors are silent, keycaps read "keycap 1", flag pairs read "flag" and their letters ("🇺🇸" → "flag U S"),
-subdivision flags read "flag". Emoji newer than Python's Unicode database have no name and are dropped.
+subdivision flags read "flag", a gender sign in a sequence reads "woman"/"man" first ("🤷‍♀️" → "woman
+shrug"), and a few common emoji with odd Unicode 1.0 names get their usual ones ("👍" → "thumbs up",
+"❤️" → "red heart"). Emoji newer than Python's Unicode database have no name and are dropped.
 
 A run of the same emoji (spaces between allowed) is read once: "😂😂😂😂" is one "face with tears of joy", not
 four. In "skip" mode every emoji is dropped.
@@ -33,6 +35,25 @@ UNICODE_EMOJI = re.compile(f"{_KEYCAP}|{_FLAG}|{_ELEMENT}(?:{_TAGS})?(?:\u200d{_
 
 _ANY_EMOJI = re.compile(rf"{CUSTOM_EMOJI.pattern}|{UNICODE_EMOJI.pattern}")
 
+# Unicode 1.0 names that read oddly for the emoji people use most.
+_BETTER_NAMES = {
+    "\u2764": "red heart",
+    "\u263a": "smiling face",
+    "\u2705": "check mark",
+    "\u2714": "check mark",
+    "\u2b50": "star",
+    "\u26a0": "warning",
+    "\U0001f44d": "thumbs up",
+    "\U0001f44e": "thumbs down",
+    "\U0001f44c": "OK hand",
+    "\U0001f44b": "waving hand",
+    "\U0001f44f": "clapping hands",
+    "\U0001f64f": "folded hands",
+    "\U0001f4af": "hundred points",
+    "\U0001f60d": "heart eyes",
+}
+# In ZWJ sequences the gender signs qualify the person: "🤷‍♀️" reads "woman shrug".
+_GENDERS = {"female sign": "woman", "male sign": "man"}
 _SILENT = frozenset("\u200d\ufe0e\ufe0f\u20e3") | {chr(c) for c in range(0x1F3FB, 0x1F400)}
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
@@ -51,15 +72,20 @@ def unicode_emoji_name(sequence: str) -> str:
         return "flag " + " ".join(_regional_letter(c) for c in sequence)
     if "\U000e007f" in sequence:
         return "flag"
-    words = []
-    for char in sequence:
-        if char in _SILENT or "\U000e0020" <= char <= "\U000e007f":
-            continue
-        name = unicodedata.name(char, "").lower()
-        if name.startswith("regional indicator symbol letter "):
-            name = name.rsplit(" ", 1)[1].upper()
-        words.append(name.removeprefix("emoji component "))
-    return " ".join(w for w in words if w)
+    words = [_component_name(char) for char in sequence if char not in _SILENT]
+    words = [word for word in words if word]
+    if len(words) > 1 and words[-1] in _GENDERS:
+        words.insert(0, _GENDERS[words.pop()])
+    return " ".join(words)
+
+
+def _component_name(char: str) -> str:
+    if char in _BETTER_NAMES:
+        return _BETTER_NAMES[char]
+    name = unicodedata.name(char, "").lower()
+    if name.startswith("regional indicator symbol letter "):
+        return name.rsplit(" ", 1)[1].upper()
+    return name.removeprefix("emoji component ")
 
 
 def _regional_letter(char: str) -> str:
