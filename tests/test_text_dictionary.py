@@ -107,6 +107,22 @@ def test_allowed_patterns_finish_on_adversarial_input(pattern: str) -> None:
     assert apply_dictionary(text, [E(pattern, "z", is_regex=True)] * 3) == text
 
 
+def test_time_budget_stops_later_entries() -> None:
+    ticks = iter(range(100))
+    entries = [E("a", "b"), E("b", "c"), E("c", "d"), E("d", "e")]
+    result = apply_dictionary("a", entries, budget=1.5, clock=lambda: float(next(ticks)))
+    assert result == "c"
+
+
+def test_first_entry_always_applies_even_on_a_slow_clock() -> None:
+    assert apply_dictionary("a", [E("a", "b")], budget=0.0, clock=iter(range(0, 100, 10)).__next__) == "b"
+
+
+def test_entries_beyond_the_maximum_are_ignored() -> None:
+    entries = [E(f"w{i}", "x") for i in range(600)]
+    assert apply_dictionary("w0 w499 w500 w599", entries) == "x x w500 w599"
+
+
 texts = st.text(max_size=300)
 entries = st.lists(
     st.builds(

@@ -94,6 +94,28 @@ def test_arbitrary_unicode_is_speakable(content: str, opts: CleaningOptions) -> 
     assert clean_message(MessageInput(content=once), opts) == once
 
 
+@settings(max_examples=500, deadline=None)
+@given(ids, names, st.sampled_from(["<@{}>", "<@!{}>"]))
+def test_user_mentions_read_as_the_spoken_display_name(user: int, name: str, form: str) -> None:
+    spoken = clean_message(MessageInput(content="hi " + form.format(user), mentions={user: name}))
+    assert spoken == clean_message(MessageInput(content="hi " + display_name_for_speech(name)))
+
+
+VOCABULARY = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "I", "can't", "42", "3.14", "é", "日本"]
+prose = st.lists(
+    st.tuples(st.sampled_from(VOCABULARY), st.sampled_from(["", "", "", ",", ".", "!", "?"])).map("".join),
+    min_size=1,
+    max_size=30,
+    unique=True,
+).map(" ".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(prose)
+def test_plain_prose_is_read_unchanged(text: str) -> None:
+    assert clean_message(MessageInput(content=text), CleaningOptions(max_chars=4096)) == text
+
+
 @settings(max_examples=1000, deadline=None)
 @given(names)
 def test_display_names_are_clean_and_stable(name: str) -> None:
@@ -124,7 +146,7 @@ def test_split_for_speech_invariants(text: str, limit: int) -> None:
     assert all(0 < len(piece) <= limit for piece in pieces)
     assert all(piece == piece.strip() for piece in pieces)
     assert re.sub(r"\s", "", "".join(pieces)) == re.sub(r"\s", "", text)
-    if all(len(word) <= limit for word in text.split()) and not re.search("[。！？]", text):
+    if all(len(word) <= limit for word in text.split()) and not re.search("[。！？、，；]", text):
         assert " ".join(pieces).split() == text.split()
 
 

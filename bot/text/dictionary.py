@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from re import _parser as sre_parse  # the stdlib's own parser: the only way to see a pattern's structure
@@ -91,13 +91,22 @@ def validate_entry(entry: EntryLike) -> None:
         _check_regex(entry.pattern)
 
 
-def apply_dictionary(text: str, entries: Iterable[EntryLike]) -> str:
-    """``text`` with every usable entry applied in order (each to the previous one's result); never raises."""
+def apply_dictionary(
+    text: str,
+    entries: Iterable[EntryLike],
+    *,
+    budget: float = TIME_BUDGET,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """``text`` with every usable entry applied in order (each to the previous one's result); never raises.
+
+    ``budget`` seconds (measured with ``clock``) bound the whole dictionary for one message.
+    """
     head, tail = text[:MAX_INPUT_CHARS], text[MAX_INPUT_CHARS:]
     limit = growth_limit(len(head))
-    deadline = time.monotonic() + TIME_BUDGET
+    deadline = clock() + budget
     for index, entry in enumerate(entries):
-        if index >= MAX_ENTRIES or time.monotonic() > deadline:
+        if index >= MAX_ENTRIES or (index and clock() > deadline):
             break
         pattern = _compiled(entry.pattern, entry.is_regex, len(entry.replacement))
         if pattern is None:

@@ -2,7 +2,8 @@
 
 The cap cuts at a word boundary and appends " and more"; the result, suffix included, never exceeds the cap.
 :func:`split_for_speech` cuts a text longer than one request (4096 characters, the speech API's limit) at the
-last sentence end that fits, else the last space, else hard at the limit (a single enormous "word").
+last sentence end that fits, else the last clause break (comma, semicolon, colon, dash), else the last space,
+else hard at the limit (a single enormous "word"). CJK full stops and commas count without a following space.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ REQUEST_LIMIT = 4096
 
 # A sentence end followed by a space, or a CJK full stop (CJK text has no spaces).
 _SENTENCE_BREAK = re.compile(r"""[.!?…]+[)"'\]”’」』]*(?=\s)|[。！？]+[」』）]*""")
+_CLAUSE_BREAK = re.compile(r"[,;:、，；：]+(?=\s)|[、，；]+|\s[-–—]+(?=\s)")
 _SPACE = re.compile(r"\s+")
 _TRAILING = " ,.;:!?-–—…"
 
@@ -42,7 +44,12 @@ def split_for_speech(text: str, limit: int = REQUEST_LIMIT) -> list[str]:
     rest = text.strip()
     while len(rest) > limit:
         window = rest[: limit + 1]
-        cut = _last_end(_SENTENCE_BREAK, window, limit) or _last_start(_SPACE, window) or limit
+        cut = (
+            _last_end(_SENTENCE_BREAK, window, limit)
+            or _last_end(_CLAUSE_BREAK, window, limit)
+            or _last_start(_SPACE, window)
+            or limit
+        )
         piece = rest[:cut].rstrip()
         if piece:
             pieces.append(piece)
