@@ -325,10 +325,11 @@ async def test_dictionary_add_replace_same_pattern_list_and_remove(store: Store,
 @pytest.mark.parametrize(
     ("pattern", "is_regex", "message"),
     [
-        ("  ", False, "The pattern must be some text."),
-        ("(unclosed", True, "is not a valid regular expression"),
-        ("a*", True, "matches empty text"),
-        ("x" * 101, False, "The pattern is too long"),
+        ("  ", False, "The word or pattern is empty."),
+        ("(unclosed", True, "not a valid regular expression"),
+        ("a*", True, "can match an empty piece of text"),
+        ("(a+)+", True, "it can be extremely slow"),
+        ("x" * 101, False, "The word or pattern is too long"),
     ],
 )
 async def test_a_bad_entry_is_refused(store: Store, database: Database, pattern: str, is_regex: bool, message: str) -> None:
@@ -357,8 +358,8 @@ async def test_an_import_replaces_the_whole_dictionary(store: Store) -> None:
     [
         ([{"pattern": "a", "replacement": "b"}, {"pattern": "c"}], "Entry 2: Each entry needs a pattern and a replacement."),
         ([{"pattern": "a", "replacement": "b"}, "c=d"], "Entry 2: Each entry must be an object"),
-        ([{"pattern": "a", "replacement": "b"}, {"pattern": "[", "replacement": "", "is_regex": True}], "Entry 2: The pattern"),
-        ([{"pattern": "a", "replacement": 3}], "Entry 1: The replacement must be text"),
+        ([{"pattern": "a", "replacement": "b"}, {"pattern": "[", "replacement": "", "is_regex": True}], "Entry 2: That is not"),
+        ([{"pattern": "a", "replacement": 3}], "Entry 1: The pattern and the replacement must be text."),
         ([{"pattern": "a", "replacement": "b", "colour": "red"}], "Entry 1: Unknown field 'colour'."),
         ([{"pattern": "a", "replacement": "b"}, {"pattern": "a", "replacement": "c"}], "appears more than once"),
     ],

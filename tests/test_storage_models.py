@@ -107,6 +107,8 @@ def test_user_prefs_fall_back_field_by_field() -> None:
 
 def test_dictionary_entries_are_checked_when_built() -> None:
     assert DictionaryEntry("a+b", "x", is_regex=True).is_regex
+    with pytest.raises(DictionaryError, match="could be very slow"):
+        DictionaryEntry(r"\d+x\d+", "x", is_regex=True)
     with pytest.raises(DictionaryError, match="replacement is too long"):
         DictionaryEntry("a", "x" * 101)
     with pytest.raises(DictionaryError, match="created_by must be a user ID"):
@@ -117,7 +119,7 @@ def test_dictionary_entries_are_checked_when_built() -> None:
 
 def test_parse_entries_counts_from_one_and_limits_the_size() -> None:
     assert parse_entries([{"pattern": "a", "replacement": "b"}], created_by=7) == [DictionaryEntry("a", "b", False, 7)]
-    with pytest.raises(DictionaryError, match=r"^Entry 3: The pattern must be some text.$"):
+    with pytest.raises(DictionaryError, match=r"^Entry 3: The word or pattern is empty.$"):
         parse_entries([{"pattern": "a", "replacement": ""}, {"pattern": "b", "replacement": ""}, {"pattern": "", "replacement": ""}])
     with pytest.raises(DictionaryError, match="at most 500 entries, not 501"):
         parse_entries({"pattern": f"w{i}", "replacement": ""} for i in range(501))

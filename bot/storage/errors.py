@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from bot.errors import UserFacingError
 
+# One class for every dictionary refusal, stored or applied: bot.text, which applies the entries, owns the
+# rules of what a usable entry is (including the checks against slow regular expressions).
+from bot.text.dictionary import DictionaryError
+
+__all__ = ["DictionaryError", "SchemaTooNewError", "SettingsError", "StorageError"]
+
 
 class SettingsError(UserFacingError):
     """A setting or preference value is not allowed; the message names it and says what is allowed."""
@@ -13,8 +19,6 @@ class SettingsError(UserFacingError):
         self.setting = setting
 
 
-class DictionaryError(UserFacingError):
-    """A dictionary entry, or a whole import, is not acceptable; nothing was written."""
 
 
 class StorageError(Exception):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,16 +19,15 @@ from typing import TypeVar
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
 from bot.speech.models import MAX_INSTRUCTIONS_CHARS, MAX_INPUT_CHARS, MIN_SPEED, MAX_SPEED
 from bot.storage.errors import DictionaryError, SettingsError
+from bot.text.dictionary import MAX_ENTRIES, validate_entry
 
 #: Discord IDs are stored as signed 64-bit integers (every real snowflake fits).
 MAX_ID = 2**63 - 1
 MAX_VOICE_CHARS = 100
 MAX_SPOKEN_NAME_CHARS = 50
 MAX_READ_CHANNELS = 50
-MAX_PATTERN_CHARS = 100
-MAX_REPLACEMENT_CHARS = 100
 #: Every entry is applied to every message read aloud, so a guild's dictionary stays small.
-MAX_DICTIONARY_ENTRIES = 500
+MAX_DICTIONARY_ENTRIES = MAX_ENTRIES
 MAX_BUDGET_CHARS = 10**9
 
 _T = TypeVar("_T")
@@ -155,7 +153,8 @@ class EffectivePrefs:
 
 @dataclass(frozen=True, slots=True)
 class DictionaryEntry:
-    """Say ``replacement`` wherever ``pattern`` appears. Checked on construction, so any entry is storable."""
+    """Say ``replacement`` wherever ``pattern`` appears. Checked on construction (by bot.text's rules, which
+    apply it), so any entry that exists can be stored and will be used."""
 
     pattern: str
     replacement: str
@@ -163,25 +162,13 @@ class DictionaryEntry:
     created_by: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.pattern, str) or not self.pattern.strip():
-            raise DictionaryError("The pattern must be some text.")
-        if len(self.pattern) > MAX_PATTERN_CHARS:
-            raise DictionaryError(f"The pattern is too long; the limit is {MAX_PATTERN_CHARS} characters.")
-        if not isinstance(self.replacement, str):
-            raise DictionaryError("The replacement must be text (it may be empty, to drop the pattern).")
-        if len(self.replacement) > MAX_REPLACEMENT_CHARS:
-            raise DictionaryError(f"The replacement is too long; the limit is {MAX_REPLACEMENT_CHARS} characters.")
+        if not isinstance(self.pattern, str) or not isinstance(self.replacement, str):
+            raise DictionaryError("The pattern and the replacement must be text.")
         if not isinstance(self.is_regex, bool):
             raise DictionaryError("is_regex must be true or false.")
         if self.created_by is not None and not _is_id(self.created_by):
             raise DictionaryError("created_by must be a user ID.")
-        if self.is_regex:
-            try:
-                compiled = re.compile(self.pattern)
-            except re.error as exc:
-                raise DictionaryError(f"The pattern {self.pattern!r} is not a valid regular expression: {exc}.") from None
-            if compiled.search("") is not None:
-                raise DictionaryError(f"The pattern {self.pattern!r} matches empty text, so it would match everywhere.")
+        validate_entry(self)
 
     @classmethod
     def from_record(cls, record: object, *, created_by: int | None = None) -> DictionaryEntry:
