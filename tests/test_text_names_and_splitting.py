@@ -25,7 +25,10 @@ from tests.test_text_properties import RAW_MARKUP, URL_SHAPED
         ("!!!", "someone"),
         ("\u200b\u200b", "someone"),
         ("Alice " * 20, "Alice Alice Alice"),
-        ("Bartholomew Maximilian Fitzgerald-Smythe the Third of Kent", "Bartholomew Maximilian Fitzgerald-Smythe the Third"),
+        (
+            "Bartholomew Maximilian Fitzgerald-Smythe the Third of Kent",
+            "Bartholomew Maximilian Fitzgerald-Smythe the Third",
+        ),
     ],
 )
 def test_display_name_for_speech(name: str, expected: str) -> None:
@@ -54,7 +57,9 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
         (1, T0 + timedelta(minutes=5), 1, T0, 30, True),
     ],
 )
-def test_should_prefix_name(author, now, last_author, last_time, window, expected) -> None:  # type: ignore[no-untyped-def]
+def test_should_prefix_name(  # type: ignore[no-untyped-def]
+    author, now, last_author, last_time, window, expected
+) -> None:
     assert should_prefix_name(author, now, last_author, last_time, window) is expected
 
 

@@ -1,9 +1,10 @@
 """A server's pronunciation dictionary, applied to the cleaned text.
 
-Entries are literal words (whole-word, case-insensitive: "gg" changes "gg" and "GG" but not "egg"; a side of
-the pattern that is punctuation, like ":)", or Japanese/Chinese, which has no spaces, has no word condition) or regular expressions (case-insensitive
-too; ``(?-i:…)`` makes a part case-sensitive). Entries apply in order, each to the previous one's result. Replacements are always literal text (no ``\\1`` group references), so
-a replacement can never expand a match into more than itself.
+Entries are literal words or regular expressions, applied in order, each to the previous one's result.
+Literals match whole words, case-insensitively ("gg" changes "gg" and "GG" but not "egg"); a side of the
+pattern that is punctuation (":)") or Japanese/Chinese (no spaces between words) has no word condition.
+Regular expressions are case-insensitive too (``(?-i:…)`` makes a part case-sensitive). Replacements are
+always literal text (no ``\\1`` group references), so a replacement never expands a match beyond itself.
 
 Safety, since patterns come from server members:
 
@@ -47,7 +48,9 @@ _WORD_CHAR = re.compile(r"\w")
 # Japanese and Chinese text has no spaces between words, so a literal there matches anywhere.
 _UNSPACED_SCRIPT = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 _REPEATS = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
-_BACKREFERENCES = frozenset({"GROUPREF", "GROUPREF_EXISTS", "GROUPREF_IGNORE", "GROUPREF_LOC_IGNORE", "GROUPREF_UNI_IGNORE"})
+_BACKREFERENCES = frozenset(
+    {"GROUPREF", "GROUPREF_EXISTS", "GROUPREF_IGNORE", "GROUPREF_LOC_IGNORE", "GROUPREF_UNI_IGNORE"}
+)
 
 
 class DictionaryError(UserFacingError, ValueError):
@@ -81,14 +84,11 @@ def growth_limit(length: int) -> int:
 
 def validate_entry(entry: EntryLike) -> None:
     """Raise :class:`DictionaryError` explaining why ``entry`` cannot be used (see the module docstring)."""
-    if not entry.pattern.strip():
-        raise DictionaryError("The word or pattern is empty.")
-    if len(entry.pattern) > MAX_PATTERN_CHARS:
-        raise DictionaryError(f"The word or pattern is too long ({len(entry.pattern)} characters, at most {MAX_PATTERN_CHARS}).")
+    _check_pattern(entry.pattern, entry.is_regex)
     if len(entry.replacement) > MAX_REPLACEMENT_CHARS:
-        raise DictionaryError(f"The replacement is too long ({len(entry.replacement)} characters, at most {MAX_REPLACEMENT_CHARS}).")
-    if entry.is_regex:
-        _check_regex(entry.pattern)
+        raise DictionaryError(
+            f"The replacement is too long ({len(entry.replacement)} characters, at most {MAX_REPLACEMENT_CHARS})."
+        )
 
 
 def apply_dictionary(
@@ -108,8 +108,8 @@ def apply_dictionary(
     for index, entry in enumerate(entries):
         if index >= MAX_ENTRIES or (index and clock() > deadline):
             break
-        pattern = _compiled(entry.pattern, entry.is_regex, len(entry.replacement))
-        if pattern is None:
+        pattern = _compiled(entry.pattern, entry.is_regex)
+        if pattern is None or len(entry.replacement) > MAX_REPLACEMENT_CHARS:
             continue
         replaced = pattern.sub(lambda m, r=entry.replacement: r if m.group(0) else "", head)
         if len(replaced) <= limit:
@@ -118,10 +118,10 @@ def apply_dictionary(
 
 
 @lru_cache(maxsize=1024)
-def _compiled(pattern: str, is_regex: bool, replacement_length: int) -> re.Pattern[str] | None:
-    """The compiled form of a valid entry, None for an invalid one (cached: entries repeat for every message)."""
+def _compiled(pattern: str, is_regex: bool) -> re.Pattern[str] | None:
+    """The compiled form of a valid pattern, None for an invalid one (cached: entries repeat for every message)."""
     try:
-        validate_entry(DictionaryEntry(pattern, "x" * replacement_length, is_regex))
+        _check_pattern(pattern, is_regex)
     except DictionaryError:
         return None
     if is_regex:
@@ -129,6 +129,17 @@ def _compiled(pattern: str, is_regex: bool, replacement_length: int) -> re.Patte
     start = r"(?<!\w)" if _needs_boundary(pattern[0]) else ""
     end = r"(?!\w)" if _needs_boundary(pattern[-1]) else ""
     return re.compile(start + re.escape(pattern) + end, re.IGNORECASE)
+
+
+def _check_pattern(pattern: str, is_regex: bool) -> None:
+    if not pattern.strip():
+        raise DictionaryError("The word or pattern is empty.")
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise DictionaryError(
+            f"The word or pattern is too long ({len(pattern)} characters, at most {MAX_PATTERN_CHARS})."
+        )
+    if is_regex:
+        _check_regex(pattern)
 
 
 def _needs_boundary(char: str) -> bool:
@@ -144,7 +155,9 @@ def _check_regex(pattern: str) -> None:
     except (re.error, RecursionError, OverflowError) as error:
         raise DictionaryError(f"That is not a valid regular expression: {error}.") from None
     if parsed.getwidth()[0] == 0 or compiled.fullmatch(""):
-        raise DictionaryError("The pattern can match an empty piece of text; make it always match at least one character.")
+        raise DictionaryError(
+            "The pattern can match an empty piece of text; make it always match at least one character."
+        )
     cost = _cost(list(parsed))
     if cost > MAX_COST:
         raise DictionaryError(

@@ -25,7 +25,9 @@ _SKIN = "\U0001f3fb-\U0001f3ff"
 # Characters that are emoji by default (pictographs, dingbats, misc symbols and technical symbols).
 _PICTO = "\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u231a\u231b\u2328\u23cf\u23e9-\u23fa"
 # Characters that are text by default and only emoji when followed by U+FE0F.
-_TEXT_DEFAULT = "\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u21aa\u24c2\u25aa-\u25fe\u2934\u2935\u3030\u303d\u3297\u3299"
+_TEXT_DEFAULT = (
+    "\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u21aa\u24c2\u25aa-\u25fe\u2934\u2935\u3030\u303d\u3297\u3299"
+)
 _ELEMENT = f"(?:[{_PICTO}][\ufe0e\ufe0f]?[{_SKIN}]?|[{_TEXT_DEFAULT}]\ufe0f)"
 _TAGS = "[\U000e0020-\U000e007e]+\U000e007f"
 _KEYCAP = "[#*0-9]\ufe0f?\u20e3"

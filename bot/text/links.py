@@ -23,7 +23,9 @@ URL_START = re.compile(_URL_START, re.IGNORECASE)
 ANGLE_URL = re.compile(rf"<({_URL_START}[^\s<>]*)>", re.IGNORECASE)
 MASKED_LINK = re.compile(rf"\[([^\[\]\n]*)\]\(\s*<?{_URL_START}[^\s()<>]*>?\s*\)", re.IGNORECASE)
 
-_MESSAGE_LINK = re.compile(r"(?:https?://)?(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/(?:\d+|@me)/\d+/\d+", re.I)
+_MESSAGE_LINK = re.compile(
+    r"(?:https?://)?(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/(?:\d+|@me)/\d+/\d+", re.IGNORECASE
+)
 _SCHEME = re.compile(r"^(?:https?://)?", re.IGNORECASE)
 _HOST_JUNK = re.compile(r"[^\w.-]|_")
 _MAX_LABELS = 3

@@ -16,7 +16,8 @@ from functools import lru_cache
 _EMOJI_GLUE = frozenset("\u200d") | {chr(c) for c in range(0xE0020, 0xE0080)}
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 _EMOJI_LEFTOVERS = re.compile("[\u200d\ufe00-\ufe0f\U000e0020-\U000e007f\U000e0100-\U000e01ef\u20e3]")
-_COMBINING_FLOOD = re.compile("([\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]{2})[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+_COMBINING = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+_COMBINING_FLOOD = re.compile(f"([{_COMBINING}]{{2}})[{_COMBINING}]+")
 _SPACES = re.compile(r"[^\S\n]+")
 _ANY_SPACE = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r" +([,.!?;:…]+)(?=\s|$)")
