@@ -152,3 +152,17 @@ def test_hostile_input_is_handled(content: str) -> None:
     assert len(text) <= 300
     assert not RAW_MARKUP.search(text)
     assert not URL_SHAPED.search(text)
+
+
+def test_the_package_stays_pure() -> None:
+    """bot.text must not pull in discord.py, the network or the database: the adapter owns those."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bot.text; "
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('discord', 'aiohttp', 'sqlalchemy')); "
+        "print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
