@@ -294,15 +294,17 @@ async def test_ogg_header_packets_sent_as_audio_are_failures(discord_emulator: D
     emu.failures.clear()
 
 
-async def test_identify_with_a_stale_token_is_rejected(discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:
+@pytest.mark.parametrize(("change", "code"), [({"token": "stale"}, 4004), ({"max_dave_protocol_version": 0}, 4017)])
+async def test_identify_is_checked(discord_emulator: DiscordEmulator, bot: VoiceBot, change: dict, code: int) -> None:
     emu = discord_emulator
     await bot.voice_channel.connect(timeout=10)
     session = emu.voice_session()
+    identify = {"server_id": str(emu.guild.id), "user_id": str(emu.bot_user.id), "session_id": session.session_id,
+                "token": session.token, "max_dave_protocol_version": 1}
     async with raw_voice_ws(emu) as ws:
-        await ws.send_json({"op": 0, "d": {"server_id": str(emu.guild.id), "user_id": str(emu.bot_user.id),
-                                           "session_id": session.session_id, "token": "stale"}})
+        await ws.send_json({"op": 0, "d": {**identify, **change}})
         assert (await ws.receive_json())["op"] == 8  # HELLO comes first
-        assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE and ws.close_code == 4004
+        assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE and ws.close_code == code
 
 
 async def test_self_deafen_keeps_the_call(discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:

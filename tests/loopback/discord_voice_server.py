@@ -1,6 +1,7 @@
 """Voice data plane of the loopback Discord: the v8 voice websocket over TLS and the UDP media socket.
 
-The websocket checks IDENTIFY against the grant the gateway handed out (``VoiceGrant``), answers HELLO,
+The websocket checks IDENTIFY against the grant the gateway handed out (``VoiceGrant``: 4011, 4004, 4006) and
+that the client can do DAVE (4017, as Discord since 2026-03), answers HELLO,
 READY, heartbeats, SELECT_PROTOCOL (``dave_protocol_version: 0``: no DAVE, plain Opus under transport
 encryption) and RESUME, and records SPEAKING. The UDP socket answers IP discovery and decrypts every RTP
 packet into the session's ``packets`` (note sections 5.2-5.6). Protocol violations go to ``failures``.
@@ -201,6 +202,9 @@ class VoiceServer:
             return None
         if d.get("session_id") != grant.session_id or str(d.get("user_id")) != str(grant.user_id):
             await ws.close(code=4006, message=b"Session no longer valid")
+            return None
+        if not d.get("max_dave_protocol_version"):  # Discord requires DAVE-capable clients since 2026-03 (5.6)
+            await ws.close(code=4017, message=b"E2EE/DAVE protocol required")
             return None
         ssrc = secrets.randbits(32)
         session = VoiceSession(
