@@ -1,10 +1,11 @@
 """Voice data plane of the loopback Discord: the v8 voice websocket over TLS and the UDP media socket.
 
-The websocket checks IDENTIFY against the grant the gateway handed out (``VoiceGrant``: 4011, 4004, 4006) and
-that the client can do DAVE (4017, as Discord since 2026-03), answers HELLO,
-READY, heartbeats, SELECT_PROTOCOL (``dave_protocol_version: 0``: no DAVE, plain Opus under transport
-encryption) and RESUME, and records SPEAKING. The UDP socket answers IP discovery and decrypts every RTP
-packet into the session's ``packets`` (note sections 5.2-5.6). Protocol violations go to ``failures``.
+The websocket checks IDENTIFY against the grant the gateway handed out (``VoiceGrant``: else 4011, 4004 or
+4006) and that the client can do DAVE (else 4017, as Discord since 2026-03); it answers HELLO, READY,
+heartbeats, SELECT_PROTOCOL (``dave_protocol_version: 0``: no DAVE, plain Opus under transport encryption)
+and RESUME, and records SPEAKING. The UDP socket answers IP discovery, decrypts every RTP packet into the
+session's ``packets`` and sends RTCP receiver reports back (note sections 5.2-5.6). Protocol violations go
+to ``failures``.
 """
 
 from __future__ import annotations
