@@ -27,14 +27,17 @@ _SENTENCE_END = ".!?,;:…。！？"
 def strip_invisible(text: str) -> str:
     """Drop control, format, private-use and unassigned characters, except newlines and emoji glue.
 
-    Tabs and carriage returns become spaces/newlines first, so that nothing glues words together.
+    Control characters that are whitespace (tab, vertical tab, form feed…) become spaces and carriage returns
+    newlines, so that no words get glued together.
     """
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
-    return "".join(
-        char
-        for char in text
-        if char == "\n" or char in _EMOJI_GLUE or unicodedata.category(char) not in _DROPPED_CATEGORIES
-    )
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(map(_visible, text))
+
+
+def _visible(char: str) -> str:
+    if char == "\n" or char in _EMOJI_GLUE or unicodedata.category(char) not in _DROPPED_CATEGORIES:
+        return char
+    return " " if char.isspace() else ""
 
 
 def strip_leftovers(text: str) -> str:
