@@ -87,11 +87,9 @@ class VoiceCog(commands.Cog):
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
-        sessions = self.bot.voice_sessions
-        if self.bot.user is not None and member.id == self.bot.user.id:
-            await sessions.on_bot_voice_state(member.guild.id, after.channel.id if after.channel else None)
-        elif before.channel != after.channel:
-            sessions.on_members_changed(member.guild.id)
+        # The bot's own moves count too: after one, the people around it are different.
+        if before.channel != after.channel:
+            self.bot.voice_sessions.on_members_changed(member.guild.id)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:

@@ -58,3 +58,22 @@ class BotProcess:
 
     def assert_alive(self) -> None:
         assert self.process is not None and self.process.returncode is None, f"the bot exited:\n{self.log}"
+
+
+_OUR_CODE = (str(ROOT / "bot") + "/", str(ROOT / "cogs") + "/")
+
+
+def log_problems(log: str, secrets: tuple[str, ...]) -> list[str]:
+    """What a clean run's log must not contain: a secret, a traceback through our code, a lost task error.
+
+    discord.py logs its own reconnects with a traceback (``Disconnected from voice... Reconnecting``); those
+    are expected under fault injection and do not count.
+    """
+    problems = [f"a secret ({secret[:4]}…) is in the log" for secret in secrets if secret and secret in log]
+    if "Task exception was never retrieved" in log or "Unhandled exception" in log:
+        problems.append("an asyncio task failed without anyone noticing")
+    for block in log.split("Traceback (most recent call last):")[1:]:
+        frames = [line for line in block.splitlines() if line.startswith('  File "')]
+        if any(any(path in frame for path in _OUR_CODE) for frame in frames):
+            problems.append("a traceback through the bot's code:\n" + block[:2000])
+    return problems

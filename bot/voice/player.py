@@ -13,6 +13,7 @@ import discord
 
 from bot.audio.decode import AudioDecodeError
 from bot.audio.packetizer import opus_packets
+from bot.errors import UserFacingError
 from bot.speech.errors import SpeechError
 from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream
 from bot.voice.source import StreamedOpusSource
@@ -28,8 +29,8 @@ StreamOpener = Callable[[], Awaitable[SpeechStream]]
 _ids = itertools.count(1)
 
 
-class QueueFullError(Exception):
-    """The guild's queue holds ``VOICE_QUEUE_SIZE`` items already."""
+class QueueFullError(UserFacingError):
+    """The guild's queue holds ``VOICE_QUEUE_SIZE`` items already (or the session has just ended)."""
 
 
 @dataclass(eq=False)

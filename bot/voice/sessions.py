@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import discord
@@ -28,6 +29,25 @@ class VoiceLimits:
     alone_timeout: float
     max_queue: int
     stall_timeout: float
+
+
+class SessionVoiceClient(discord.VoiceClient):
+    """A VoiceClient that says when discord.py has given it up for good.
+
+    discord.py calls ``cleanup()`` exactly when a connection is over (``/leave``, a moderator's disconnect,
+    a deleted channel, a reconnect that failed), and not during its own reconnects, which briefly report
+    the bot as out of the channel. That makes it the one reliable signal for ending a session.
+    """
+
+    def __init__(
+        self, client: discord.Client, channel: discord.abc.Connectable, on_cleanup: Callable[[SessionVoiceClient], None]
+    ) -> None:
+        super().__init__(client, channel)
+        self._on_cleanup = on_cleanup
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self._on_cleanup(self)
 
 
 class VoiceSession:
@@ -122,7 +142,12 @@ class VoiceSessions:
                 await self._drop(guild.id)
             check_can_join(channel)
             try:
-                voice_client = await channel.connect(timeout=CONNECT_TIMEOUT, reconnect=True, self_deaf=True)
+                voice_client = await channel.connect(
+                    timeout=CONNECT_TIMEOUT,
+                    reconnect=True,
+                    self_deaf=True,
+                    cls=lambda client, connectable: SessionVoiceClient(client, connectable, self._on_cleanup),
+                )
             except discord.ClientException:
                 # discord.py already holds a connection for this guild (e.g. left over): reuse it.
                 voice_client = guild.voice_client
@@ -154,18 +179,18 @@ class VoiceSessions:
         if session is not None:
             await session.close()
 
-    async def on_bot_voice_state(self, guild_id: int, channel_id: int | None) -> None:
-        """The bot's own voice state changed (moved, or disconnected by someone or something)."""
+    def _on_cleanup(self, voice_client: discord.VoiceClient) -> None:
+        """discord.py gave up the connection: end the session that used it (unless it already ended)."""
+        guild_id = voice_client.guild.id
         session = self._sessions.get(guild_id)
-        if session is None:
-            return
-        if channel_id is None:
-            async with self._locks.setdefault(guild_id, asyncio.Lock()):
-                if self._sessions.get(guild_id) is session:
-                    await self._drop(guild_id)
-                    log.info("voice session ended by Discord (guild=%s)", guild_id)
-        else:
-            session.update_alone_timer()
+        if session is not None and session.voice_client is voice_client:
+            asyncio.get_running_loop().create_task(self._end_lost_session(session), name=f"voice-end-{guild_id}")
+
+    async def _end_lost_session(self, session: VoiceSession) -> None:
+        async with self._locks.setdefault(session.guild_id, asyncio.Lock()):
+            if self._sessions.get(session.guild_id) is session:
+                await self._drop(session.guild_id)
+                log.info("voice session ended by Discord (guild=%s)", session.guild_id)
 
     def on_members_changed(self, guild_id: int) -> None:
         if session := self._sessions.get(guild_id):
