@@ -15,6 +15,7 @@ from bot.errors import UserFacingError
 from bot.replies import send_ephemeral
 from bot.speech.errors import SpeechError
 from bot.speech.models import SpeechBackend
+from bot.storage import Store
 from bot.voice.sessions import VoiceLimits, VoiceSessions
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class SpeechBot(commands.Bot):
         self,
         settings: Settings,
         speech: SpeechBackend,
+        store: Store,
         *,
         connector: aiohttp.BaseConnector | None = None,
         force_sync: bool = False,
@@ -81,6 +83,7 @@ class SpeechBot(commands.Bot):
         )
         self.settings = settings
         self.speech = speech
+        self.store = store
         self.voice_sessions = VoiceSessions(
             speech,
             VoiceLimits(

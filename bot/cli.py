@@ -101,17 +101,23 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
     from bot.discord_endpoints import apply_endpoint_overrides, tls_context
     from bot.speech.errors import SpeechUnavailableError
     from bot.speech.factory import make_speech_backend
+    from bot.storage import StorageError, Store
 
     if not settings.discord_token:
         raise CLIError("DISCORD_TOKEN is not set. Put your bot token in .env (see .env.example).", EXIT_USAGE)
     apply_endpoint_overrides(settings.discord_api_base, settings.discord_gateway_url)
+    try:
+        store = await Store.open(settings.database_url)
+    except StorageError as exc:
+        raise CLIError(str(exc)) from None
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
         try:
             speech = make_speech_backend(settings, session)
         except SpeechUnavailableError as exc:
+            await store.close()
             raise CLIError(exc.user_message) from None
         bot = SpeechBot(
-            settings, speech, connector=aiohttp.TCPConnector(ssl=tls_context()), force_sync=force_sync
+            settings, speech, store, connector=aiohttp.TCPConnector(ssl=tls_context()), force_sync=force_sync
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -129,6 +135,7 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
             raise CLIError(f"Could not connect to Discord: {type(exc).__name__}.") from None
         finally:
             await speech.close()
+            await store.close()
     log.info("stopped")
     return EXIT_OK
 
