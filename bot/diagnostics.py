@@ -29,6 +29,7 @@ async def run_checks(settings: Settings, session: aiohttp.ClientSession) -> list
     findings = [check_token_present(settings), check_data_dir(settings), check_voice_support()]
     if (cert := check_ssl_cert_file()) is not None:
         findings.append(cert)
+    findings.append(await check_database(settings))
     findings.append(await check_speech(settings, session))
     if settings.discord_token:
         findings.append(await check_discord_token(settings, session))
@@ -55,6 +56,23 @@ def check_data_dir(settings: Settings) -> Finding:
     except OSError as exc:
         return Finding(False, f"data directory {path} is not writable", f"{exc.strerror}. Set DATA_DIR.")
     return Finding(True, f"data directory {path} is writable")
+
+
+async def check_database(settings: Settings) -> Finding:
+    """Open the store (which applies migrations, as ``run`` would) and ask it something."""
+    from bot.storage import StorageError, Store
+
+    try:
+        store = await Store.open(settings.database_url)
+    except StorageError as exc:
+        return Finding(False, "database: cannot be opened", f"{exc} Check DATABASE_URL.")
+    try:
+        await store.ping()
+    except StorageError as exc:
+        return Finding(False, "database: does not answer", str(exc))
+    finally:
+        await store.close()
+    return Finding(True, "database: reachable and up to date")
 
 
 def check_voice_support() -> Finding:
