@@ -231,3 +231,13 @@ async def test_commands_are_synced_once_and_not_again_when_unchanged(
         assert syncs() == 1
         interaction = await speak(discord_emulator, text="hello world")
         assert (await interaction.wait_message(timeout=30)).attachments
+
+
+async def test_mislabelled_audio_is_sniffed_and_named_by_its_bytes(
+    bot: BotProcess, discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint
+) -> None:
+    speech_endpoint.inject(Fault(content_type="text/html; charset=utf-8"))
+    interaction = await speak(discord_emulator, text="Hello world.", format="flac")
+    message = await interaction.wait_message(timeout=30)
+    [attachment] = message.attachments
+    assert attachment.filename == "speech.flac" and attachment.data == speech_endpoint.served[-1]
