@@ -71,6 +71,8 @@ def test_should_prefix_name(  # type: ignore[no-untyped-def]
         ("one two, three four five six", 25, "one two, three and more"),
         ("abcdefghijklmnopqrstuvwxyz", 20, "abcdefghijk and more"),
         ("abcdefghijklmnopqrstuvwxyz", 5, "abcde"),
+        ("ab cdefgh", 5, "ab"),
+        ("ab cd ef", 5, "ab cd"),
     ],
 )
 def test_truncate(text: str, limit: int, expected: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.text import CleaningOptions, MessageInput, clean_message, display_name_for_speech, split_for_speech
@@ -79,6 +79,7 @@ def test_clean_message_is_always_speakable(message: MessageInput, opts: Cleaning
     assert_speakable(clean_message(message, opts, include_author=author), opts.max_chars)
 
 
+@example("0[](HTTP://)00", {}, CleaningOptions(max_chars=3, max_repeat=1))
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(contents, mention_maps, options)
 def test_cleaning_is_idempotent(content: str, users: dict[int, str], opts: CleaningOptions) -> None:

@@ -26,8 +26,9 @@ def truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     room = limit - len(MORE)
-    if room < 1:
-        return text[:limit].rstrip()
+    if room < 1:  # no room for " and more": whole words if any fit, else a hard cut
+        cut = text.rfind(" ", 0, limit + 1)
+        return (text[:cut] if cut > 0 else text[:limit]).rstrip()
     cut = text.rfind(" ", 0, room + 1)
     head = (text[:cut] if cut > 0 else text[:room]).rstrip(_TRAILING)
     return head + MORE if head else text[:room].rstrip() + MORE
