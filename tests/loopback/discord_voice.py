@@ -18,6 +18,7 @@ Faults: ``close_voice(guild, code)``, ``drop_udp(seconds)``, ``server.refuse_dis
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,12 @@ from tests.loopback.discord_voice_session import VoiceSession
 if TYPE_CHECKING:
     from tests.loopback.discord import DiscordEmulator
 
+#: Discord answers op 4 after a network round trip. A zero-latency answer provokes lost wakeups in discord.py
+#: 2.7.1 that no real server is quick enough to trigger: ``VoiceConnectionState._wait_for_state`` misses both
+#: updates if they set and clear its asyncio.Event before its waiter task starts (connect() then hangs until
+#: its timeout), and a null-channel update read before ``_expecting_disconnect`` is set counts as a kick.
+OP4_ROUND_TRIP = 0.02
+
 DISCONNECTED = 4014  # the voice close code for "moved or disconnected by someone else"
 VOICE_SERVER_CRASHED = 4015  # the one close code after which a RESUME is welcome
 
@@ -50,11 +57,13 @@ class Voice:
         self.emu = emulator
         self.server = VoiceServer(emulator)
         self.ignored_joins: list[tuple[int, int, str]] = []  # (guild id, channel id, why Discord ignored it)
+        self.op4_round_trip = OP4_ROUND_TRIP
         emulator.on_op(VOICE_STATE_UPDATE, self._on_voice_state_op)
 
     # -- the bot's op 4 ---------------------------------------------------------------------------------
 
     async def _on_voice_state_op(self, session: GatewaySession, d: dict[str, Any]) -> None:
+        await asyncio.sleep(self.op4_round_trip)
         guild = next((g for g in self.emu.guilds if g.id == int(d["guild_id"])), None)
         if guild is None:
             self.emu.failures.append(f"gateway: op 4 for unknown guild {d['guild_id']}")
