@@ -61,7 +61,7 @@ _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 
 def custom_emoji_name(name: str) -> str:
-    """``pepe_laugh`` / ``pepeLaugh`` → "pepe laugh"-ish words (underscores and camel case become spaces)."""
+    """``pepe_laugh`` → "pepe laugh", ``partyParrot`` → "party Parrot": underscores and camel case become spaces."""
     return " ".join(_CAMEL.sub(" ", name.replace("_", " ")).split())
 
 
