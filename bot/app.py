@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot.command_sync import CommandSyncState, sync_commands
 from bot.config import Settings
 from bot.errors import UserFacingError
+from bot.policy import Policy
 from bot.replies import send_ephemeral
 from bot.speech.errors import SpeechError
 from bot.speech.models import SpeechBackend
@@ -21,7 +22,7 @@ from bot.voice.sessions import VoiceLimits, VoiceSessions
 log = logging.getLogger(__name__)
 
 #: Extensions loaded in ``setup_hook``, by dotted name. ``bot`` never imports ``cogs``; it only names them.
-EXTENSIONS: tuple[str, ...] = ("cogs.speak", "cogs.voice")
+EXTENSIONS: tuple[str, ...] = ("cogs.speak", "cogs.voice", "cogs.settings")
 
 
 class SpeechTree(app_commands.CommandTree["SpeechBot"]):
@@ -84,6 +85,7 @@ class SpeechBot(commands.Bot):
         self.settings = settings
         self.speech = speech
         self.store = store
+        self.policy = Policy(settings, store)
         self.voice_sessions = VoiceSessions(
             speech,
             VoiceLimits(

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.audio.formats import REQUESTABLE_FORMATS
+from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
 from bot.errors import UserFacingError
 from bot.replies import NO_MENTIONS
 from bot.speech.models import (
@@ -23,7 +23,9 @@ from bot.speech.models import (
     synthesize,
     validate_request,
 )
-from bot.voice.player import ErrorNotifier, PlayItem
+from bot.storage import GuildSettings
+from bot.storage.models import SpeakOutput
+from bot.voice.player import ErrorNotifier, PlayItem, StreamOpener
 from bot.uploads import audio_filename, format_size, speak_caption
 from cogs.voice import caller_voice_channel
 
@@ -64,23 +66,40 @@ class SpeakCog(commands.Cog):
         text: app_commands.Range[str, 1, MAX_INPUT_CHARS],
         voice: str | None = None,
         format: str | None = None,
-        speed: app_commands.Range[float, 0.25, 4.0] = 1.0,
+        speed: app_commands.Range[float, 0.25, 4.0] | None = None,
         instructions: app_commands.Range[str, 1, MAX_INSTRUCTIONS_CHARS] | None = None,
-        output: str = "file",
+        output: str | None = None,
     ) -> None:
-        settings = self.bot.settings
-        # Validate before acknowledging, so a refusal is a plain ephemeral reply with nothing sent anywhere.
+        # Check and validate before acknowledging, so a refusal is a plain ephemeral reply with nothing sent.
+        policy, guild_id, user_id = self.bot.policy, interaction.guild_id, interaction.user.id
+        guild = GuildSettings()
+        if guild_id is not None:
+            roles = [role.id for role in getattr(interaction.user, "roles", ())]
+            guild = await policy.check_member(guild_id, user_id, roles)
+        options = await policy.options_for(
+            guild_id,
+            user_id,
+            guild,
+            voice=voice,
+            speed=speed,
+            format=format and AudioFormat(format),
+            instructions=instructions,
+            output=output and SpeakOutput(output),
+        )
         request = validate_request(
             SpeechRequest(
                 text=text,
-                voice=voice or settings.default_voice,
-                format=format or settings.default_format,  # type: ignore[arg-type]  # validated here
-                speed=speed,
-                instructions=instructions,
+                voice=options.voice,
+                format=options.format,
+                speed=options.speed,
+                instructions=options.instructions,
             ),
-            settings.speech_voices,
+            self.bot.settings.speech_voices,
         )
+        output = options.output
         channel = caller_voice_channel(interaction) if output in ("voice", "both") else None
+        if guild_id is not None:
+            await policy.admit(guild_id, user_id, len(request.text), guild)
         await interaction.response.defer(thinking=True)
         session = await self.bot.voice_sessions.join(channel) if channel is not None else None
         caption = speak_caption(interaction.user.mention, request.text)
@@ -88,13 +107,21 @@ class SpeakCog(commands.Cog):
         if output == "voice":
             assert session is not None
             ahead = session.enqueue(
-                PlayItem(request, interaction.user.id, on_error=self._error_notifier(interaction))
+                PlayItem(
+                    request,
+                    user_id,
+                    on_error=self._error_notifier(interaction),
+                    open_stream=self._counted_stream(request, guild_id, user_id),
+                )
             )
             where = f" in {session.channel.mention}" + (f" (after {ahead} other)" if ahead else "")
             await interaction.followup.send(caption + where, allowed_mentions=NO_MENTIONS)
+            await self._tell(interaction, options.notice)
             return
 
         audio = await synthesize(self.bot.speech, request)
+        if guild_id is not None:
+            await policy.record(guild_id, user_id, len(request.text))
         limit = interaction.filesize_limit
         if len(audio.data) > limit:
             raise UserFacingError(
@@ -115,6 +142,7 @@ class SpeakCog(commands.Cog):
             file=discord.File(io.BytesIO(audio.data), filename=audio_filename(audio.format)),
             allowed_mentions=NO_MENTIONS,
         )
+        await self._tell(interaction, options.notice)
         log.info(
             "speak done (guild=%s user=%s chars=%d format=%s bytes=%d output=%s)",
             interaction.guild_id,
@@ -124,6 +152,23 @@ class SpeakCog(commands.Cog):
             len(audio.data),
             output,
         )
+
+    @staticmethod
+    async def _tell(interaction: discord.Interaction[SpeechBot], notice: str | None) -> None:
+        """A notice goes out after the public reply (a first followup would take over the "thinking" message)."""
+        if notice:
+            await interaction.followup.send(notice, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    def _counted_stream(self, request: SpeechRequest, guild_id: int | None, user_id: int) -> StreamOpener:
+        """Open the synthesis for the voice player; once the engine accepted it, it counts against budgets."""
+
+        async def open_stream() -> SpeechStream:
+            stream = await self.bot.speech.open(request)
+            if guild_id is not None:
+                await self.bot.policy.record(guild_id, user_id, len(request.text))
+            return stream
+
+        return open_stream
 
     @staticmethod
     def _error_notifier(interaction: discord.Interaction[SpeechBot]) -> ErrorNotifier:

@@ -6,8 +6,15 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
+
+if TYPE_CHECKING:
+    from tests.loopback.discord import DiscordEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,3 +84,37 @@ def log_problems(log: str, secrets: tuple[str, ...]) -> list[str]:
         if any(any(path in frame for path in _OUR_CODE) for frame in frames):
             problems.append("a traceback through the bot's code:\n" + block[:2000])
     return problems
+
+
+@asynccontextmanager
+async def running_bot(
+    emu: DiscordEmulator, data_dir: Path, *, console_script: bool = False, **env: str
+) -> AsyncIterator[BotProcess]:
+    """The bot as a subprocess, ready and with its commands synced; on the way out it must exit 0 with no
+    traceback and no secret in its log. Its log is ``data_dir/bot.log`` (the previous run's is replaced)."""
+    process = BotProcess(
+        {
+            **emu.env(),
+            "DEV_GUILD_ID": str(emu.guild.id),
+            "DATA_DIR": str(data_dir),
+            "LOG_LEVEL": "DEBUG",
+            **env,
+        },
+        data_dir / "bot.log",
+        console_script=console_script,
+    )
+    known_sessions = set(emu.gateway.sessions)
+    await process.start()
+    try:
+        await emu.wait_for(
+            lambda: any(s.ready for key, s in emu.gateway.sessions.items() if key not in known_sessions),
+            timeout=30,
+            what="READY for this bot process",
+        )
+        await emu.wait_commands(timeout=30, guild_id=emu.guild.id)
+        yield process
+    finally:
+        code = await process.stop()
+        log = process.log
+        assert code == 0, log
+        assert log_problems(log, (SPEECH_TEST_KEY, emu.env()["DISCORD_TOKEN"])) == [], log

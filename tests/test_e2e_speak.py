@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -11,44 +10,11 @@ import pytest
 from bot.audio.decode import duration_seconds
 from bot.audio.formats import AudioFormat, sniff
 from tests.audio_check import recognize_audio
-from tests.bot_process import BotProcess, log_problems
+from tests.bot_process import BotProcess, running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_server import Fault, SpeechEndpoint
 
 API_KEY = "sk-test-SECRETKEY-0123456789"
-
-
-@asynccontextmanager
-async def running_bot(
-    emu: DiscordEmulator, tmp_path: Path, *, console_script: bool = False, **env: str
-) -> AsyncIterator[BotProcess]:
-    """The bot as a subprocess; on the way out it must exit 0 with no traceback and no secret in its log."""
-    process = BotProcess(
-        {
-            **emu.env(),
-            "DEV_GUILD_ID": str(emu.guild.id),
-            "DATA_DIR": str(tmp_path),
-            "LOG_LEVEL": "DEBUG",
-            **env,
-        },
-        tmp_path / "bot.log",
-        console_script=console_script,
-    )
-    known_sessions = set(emu.gateway.sessions)
-    await process.start()
-    try:
-        await emu.wait_for(
-            lambda: any(s.ready for key, s in emu.gateway.sessions.items() if key not in known_sessions),
-            timeout=30,
-            what="READY for this bot process",
-        )
-        await emu.wait_commands(timeout=30, guild_id=emu.guild.id)
-        yield process
-    finally:
-        code = await process.stop()
-        log = process.log
-        assert code == 0, log
-        assert log_problems(log, (API_KEY, emu.env()["DISCORD_TOKEN"])) == [], log
 
 
 @pytest.fixture

@@ -1,0 +1,44 @@
+"""Who may change a server's settings, checked when a command runs.
+
+Discord's default member permissions only hide commands, and a server can show them to anyone in its
+integration settings, so every moderator command checks again here: Manage Server, or the server's configured
+moderator role, or the bot's owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+if TYPE_CHECKING:
+    from bot.app import SpeechBot
+
+
+class NotModerator(app_commands.CheckFailure):
+    """Refusal shown to the caller as it is (``SpeechTree.on_error`` shows a CheckFailure's message)."""
+
+
+def is_moderator(*, manage_guild: bool, role_ids: Iterable[int], moderator_role_id: int | None) -> bool:
+    """Manage Server, or holding the server's moderator role."""
+    return manage_guild or (moderator_role_id is not None and moderator_role_id in set(role_ids))
+
+
+async def require_moderator(interaction: discord.Interaction[SpeechBot]) -> bool:
+    """An ``interaction_check``: True for a moderator, :class:`NotModerator` with a clear reason otherwise."""
+    member = interaction.user
+    if interaction.guild_id is None or not isinstance(member, discord.Member):
+        raise app_commands.NoPrivateMessage()
+    settings = await interaction.client.store.get_guild_settings(interaction.guild_id)
+    if is_moderator(
+        manage_guild=member.guild_permissions.manage_guild,
+        role_ids=(role.id for role in member.roles),
+        moderator_role_id=settings.moderator_role_id,
+    ) or await interaction.client.is_owner(member):
+        return True
+    needed = "the Manage Server permission"
+    if settings.moderator_role_id is not None:
+        needed += f" or the <@&{settings.moderator_role_id}> role"
+    raise NotModerator(f"Only moderators can do this: you need {needed}.")

@@ -1,0 +1,215 @@
+"""What a member may have spoken, and how: server and user settings applied to every synthesis.
+
+Used by ``/speak`` and by read-aloud alike, so both refuse the same people with the same words and count
+against the same budgets. Everything that refuses raises :class:`~bot.errors.UserFacingError`.
+
+The call order for one synthesis::
+
+    guild = await policy.check_member(guild_id, user_id, role_ids)     # mutes, required and denied roles
+    options = await policy.options_for(guild_id, user_id, guild)       # voice, speed, format, ... to use
+    await policy.admit(guild_id, user_id, len(text), guild)            # budgets and the per-user rate
+    ...synthesize...
+    await policy.record(guild_id, user_id, len(text))                  # after a successful synthesis only
+
+Budgets count characters sent to the speech engine per UTC day and month, in the database (shared by every
+process on it). The per-user rate is an in-memory sliding window per server and user: a second process has
+its own window and a restart forgets it, which is fine for its purpose (stopping one member from draining
+the credit in a burst) and keeps a database write off every message.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from bot.audio.formats import AudioFormat
+from bot.config import Settings
+from bot.errors import UserFacingError
+from bot.storage import GuildSettings, Store, UserPrefs
+from bot.storage.models import SpeakOutput
+
+RATE_WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakOptions:
+    """How to speak for one user in one server. ``notice``: something to tell the user (once)."""
+
+    voice: str
+    speed: float
+    format: AudioFormat
+    instructions: str | None
+    output: SpeakOutput
+    notice: str | None = None
+
+
+def resolve_options(
+    settings: Settings,
+    guild: GuildSettings,
+    prefs: UserPrefs,
+    *,
+    voice: str | None = None,
+    speed: float | None = None,
+    format: AudioFormat | None = None,
+    instructions: str | None = None,
+    output: SpeakOutput | None = None,
+) -> SpeakOptions:
+    """What was asked for, else the user's preference, else the server's default, else the bot's.
+
+    A voice that is no longer offered (``SPEECH_VOICES`` changed) is skipped with a notice; an explicitly
+    asked-for voice is left for request validation to refuse.
+    """
+    offered = settings.speech_voices
+    server_voice = guild.default_voice if guild.default_voice in offered else settings.default_voice
+    notice = None
+    if prefs.voice is not None and prefs.voice not in offered:
+        notice = (
+            f"Your voice {prefs.voice!r} is no longer offered, so you now get this server's default "
+            f"({server_voice}). Pick another with /voice set."
+        )
+        prefs = UserPrefs(speed=prefs.speed, instructions=prefs.instructions, spoken_name=prefs.spoken_name)
+    effective = prefs.effective(guild)
+    return SpeakOptions(
+        voice=voice or (effective.voice if effective.voice in offered else server_voice),
+        speed=effective.speed if speed is None else speed,
+        format=format or guild.default_format or settings.default_format,
+        instructions=instructions or effective.instructions,
+        output=output or guild.speak_output,
+        notice=notice,
+    )
+
+
+def check_roles(guild: GuildSettings, role_ids: Iterable[int]) -> None:
+    """Refuse a member holding the denied role or lacking the required one."""
+    roles = set(role_ids)
+    if guild.deny_role_id is not None and guild.deny_role_id in roles:
+        raise UserFacingError(f"Members with the <@&{guild.deny_role_id}> role cannot use text-to-speech here.")
+    if guild.required_role_id is not None and guild.required_role_id not in roles:
+        raise UserFacingError(f"You need the <@&{guild.required_role_id}> role to use text-to-speech here.")
+
+
+def check_budgets(guild: GuildSettings, characters: int, *, used_today: int, used_this_month: int) -> None:
+    """Refuse what would take the server past its daily or monthly character budget."""
+    for budget, used, period, resets in (
+        (guild.daily_char_budget, used_today, "daily", "at 00:00 UTC"),
+        (guild.monthly_char_budget, used_this_month, "monthly", "on the 1st (UTC)"),
+    ):
+        if budget is None or used + characters <= budget:
+            continue
+        if used >= budget:
+            raise UserFacingError(
+                f"This server has used its {period} speech budget ({used:,} of {budget:,} characters). "
+                f"It resets {resets}."
+            )
+        raise UserFacingError(
+            f"That is {characters:,} characters, but only {budget - used:,} are left in this server's "
+            f"{period} speech budget. Try something shorter, or wait until it resets {resets}."
+        )
+
+
+class RateLimiter:
+    """Characters per member per server in a sliding window, in memory (see the module docstring)."""
+
+    def __init__(self, window: float = RATE_WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._clock = clock
+        self._spent: defaultdict[tuple[int, int], deque[tuple[float, int]]] = defaultdict(deque)
+
+    def admit(self, guild_id: int, user_id: int, characters: int, limit: int) -> None:
+        """Count ``characters`` now, or refuse (counting nothing) if that would pass ``limit`` in the window."""
+        if characters > limit:
+            raise UserFacingError(
+                f"That is {characters:,} characters; this server allows each member {limit:,} per minute."
+            )
+        now = self._clock()
+        spent = self._spent[(guild_id, user_id)]
+        while spent and spent[0][0] <= now - self._window:
+            spent.popleft()
+        total = sum(chars for _, chars in spent)
+        if total + characters > limit:
+            # the oldest entries expire first; wait until enough of them have
+            freed, wait = total + characters - limit, 0.0
+            for at, chars in spent:
+                freed -= chars
+                wait = at + self._window - now
+                if freed <= 0:
+                    break
+            raise UserFacingError(
+                f"Slow down: this server allows each member {limit:,} characters per minute. "
+                f"Try again in {math.ceil(wait)} s."
+            )
+        spent.append((now, characters))
+
+    def forget_user(self, user_id: int) -> None:
+        for key in [key for key in self._spent if key[1] == user_id]:
+            del self._spent[key]
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+class Policy:
+    """The settings and limits of every server, applied; one per bot (``bot.policy``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        today: Callable[[], date] = utc_today,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.rate_limiter = rate_limiter or RateLimiter()
+        self._today = today
+
+    async def check_member(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> GuildSettings:
+        """The server's settings, or a refusal for a muted member, a denied role or a missing required role."""
+        if await self.store.is_muted(guild_id, user_id):
+            raise UserFacingError("A moderator has muted you for text-to-speech in this server.")
+        guild = await self.store.get_guild_settings(guild_id)
+        check_roles(guild, role_ids)
+        return guild
+
+    async def options_for(
+        self, guild_id: int | None, user_id: int, guild: GuildSettings, **asked: object
+    ) -> SpeakOptions:
+        """:func:`resolve_options` with the user's stored preferences (``asked``: its keyword arguments).
+
+        A stored voice that is no longer offered is cleared here, so the user is told exactly once.
+        """
+        prefs = await self.store.get_user_prefs(user_id, guild_id)
+        options = resolve_options(self.settings, guild, prefs, **asked)  # type: ignore[arg-type]
+        if options.notice is not None:
+            offered = self.settings.speech_voices
+            for scope in {None, guild_id}:
+                if (await self.store.get_user_prefs(user_id, scope)).voice not in (None, *offered):
+                    await self.store.set_user_prefs(user_id, scope, voice=None)
+        return options
+
+    async def admit(self, guild_id: int, user_id: int, characters: int, guild: GuildSettings) -> None:
+        """Refuse, before anything is sent to the speech engine, what the server's limits do not allow."""
+        today = self._today()
+        used_today = used_this_month = 0
+        if guild.daily_char_budget is not None:
+            used_today = (await self.store.usage_since(guild_id, today)).characters
+        if guild.monthly_char_budget is not None:
+            used_this_month = (await self.store.usage_since(guild_id, today.replace(day=1))).characters
+        check_budgets(guild, characters, used_today=used_today, used_this_month=used_this_month)
+        if guild.user_chars_per_minute is not None:
+            self.rate_limiter.admit(guild_id, user_id, characters, guild.user_chars_per_minute)
+
+    async def record(self, guild_id: int, user_id: int, characters: int) -> None:
+        """Count a successful synthesis against the server's budgets."""
+        await self.store.add_usage(guild_id, user_id, characters, self._today())
+
+    async def forget_user(self, user_id: int) -> None:
+        """Everything stored about the user, in the database and in memory."""
+        await self.store.forget_user(user_id)
+        self.rate_limiter.forget_user(user_id)

@@ -1,0 +1,127 @@
+"""Server settings in words: the ``/settings show`` sections and the "what changed" lines of every reply.
+
+Pure functions of :class:`GuildSettings` and the bot's own :class:`Settings` (which fill in "bot default"),
+so the wording is tested without Discord. Channels and roles render as mentions, which Discord shows as names
+and which never ping (the bot disables all mentions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from bot.config import Settings
+from bot.storage import GuildSettings
+
+#: Read channels shown by name before "and N more" (an embed field holds 1024 characters).
+MAX_CHANNELS_SHOWN = 20
+
+_ON_OFF = {True: "on", False: "off"}
+_MODES = {
+    "on_change": "when the speaker changes",
+    "always": "always",
+    "never": "never",
+    "display": "display name",
+    "nickname": "server nickname",
+    "username": "username",
+}
+
+
+def _channels(ids: tuple[int, ...]) -> str:
+    if not ids:
+        return "none (read-aloud is off)"
+    shown = " ".join(f"<#{channel}>" for channel in ids[:MAX_CHANNELS_SHOWN])
+    return shown + (f" and {len(ids) - MAX_CHANNELS_SHOWN} more" if len(ids) > MAX_CHANNELS_SHOWN else "")
+
+
+def _role(role_id: int | None) -> str:
+    return "none" if role_id is None else f"<@&{role_id}>"
+
+
+def _limit(unit: str) -> Callable[[int | None], str]:
+    return lambda value: "no limit" if value is None else f"{value:,} {unit}"
+
+
+def _seconds(default: float) -> Callable[[int | None], str]:
+    return lambda value: f"bot default ({default:g} s)" if value is None else f"{value} s"
+
+
+def _formatters(bot: Settings) -> dict[str, tuple[str, Callable[[object], str]]]:
+    """Field name → (label, how to show its value)."""
+    return {
+        "default_voice": ("Default voice", lambda v: v or f"bot default ({bot.default_voice})"),
+        "default_speed": ("Default speed", lambda v: f"{v:g}×"),
+        "default_format": ("Default format", lambda v: v or f"bot default ({bot.default_format})"),
+        "default_instructions": ("Default instructions", lambda v: f"“{v}”" if v else "none"),
+        "speak_output": ("/speak output", str),
+        "read_channel_ids": ("Read channels", _channels),
+        "autojoin": ("Auto-join", _ON_OFF.get),
+        "skip_bots": ("Skip bots", _ON_OFF.get),
+        "require_author_in_voice": ("Author must be in voice", _ON_OFF.get),
+        "optout_prefix": ("Opt-out prefix", lambda v: f"`{v}`" if v else "none"),
+        "max_message_chars": ("Message length cap", _limit("characters")),
+        "max_repeat_chars": ("Repeated-character cap", str),
+        "emoji_mode": ("Emoji", {"name": "read their names", "skip": "skip"}.get),
+        "link_mode": ("Links", {"domain": "say the domain", "skip": "skip"}.get),
+        "code_mode": ("Code", {"read": "read", "skip": "skip"}.get),
+        "backlog_speedup": ("Backlog speed-up", lambda v: "off" if v == 1 else f"up to {v:g}×"),
+        "say_name": ("Say who is speaking", _MODES.get),
+        "name_repeat_window": ("Name repeat window", lambda v: f"{v} s"),
+        "name_mode": ("Name used", _MODES.get),
+        "idle_timeout": ("Idle timeout", _seconds(bot.voice_idle_timeout)),
+        "alone_timeout": ("Alone timeout", _seconds(bot.voice_alone_timeout)),
+        "announce_joins": ("Join/leave announcements", _ON_OFF.get),
+        "required_role_id": ("Required role", _role),
+        "deny_role_id": ("Denied role", _role),
+        "moderator_role_id": ("Moderator role", _role),
+        "daily_char_budget": ("Daily budget", _limit("characters")),
+        "monthly_char_budget": ("Monthly budget", _limit("characters")),
+        "user_chars_per_minute": ("Per-member rate", _limit("characters per minute")),
+    }  # type: ignore[dict-item]
+
+
+#: ``/settings show`` sections, each a list of field names.
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Speaking defaults", ("default_voice", "default_speed", "default_format", "default_instructions", "speak_output")),
+    (
+        "Read-aloud",
+        (
+            "read_channel_ids", "autojoin", "skip_bots", "require_author_in_voice", "optout_prefix",
+            "max_message_chars", "max_repeat_chars", "emoji_mode", "link_mode", "code_mode", "backlog_speedup",
+        ),
+    ),
+    ("Names", ("say_name", "name_repeat_window", "name_mode")),
+    ("Voice channel", ("idle_timeout", "alone_timeout", "announce_joins")),
+    ("Access", ("required_role_id", "deny_role_id", "moderator_role_id")),
+    ("Limits", ("daily_char_budget", "monthly_char_budget", "user_chars_per_minute")),
+)
+
+
+def label(bot: Settings, field: str) -> str:
+    return _formatters(bot)[field][0]
+
+
+def labels(bot: Settings) -> dict[str, str]:
+    """Field name → label, for every setting (the choices of ``/settings reset``)."""
+    return {field: name for field, (name, _) in _formatters(bot).items()}
+
+
+def show_value(bot: Settings, guild: GuildSettings, field: str) -> str:
+    _, render = _formatters(bot)[field]
+    return render(getattr(guild, field))
+
+
+def render_sections(bot: Settings, guild: GuildSettings) -> list[tuple[str, str]]:
+    """(section title, one "**Label:** value" line per setting) for every section."""
+    return [
+        (title, "\n".join(f"**{label(bot, f)}:** {show_value(bot, guild, f)}" for f in fields))
+        for title, fields in SECTIONS
+    ]
+
+
+def describe_changes(bot: Settings, before: GuildSettings, after: GuildSettings, fields: Iterable[str]) -> list[str]:
+    """One line per requested setting: "Label: old → new", or "Label: already value" when it did not change."""
+    lines = []
+    for field in fields:
+        old, new = show_value(bot, before, field), show_value(bot, after, field)
+        lines.append(f"{label(bot, field)}: {old} → {new}" if old != new else f"{label(bot, field)}: already {new}")
+    return lines

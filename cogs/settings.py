@@ -1,0 +1,290 @@
+"""``/settings``: a server's text-to-speech configuration, for moderators.
+
+Each subcommand covers one area and changes only the options given; the ephemeral reply lists every change as
+"old → new". Values are checked by ``bot.storage`` (ranges) and here (what only Discord knows: voices on
+offer, channels the bot can see, roles). Clearing an optional value is ``/settings reset setting:…``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import UserFacingError
+from bot.permissions import require_moderator
+from bot.replies import NO_MENTIONS
+from bot.settings_view import describe_changes, labels, render_sections
+from bot.speech.models import MAX_INSTRUCTIONS_CHARS, MAX_INPUT_CHARS
+from bot.storage import GuildSettings
+from bot.storage.models import MAX_BUDGET_CHARS, CodeMode, EmojiMode, LinkMode, NameMode, SayName
+from cogs.speak import FORMAT_CHOICES, OUTPUT_CHOICES
+
+if TYPE_CHECKING:
+    from bot.app import SpeechBot
+
+Budget = app_commands.Range[int, 1, MAX_BUDGET_CHARS]
+
+
+def _choices(kind: type) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=member.value.replace("_", " "), value=member.value) for member in kind]
+
+
+def check_readable(channel: discord.TextChannel) -> None:
+    """Read-aloud needs to see the channel; refuse one the bot cannot see rather than go quiet there."""
+    if not channel.permissions_for(channel.guild.me).view_channel:
+        raise UserFacingError(f"I can't see {channel.mention}: give me the View Channel permission there first.")
+
+
+def check_role(role: discord.Role) -> None:
+    if role.is_default():
+        raise UserFacingError("Pick a role other than @everyone.")
+
+
+class SettingsCog(commands.Cog):
+    settings = app_commands.Group(
+        name="settings",
+        description="Text-to-speech settings for this server (moderators).",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    def __init__(self, bot: SpeechBot) -> None:
+        self.bot = bot
+
+    async def interaction_check(self, interaction: discord.Interaction[SpeechBot]) -> bool:
+        return await require_moderator(interaction)
+
+    async def _apply(self, interaction: discord.Interaction[SpeechBot], **changes: object) -> None:
+        """Store ``changes`` and say exactly what changed (nothing given is a refusal, not a silent no-op)."""
+        if not changes:
+            raise UserFacingError("Give at least one option to change.")
+        assert interaction.guild_id is not None
+        store = self.bot.store
+        before = await store.get_guild_settings(interaction.guild_id)
+        after = await store.update_guild_settings(interaction.guild_id, **changes)
+        await _reply(interaction, "Settings changed:\n" + _bullets(describe_changes(self.bot.settings, before, after, changes)))
+
+    @settings.command(name="show", description="Show every setting of this server.")
+    async def show(self, interaction: discord.Interaction[SpeechBot]) -> None:
+        assert interaction.guild is not None
+        current = await self.bot.store.get_guild_settings(interaction.guild.id)
+        embed = discord.Embed(title=f"Text-to-speech settings of {interaction.guild.name}")
+        for title, text in render_sections(self.bot.settings, current):
+            embed.add_field(name=title, value=text, inline=False)
+        await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @settings.command(name="reset", description="Put one setting, or all of them, back to the default.")
+    @app_commands.describe(setting="The setting to reset; leave empty to reset everything.")
+    async def reset(self, interaction: discord.Interaction[SpeechBot], setting: str | None = None) -> None:
+        assert interaction.guild_id is not None
+        known = labels(self.bot.settings)
+        if setting is None:
+            store = self.bot.store
+            before = await store.get_guild_settings(interaction.guild_id)
+            after = await store.reset_guild_settings(interaction.guild_id)
+            changed = [field for field in known if getattr(before, field) != getattr(after, field)]
+            if not changed:
+                await _reply(interaction, "Every setting already had its default value; nothing changed.")
+                return
+            lines = describe_changes(self.bot.settings, before, after, changed)
+            await _reply(
+                interaction,
+                "Reset to the defaults (the dictionary, mutes and usage are kept):\n" + _bullets(lines),
+            )
+            return
+        if setting not in known:
+            raise UserFacingError("Unknown setting: pick one from the list.")
+        await self._apply(interaction, **{setting: getattr(GuildSettings(), setting)})
+
+    @reset.autocomplete("setting")
+    async def _setting_names(
+        self, interaction: discord.Interaction[SpeechBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        current = current.lower()
+        names = labels(self.bot.settings).items()
+        return [app_commands.Choice(name=label, value=field) for field, label in names if current in label.lower()][:25]
+
+    @settings.command(name="defaults", description="What /speak and read-aloud use when a member picks nothing.")
+    @app_commands.describe(
+        voice="Default voice.",
+        speed="Default speed, 0.25 (slow) to 4.0 (fast).",
+        format="Default audio file format for /speak.",
+        instructions="Default speaking style, e.g. 'calm and clear'.",
+        output="What /speak does by default: post a file, speak in voice, or both.",
+    )
+    @app_commands.choices(format=FORMAT_CHOICES, output=OUTPUT_CHOICES)
+    async def defaults(
+        self,
+        interaction: discord.Interaction[SpeechBot],
+        voice: str | None = None,
+        speed: app_commands.Range[float, 0.25, 4.0] | None = None,
+        format: str | None = None,
+        instructions: app_commands.Range[str, 1, MAX_INSTRUCTIONS_CHARS] | None = None,
+        output: str | None = None,
+    ) -> None:
+        if voice is not None and voice not in self.bot.settings.speech_voices:
+            raise UserFacingError(f"Unknown voice {voice[:40]!r}. Available voices: {', '.join(self.bot.settings.speech_voices)}.")
+        given = dict(default_voice=voice, default_speed=speed, default_format=format,
+                     default_instructions=instructions, speak_output=output)
+        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+
+    @defaults.autocomplete("voice")
+    async def _voices(self, interaction: discord.Interaction[SpeechBot], current: str) -> list[app_commands.Choice[str]]:
+        return voice_choices(self.bot.settings.speech_voices, current)
+
+    @settings.command(name="read-channels", description="Add or remove a channel whose messages are read aloud.")
+    @app_commands.describe(add="A channel to read aloud.", remove="A channel to stop reading.")
+    async def read_channels(
+        self,
+        interaction: discord.Interaction[SpeechBot],
+        add: discord.TextChannel | None = None,
+        remove: discord.TextChannel | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        if add is None and remove is None:
+            raise UserFacingError("Give a channel to add or to remove.")
+        if add is not None:
+            check_readable(add)
+        current = (await self.bot.store.get_guild_settings(interaction.guild_id)).read_channel_ids
+        channels = (set(current) | {add.id} if add else set(current)) - ({remove.id} if remove else set())
+        await self._apply(interaction, read_channel_ids=channels)
+
+    @settings.command(name="autojoin", description="Join the voice channel of whoever writes in a read channel.")
+    async def autojoin(self, interaction: discord.Interaction[SpeechBot], enabled: bool) -> None:
+        await self._apply(interaction, autojoin=enabled)
+
+    @settings.command(name="names", description="Whether and how read-aloud says who wrote a message.")
+    @app_commands.describe(
+        say="When to say the author's name before their message.",
+        repeat_window="Seconds after which the same author's name is said again.",
+        name_mode="Which name to say.",
+    )
+    @app_commands.choices(say=_choices(SayName), name_mode=_choices(NameMode))
+    async def names(
+        self,
+        interaction: discord.Interaction[SpeechBot],
+        say: str | None = None,
+        repeat_window: app_commands.Range[int, 0, 3600] | None = None,
+        name_mode: str | None = None,
+    ) -> None:
+        given = dict(say_name=say, name_repeat_window=repeat_window, name_mode=name_mode)
+        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+
+    @settings.command(name="text", description="How read-aloud treats long messages, emoji, links and code.")
+    @app_commands.describe(
+        max_length="Longest message read, in characters (longer ones are cut).",
+        repeat_cap="How many times a repeated character is read ('sooooo' → 'sooo').",
+        emoji="Read emoji names, or skip them.",
+        links="Say a link's domain, or skip it.",
+        code="Read code blocks, or skip them.",
+    )
+    @app_commands.choices(emoji=_choices(EmojiMode), links=_choices(LinkMode), code=_choices(CodeMode))
+    async def text(
+        self,
+        interaction: discord.Interaction[SpeechBot],
+        max_length: app_commands.Range[int, 1, MAX_INPUT_CHARS] | None = None,
+        repeat_cap: app_commands.Range[int, 1, 50] | None = None,
+        emoji: str | None = None,
+        links: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        given = dict(max_message_chars=max_length, max_repeat_chars=repeat_cap, emoji_mode=emoji,
+                     link_mode=links, code_mode=code)
+        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+
+    @settings.command(name="reading", description="Whose messages read-aloud reads.")
+    @app_commands.describe(
+        skip_bots="Skip messages from bots.",
+        require_voice="Read only authors who are in the bot's voice channel.",
+        optout_prefix="Messages starting with this are not read (up to 5 characters; 'none' for no prefix).",
+    )
+    async def reading(
+        self,
+        interaction: discord.Interaction[SpeechBot],
+        skip_bots: bool | None = None,
+        require_voice: bool | None = None,
+        optout_prefix: app_commands.Range[str, 1, 5] | None = None,
+    ) -> None:
+        prefix = "" if optout_prefix is not None and optout_prefix.lower() == "none" else optout_prefix
+        given = dict(skip_bots=skip_bots, require_author_in_voice=require_voice, optout_prefix=prefix)
+        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+
+    @settings.command(name="roles", description="Roles that may, may not, or moderate text-to-speech.")
+    @app_commands.describe(
+        required="Only members with this role may use text-to-speech.",
+        deny="Members with this role may not use text-to-speech.",
+        moderator="Members with this role may change these settings, the dictionary and mutes.",
+    )
+    async def roles(
+        self,
+        interaction: discord.Interaction[SpeechBot],
+        required: discord.Role | None = None,
+        deny: discord.Role | None = None,
+        moderator: discord.Role | None = None,
+    ) -> None:
+        given = dict(required_role_id=required, deny_role_id=deny, moderator_role_id=moderator)
+        for role in given.values():
+            if role is not None:
+                check_role(role)
+        await self._apply(interaction, **{k: v.id for k, v in given.items() if v is not None})
+
+    @settings.command(name="timeouts", description="When the bot leaves a voice channel.")
+    @app_commands.describe(
+        idle="Seconds with nothing to read before leaving.",
+        alone="Seconds with nobody else in the channel before leaving.",
+    )
+    async def timeouts(
+        self,
+        interaction: discord.Interaction[SpeechBot],
+        idle: app_commands.Range[int, 10, 86_400] | None = None,
+        alone: app_commands.Range[int, 0, 86_400] | None = None,
+    ) -> None:
+        given = dict(idle_timeout=idle, alone_timeout=alone)
+        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+
+    @settings.command(name="announce", description="Say when members join or leave the bot's voice channel.")
+    async def announce(self, interaction: discord.Interaction[SpeechBot], enabled: bool) -> None:
+        await self._apply(interaction, announce_joins=enabled)
+
+    @settings.command(name="backlog", description="Speak faster while many messages wait to be read.")
+    @app_commands.describe(speedup="Highest speed-up, 1.0 (off) to 1.5.")
+    async def backlog(
+        self, interaction: discord.Interaction[SpeechBot], speedup: app_commands.Range[float, 1.0, 1.5]
+    ) -> None:
+        await self._apply(interaction, backlog_speedup=speedup)
+
+    @settings.command(name="budget", description="Limit the characters sent to the speech service.")
+    @app_commands.describe(
+        daily="Characters per day (UTC) for the whole server.",
+        monthly="Characters per month (UTC) for the whole server.",
+        per_member="Characters per minute for each member.",
+    )
+    async def budget(
+        self,
+        interaction: discord.Interaction[SpeechBot],
+        daily: Budget | None = None,
+        monthly: Budget | None = None,
+        per_member: Budget | None = None,
+    ) -> None:
+        given = dict(daily_char_budget=daily, monthly_char_budget=monthly, user_chars_per_minute=per_member)
+        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+
+
+def voice_choices(voices: tuple[str, ...], current: str) -> list[app_commands.Choice[str]]:
+    current = current.lower()
+    return [app_commands.Choice(name=v, value=v) for v in voices if current in v.lower()][:25]
+
+
+def _bullets(lines: list[str]) -> str:
+    return "\n".join(f"• {line}" for line in lines)
+
+
+async def _reply(interaction: discord.Interaction[SpeechBot], message: str) -> None:
+    await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+async def setup(bot: SpeechBot) -> None:
+    await bot.add_cog(SettingsCog(bot))

@@ -1,0 +1,150 @@
+"""``bot.policy`` and ``bot.settings_view``: the pure rules, without Discord or a database."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from bot.audio.formats import AudioFormat
+from bot.config import load_settings
+from bot.errors import UserFacingError
+from bot.permissions import is_moderator
+from bot.policy import Policy, RateLimiter, check_budgets, check_roles, resolve_options
+from bot.settings_view import SECTIONS, describe_changes, labels, render_sections
+from bot.storage import GuildSettings, Store, UserPrefs
+from bot.storage.models import SpeakOutput
+
+BOT = load_settings({"SPEECH_VOICES": "alloy,nova,echo", "SPEECH_DEFAULT_FORMAT": "wav"})
+
+
+def test_an_explicit_choice_beats_the_user_who_beats_the_server_who_beats_the_bot() -> None:
+    guild = GuildSettings(default_voice="echo", default_speed=1.5, default_format=AudioFormat.FLAC,
+                          default_instructions="calm", speak_output=SpeakOutput.BOTH)
+    assert resolve_options(BOT, GuildSettings(), UserPrefs()) == resolve_options(
+        BOT, GuildSettings(), UserPrefs(), voice=None, speed=None
+    )
+    bare = resolve_options(BOT, GuildSettings(), UserPrefs())
+    assert (bare.voice, bare.speed, bare.format, bare.instructions, bare.output) == (
+        "alloy", 1.0, AudioFormat.WAV, None, SpeakOutput.FILE)
+    server = resolve_options(BOT, guild, UserPrefs())
+    assert (server.voice, server.speed, server.format, server.instructions, server.output) == (
+        "echo", 1.5, AudioFormat.FLAC, "calm", SpeakOutput.BOTH)
+    user = resolve_options(BOT, guild, UserPrefs(voice="nova", speed=0.5, instructions="fast"))
+    assert (user.voice, user.speed, user.instructions) == ("nova", 0.5, "fast")
+    asked = resolve_options(BOT, guild, UserPrefs(voice="nova"), voice="alloy", speed=2.0,
+                            format=AudioFormat.OPUS, instructions="loud", output=SpeakOutput.FILE)
+    assert (asked.voice, asked.speed, asked.format, asked.instructions, asked.output) == (
+        "alloy", 2.0, AudioFormat.OPUS, "loud", SpeakOutput.FILE)
+    assert asked.notice is None
+
+
+def test_a_voice_no_longer_offered_falls_back_with_a_notice() -> None:
+    options = resolve_options(BOT, GuildSettings(default_voice="echo"), UserPrefs(voice="shimmer", speed=2.0))
+    assert (options.voice, options.speed) == ("echo", 2.0)
+    assert options.notice is not None and "'shimmer' is no longer offered" in options.notice and "echo" in options.notice
+    # a server default that is gone falls back to the bot's, quietly (moderators see it in /settings show)
+    options = resolve_options(BOT, GuildSettings(default_voice="shimmer"), UserPrefs())
+    assert (options.voice, options.notice) == ("alloy", None)
+
+
+def test_roles_refuse_the_denied_and_those_without_the_required_role() -> None:
+    check_roles(GuildSettings(), [])
+    check_roles(GuildSettings(required_role_id=5, deny_role_id=6), [5, 7])
+    with pytest.raises(UserFacingError, match="<@&6> role cannot"):
+        check_roles(GuildSettings(required_role_id=5, deny_role_id=6), [5, 6])
+    with pytest.raises(UserFacingError, match="need the <@&5> role"):
+        check_roles(GuildSettings(required_role_id=5), [7])
+
+
+def test_budgets_refuse_what_would_go_over_and_say_what_is_left() -> None:
+    guild = GuildSettings(daily_char_budget=100, monthly_char_budget=1000)
+    check_budgets(guild, 40, used_today=60, used_this_month=960)
+    check_budgets(GuildSettings(), 10**6, used_today=10**9, used_this_month=10**9)
+    with pytest.raises(UserFacingError, match="only 40 are left in this server's daily"):
+        check_budgets(guild, 41, used_today=60, used_this_month=0)
+    with pytest.raises(UserFacingError, match=r"used its daily speech budget \(100 of 100 characters\)"):
+        check_budgets(guild, 1, used_today=100, used_this_month=100)
+    with pytest.raises(UserFacingError, match="monthly"):
+        check_budgets(guild, 50, used_today=0, used_this_month=990)
+
+
+def test_the_rate_limiter_is_a_sliding_window_per_server_and_member() -> None:
+    now = [0.0]
+    limiter = RateLimiter(window=60, clock=lambda: now[0])
+    limiter.admit(1, 10, 60, limit=100)
+    now[0] = 30
+    limiter.admit(1, 10, 40, limit=100)
+    limiter.admit(2, 10, 100, limit=100)  # another server
+    limiter.admit(1, 11, 100, limit=100)  # another member
+    with pytest.raises(UserFacingError, match="Try again in 30 s"):
+        limiter.admit(1, 10, 1, limit=100)
+    with pytest.raises(UserFacingError, match="allows each member 100 per minute"):
+        limiter.admit(1, 12, 101, limit=100)
+    now[0] = 60
+    limiter.admit(1, 10, 60, limit=100)  # the first 60 expired; the refused ones never counted
+    limiter.forget_user(11)
+    limiter.admit(1, 11, 100, limit=100)
+
+
+def test_moderators_have_manage_server_or_the_moderator_role() -> None:
+    assert is_moderator(manage_guild=True, role_ids=[], moderator_role_id=None)
+    assert is_moderator(manage_guild=False, role_ids=[3, 4], moderator_role_id=4)
+    assert not is_moderator(manage_guild=False, role_ids=[3], moderator_role_id=4)
+    assert not is_moderator(manage_guild=False, role_ids=[], moderator_role_id=None)
+
+
+def test_show_covers_every_setting_once_and_changes_read_old_to_new() -> None:
+    shown = [field for _, fields in SECTIONS for field in fields]
+    assert sorted(shown) == sorted(labels(BOT)) == sorted(GuildSettings.__dataclass_fields__)
+    sections = dict(render_sections(BOT, GuildSettings(read_channel_ids=(7, 8), deny_role_id=9)))
+    assert "**Read channels:** <#7> <#8>" in sections["Read-aloud"]
+    assert "**Denied role:** <@&9>" in sections["Access"]
+    assert "**Daily budget:** no limit" in sections["Limits"]
+    assert all(len(text) <= 1024 for text in sections.values())
+    many = dict(render_sections(BOT, GuildSettings(read_channel_ids=tuple(range(10**17, 10**17 + 50)))))
+    assert "and 30 more" in many["Read-aloud"] and len(many["Read-aloud"]) <= 1024
+    before, after = GuildSettings(), GuildSettings(daily_char_budget=5000, default_speed=1.25)
+    assert describe_changes(BOT, before, after, ["daily_char_budget", "default_speed", "autojoin"]) == [
+        "Daily budget: no limit → 5,000 characters",
+        "Default speed: 1× → 1.25×",
+        "Auto-join: already off",
+    ]
+
+
+async def test_policy_counts_usage_per_utc_day_and_month_against_the_budgets(store: Store) -> None:
+    day = [date(2026, 3, 31)]
+    policy = Policy(BOT, store, today=lambda: day[0])
+    guild = await store.update_guild_settings(1, daily_char_budget=100, monthly_char_budget=150)
+    await policy.admit(1, 10, 100, guild)
+    await policy.record(1, 10, 100)
+    with pytest.raises(UserFacingError, match="daily"):
+        await policy.admit(1, 11, 1, guild)
+    day[0] = date(2026, 4, 1)  # a new day and a new month
+    await policy.admit(1, 11, 100, guild)
+    await policy.record(1, 11, 100)
+    with pytest.raises(UserFacingError, match="only 50 are left in this server's monthly"):
+        await policy.admit(1, 10, 51, await store.update_guild_settings(1, daily_char_budget=None))
+
+
+async def test_mutes_and_roles_are_checked_from_the_store(store: Store) -> None:
+    policy = Policy(BOT, store)
+    await store.update_guild_settings(1, deny_role_id=6)
+    assert (await policy.check_member(1, 10, [5])).deny_role_id == 6
+    with pytest.raises(UserFacingError, match="role cannot"):
+        await policy.check_member(1, 10, [6])
+    await store.mute(1, 10, by=99)
+    with pytest.raises(UserFacingError, match="muted you"):
+        await policy.check_member(1, 10, [])
+    await policy.check_member(2, 10, [])  # muted in one server only
+
+
+async def test_a_stale_stored_voice_is_cleared_so_the_user_is_told_once(store: Store) -> None:
+    policy = Policy(BOT, store)
+    await store.set_user_prefs(10, None, voice="shimmer", speed=1.5)
+    await store.set_user_prefs(10, 1, voice="onyx")
+    first = await policy.options_for(1, 10, GuildSettings())
+    assert first.voice == "alloy" and first.notice is not None and first.speed == 1.5
+    second = await policy.options_for(1, 10, GuildSettings())
+    assert second.voice == "alloy" and second.notice is None and second.speed == 1.5
+    assert (await store.get_user_prefs(10, None)) == UserPrefs(speed=1.5)
