@@ -48,7 +48,10 @@ class GatewaySession:
 
     async def send(self, payload: dict[str, Any]) -> None:
         if self.ws is not None and not self.ws.closed:
-            await self.ws.send_str(json.dumps(payload))
+            try:
+                await self.ws.send_str(json.dumps(payload))
+            except ConnectionResetError:  # the client is hanging up; dispatches stay buffered for a RESUME
+                pass
 
     async def dispatch(self, event: str, data: Any) -> None:
         """Number the event, keep it for a later RESUME, and send it if connected."""
