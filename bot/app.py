@@ -22,7 +22,13 @@ from bot.voice.sessions import VoiceLimits, VoiceSessions
 log = logging.getLogger(__name__)
 
 #: Extensions loaded in ``setup_hook``, by dotted name. ``bot`` never imports ``cogs``; it only names them.
-EXTENSIONS: tuple[str, ...] = ("cogs.speak", "cogs.voice", "cogs.settings")
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.speak",
+    "cogs.voice",
+    "cogs.settings",
+    "cogs.preferences",
+    "cogs.moderation",
+)
 
 
 class SpeechTree(app_commands.CommandTree["SpeechBot"]):

@@ -26,18 +26,26 @@ def is_moderator(*, manage_guild: bool, role_ids: Iterable[int], moderator_role_
     return manage_guild or (moderator_role_id is not None and moderator_role_id in set(role_ids))
 
 
-async def require_moderator(interaction: discord.Interaction[SpeechBot]) -> bool:
-    """An ``interaction_check``: True for a moderator, :class:`NotModerator` with a clear reason otherwise."""
+async def caller_is_moderator(interaction: discord.Interaction[SpeechBot]) -> bool:
+    """Whether the caller moderates this server (False outside servers)."""
     member = interaction.user
     if interaction.guild_id is None or not isinstance(member, discord.Member):
-        raise app_commands.NoPrivateMessage()
+        return False
     settings = await interaction.client.store.get_guild_settings(interaction.guild_id)
-    if is_moderator(
+    return is_moderator(
         manage_guild=member.guild_permissions.manage_guild,
         role_ids=(role.id for role in member.roles),
         moderator_role_id=settings.moderator_role_id,
-    ) or await interaction.client.is_owner(member):
+    ) or await interaction.client.is_owner(member)
+
+
+async def require_moderator(interaction: discord.Interaction[SpeechBot]) -> bool:
+    """An ``interaction_check``: True for a moderator, :class:`NotModerator` with a clear reason otherwise."""
+    if interaction.guild_id is None:
+        raise app_commands.NoPrivateMessage()
+    if await caller_is_moderator(interaction):
         return True
+    settings = await interaction.client.store.get_guild_settings(interaction.guild_id)
     needed = "the Manage Server permission"
     if settings.moderator_role_id is not None:
         needed += f" or the <@&{settings.moderator_role_id}> role"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from bot.config import Settings
-from bot.storage import GuildSettings
+from bot.storage import GuildSettings, Usage
+from bot.storage.schema import FORGOTTEN_USER
 
 #: Read channels shown by name before "and N more" (an embed field holds 1024 characters).
 MAX_CHANNELS_SHOWN = 20
@@ -125,3 +126,35 @@ def describe_changes(bot: Settings, before: GuildSettings, after: GuildSettings,
         old, new = show_value(bot, before, field), show_value(bot, after, field)
         lines.append(f"{label(bot, field)}: {old} → {new}" if old != new else f"{label(bot, field)}: already {new}")
     return lines
+
+
+def _spent(usage: Usage, budget: int | None) -> str:
+    spent = f"{usage.characters:,} characters in {usage.requests:,} request{'s' if usage.requests != 1 else ''}"
+    if budget is None:
+        return spent + " (no budget)"
+    return spent + f" of a {budget:,} budget ({max(budget - usage.characters, 0):,} left)"
+
+
+def render_usage(
+    guild: GuildSettings,
+    today: Usage,
+    month: Usage,
+    *,
+    mine: Usage,
+    per_member: list[tuple[int, Usage]] | None = None,
+) -> str:
+    """``/usage``: the server's spend against its budgets, the caller's own, and per member for moderators."""
+    lines = [
+        "**Speech usage in this server** (days and months in UTC)",
+        f"Today: {_spent(today, guild.daily_char_budget)}",
+        f"This month: {_spent(month, guild.monthly_char_budget)}",
+        f"You this month: {mine.characters:,} characters",
+    ]
+    if guild.user_chars_per_minute is not None:
+        lines.append(f"Per-member rate: {guild.user_chars_per_minute:,} characters per minute")
+    if per_member is not None:
+        lines.append("**Per member this month:**" if per_member else "Nobody has used speech this month.")
+        for user_id, used in per_member:
+            who = "forgotten users" if user_id == FORGOTTEN_USER else f"<@{user_id}>"
+            lines.append(f"• {who}: {used.characters:,} characters ({used.requests:,} requests)")
+    return "\n".join(lines)

@@ -2,22 +2,25 @@
 
 A missing key in a dispatched payload crashes discord.py's gateway loop (note 3.6), so this produces every
 field ``Interaction._from_data`` and ``CommandTree`` read, and types each option value from the schema the
-bot registered, so a test cannot invoke a command with input Discord would never deliver.
+bot registered, so a test cannot invoke a command with input Discord would never deliver. A file option
+takes ``(filename, data)``: the file is served by the emulator at the attachment's ``url``, as Discord's CDN
+serves an uploaded file, so the bot downloads it over HTTP.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tests.loopback.discord_messages import EmulatedInteraction
+from tests.loopback.discord_messages import Attachment, EmulatedInteraction
 from tests.loopback.discord_state import Channel, Guild, Role, User
 
 if TYPE_CHECKING:
     from tests.loopback.discord import DiscordEmulator
 
 SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
-STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER = 3, 4, 5, 6, 7, 8, 9, 10
+STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER, ATTACHMENT = 3, 4, 5, 6, 7, 8, 9, 10, 11
 APPLICATION_COMMAND = 2
 GUILD_INSTALL = "0"
 
@@ -32,11 +35,22 @@ def find_command(emulator: DiscordEmulator, name: str, guild: Guild) -> dict[str
     raise LookupError(f"/{name} is not registered (registered: {registered})")
 
 
-def _value(option: dict[str, Any], value: Any, resolved: dict[str, dict[str, Any]], guild: Guild) -> Any:
+#: Makes an uploaded file (filename, data) downloadable from the emulator; returns its attachment object.
+Uploader = Callable[[str, bytes], dict[str, Any]]
+
+
+def _value(option: dict[str, Any], value: Any, resolved: dict[str, dict[str, Any]], guild: Guild,
+           upload: Uploader) -> Any:
     """The wire value for one option, checked against its declared type, choices and bounds."""
     kind, name = option["type"], option["name"]
     if kind in (USER, CHANNEL, ROLE, MENTIONABLE):
         return _resolve(kind, name, value, resolved, guild)
+    if kind == ATTACHMENT:
+        if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], bytes)):
+            raise TypeError(f"option {name!r} is a file: give (filename, data); got {value!r}")
+        attachment = upload(*value)
+        resolved.setdefault("attachments", {})[attachment["id"]] = attachment
+        return attachment["id"]
     expected = {STRING: str, INTEGER: int, BOOLEAN: bool, NUMBER: (int, float)}.get(kind)
     if expected is None:
         raise NotImplementedError(f"option {name!r}: type {kind} is not emulated yet")
@@ -73,17 +87,18 @@ def _resolve(kind: int, name: str, value: Any, resolved: dict[str, dict[str, Any
 
 
 def _options(declared: list[dict[str, Any]], given: dict[str, Any], resolved: dict[str, dict[str, Any]],
-             guild: Guild, path: str) -> list[dict[str, Any]]:
+             guild: Guild, upload: Uploader, path: str) -> list[dict[str, Any]]:
     by_name = {o["name"]: o for o in declared}
     if unknown := sorted(set(given) - set(by_name)):
         raise ValueError(f"/{path} has no option(s) {unknown}; declared: {sorted(by_name)}")
     if missing := sorted(o["name"] for o in declared if o.get("required") and o["name"] not in given):
         raise ValueError(f"/{path} requires option(s) {missing}")
-    return [{"name": name, "type": by_name[name]["type"], "value": _value(by_name[name], value, resolved, guild)}
+    return [{"name": name, "type": by_name[name]["type"], "value": _value(by_name[name], value, resolved, guild, upload)}
             for name, value in given.items()]
 
 
-def _data(command: dict[str, Any], words: list[str], given: dict[str, Any], guild: Guild) -> dict[str, Any]:
+def _data(command: dict[str, Any], words: list[str], given: dict[str, Any], guild: Guild,
+          upload: Uploader) -> dict[str, Any]:
     """``data`` with options nested under the subcommand group / subcommand the words name."""
     resolved: dict[str, dict[str, Any]] = {}
     declared = command.get("options") or []
@@ -97,7 +112,7 @@ def _data(command: dict[str, Any], words: list[str], given: dict[str, Any], guil
         declared = option.get("options") or []
     if any(o["type"] in (SUB_COMMAND, SUB_COMMAND_GROUP) for o in declared):
         raise LookupError(f"/{' '.join(words)} needs a subcommand")
-    options = _options(declared, given, resolved, guild, " ".join(words))
+    options = _options(declared, given, resolved, guild, upload, " ".join(words))
     for option in reversed(chain):
         options = [{"name": option["name"], "type": option["type"], "options": options}]
     data: dict[str, Any] = {"id": command["id"], "name": command["name"], "type": 1, "options": options}
@@ -113,7 +128,16 @@ def build_interaction(emulator: DiscordEmulator, command_line: str, options: dic
                       ) -> EmulatedInteraction:
     words = command_line.split()
     command = find_command(emulator, words[0], guild)
-    data = _data(command, words, options, guild)
+
+    def upload(filename: str, data: bytes) -> dict[str, Any]:
+        """Like a file the user attached in Discord's client: on the CDN (here: the emulator) before the bot
+        hears of it."""
+        attachment_id = emulator.snowflake()
+        url = f"{emulator.http_base}/attachments/{channel.id}/{attachment_id}/{filename}"
+        emulator.rest.uploads[attachment_id] = Attachment(attachment_id, filename, data, url)
+        return emulator.rest.uploads[attachment_id].to_payload()
+
+    data = _data(command, words, options, guild, upload)
     member = guild.member(user.id)  # StopIteration: the user is not in that guild
     bot_member = guild.member(emulator.bot_user.id)
     interaction_id, token = emulator.snowflake(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(96)

@@ -89,6 +89,7 @@ class RestAPI:
 
     def __init__(self, emulator: DiscordEmulator) -> None:
         self.emu = emulator
+        self.uploads: dict[int, Attachment] = {}  # files users attached to slash command options
 
     def routes(self) -> list[tuple[str, str, str, Handler]]:
         """(method, path, caller, handler); literal segments come before parameters, as aiohttp matches in order."""
@@ -454,6 +455,8 @@ class RestAPI:
     async def get_attachment(self, request: web.Request) -> web.StreamResponse:
         """Serve uploaded files at the ``url`` the message objects advertise (outside the API prefix)."""
         wanted = int(request.match_info["attachment_id"])
+        if wanted in self.uploads:
+            return web.Response(body=self.uploads[wanted].data, content_type=self.uploads[wanted].content_type)
         for message in self.emu.all_messages():
             for attachment in message.attachments:
                 if attachment.id == wanted:

@@ -1,0 +1,180 @@
+"""Member commands: ``/voice set|show|reset``, ``/voices``, ``/usage`` and ``/forgetme``.
+
+A member's choices apply in one server or everywhere (server choices win); the server's defaults fill in the
+rest. Every reply is ephemeral: preferences are nobody else's business.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import UserFacingError
+from bot.permissions import caller_is_moderator
+from bot.policy import utc_today
+from bot.replies import NO_MENTIONS
+from bot.settings_view import render_usage
+from bot.speech.models import MAX_INSTRUCTIONS_CHARS
+from bot.storage import GuildSettings, UserPrefs
+from bot.storage.models import MAX_SPOKEN_NAME_CHARS
+from cogs.settings import voice_choices
+
+if TYPE_CHECKING:
+    from bot.app import SpeechBot
+
+SCOPE_CHOICES = [
+    app_commands.Choice(name="this server", value="server"),
+    app_commands.Choice(name="everywhere", value="everywhere"),
+]
+#: Rows shown by ``/usage`` to moderators (the biggest spenders first).
+USAGE_TOP = 15
+
+
+def _scope(interaction: discord.Interaction, scope: str) -> tuple[int | None, str]:
+    """The stored scope (a server ID, or None for everywhere) and how to name it."""
+    if scope == "everywhere" or interaction.guild_id is None:
+        return None, "everywhere"
+    return interaction.guild_id, "in this server"
+
+
+def _describe(prefs: UserPrefs) -> list[str]:
+    shown = {
+        "Voice": prefs.voice,
+        "Speed": None if prefs.speed is None else f"{prefs.speed:g}×",
+        "Instructions": prefs.instructions and f"“{prefs.instructions}”",
+        "Spoken name": prefs.spoken_name,
+    }
+    return [f"• {name}: {value}" for name, value in shown.items() if value is not None]
+
+
+class PreferencesCog(commands.Cog):
+    voice = app_commands.Group(name="voice", description="Your own voice, speed, style and spoken name.")
+
+    def __init__(self, bot: SpeechBot) -> None:
+        self.bot = bot
+
+    async def _guild_settings(self, interaction: discord.Interaction[SpeechBot]) -> GuildSettings:
+        if interaction.guild_id is None:
+            return GuildSettings()
+        return await self.bot.store.get_guild_settings(interaction.guild_id)
+
+    @voice.command(name="set", description="Choose how text-to-speech sounds for you.")
+    @app_commands.describe(
+        voice="Your voice.",
+        speed="Your speed, 0.25 (slow) to 4.0 (fast).",
+        instructions="Your speaking style, e.g. 'calm and clear'.",
+        name="The name read aloud before your messages.",
+        scope="For this server only, or everywhere (server choices win over 'everywhere').",
+    )
+    @app_commands.choices(scope=SCOPE_CHOICES)
+    async def set_(
+        self,
+        interaction: discord.Interaction[SpeechBot],
+        voice: str | None = None,
+        speed: app_commands.Range[float, 0.25, 4.0] | None = None,
+        instructions: app_commands.Range[str, 1, MAX_INSTRUCTIONS_CHARS] | None = None,
+        name: app_commands.Range[str, 1, MAX_SPOKEN_NAME_CHARS] | None = None,
+        scope: str = "server",
+    ) -> None:
+        voices = self.bot.settings.speech_voices
+        if voice is not None and voice not in voices:
+            raise UserFacingError(f"Unknown voice {voice[:40]!r}. Available voices: {', '.join(voices)}.")
+        given = dict(voice=voice, speed=speed, instructions=instructions, spoken_name=name)
+        changes = {key: value for key, value in given.items() if value is not None}
+        if not changes:
+            raise UserFacingError("Give at least one of voice, speed, instructions or name.")
+        guild_id, where = _scope(interaction, scope)
+        await self.bot.store.set_user_prefs(interaction.user.id, guild_id, **changes)
+        lines = _describe(UserPrefs(**changes))  # type: ignore[arg-type]  # checked by set_user_prefs
+        await _reply(interaction, f"Saved {where}:\n" + "\n".join(lines))
+
+    @set_.autocomplete("voice")
+    async def _voices(self, interaction: discord.Interaction[SpeechBot], current: str) -> list[app_commands.Choice[str]]:
+        return voice_choices(self.bot.settings.speech_voices, current)
+
+    @voice.command(name="show", description="Show what text-to-speech uses for you here, and why.")
+    async def show(self, interaction: discord.Interaction[SpeechBot]) -> None:
+        guild = await self._guild_settings(interaction)
+        user_id = interaction.user.id
+        options = await self.bot.policy.options_for(interaction.guild_id, user_id, guild)
+        prefs = await self.bot.store.get_user_prefs(user_id, interaction.guild_id)
+
+        def source(mine: object, server: object) -> str:
+            return "your choice" if mine is not None else "server default" if server is not None else "bot default"
+
+        server_speed = None if guild.default_speed == GuildSettings().default_speed else guild.default_speed
+        lines = [
+            f"• Voice: {options.voice} ({source(prefs.voice, guild.default_voice)})",
+            f"• Speed: {options.speed:g}× ({source(prefs.speed, server_speed)})",
+            f"• Instructions: {options.instructions or 'none'} "
+            f"({source(prefs.instructions, guild.default_instructions)})",
+            f"• Spoken name: {prefs.spoken_name or 'your name in this server'}",
+        ]
+        notice = f"\n\n{options.notice}" if options.notice else ""
+        await _reply(interaction, "**Your text-to-speech here:**\n" + "\n".join(lines) + notice)
+
+    @voice.command(name="reset", description="Forget your choices for this server, or those for everywhere.")
+    @app_commands.choices(scope=SCOPE_CHOICES)
+    async def reset(self, interaction: discord.Interaction[SpeechBot], scope: str = "server") -> None:
+        guild_id, where = _scope(interaction, scope)
+        if await self.bot.store.reset_user_prefs(interaction.user.id, guild_id):
+            await _reply(interaction, f"Deleted your voice, speed, instructions and spoken name {where}.")
+        else:
+            await _reply(interaction, f"You had no choices saved {where}; nothing changed.")
+
+    @app_commands.command(name="voices", description="List the voices you can choose from.")
+    async def voices(self, interaction: discord.Interaction[SpeechBot]) -> None:
+        guild = await self._guild_settings(interaction)
+        options = await self.bot.policy.options_for(interaction.guild_id, interaction.user.id, guild)
+        default = guild.default_voice if guild.default_voice in self.bot.settings.speech_voices else None
+        marks = {self.bot.settings.default_voice: "bot default"}
+        if default:
+            marks[default] = "server default"
+        lines = []
+        for voice in self.bot.settings.speech_voices:
+            notes = [marks[voice]] if voice in marks else []
+            notes += ["yours here"] if voice == options.voice else []
+            lines.append(f"• {voice}" + (f" ({', '.join(notes)})" if notes else ""))
+        await _reply(interaction, "**Voices:**\n" + "\n".join(lines) + "\nChoose yours with /voice set.")
+
+    @app_commands.command(name="usage", description="This server's speech usage against its budgets.")
+    @app_commands.guild_only()
+    async def usage(self, interaction: discord.Interaction[SpeechBot]) -> None:
+        assert interaction.guild_id is not None
+        store, guild_id, today = self.bot.store, interaction.guild_id, utc_today()
+        month_start = today.replace(day=1)
+        per_member = None
+        if await caller_is_moderator(interaction):
+            per_member = await store.usage_by_user(guild_id, month_start, limit=USAGE_TOP)
+        report = render_usage(
+            await store.get_guild_settings(guild_id),
+            await store.usage_since(guild_id, today),
+            await store.usage_since(guild_id, month_start),
+            mine=await store.usage_since(guild_id, month_start, user_id=interaction.user.id),
+            per_member=per_member,
+        )
+        await _reply(interaction, report)
+
+    @app_commands.command(name="forgetme", description="Delete everything this bot stores about you.")
+    async def forgetme(self, interaction: discord.Interaction[SpeechBot]) -> None:
+        await self.bot.policy.forget_user(interaction.user.id)
+        await _reply(
+            interaction,
+            "Deleted everything stored about you, in every server:\n"
+            "• your voice, speed, instructions and spoken name (per server and everywhere)\n"
+            "• any mutes of you, and your name on mutes you made\n"
+            "• your name on dictionary entries you added (the entries belong to their servers and stay)\n"
+            "• your name on usage counts: they now count for an anonymous user, so servers' budgets stay right\n"
+            "Message text and audio are never stored.",
+        )
+
+
+async def _reply(interaction: discord.Interaction[SpeechBot], message: str) -> None:
+    await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+async def setup(bot: SpeechBot) -> None:
+    await bot.add_cog(PreferencesCog(bot))
