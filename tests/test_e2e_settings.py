@@ -17,7 +17,7 @@ from bot.storage.schema import metadata
 from tests.bot_process import running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_messages import EmulatedInteraction
-from tests.loopback.discord_state import User
+from tests.loopback.discord_state import VIEW_CHANNEL, User
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import SpeechEndpoint
 
@@ -57,6 +57,8 @@ async def test_a_moderator_setting_applies_to_the_next_speak_and_survives_a_rest
 ) -> None:
     emu, member, owner = discord_emulator, discord_emulator.user, discord_emulator.owner
     mods = emu.build.role(emu.guild, "tts mods")
+    hidden = emu.build.channel(emu.guild, "staff", permission_overwrites=[
+        {"id": str(emu.guild.id), "type": 0, "allow": "0", "deny": str(VIEW_CHANNEL)}])
     commands = None
     async with running_bot(emu, tmp_path, **bot_env(speech_endpoint)):
         commands = await emu.wait_commands(timeout=5, guild_id=emu.guild.id)
@@ -75,6 +77,15 @@ async def test_a_moderator_setting_applies_to_the_next_speak_and_survives_a_rest
         assert "Default format: bot default (opus) → wav" in changed
         request = await spoken_request(emu, speech_endpoint, member, text="hello again")
         assert (request["voice"], request["speed"], request["response_format"]) == ("nova", 1.5, "wav")
+
+        # what only Discord knows is checked too
+        assert "Unknown voice 'zeus'" in await ephemeral_reply(emu, "settings defaults", owner, voice="zeus")
+        refusal = await ephemeral_reply(emu, "settings read-channels", owner, add=hidden)
+        assert f"I can't see <#{hidden.id}>" in refusal
+        changed = await ephemeral_reply(emu, "settings read-channels", owner, add=emu.text_channel)
+        assert f"Read channels: none (read-aloud is off) → <#{emu.text_channel.id}>" in changed
+        assert "other than @everyone" in await ephemeral_reply(emu, "settings roles", owner, deny=emu.guild.everyone)
+        assert "at least one option" in await ephemeral_reply(emu, "settings budget", owner)
 
         # the configured moderator role is enough, without Manage Server
         await ephemeral_reply(emu, "settings roles", owner, moderator=mods)
@@ -151,6 +162,9 @@ async def test_members_choose_their_voice_and_limits_mutes_and_roles_are_enforce
         request = await spoken_request(emu, speech_endpoint, member, text="my own voice")
         assert (request["voice"], request["speed"]) == ("echo", 1.25)
         assert "• echo (yours here)" in await ephemeral_reply(emu, "voices", member)
+        shown = await ephemeral_reply(emu, "voice show", member)
+        assert "Voice: echo (your choice)" in shown and "Instructions: none (bot default)" in shown
+        assert "nothing changed" in await ephemeral_reply(emu, "voice reset", member, scope="everywhere")
         assert "Unknown voice 'zeus'" in await ephemeral_reply(emu, "voice set", member, voice="zeus")
 
         assert "Muted <@" in await ephemeral_reply(emu, "mute", owner, member=member)
