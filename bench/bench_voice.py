@@ -1,0 +1,531 @@
+"""Voice playback end to end: trigger → first RTP packet, and CPU per stream with N concurrent guilds,
+for the product's streamed path against the usual "download, then FFmpegOpusAudio" bot, in the same run.
+
+Run: ``python bench/bench_voice.py [--runs 50] [--guilds 1,10,50,100] [--first-byte-delay 0.15]``
+(needs the ``test`` and ``bench`` extras: the loopback Discord and speech endpoint live under ``tests/``, the
+baseline's ffmpeg binary comes from ``imageio-ffmpeg``; the product itself never uses ffmpeg).
+
+Two processes, so CPU is attributed to the bot alone:
+
+* this one, the load generator: ``tests.loopback`` Discord emulator (gateway, TLS voice websocket, UDP server
+  that decrypts every RTP packet and stamps its arrival) and the loopback speech endpoint (real piper speech,
+  served with ``first_byte_delay``, whose time to first byte is recorded per request);
+* a child, the bot (``--bot``): a real ``discord.Client`` that joins every guild's voice channel through the
+  product's ``VoiceSessions`` and, on each gateway MESSAGE_CREATE, plays the text one of three ways:
+
+  - ``product``: ``session.enqueue(PlayItem(...))`` → ``GuildPlayer`` → ``OpenAISpeechClient`` streaming →
+    ``opus_packets`` → ``StreamedOpusSource`` (Ogg Opus 20 ms is passed through, wav is transcoded);
+  - ``ffmpeg-copy``: POST, read the whole body, write a temp file,
+    ``FFmpegOpusAudio(path, codec="copy")`` → ``vc.play`` (the usual bot with an Opus endpoint);
+  - ``ffmpeg-encode``: same with ``codec=None`` (ffmpeg decodes and re-encodes: the usual bot).
+
+Both processes use ``time.monotonic`` (the asyncio loop clock), so the emulator's UDP arrival stamps and the
+dispatch time of the message are on one clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SPEECH_KEY = "sk-bench-0123456789"
+MODEL = "gpt-4o-mini-tts"
+VOICE = "alloy"
+LATENCY_TEXT = "The quick brown fox jumps over the lazy dog."
+LOAD_TEXT = "Good morning everyone, the weather is nice today. Thank you for listening."
+#: (label, how the bot plays it, response_format). The product rows first.
+VARIANTS = [
+    ("product, opus 20 ms (passthrough)", "product", "opus"),
+    ("product, wav (transcode)", "product", "wav"),
+    ("baseline, opus + ffmpeg copy", "ffmpeg-copy", "opus"),
+    ("baseline, wav + ffmpeg encode", "ffmpeg-encode", "wav"),
+]
+PLAY_FOR = 0.2  # latency runs: the bot stops playback this long after it started (only the start matters)
+FRAME = 0.02
+SAMPLE_RATE = 48_000
+OPUS_SILENCE = b"\xf8\xff\xfe"
+OGG_HEADERS = (b"OpusHead", b"OpusTags")
+#: The load part also plays pre-parsed packets from memory: discord.py's own per-packet cost (player thread,
+#: encryption, UDP send), which every path pays; what a path costs above it is its source's cost.
+FLOOR = ("floor: discord.py player, packets in memory", "floor", "opus")
+
+
+def is_audio(opus: bytes) -> bool:
+    """A packet a listener hears: not the silence frame, not an Ogg header discord.py sent as a frame."""
+    return opus != OPUS_SILENCE and not opus.startswith(OGG_HEADERS)
+
+
+# =========================================================================================================
+# The bot process
+# =========================================================================================================
+
+
+def bot_main() -> None:
+    asyncio.run(_bot())
+
+
+def _emit(event: str, **data: Any) -> None:
+    sys.stdout.write(json.dumps({"event": event, **data}) + "\n")
+    sys.stdout.flush()
+
+
+def _cpu() -> dict[str, float]:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"self": me.ru_utime + me.ru_stime, "children": kids.ru_utime + kids.ru_stime, "t": time.monotonic()}
+
+
+async def _bot() -> None:
+    import aiohttp
+    import discord
+    import imageio_ffmpeg
+    import yarl
+
+    from bot.audio.formats import AudioFormat
+    from bot.speech.client import OpenAISpeechClient
+    from bot.speech.models import SpeechRequest
+    from bot.voice.player import PlayItem
+    from bot.voice import sessions as sessions_module
+    from bot.voice.sessions import VoiceLimits, VoiceSessions
+
+    # discord.py spaces gateway sends (110 per 60 s, as Discord requires): op 4 number ~105 waits for the next
+    # window, longer than the product's 20 s join timeout. A real bot joining 100 channels at once hits it too.
+    sessions_module.CONNECT_TIMEOUT = 90.0
+
+    env = os.environ
+    discord.http.Route.BASE = env["BENCH_API_BASE"]
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(env["BENCH_GATEWAY"])
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    tmp = tempfile.TemporaryDirectory(prefix="bench-voice-")
+    import ssl
+
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=env["BENCH_CA"]))
+    client = discord.Client(intents=discord.Intents.default(), connector=connector, guild_ready_timeout=0.1)
+    http = aiohttp.ClientSession()
+    speech = OpenAISpeechClient(http, base_url=env["BENCH_SPEECH"], api_key=SPEECH_KEY, model=MODEL, voices=[VOICE])
+    sessions = VoiceSessions(speech, VoiceLimits(idle_timeout=3600, alone_timeout=3600, max_queue=10,
+                                                 stall_timeout=30))
+    tasks: set[asyncio.Task[None]] = set()
+    counter = iter(range(10**9))
+
+    async def join_all() -> None:
+        semaphore = asyncio.Semaphore(4)
+
+        async def join(guild: discord.Guild) -> None:
+            async with semaphore:
+                for attempt in range(3):  # the loopback has 100 handshakes to answer on a shared 2-core box
+                    try:
+                        await sessions.join(guild.voice_channels[0])
+                        return
+                    except Exception as exc:
+                        _emit("warning", error=f"join {guild.id} attempt {attempt + 1}: {exc!r}")
+                raise RuntimeError(f"could not join guild {guild.id}")
+
+        await asyncio.gather(*(join(g) for g in client.guilds))
+        _emit("joined", guilds=len(sessions))
+
+    async def product(guild: discord.Guild, fmt: str, text: str, stop_after: float | None) -> None:
+        session = sessions.get(guild.id)
+        assert session is not None
+        request = SpeechRequest(text=text, voice=VOICE, format=AudioFormat(fmt))
+        session.enqueue(PlayItem(request, requester_id=0))
+        if stop_after is not None:
+            vc = session.voice_client
+            while not vc.is_playing():
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(stop_after)
+            session.player.skip()
+
+    async def baseline(guild: discord.Guild, fmt: str, text: str, copy: bool, stop_after: float | None) -> None:
+        # What most bots do: download the whole file, save it, hand the path to discord.py's ffmpeg source.
+        session = sessions.get(guild.id)
+        assert session is not None
+        vc = session.voice_client
+        body = speech.request_body(SpeechRequest(text=text, voice=VOICE, format=AudioFormat(fmt)))
+        async with http.post(env["BENCH_SPEECH"] + "/audio/speech", json=body,
+                             headers={"Authorization": f"Bearer {SPEECH_KEY}"}) as response:
+            response.raise_for_status()
+            data = await response.read()
+        path = Path(tmp.name, f"{next(counter)}.{fmt}")
+        path.write_bytes(data)
+        source = discord.FFmpegOpusAudio(str(path), executable=ffmpeg, codec="copy" if copy else None)
+        vc.play(source, after=lambda error: path.unlink(missing_ok=True))
+        if stop_after is not None:
+            await asyncio.sleep(stop_after)
+            vc.stop()
+
+    class MemorySource(discord.AudioSource):
+        def __init__(self, packets: list[bytes]) -> None:
+            self._packets = iter(packets)
+
+        def read(self) -> bytes:
+            return next(self._packets, b"")
+
+        def is_opus(self) -> bool:
+            return True
+
+    async def floor(guild: discord.Guild, text: str) -> None:
+        # No decoding at all: the body's Opus packets, parsed up front, read from a list.
+        import io
+
+        from discord.oggparse import OggStream
+
+        session = sessions.get(guild.id)
+        assert session is not None
+        body = speech.request_body(SpeechRequest(text=text, voice=VOICE, format=AudioFormat.OPUS))
+        async with http.post(env["BENCH_SPEECH"] + "/audio/speech", json=body,
+                             headers={"Authorization": f"Bearer {SPEECH_KEY}"}) as response:
+            data = await response.read()
+        packets = [p for p in OggStream(io.BytesIO(data)).iter_packets() if not p.startswith(OGG_HEADERS)]
+        session.voice_client.play(MemorySource(packets))
+
+    async def handle(command: dict[str, Any], guild: discord.Guild | None) -> None:
+        try:
+            match command["cmd"]:
+                case "join":
+                    await join_all()
+                case "cpu":
+                    _emit("cpu", **_cpu())
+                case "speak":
+                    assert guild is not None
+                    mode, fmt, text, stop = command["mode"], command["format"], command["text"], command.get("stop")
+                    if mode == "product":
+                        await product(guild, fmt, text, stop)
+                    elif mode == "floor":
+                        await floor(guild, text)
+                    else:
+                        await baseline(guild, fmt, text, mode == "ffmpeg-copy", stop)
+                case "quit":
+                    _emit("bye")
+                    await sessions.close()
+                    await client.close()
+        except Exception as exc:  # a broken run must be visible, not a silent missing packet
+            _emit("error", error=repr(exc))
+
+    @client.event
+    async def on_ready() -> None:
+        _emit("ready", guilds=len(client.guilds))
+
+    @client.event
+    async def on_message(message: discord.Message) -> None:
+        if not message.content.startswith("{"):
+            return
+        task = asyncio.create_task(handle(json.loads(message.content), message.guild))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        await client.start(env["BENCH_TOKEN"])
+    finally:
+        await http.close()
+        tmp.cleanup()
+
+
+# =========================================================================================================
+# The load generator: emulator, speech endpoint, measurement
+# =========================================================================================================
+
+
+def percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+@dataclass
+class BotProcess:
+    proc: asyncio.subprocess.Process
+    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+
+    async def pump(self) -> None:
+        assert self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event["event"] == "error":
+                print(f"  bot error: {event['error']}", file=sys.stderr)
+            await self.events.put(event)
+
+    async def expect(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.events.get()
+                if event["event"] == name:
+                    return event
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from tests.loopback.discord import DiscordEmulator
+        from tests.loopback.discord_state import VOICE_CHANNEL
+        from tests.loopback.speech_server import SpeechEndpoint
+
+        class TimedEndpoint(SpeechEndpoint):
+            """The loopback endpoint, also recording when each request arrived and its first byte left."""
+
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                self.arrived: list[float] = []
+                self.first_byte: list[float] = []
+
+            async def _handle(self, request: Any) -> Any:
+                self.arrived.append(time.monotonic())
+                return await super()._handle(request)
+
+            async def _stream(self, request: Any, *args: Any) -> Any:
+                self.first_byte.append(time.monotonic())  # response.prepare() sends the status line next
+                return await super()._stream(request, *args)
+
+        self.args = args
+        self.emu = DiscordEmulator(token="bench-token")
+        self.endpoint = TimedEndpoint(api_key=SPEECH_KEY, chunks=args.chunks)
+        build, emu = self.emu.build, self.emu
+        self.text_channels = {emu.guild.id: emu.text_channel}
+        for index in range(max(args.guilds, default=1) - 1):
+            guild = build.guild(f"Bench {index + 2}", owner=emu.owner)
+            text = build.channel(guild, "general")
+            voice = build.channel(guild, "Voice", type=VOICE_CHANNEL, bitrate=64000, user_limit=0)
+            role = build.role(guild, "speechbot", permissions=0)
+            for user in (emu.bot_user, emu.owner, emu.user):
+                build.member(guild, user, roles=[role] if user is emu.bot_user else [])
+            build.join_voice(guild, emu.user, voice)
+            emu.guilds.append(guild)
+            self.text_channels[guild.id] = text
+        self.bot: BotProcess | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-voice-bot-", suffix=".log", delete=False)
+
+    async def start(self) -> None:
+        await self.emu.start()
+        await self.endpoint.start()
+        env = {**os.environ, "BENCH_API_BASE": self.emu.api_base, "BENCH_GATEWAY": self.emu.gateway_url,
+               "BENCH_CA": self.emu.ca_pem_path, "BENCH_TOKEN": self.emu.token,
+               "BENCH_SPEECH": self.endpoint.base_url, "PYTHONPATH": str(ROOT)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--bot", stdout=asyncio.subprocess.PIPE, stderr=self.log, env=env)
+        self.bot = BotProcess(proc)
+        self._pump = asyncio.create_task(self.bot.pump())
+        await self.bot.expect("ready", 60)
+        await self.command(self.emu.guild, {"cmd": "join"})
+        joined = await self.bot.expect("joined", 240)
+        print(f"bot in {joined['guilds']} voice channels", flush=True)
+
+    async def close(self) -> None:
+        if self.bot is not None and self.bot.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await self.command(self.emu.guild, {"cmd": "quit"})
+                await asyncio.wait_for(self.bot.proc.wait(), 10)
+            if self.bot.proc.returncode is None:
+                self.bot.proc.kill()
+                await self.bot.proc.wait()
+        await self.endpoint.close()
+        await self.emu.close()
+
+    async def command(self, guild: Any, command: dict[str, Any]) -> float:
+        """Dispatch MESSAGE_CREATE carrying ``command`` in ``guild``; returns the dispatch time."""
+        from tests.loopback.discord_messages import Message
+
+        channel = self.text_channels[guild.id]
+        message = Message(id=self.emu.snowflake(), channel_id=channel.id, guild_id=guild.id, author=self.emu.user,
+                          content=json.dumps(command))
+        started = time.monotonic()
+        await self.emu.dispatch("MESSAGE_CREATE", message.to_payload())
+        return started
+
+    async def cpu(self) -> dict[str, float]:
+        assert self.bot is not None
+        await self.command(self.emu.guild, {"cmd": "cpu"})
+        return await self.bot.expect("cpu", 10)
+
+    async def quiet(self, sessions: list[Any], quiet: float = 0.15, timeout: float = 30) -> None:
+        """Until no voice packet arrived in any of ``sessions`` for ``quiet`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            last = max((s.packets[-1].arrival for s in sessions if s.packets), default=0.0)
+            if time.monotonic() - last >= quiet:
+                return
+            await asyncio.sleep(0.02)
+        raise TimeoutError("voice never went quiet")
+
+    # -- (1) trigger → first RTP packet ------------------------------------------------------------------
+
+    async def latency(self, chunk_delay: float) -> dict[str, dict[str, list[float]]]:
+        from tests.loopback.speech_server import Fault
+
+        guild = self.emu.guild
+        session = self.emu.voice_session(guild)
+        results: dict[str, dict[str, list[float]]] = {label: {"total": [], "ttfb": [], "overhead": []}
+                                                        for label, _, _ in VARIANTS}
+        warmup = 3
+        for run in range(warmup + self.args.runs):
+            for label, mode, fmt in VARIANTS:  # interleaved: drift hits every variant alike
+                self.endpoint.inject(Fault(first_byte_delay=self.args.first_byte_delay, chunk_delay=chunk_delay))
+                index, requests = len(session.packets), len(self.endpoint.arrived)
+                started = await self.command(guild, {"cmd": "speak", "mode": mode, "format": fmt,
+                                                     "text": LATENCY_TEXT, "stop": PLAY_FOR})
+                deadline = started + 10
+                first = None
+                while first is None and time.monotonic() < deadline:
+                    first = next((p.arrival for p in session.packets[index:] if is_audio(p.opus)), None)
+                    if first is None:
+                        await asyncio.sleep(0.001)
+                if first is None:
+                    raise TimeoutError(f"{label}: no audio within 10 s")
+                await self.quiet([session])
+                assert len(self.endpoint.arrived) == requests + 1, "one speech request per run"
+                ttfb = self.endpoint.first_byte[requests] - self.endpoint.arrived[requests]
+                if run >= warmup:
+                    results[label]["total"].append(first - started)
+                    results[label]["ttfb"].append(ttfb)
+                    results[label]["overhead"].append(first - started - ttfb)
+        return results
+
+    # -- (2) N concurrent guilds -------------------------------------------------------------------------
+
+    async def load(self, n: int, mode: str, fmt: str) -> dict[str, float]:
+        from tests.loopback.speech_server import Fault
+
+        guilds = self.emu.guilds[:n]
+        sessions = [self.emu.voice_session(g) for g in guilds]
+        await self.quiet(sessions)
+        marks = [len(s.packets) for s in sessions]
+        self.endpoint.inject(Fault(first_byte_delay=self.args.first_byte_delay, times=n))
+        before = await self.cpu()
+        for guild in guilds:
+            await self.command(guild, {"cmd": "speak", "mode": mode, "format": fmt, "text": LOAD_TEXT})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # every stream has played and gone quiet
+            await asyncio.sleep(0.1)
+            if all(any(is_audio(p.opus) for p in s.packets[m:]) for s, m in zip(sessions, marks)):
+                break
+        await self.quiet(sessions, quiet=0.3, timeout=120)
+        after = await self.cpu()
+        audio_seconds, lateness, silences = 0.0, [], 0
+        for session, mark in zip(sessions, marks):
+            packets = session.packets[mark:]
+            sent = [i for i, p in enumerate(packets) if p.opus != OPUS_SILENCE]
+            if not sent:
+                raise RuntimeError(f"guild {session.guild_id}: nothing played")
+            played = packets[sent[0] : sent[-1] + 1]
+            audio_seconds += sum(is_audio(p.opus) for p in played) * FRAME
+            silences += sum(p.opus == OPUS_SILENCE for p in played)  # silence inserted mid-stream (starved)
+            # Lateness against the stream's ideal 20 ms grid (RTP timestamps), anchored on its best packet.
+            # The first packet is left out: discord.py's AudioPlayer sends packet 2 at start + 40 ms (it adds
+            # DELAY to an already absolute deadline), so packet 1 is always 20 ms "early" on the grid.
+            ts0 = played[0].timestamp
+            offsets = [p.arrival - ((p.timestamp - ts0) % 2**32) / SAMPLE_RATE for p in played[1:]]
+            anchor = min(offsets)
+            lateness.extend(o - anchor for o in offsets)
+        cpu_self, cpu_children = after["self"] - before["self"], after["children"] - before["children"]
+        return {"n": n, "audio_s": audio_seconds, "wall_s": after["t"] - before["t"],
+                "cpu_s": cpu_self + cpu_children, "cpu_children_s": cpu_children,
+                "cpu_ms_per_audio_s": 1000 * (cpu_self + cpu_children) / audio_seconds,
+                "late_p50_ms": 1000 * percentile(lateness, 50), "late_p99_ms": 1000 * percentile(lateness, 99),
+                "late_max_ms": 1000 * max(lateness), "inserted_silence": silences}
+
+
+async def orchestrate(args: argparse.Namespace) -> None:
+    bench = Bench(args)
+    wall = time.monotonic()
+    try:
+        async with asyncio.timeout(args.timeout):
+            await bench.start()
+            print(f"warming the speech cache (piper) ...", flush=True)
+            for text in (LATENCY_TEXT, LOAD_TEXT):
+                for fmt in ("opus", "wav"):
+                    from tests.loopback.speech_server import local_speech
+
+                    await local_speech({"model": MODEL, "input": text, "voice": VOICE, "response_format": fmt})
+            for chunk_delay in args.chunk_delays if args.runs else []:
+                report_latency(await bench.latency(chunk_delay), args, chunk_delay)
+            rows = []
+            for n in args.guilds:
+                for label, mode, fmt in [*VARIANTS, FLOOR]:
+                    row = await bench.load(n, mode, fmt)
+                    row["label"] = label
+                    rows.append(row)
+                    print(f"  N={n:<4}{label:<36}{row['cpu_ms_per_audio_s']:>8.2f} CPU ms/s "
+                          f"late p99 {row['late_p99_ms']:.1f} ms", flush=True)
+            report_load(rows)
+    finally:
+        await bench.close()
+        if bench.emu.voice.ignored_joins:
+            print("voice joins Discord ignored:", bench.emu.voice.ignored_joins[:5])
+        failures = bench.emu.failures + bench.endpoint.failures
+        headers = [f for f in failures if "an Ogg Opus" in f]
+        if headers:  # discord.py's FFmpegOpusAudio (baseline, codec="copy") sends OpusHead and OpusTags as frames
+            print(f"baseline: {len(headers)} Ogg header packets sent as audio frames (discord.py FFmpegOpusAudio)")
+        if others := [f for f in failures if f not in headers]:
+            print("emulator/endpoint failures:", *others[:10], sep="\n  ")
+        print(f"bot log: {bench.log.name}; total {time.monotonic() - wall:.0f} s")
+
+
+def report_latency(results: dict[str, dict[str, list[float]]], args: argparse.Namespace, chunk_delay: float) -> None:
+    print(f"\n(1) message → first RTP audio packet, {args.runs} runs each, endpoint first_byte_delay "
+          f"{1000 * args.first_byte_delay:.0f} ms, body in {args.chunks} pieces {1000 * chunk_delay:.0f} ms apart (ms)")
+    print(f"{'path':<36}{'total p50':>10}{'TTFB p50':>10}{'over p50':>10}{'over p95':>10}")
+    for label, r in results.items():
+        print(f"{label:<36}{1000 * percentile(r['total'], 50):>10.1f}{1000 * percentile(r['ttfb'], 50):>10.1f}"
+              f"{1000 * percentile(r['overhead'], 50):>10.1f}{1000 * percentile(r['overhead'], 95):>10.1f}")
+    labels = [label for label, _, _ in VARIANTS]
+    for product, baseline in ((labels[0], labels[2]), (labels[1], labels[3]), (labels[0], labels[3])):
+        p, b = (percentile(results[x]["overhead"], 50) for x in (product, baseline))
+        print(f"  overhead p50 ratio  {baseline} / {product}: {b / p:.1f}x")
+
+
+def report_load(rows: list[dict[str, Any]]) -> None:
+    print("\n(2) N concurrent guilds, one item each: bot CPU (process + ffmpeg children) per second of audio")
+    print(f"{'N':>4}  {'path':<36}{'audio s':>8}{'wall s':>8}{'CPU s':>8}{'ffmpeg s':>9}{'CPU ms/s':>10}"
+          f"{'late p50':>9}{'p99':>7}{'max':>7}{'gaps':>6}")
+    for row in rows:
+        print(f"{row['n']:>4}  {row['label']:<36}{row['audio_s']:>8.1f}{row['wall_s']:>8.1f}{row['cpu_s']:>8.2f}"
+              f"{row['cpu_children_s']:>9.2f}{row['cpu_ms_per_audio_s']:>10.2f}{row['late_p50_ms']:>9.1f}"
+              f"{row['late_p99_ms']:>7.1f}{row['late_max_ms']:>7.1f}{row['inserted_silence']:>6}")
+    by = {(r["n"], r["label"]): r for r in rows}
+    labels = [label for label, _, _ in VARIANTS]
+    for n in sorted({r["n"] for r in rows}):
+        cpu = {label: by[(n, label)]["cpu_ms_per_audio_s"] for label in labels}
+        base = by[(n, FLOOR[0])]["cpu_ms_per_audio_s"]
+        copy, enc = cpu[labels[2]] / cpu[labels[0]], cpu[labels[3]] / cpu[labels[1]]
+        above = [max(cpu[label] - base, 1e-9) for label in labels]
+        print(f"  N={n}: CPU ratio baseline/product: opus {copy:.1f}x, wav {enc:.1f}x; above the {base:.2f} ms/s floor: "
+              f"opus {above[2]:.2f}/{above[0]:.2f} = {above[2] / above[0]:.1f}x, "
+              f"wav {above[3]:.2f}/{above[1]:.2f} = {above[3] / above[1]:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bot", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=int, default=50, help="latency runs per variant (after 3 warm-ups)")
+    parser.add_argument("--guilds", default="1,10,50,100", help="concurrent guild counts for the CPU part")
+    parser.add_argument("--first-byte-delay", type=float, default=0.15, help="endpoint TTFB in seconds")
+    parser.add_argument("--chunks", type=int, default=16, help="pieces the endpoint sends each body in")
+    parser.add_argument("--chunk-delays", default="0,0.03",
+                        help="latency scenarios: seconds between body pieces (0: whole body at once)")
+    parser.add_argument("--timeout", type=float, default=540, help="give up after this many seconds")
+    args = parser.parse_args()
+    if args.bot:
+        bot_main()
+        return
+    args.guilds = [int(n) for n in args.guilds.split(",") if n]
+    args.chunk_delays = [float(d) for d in args.chunk_delays.split(",") if d]
+    asyncio.run(orchestrate(args))
+
+
+if __name__ == "__main__":
+    main()
