@@ -83,6 +83,12 @@ def resolve_options(
     )
 
 
+def check_voice(settings: Settings, voice: str) -> None:
+    """Refuse a voice the bot does not offer (``SPEECH_VOICES``), listing those it does."""
+    if voice not in settings.speech_voices:
+        raise UserFacingError(f"Unknown voice {voice[:40]!r}. Available voices: {', '.join(settings.speech_voices)}.")
+
+
 def check_roles(guild: GuildSettings, role_ids: Iterable[int]) -> None:
     """Refuse a member holding the denied role or lacking the required one."""
     roles = set(role_ids)

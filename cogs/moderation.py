@@ -97,7 +97,9 @@ class ModerationCog(commands.Cog):
         await _reply(interaction, f"Removed the entry for `{pattern.replace('`', 'ˋ')}`.")
 
     @remove.autocomplete("pattern")
-    async def _patterns(self, interaction: discord.Interaction[SpeechBot], current: str) -> list[app_commands.Choice[str]]:
+    async def _patterns(
+        self, interaction: discord.Interaction[SpeechBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         assert interaction.guild_id is not None
         entries = await self.bot.store.list_entries(interaction.guild_id)
         return [app_commands.Choice(name=e.pattern, value=e.pattern) for e in entries if current in e.pattern][:25]
@@ -117,7 +119,8 @@ class ModerationCog(commands.Cog):
                 break
             lines.append(line)
             length += len(line) + 1
-        await _reply(interaction, f"**Dictionary ({len(entries)} entries, applied in this order):**\n" + "\n".join(lines))
+        title = f"**Dictionary ({len(entries)} entries, applied in this order):**"
+        await _reply(interaction, title + "\n" + "\n".join(lines))
 
     @dictionary.command(name="export", description="Download the dictionary as a JSON file.")
     async def export(self, interaction: discord.Interaction[SpeechBot]) -> None:

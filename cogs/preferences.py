@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.permissions import caller_is_moderator
-from bot.policy import utc_today
+from bot.policy import check_voice, utc_today
 from bot.replies import NO_MENTIONS
 from bot.settings_view import render_usage
 from bot.speech.models import MAX_INSTRUCTIONS_CHARS
@@ -79,9 +79,8 @@ class PreferencesCog(commands.Cog):
         name: app_commands.Range[str, 1, MAX_SPOKEN_NAME_CHARS] | None = None,
         scope: str = "server",
     ) -> None:
-        voices = self.bot.settings.speech_voices
-        if voice is not None and voice not in voices:
-            raise UserFacingError(f"Unknown voice {voice[:40]!r}. Available voices: {', '.join(voices)}.")
+        if voice is not None:
+            check_voice(self.bot.settings, voice)
         given = dict(voice=voice, speed=speed, instructions=instructions, spoken_name=name)
         changes = {key: value for key, value in given.items() if value is not None}
         if not changes:
@@ -92,7 +91,9 @@ class PreferencesCog(commands.Cog):
         await _reply(interaction, f"Saved {where}:\n" + "\n".join(lines))
 
     @set_.autocomplete("voice")
-    async def _voices(self, interaction: discord.Interaction[SpeechBot], current: str) -> list[app_commands.Choice[str]]:
+    async def _voices(
+        self, interaction: discord.Interaction[SpeechBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return voice_choices(self.bot.settings.speech_voices, current)
 
     @voice.command(name="show", description="Show what text-to-speech uses for you here, and why.")

@@ -15,6 +15,7 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.permissions import require_moderator
+from bot.policy import check_voice
 from bot.replies import NO_MENTIONS
 from bot.settings_view import describe_changes, labels, render_sections
 from bot.speech.models import MAX_INSTRUCTIONS_CHARS, MAX_INPUT_CHARS
@@ -65,7 +66,8 @@ class SettingsCog(commands.Cog):
         store = self.bot.store
         before = await store.get_guild_settings(interaction.guild_id)
         after = await store.update_guild_settings(interaction.guild_id, **changes)
-        await _reply(interaction, "Settings changed:\n" + _bullets(describe_changes(self.bot.settings, before, after, changes)))
+        lines = describe_changes(self.bot.settings, before, after, changes)
+        await _reply(interaction, "Settings changed:\n" + _bullets(lines))
 
     @settings.command(name="show", description="Show every setting of this server.")
     async def show(self, interaction: discord.Interaction[SpeechBot]) -> None:
@@ -125,14 +127,16 @@ class SettingsCog(commands.Cog):
         instructions: app_commands.Range[str, 1, MAX_INSTRUCTIONS_CHARS] | None = None,
         output: str | None = None,
     ) -> None:
-        if voice is not None and voice not in self.bot.settings.speech_voices:
-            raise UserFacingError(f"Unknown voice {voice[:40]!r}. Available voices: {', '.join(self.bot.settings.speech_voices)}.")
+        if voice is not None:
+            check_voice(self.bot.settings, voice)
         given = dict(default_voice=voice, default_speed=speed, default_format=format,
                      default_instructions=instructions, speak_output=output)
         await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
 
     @defaults.autocomplete("voice")
-    async def _voices(self, interaction: discord.Interaction[SpeechBot], current: str) -> list[app_commands.Choice[str]]:
+    async def _voices(
+        self, interaction: discord.Interaction[SpeechBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return voice_choices(self.bot.settings.speech_voices, current)
 
     @settings.command(name="read-channels", description="Add or remove a channel whose messages are read aloud.")

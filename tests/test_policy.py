@@ -42,7 +42,8 @@ def test_an_explicit_choice_beats_the_user_who_beats_the_server_who_beats_the_bo
 def test_a_voice_no_longer_offered_falls_back_with_a_notice() -> None:
     options = resolve_options(BOT, GuildSettings(default_voice="echo"), UserPrefs(voice="shimmer", speed=2.0))
     assert (options.voice, options.speed) == ("echo", 2.0)
-    assert options.notice is not None and "'shimmer' is no longer offered" in options.notice and "echo" in options.notice
+    assert options.notice is not None
+    assert "'shimmer' is no longer offered" in options.notice and "(echo)" in options.notice
     # a server default that is gone falls back to the bot's, quietly (moderators see it in /settings show)
     options = resolve_options(BOT, GuildSettings(default_voice="shimmer"), UserPrefs())
     assert (options.voice, options.notice) == ("alloy", None)

@@ -93,8 +93,8 @@ def _options(declared: list[dict[str, Any]], given: dict[str, Any], resolved: di
         raise ValueError(f"/{path} has no option(s) {unknown}; declared: {sorted(by_name)}")
     if missing := sorted(o["name"] for o in declared if o.get("required") and o["name"] not in given):
         raise ValueError(f"/{path} requires option(s) {missing}")
-    return [{"name": name, "type": by_name[name]["type"], "value": _value(by_name[name], value, resolved, guild, upload)}
-            for name, value in given.items()]
+    return [{"name": name, "type": by_name[name]["type"],
+             "value": _value(by_name[name], value, resolved, guild, upload)} for name, value in given.items()]
 
 
 def _data(command: dict[str, Any], words: list[str], given: dict[str, Any], guild: Guild,
