@@ -180,7 +180,8 @@ async def test_move_members_joins_a_full_channel(discord_emulator: DiscordEmulat
     assert emu.voice_connected()
 
 
-async def test_4006_reconnects_and_playback_goes_on_or_ends_cleanly(discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:
+async def test_4006_reconnects_and_playback_goes_on_or_ends_cleanly(discord_emulator: DiscordEmulator,
+                                                                   bot: VoiceBot) -> None:
     emu, ogg = discord_emulator, tone_ogg_opus(3.0)
     vc = await bot.voice_channel.connect(timeout=10)
     playing = asyncio.create_task(bot.play_to_end(vc, OggOpusSource(ogg)))
@@ -328,8 +329,9 @@ async def test_4015_resume_is_answered_but_discord_py_gives_up(discord_emulator:
     assert session.resumes == 1
     # discord.py 2.7.1 answers 4015 by sending op 4 again and waiting for a VOICE_SERVER_UPDATE that staying in
     # the same channel does not bring; after its connect timeout it leaves cleanly.
-    await emu.wait_for(lambda: vc.guild.voice_client is None, 5, "the client giving up")
-    assert bot_voice_updates(emu)[-1]["channel_id"] is None and not emu.voice_connected()
+    await emu.wait_for(lambda: vc.guild.voice_client is None and bot_voice_updates(emu)[-1]["channel_id"] is None,
+                       5, "the client giving up")
+    assert emu.guild.voice_state_of(emu.bot_user.id) is None and not emu.voice_connected()
 
 
 async def test_without_speak_nobody_hears_the_bot(discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:
