@@ -28,7 +28,15 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.settings",
     "cogs.preferences",
     "cogs.moderation",
+    "cogs.readaloud",
 )
+
+
+def intents() -> discord.Intents:
+    """The defaults plus MESSAGE_CONTENT (privileged: read-aloud needs the text of messages)."""
+    chosen = discord.Intents.default()
+    chosen.message_content = True
+    return chosen
 
 
 class SpeechTree(app_commands.CommandTree["SpeechBot"]):
@@ -83,7 +91,7 @@ class SpeechBot(commands.Bot):
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
-            intents=discord.Intents.default(),
+            intents=intents(),
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=SpeechTree,
             connector=connector,

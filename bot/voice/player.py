@@ -35,12 +35,14 @@ class QueueFullError(UserFacingError):
 
 @dataclass(eq=False)
 class PlayItem:
-    """Something to say in the voice channel. ``on_error`` tells the requester if it fails."""
+    """Something to say in the voice channel. ``on_error`` tells the requester if it fails; ``on_done`` is
+    called once when the item leaves the player (played, failed, skipped, cleared, or the session closed)."""
 
     request: SpeechRequest
     requester_id: int
     on_error: ErrorNotifier | None = None
     open_stream: StreamOpener | None = None
+    on_done: Callable[[], None] | None = None
     id: int = field(default_factory=lambda: next(_ids))
 
 
@@ -135,6 +137,15 @@ class GuildPlayer:
         self._wakeup.set()
         return ahead
 
+    @property
+    def current_item(self) -> PlayItem | None:
+        return self._current.item if self._current is not None else None
+
+    def skip_if(self, item_id: int) -> bool:
+        """Stop the current item only if it is ``item_id`` (a read message deleted while it plays)."""
+        current = self.current_item
+        return current is not None and current.id == item_id and self.skip()
+
     def skip(self) -> bool:
         """Stop the current item; the queue goes on. False if nothing was playing."""
         current = self._current
@@ -148,10 +159,12 @@ class GuildPlayer:
     def clear(self) -> int:
         """Drop every waiting item (the current one keeps playing); returns how many were dropped."""
         dropped = len(self._queue)
-        for item in self._queue:
+        items = list(self._queue)
+        self._queue.clear()
+        for item in items:
             if prepared := self._prepared.pop(item.id, None):
                 prepared.cancel()
-        self._queue.clear()
+            _done(item)
         return dropped
 
     async def close(self) -> None:
@@ -212,6 +225,15 @@ class GuildPlayer:
             finally:
                 self._prepared.pop(item.id, None)
                 self._current = None
+                _done(item)
+
+
+def _done(item: PlayItem) -> None:
+    if item.on_done is not None:
+        try:
+            item.on_done()
+        except Exception:
+            log.exception("on_done failed for item %s", item.id)
 
 
 def _resolve(future: asyncio.Future[Exception | None], error: Exception | None) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback.discord_chat import Chat
 from tests.loopback.discord_gateway import Gateway, GatewaySession, OpHook
 from tests.loopback.discord_interactions import build_interaction
 from tests.loopback.discord_messages import Changes, EmulatedInteraction, Message
@@ -84,6 +85,7 @@ class DiscordEmulator:
         self.rest = RestAPI(self)
         self.gateway = Gateway(self)
         self.voice = Voice(self)
+        self.chat = Chat(self)  # members post, edit and delete messages (tests.loopback.discord_chat)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
