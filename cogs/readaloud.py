@@ -83,9 +83,8 @@ class ReadAloudCog(commands.Cog):
         self.service = ReadAloud(
             bot.voice_sessions,
             bot.store,
+            bot.policy,
             SynthesisCache(bot.speech, settings.speech_model),
-            voices=settings.speech_voices,
-            default_voice=settings.default_voice,
             queue_limit=settings.voice_queue_size,
         )
 

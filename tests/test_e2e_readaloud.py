@@ -11,7 +11,6 @@ from pathlib import Path
 
 from bot.storage import Store
 from tests.audio_check import recognize
-from tests.bot_process import BotProcess
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_chat import SUPPRESS_NOTIFICATIONS
 from tests.loopback.discord_voice_session import decode_pcm

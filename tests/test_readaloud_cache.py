@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 
 from bot.audio.formats import AudioFormat
 from bot.readaloud.cache import SynthesisCache
@@ -36,7 +34,8 @@ class CountingBackend:
 
 
 def request(text: str = "hello", **changes: object) -> SpeechRequest:
-    return SpeechRequest(**{"text": text, "voice": "alloy", "format": AudioFormat.OPUS, **changes})  # type: ignore[arg-type]
+    fields: dict[str, object] = {"text": text, "voice": "alloy", "format": AudioFormat.OPUS, **changes}
+    return SpeechRequest(**fields)  # type: ignore[arg-type]
 
 
 async def test_identical_requests_are_sent_once_and_any_difference_is_a_new_request() -> None:

@@ -43,6 +43,11 @@ class SynthesisCache:
     def stats(self) -> CacheStats:
         return CacheStats(self._hits, self._misses, len(self._audio), self._bytes)
 
+    def has(self, request: SpeechRequest) -> bool:
+        """True when ``request`` would be served without sending anything new (cached or in flight)."""
+        key = (self._model, request)
+        return key in self._audio or key in self._in_flight
+
     async def get(self, request: SpeechRequest) -> tuple[SynthesizedAudio, bool]:
         """The audio for ``request`` and True when this call synthesized it (False: cache or shared request).
 

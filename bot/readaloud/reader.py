@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.audio.formats import AudioFormat
+from bot.errors import UserFacingError
+from bot.policy import Policy, resolve_options
 from bot.readaloud.cache import SynthesisCache
 from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.queue import Entry, FairQueue
@@ -31,7 +33,7 @@ from bot.speech.models import (
     SpeechStream,
     validate_request,
 )
-from bot.storage import DictionaryEntry, EffectivePrefs, GuildSettings, Store
+from bot.storage import DictionaryEntry, GuildSettings, Store, UserPrefs
 from bot.storage.models import NameMode, SayName
 from bot.text import (
     CleaningOptions,
@@ -110,19 +112,18 @@ class ReadAloud:
         self,
         sessions: VoiceSessions,
         store: Store,
+        policy: Policy,
         cache: SynthesisCache,
         *,
-        voices: tuple[str, ...],
-        default_voice: str,
         hold: float = 1.0,
         queue_limit: int = 20,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.sessions = sessions
         self.store = store
+        self.policy = policy
         self.cache = cache
-        self.voices = voices
-        self.default_voice = default_voice
+        self.voices = policy.settings.speech_voices
         self.hold = hold
         self.queue_limit = queue_limit
         self.clock = clock or (lambda: asyncio.get_running_loop().time())
@@ -136,43 +137,48 @@ class ReadAloud:
         channel = session.channel if session is not None else None
         return channel.id if channel is not None else None
 
-    async def _blocked(self, guild_id: int, user_id: int) -> bool:
-        """The one store lookup behind the pure filters (mutes); policy helpers can take its place."""
-        return await self.store.is_muted(guild_id, user_id)
+    async def _refused(self, guild_id: int, user_id: int, role_ids: frozenset[int]) -> bool:
+        """Mutes (and roles once more) by the same rules as ``/speak``."""
+        try:
+            await self.policy.check_member(guild_id, user_id, role_ids)
+        except UserFacingError:
+            return True
+        return False
 
     async def _decide(
         self, guild_id: int, facts: MessageFacts, names: Names, build: InputBuilder
     ) -> tuple[Utterance | None, Skip | None]:
         settings = await self.store.get_guild_settings(guild_id)
         reason = skip_reason(facts, settings, self._voice_channel_id(guild_id))
-        if reason is None and await self._blocked(guild_id, facts.author_id):
+        if reason is None and await self._refused(guild_id, facts.author_id, facts.role_ids):
             reason = Skip.MUTED
         if reason is not None:
             return None, reason
-        prefs = (await self.store.get_user_prefs(facts.author_id, guild_id)).effective(settings)
+        prefs = await self.store.get_user_prefs(facts.author_id, guild_id)
         message = build(spoken_name(names, settings.name_mode, prefs.spoken_name))
-        options = cleaning_options(settings)
-        if not clean_message(message, options):
+        if not clean_message(message, cleaning_options(settings)):
             return None, Skip.EMPTY
-        return await self._utterance(guild_id, settings, prefs, message=message, text=None), None
+        voice = await self.policy.options_for(guild_id, facts.author_id, settings)
+        return await self._utterance(guild_id, settings, voice.voice, voice.speed, voice.instructions, message), None
 
     async def _utterance(
         self,
         guild_id: int,
         settings: GuildSettings,
-        prefs: EffectivePrefs,
-        *,
+        voice: str,
+        speed: float,
+        instructions: str | None,
         message: MessageInput | None,
-        text: str | None,
+        text: str | None = None,
     ) -> Utterance:
         return Utterance(
             message=message,
             text=text,
             options=cleaning_options(settings),
             dictionary=tuple(await self.store.list_entries(guild_id)),
-            voice=prefs.voice if prefs.voice in self.voices else self.default_voice,
-            speed=prefs.speed,
-            instructions=prefs.instructions,
+            voice=voice,
+            speed=speed,
+            instructions=instructions,
             say_name=settings.say_name,
             name_window=float(settings.name_repeat_window),
             backlog_speedup=settings.backlog_speedup,
@@ -213,21 +219,22 @@ class ReadAloud:
         settings = await self.store.get_guild_settings(guild_id)
         if not may_autojoin(settings, is_bot=is_bot, role_ids=role_ids):
             return False
-        return not await self._blocked(guild_id, user_id)
+        return not await self._refused(guild_id, user_id, role_ids)
 
     async def announce(self, guild_id: int, user_id: int, names: Names, joined: bool) -> None:
         """Say "Alice joined" / "Alice left" when the server turned announcements on."""
         settings = await self.store.get_guild_settings(guild_id)
         if not settings.announce_joins or self._voice_channel_id(guild_id) is None:
             return
-        prefs = (await self.store.get_user_prefs(user_id, guild_id)).effective(settings)
+        prefs = await self.store.get_user_prefs(user_id, guild_id)
         name = display_name_for_speech(
             spoken_name(names, settings.name_mode, prefs.spoken_name), emoji_mode=settings.emoji_mode.value
         )
         text = f"{name} {'joined' if joined else 'left'}."
         # Announcements speak in the server's voice, not the member's.
-        defaults = EffectivePrefs(settings.default_voice, settings.default_speed, settings.default_instructions, None)
-        utterance = await self._utterance(guild_id, settings, defaults, message=None, text=text)
+        server = resolve_options(self.policy.settings, settings, UserPrefs())
+        utterance = await self._utterance(guild_id, settings, server.voice, server.speed, server.instructions,
+                                          None, text)
         # Ordered among the member's messages by the time it happened, like a snowflake.
         order = int((datetime.now(UTC).timestamp() * 1000 - DISCORD_EPOCH_MS)) << 22
         self._guild(guild_id).push(-next(_announcement_ids), user_id, utterance, order=order)
@@ -252,11 +259,19 @@ class ReadAloud:
             del self._readers[reader.guild_id]
 
     async def fetch(self, guild_id: int, user_id: int, request: SpeechRequest) -> BufferedSpeechStream:
-        """The audio of ``request``, counting the characters actually sent to the speech endpoint."""
+        """The audio of ``request``. Only what is actually sent to the speech endpoint is checked against the
+        server's budgets and the author's rate, and counted; a budget refusal is a :class:`SpeechError`."""
+        characters = len(request.text)
+        if not self.cache.has(request):
+            settings = await self.store.get_guild_settings(guild_id)
+            try:
+                await self.policy.admit(guild_id, user_id, characters, settings)
+            except UserFacingError as exc:
+                raise SpeechError(exc.message) from None
         audio, sent = await self.cache.get(request)
         if sent:
             try:
-                await self.store.add_usage(guild_id, user_id, len(request.text), datetime.now(UTC).date())
+                await self.policy.record(guild_id, user_id, characters)
             except Exception:
                 log.warning("could not record read-aloud usage (guild=%s)", guild_id, exc_info=True)
         return BufferedSpeechStream(audio)
