@@ -502,10 +502,14 @@ def report_load(rows: list[dict[str, Any]]) -> None:
         cpu = {label: by[(n, label)]["cpu_ms_per_audio_s"] for label in labels}
         base = by[(n, FLOOR[0])]["cpu_ms_per_audio_s"]
         copy, enc = cpu[labels[2]] / cpu[labels[0]], cpu[labels[3]] / cpu[labels[1]]
-        above = [max(cpu[label] - base, 1e-9) for label in labels]
-        print(f"  N={n}: CPU ratio baseline/product: opus {copy:.1f}x, wav {enc:.1f}x; above the {base:.2f} ms/s floor: "
-              f"opus {above[2]:.2f}/{above[0]:.2f} = {above[2] / above[0]:.1f}x, "
-              f"wav {above[3]:.2f}/{above[1]:.2f} = {above[3] / above[1]:.1f}x")
+        above = [cpu[label] - base for label in labels]
+
+        def ratio(b: float, p: float) -> str:
+            return f"{b / p:.1f}x" if p > 0.05 else "product at the floor"
+
+        print(f"  N={n}: CPU ratio baseline/product: opus {copy:.1f}x, wav {enc:.1f}x; above the {base:.2f} ms/s "
+              f"floor: opus {above[2]:.2f}/{above[0]:.2f} ({ratio(above[2], above[0])}), "
+              f"wav {above[3]:.2f}/{above[1]:.2f} ({ratio(above[3], above[1])})")
 
 
 def main() -> None:
