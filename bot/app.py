@@ -72,8 +72,8 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
             message = "Something went wrong on my side. Please try again."
         try:
             await send_ephemeral(interaction, message)
-        except discord.HTTPException as exc:
-            log.warning("could not send an error reply (interaction=%s): %s", interaction.id, exc.status)
+        except Exception as exc:  # best effort: the interaction may have expired, or the bot be shutting down
+            log.warning("could not send an error reply (interaction=%s): %s", interaction.id, type(exc).__name__)
 
 
 class SpeechBot(commands.Bot):

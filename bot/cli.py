@@ -121,7 +121,8 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+            loop.add_signal_handler(sig, _request_close, bot)
+        loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
         try:
             async with bot:
                 await bot.start(settings.discord_token.get_secret_value())
@@ -138,6 +139,19 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
             await store.close()
     log.info("stopped")
     return EXIT_OK
+
+
+def _request_close(bot: discord.Client) -> None:
+    log.info("shutting down (signal)")
+    asyncio.ensure_future(bot.close())
+
+
+def _log_task_stacks() -> None:
+    """``kill -USR1 <pid>``: write where every asyncio task is waiting to the log (for a bot that seems stuck)."""
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=8)
+        where = " <- ".join(f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}" for f in frames)
+        log.warning("task %s: %s", task.get_name(), where or "not started")
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ class BotProcess:
         self, env: Mapping[str, str], log_path: Path, args: tuple[str, ...] = ("run",), *, console_script: bool = False
     ) -> None:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SPEECH_", "DEV_GUILD"))}
-        self.env = {**inherited, "PYTHONUNBUFFERED": "1", **env}
+        self.env = {**inherited, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **env}
         self.log_path = log_path
         self.args = args
         # The installed ``speechbot`` entry point, or ``python -m bot`` (the same code path).
@@ -57,8 +57,16 @@ class BotProcess:
             try:
                 await asyncio.wait_for(self.process.wait(), timeout)
             except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+                # Where it hangs: SIGUSR1 logs every asyncio task's stack, and with PYTHONFAULTHANDLER=1 SIGABRT
+                # prints every thread's stack.
+                self.process.send_signal(signal.SIGUSR1)
+                await asyncio.sleep(1)
+                self.process.send_signal(signal.SIGABRT)
+                try:
+                    await asyncio.wait_for(self.process.wait(), 5)
+                except TimeoutError:
+                    self.process.kill()
+                    await self.process.wait()
                 raise AssertionError("the bot did not stop within %.0f s of SIGTERM:\n%s" % (timeout, self.log))
         self._log_file.close()
         return self.process.returncode

@@ -212,6 +212,7 @@ class GuildPlayer:
                     if not self.voice_client.is_connected():
                         prepared.source.end("I was disconnected from the voice channel.")
                     else:
+                        log.debug("playing item %s (guild=%s)", item.id, self.voice_client.guild.id)
                         self.voice_client.play(prepared.source, after=after)
                         player_error = await finished
                         if player_error is not None:
@@ -220,6 +221,10 @@ class GuildPlayer:
                 prepared.stop()
                 await asyncio.wait([prepared.task])
                 error = prepared.source.error
+                log.debug(
+                    "item %s done (guild=%s packets=%d skipped=%s failed=%s)",
+                    item.id, self.voice_client.guild.id, prepared.source.packets_read, prepared.skipped, bool(error),
+                )
                 if error and item.on_error is not None and not prepared.skipped:
                     await _notify(item, error)
             finally:

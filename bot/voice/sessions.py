@@ -118,6 +118,7 @@ class VoiceSessions:
         self.limits = limits
         self._sessions: dict[int, VoiceSession] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._closing = False
 
     def get(self, guild_id: int) -> VoiceSession | None:
         return self._sessions.get(guild_id)
@@ -132,6 +133,8 @@ class VoiceSessions:
         itself away from people who are listening.
         """
         guild = channel.guild
+        if self._closing:
+            raise UserFacingError("I'm restarting; try again in a moment.")
         async with self._locks.setdefault(guild.id, asyncio.Lock()):
             session = self._sessions.get(guild.id)
             if session is not None and session.voice_client.is_connected():
@@ -169,8 +172,9 @@ class VoiceSessions:
             if session is None:
                 return False
             await self._drop(guild_id)
-            if session.voice_client.is_connected():
-                await session.voice_client.disconnect(force=True)
+            # Even when the connection is already down (mid-reconnect), discord.py must be told: otherwise it
+            # keeps the VoiceClient registered and waits for it on shutdown.
+            await session.voice_client.disconnect(force=True)
             log.info("left voice (guild=%s reason=%s)", guild_id, reason)
             return True
 
@@ -197,8 +201,17 @@ class VoiceSessions:
             session.update_alone_timer()
 
     async def close(self) -> None:
+        """Leave every channel, after any join or leave already under way has finished.
+
+        A leave in flight still holds its guild's lock; discord.py mishandles a second disconnect of the
+        same VoiceClient (it waits its whole timeout), so shutdown must not start one.
+        """
+        self._closing = True
         for guild_id in list(self._sessions):
             await self.leave(guild_id, reason="shutdown")
+        for lock in list(self._locks.values()):
+            async with lock:
+                pass
 
 
 def check_can_join(channel: discord.VoiceChannel | discord.StageChannel) -> None:
