@@ -20,13 +20,14 @@ from bot.audio.formats import AudioFormat
 from bot.audio.ogg import OggPacketReader
 from bot.audio.opus import is_header_packet
 from tests.audio_check import recognize
-from tests.bot_process import BotProcess, log_problems
+from tests.bot_process import BotProcess, running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_voice_session import SAMPLE_RATE, decode_pcm
-from tests.loopback.speech_server import Fault, SpeechEndpoint, local_speech
+from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
+from tests.loopback.speech_server import Fault, SpeechEndpoint
 from tests.test_audio_packetizer import body, to_16k_mono
 
-API_KEY = "sk-test-SECRETKEY-0123456789"
+API_KEY = SPEECH_TEST_KEY
 PHRASE = "please join the voice channel"
 PHRASES = [PHRASE, "hello world", "good morning everyone", "open the door", "thank you for listening"]
 
@@ -35,29 +36,16 @@ PHRASES = [PHRASE, "hello world", "good morning everyone", "open the door", "tha
 async def voice_bot(
     emu: DiscordEmulator, endpoint: SpeechEndpoint, tmp_path: Path, **env: str
 ) -> AsyncIterator[BotProcess]:
-    process = BotProcess(
-        {
-            **emu.env(),
-            "DEV_GUILD_ID": str(emu.guild.id),
-            "DATA_DIR": str(tmp_path),
-            "LOG_LEVEL": "DEBUG",
-            "SPEECH_API_BASE_URL": endpoint.base_url,
-            "SPEECH_API_KEY": API_KEY,
-            "SPEECH_TIMEOUT": "2",
-            **env,
-        },
-        tmp_path / "bot.log",
-    )
-    await process.start()
-    try:
-        await emu.wait_ready(timeout=30)
-        await emu.wait_commands(timeout=30, guild_id=emu.guild.id)
+    """The bot against ``endpoint``, with a short speech timeout so stalls are found quickly."""
+    async with running_bot(
+        emu,
+        tmp_path,
+        SPEECH_API_BASE_URL=endpoint.base_url,
+        SPEECH_API_KEY=API_KEY,
+        SPEECH_TIMEOUT="2",
+        **env,
+    ) as process:
         yield process
-    finally:
-        code = await process.stop()
-        log = process.log
-        assert code == 0, log
-        assert log_problems(log, (API_KEY, emu.env()["DISCORD_TOKEN"])) == [], log
 
 
 @pytest.fixture
