@@ -94,8 +94,8 @@ def reference_crc(data: bytes) -> int:
     return crc
 
 
-def read_in_chunks(data: bytes, cuts: list[int]) -> list[bytes]:
-    reader = OggPacketReader()
+def read_in_chunks(data: bytes, cuts: list[int], *, early: bool = False) -> list[bytes]:
+    reader = OggPacketReader(early=early)
     packets: list[bytes] = []
     bounds = [0, *sorted(cuts), len(data)]
     for start, stop in zip(bounds, bounds[1:]):
@@ -142,7 +142,7 @@ def test_packets_spanning_pages_and_lacing_edge_sizes(sizes: list[int], max_segm
 def test_any_chunking_gives_the_same_packets(cuts: list[int]) -> None:
     data = speech_ogg()
     cuts = [cut % len(data) for cut in cuts]
-    assert read_in_chunks(data, cuts) == read_in_chunks(data, [])
+    assert read_in_chunks(data, cuts) == read_in_chunks(data, []) == read_in_chunks(data, cuts, early=True)
 
 
 @settings(max_examples=30, deadline=None)
@@ -154,6 +154,27 @@ def test_any_chunking_gives_the_same_packets(cuts: list[int]) -> None:
 def test_hand_built_streams_round_trip(packets: list[bytes], max_segments: int, cuts: list[int]) -> None:
     data = ogg_stream(packets, max_segments=max_segments)
     assert read_in_chunks(data, [cut % len(data) for cut in cuts]) == packets
+    assert read_in_chunks(data, [cut % len(data) for cut in cuts], early=True) == packets
+
+
+def test_early_reader_returns_packets_before_their_page_is_complete() -> None:
+    data = ogg_stream([b"first", b"second", b"third"])  # one page holding all three
+    header = 27 + 3
+    reader = OggPacketReader(early=True)
+    assert reader.feed(data[: header + len(b"first") - 1]) == []
+    assert reader.feed(data[header + len(b"first") - 1 : header + len(b"first")]) == [b"first"]
+    assert reader.feed(data[header + len(b"first") : -1]) == [b"second"]
+    assert reader.feed(data[-1:]) == [b"third"]
+    reader.end()
+
+
+def test_early_reader_still_fails_a_corrupt_page_when_it_completes() -> None:
+    data = bytearray(ogg_stream([b"first", b"second"]))
+    data[-1] ^= 0x10  # inside "second": "first" is returned before the CRC can be checked
+    reader = OggPacketReader(early=True)
+    assert reader.feed(bytes(data[: -len(b"second")])) == [b"first"]
+    with pytest.raises(OggError, match="CRC"):
+        reader.feed(bytes(data[-len(b"second") :]))
 
 
 def test_other_logical_streams_are_skipped() -> None:

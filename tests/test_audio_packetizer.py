@@ -162,15 +162,16 @@ def test_packets_come_out_before_the_body_ends(name: str, fraction: float) -> No
     assert tuple(early) == packetized(name)[: len(early)]
 
 
-def test_20ms_ogg_opus_packets_come_out_with_their_page() -> None:
+def test_20ms_ogg_opus_packets_come_out_before_their_page_is_complete() -> None:
+    """Encoders write pages of up to a second: waiting for whole pages would delay the first audio that much."""
     data, fmt = body("opus-20")
-    first_audio_page_end = page_ends(data)[2]  # pages: OpusHead, OpusTags, then audio
+    headers_end, first_audio_page_end = page_ends(data)[1:3]  # pages: OpusHead, OpusTags, then audio
     with OpusPacketizer(fmt) as packetizer:
-        assert packetizer.feed(data[: first_audio_page_end - 1]) == []
-        assert packetizer.passthrough is None
-        packets = packetizer.feed(data[first_audio_page_end - 1 : first_audio_page_end])
-        assert packets and packetizer.passthrough is True
-    assert tuple(packets) == packetized("opus-20")[: len(packets)]
+        assert packetizer.feed(data[: headers_end + 600]) != []  # the first packets of the first audio page
+        assert packetizer.passthrough is True
+        packets = packetizer.feed(data[headers_end + 600 : first_audio_page_end])
+    assert packets
+    assert tuple(packetized("opus-20")).count(packets[0]) >= 1
 
 
 def page_ends(data: bytes) -> list[int]:

@@ -43,7 +43,9 @@ class OggPacketReader:
     from one thread at a time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, early: bool = False) -> None:
+        self._early = early
+        self._early_emitted = 0  # packets of the incomplete first page already returned
         self._buffer = bytearray()
         self._serial: int | None = None
         self._partial: bytearray | None = None  # a packet continued on the next page
@@ -58,14 +60,55 @@ class OggPacketReader:
         return self._ended
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add ``data`` and return every packet completed by it, in order. Raises :class:`OggError`."""
+        """Add ``data`` and return every packet completed by it, in order. Raises :class:`OggError`.
+
+        Packets of a page still arriving are returned as soon as their own bytes are in (``early``), before
+        the page's CRC can be checked; a CRC mismatch found when the page completes still raises, so a corrupt
+        body fails, only a little later. Encoders write pages of up to a second, so waiting for whole pages
+        would delay the first audio by that much.
+        """
         self._buffer += data
         packets: list[bytes] = []
         offset = 0
         while (size := self._page_size(offset)) is not None:
-            self._read_page(memoryview(self._buffer)[offset : offset + size], packets)
+            page_packets: list[bytes] = []
+            self._read_page(memoryview(self._buffer)[offset : offset + size], page_packets)
+            packets += page_packets[self._early_emitted :]
+            self._early_emitted = 0
             offset += size
         del self._buffer[:offset]
+        if self._early:
+            early = self._packets_so_far()
+            packets += early[self._early_emitted :]
+            self._early_emitted = max(self._early_emitted, len(early))
+        return packets
+
+    def _packets_so_far(self) -> list[bytes]:
+        """The complete packets of the page at the start of the buffer, while the rest of it is still missing.
+
+        Reads without changing any state: the page is read for real (CRC included) once it is whole.
+        """
+        buffer = self._buffer
+        if len(buffer) < _HEADER.size or buffer[:4] != _CAPTURE:
+            return []
+        _, _, flags, _, serial, sequence, _, segments = _HEADER.unpack_from(buffer)
+        if len(buffer) < _HEADER.size + segments:
+            return []
+        ours = serial == self._serial if self._serial is not None else bool(flags & _FLAG_BOS)
+        continued_ok = bool(flags & _FLAG_CONTINUED) == (self._partial is not None)
+        if not ours or self._ended or sequence != self._sequence + 1 or not continued_ok:
+            return []  # not ours, or broken: the whole-page read decides what to do
+        packets: list[bytes] = []
+        partial = bytearray(self._partial) if self._partial is not None else None
+        position = _HEADER.size + segments
+        for lace in buffer[_HEADER.size : _HEADER.size + segments]:
+            if position + lace > len(buffer):
+                break
+            partial = (partial or bytearray()) + buffer[position : position + lace]
+            position += lace
+            if lace < 255:
+                packets.append(bytes(partial))
+                partial = None
         return packets
 
     def end(self) -> None:

@@ -215,7 +215,7 @@ class _OggOpusPipeline:
     """
 
     def __init__(self, bit_rate: int) -> None:
-        self._reader = OggPacketReader()
+        self._reader = OggPacketReader(early=True)
         self._bit_rate = bit_rate
         self._headers_left = 2
         self._pre_skip = 0
