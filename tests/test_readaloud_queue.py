@@ -72,6 +72,16 @@ def test_when_full_the_oldest_message_of_the_loudest_author_goes() -> None:
     assert len(queue) == 4 and sorted(drain(queue)) == ["a2", "b2", "b3", "c1"]
 
 
+def test_the_message_being_synthesized_ahead_is_not_dropped_for_room() -> None:
+    queue: FairQueue[str] = FairQueue(limit=3, hold=0)
+    for message_id in range(3):
+        queue.push(message_id, 1, f"a{message_id}", now=message_id)
+    queue.protect(0)
+    dropped = queue.push(3, 2, "b0", now=3)
+    assert dropped is not None and dropped.payload == "a1"
+    assert drain(queue) == ["a0", "b0", "a2"]
+
+
 def test_order_follows_message_ids_not_arrival_and_replays_are_ignored() -> None:
     queue: FairQueue[str] = FairQueue(limit=20, hold=0)
     queue.push(20, 1, "second", now=0)
@@ -85,6 +95,7 @@ operations = st.lists(
         st.tuples(st.just("push"), st.integers(1, 4)),
         st.tuples(st.just("pop"), st.just(0)),
         st.tuples(st.just("delete"), st.integers(0, 60)),
+        st.tuples(st.just("protect"), st.integers(0, 60)),
     ),
     max_size=80,
 )
@@ -113,6 +124,8 @@ def test_nothing_is_lost_order_is_kept_and_no_author_is_served_twice_while_anoth
                     assert not still_waiting, "an author was served twice while someone else waited"
                 popped.append((entry.author_id, entry.message_id))
                 passed_over = {m for m in range(len(pushed)) if m in queue and pushed[m] != entry.author_id}
+        elif kind == "protect":
+            queue.protect(value)
         elif (entry := queue.remove(value)) is not None:
             removed.add(entry.message_id)
         assert len(queue) <= limit

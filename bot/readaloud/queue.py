@@ -25,6 +25,7 @@ class Entry(Generic[T]):
     payload: T
     arrived_at: float
     eligible_at: float
+    protected: bool = False  # being synthesized ahead: dropping it for room would waste the characters
 
 
 class FairQueue(Generic[T]):
@@ -133,9 +134,15 @@ class FairQueue(Generic[T]):
         """When the earliest waiting head becomes eligible (None when empty)."""
         return min((queue[0].eligible_at for queue in self._authors.values()), default=None)
 
+    def protect(self, message_id: int) -> None:
+        """Keep this entry when room must be made (it is already being synthesized)."""
+        if (entry := self._by_id.get(message_id)) is not None:
+            entry.protected = True
+
     def _drop_for_room(self) -> Entry[T]:
-        # The loudest author; among equals, the one whose oldest message is oldest.
-        loudest = max(self._authors.values(), key=lambda q: (len(q), -q[0].arrived_at))
-        removed = self.remove(loudest[0].message_id)
-        assert removed is not None
-        return removed
+        # The loudest author (among equals, the one whose oldest message is oldest) loses their oldest message
+        # that is not protected; if every waiting message is protected, simply the loudest's oldest.
+        ranked = sorted(self._authors.values(), key=lambda q: (-len(q), q[0].arrived_at))
+        victim = next((entry for queue in ranked for entry in queue if not entry.protected), ranked[0][0])
+        self.remove(victim.message_id)
+        return victim

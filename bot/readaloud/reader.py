@@ -24,6 +24,7 @@ from bot.policy import Policy, resolve_options
 from bot.readaloud.cache import SynthesisCache
 from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.queue import Entry, FairQueue
+from bot.readaloud.usage import UsageBatcher
 from bot.speech.errors import SpeechError
 from bot.speech.models import (
     MAX_INPUT_CHARS,
@@ -127,6 +128,7 @@ class ReadAloud:
         self.hold = hold
         self.queue_limit = queue_limit
         self.clock = clock or (lambda: asyncio.get_running_loop().time())
+        self.usage = UsageBatcher(store)
         self._readers: dict[int, GuildReader] = {}
 
     def reader(self, guild_id: int) -> GuildReader | None:
@@ -245,8 +247,10 @@ class ReadAloud:
             reader.close()
 
     async def close(self) -> None:
+        """Stop reading everywhere; usage already sent is still written."""
         for guild_id in list(self._readers):
             self.forget(guild_id)
+        await self.usage.close()
 
     def _guild(self, guild_id: int) -> GuildReader:
         reader = self._readers.get(guild_id)
@@ -270,10 +274,7 @@ class ReadAloud:
                 raise SpeechError(exc.message) from None
         audio, sent = await self.cache.get(request)
         if sent:
-            try:
-                await self.policy.record(guild_id, user_id, characters)
-            except Exception:
-                log.warning("could not record read-aloud usage (guild=%s)", guild_id, exc_info=True)
+            self.usage.add(guild_id, user_id, characters)
         return BufferedSpeechStream(audio)
 
 
@@ -382,6 +383,7 @@ class GuildReader:
         request = self._request(entry, waiting=len(self.queue), commit=False)
         if request is None:
             return
+        self.queue.protect(entry.message_id)
         task = asyncio.create_task(self._quiet_fetch(entry.author_id, request))
         self._prefetches.add(task)
         task.add_done_callback(self._prefetches.discard)
