@@ -41,6 +41,9 @@ __all__ = ["DEFAULT_BIT_RATE", "AudioDecodeError", "OpusPacketizer", "opus_packe
 #: Discord's default voice channel bitrate; ample for speech in stereo.
 DEFAULT_BIT_RATE = 64_000
 
+#: Bytes fed at a time until the first packet is out (see :func:`opus_packets`).
+_FIRST_SLICE = 4096
+
 #: Passed-through packets decoded (output discarded) to prime the decoder when a stream switches to transcoding.
 _WARMUP_PACKETS = 3
 
@@ -143,10 +146,16 @@ async def opus_packets(stream: SpeechStream, *, bit_rate: int = DEFAULT_BIT_RATE
     The stream is closed when the packets run out, fail, or the caller stops iterating.
     """
     packetizer = OpusPacketizer(stream.format, bit_rate=bit_rate)
+    started = False
     try:
         async for chunk in stream:
-            for packet in await asyncio.to_thread(packetizer.feed, chunk):
-                yield packet
+            # Until the first packet is out, a big chunk is fed in slices: decoding a whole 20 KiB chunk of wav
+            # before playing would delay the start by its transcoding time. Afterwards whole chunks are cheaper.
+            step = len(chunk) if started else _FIRST_SLICE
+            for start in range(0, len(chunk), step or 1):
+                for packet in await asyncio.to_thread(packetizer.feed, chunk[start : start + step]):
+                    started = True
+                    yield packet
         for packet in await asyncio.to_thread(packetizer.finish):
             yield packet
     finally:
