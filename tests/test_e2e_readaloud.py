@@ -28,6 +28,7 @@ PHRASES = [
     "thank you for listening",
     "alice said thank you for listening",
     "bob said thank you for listening",
+    "alice joined",
     "one two three four five six seven eight nine ten",
     "alice said one two three four five six seven eight nine ten",
 ]
@@ -74,8 +75,10 @@ async def test_voice_chat_is_read_with_skips_deletes_and_edits(
 
         deleted = await chat.send(emu.user, here, "Good morning everyone.")
         edited = await chat.send(emu.user, here, "Open the door.")
+        purged = [await chat.send(emu.user, here, text) for text in ("Open the door.", "Good morning everyone.")]
         await chat.delete(deleted)  # within the hold: never synthesized
         await chat.edit(edited, "Hello world.")
+        await chat.bulk_delete(purged)
         await wait_items(emu, session, 3)
         assert heard(session)[2:] == ["hello world"]
         assert sent_texts(speech_endpoint)[2:] == ["Hello world."]
@@ -117,7 +120,8 @@ async def test_autojoin_reads_the_read_channel_and_leaves_when_alone(
 ) -> None:
     emu = discord_emulator
     store = await Store.open(f"sqlite:///{tmp_path / 'speechbot.db'}")
-    await store.update_guild_settings(emu.guild.id, autojoin=True, read_channel_ids=[emu.text_channel.id])
+    await store.update_guild_settings(emu.guild.id, autojoin=True, read_channel_ids=[emu.text_channel.id],
+                                      announce_joins=True)
     await store.close()
     await emu.move_member(emu.user, None)
     async with voice_bot(emu, speech_endpoint, tmp_path, VOICE_ALONE_TIMEOUT="1"):
@@ -128,8 +132,11 @@ async def test_autojoin_reads_the_read_channel_and_leaves_when_alone(
         await emu.chat.send(emu.other_user, emu.text_channel, "Good morning everyone.")
         await emu.chat.send(emu.other_user, emu.voice_channel, "Not a read channel.")
         await wait_items(emu, session, 1)
-        assert heard(session) == ["bob said good morning everyone"]
-        assert sent_texts(speech_endpoint) == ["Bob said, Good morning everyone."]
+        await emu.move_member(emu.user, emu.voice_channel)  # announced, with the name cleaned like text
+        await wait_items(emu, session, 2)
+        assert heard(session) == ["bob said good morning everyone", "alice joined"]
+        assert sent_texts(speech_endpoint) == ["Bob said, Good morning everyone.", "Alice joined."]
+        await emu.move_member(emu.user, None)
 
         await emu.move_member(emu.other_user, None)  # alone: the bot leaves
         await emu.wait_for(lambda: not emu.voice_connected(), timeout=20, what="the bot leaving when alone")
