@@ -80,6 +80,7 @@ class Settings:
     voice_idle_timeout: float = 300.0
     voice_alone_timeout: float = 30.0
     voice_queue_size: int = 20
+    read_hold: float = 1.0
 
     @property
     def uses_local_engine(self) -> bool:
@@ -104,6 +105,7 @@ VARIABLES: dict[str, str] = {
     "VOICE_IDLE_TIMEOUT": "Seconds with nothing to play before the bot leaves a voice channel.",
     "VOICE_ALONE_TIMEOUT": "Seconds the bot stays in a voice channel with no human left in it.",
     "VOICE_QUEUE_SIZE": "Most items waiting to be played per server; more are refused with a message.",
+    "READ_ALOUD_HOLD": "Seconds a chat message waits before it is synthesized, so moderators and AutoMod can act.",
     "DATA_DIR": "Directory for the bot's own files (database, command-sync state).",
     "DATABASE_URL": "sqlite:///path/file.db (default: a file in DATA_DIR) or postgresql://user@host/db.",
     "DEV_GUILD_ID": "Sync slash commands to this one server instantly (development); empty = global commands.",
@@ -161,6 +163,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     idle_timeout = _number(get("VOICE_IDLE_TIMEOUT", "300"), "VOICE_IDLE_TIMEOUT", 1, 86_400, problems)
     alone_timeout = _number(get("VOICE_ALONE_TIMEOUT", "30"), "VOICE_ALONE_TIMEOUT", 0, 86_400, problems)
     queue_size = _number(get("VOICE_QUEUE_SIZE", "20"), "VOICE_QUEUE_SIZE", 1, 1000, problems)
+    read_hold = _number(get("READ_ALOUD_HOLD", "1"), "READ_ALOUD_HOLD", 0, 10, problems)
 
     data_dir = Path(get("DATA_DIR", DEFAULT_DATA_DIR)).expanduser()
     database_url = get("DATABASE_URL", f"sqlite:///{data_dir / 'speechbot.db'}")
@@ -206,6 +209,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         voice_idle_timeout=idle_timeout,
         voice_alone_timeout=alone_timeout,
         voice_queue_size=int(queue_size),
+        read_hold=read_hold,
     )
 
 

@@ -85,6 +85,7 @@ class ReadAloudCog(commands.Cog):
             bot.store,
             bot.policy,
             SynthesisCache(bot.speech, settings.speech_model),
+            hold=settings.read_hold,
             queue_limit=settings.voice_queue_size,
         )
 
