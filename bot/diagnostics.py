@@ -33,6 +33,8 @@ async def run_checks(settings: Settings, session: aiohttp.ClientSession) -> list
     findings.append(await check_speech(settings, session))
     if settings.discord_token:
         findings.append(await check_discord_token(settings, session))
+        if findings[-1].ok:
+            findings.append(await check_message_content_intent(settings, session))
     return findings
 
 
@@ -130,6 +132,31 @@ async def check_discord_token(settings: Settings, session: aiohttp.ClientSession
     if status != 200 or not isinstance(data, dict):
         return Finding(False, f"discord: unexpected answer {status} from /users/@me")
     return Finding(True, f"discord: token is valid (bot user id {data.get('id')})")
+
+
+#: Application flags meaning the Message Content intent is switched on in the developer portal.
+_MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)
+
+
+async def check_message_content_intent(settings: Settings, session: aiohttp.ClientSession) -> Finding:
+    """Read-aloud needs the privileged Message Content intent; without it Discord refuses the bot's login."""
+    assert settings.discord_token is not None
+    base = settings.discord_api_base or DISCORD_API_BASE
+    headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}", "User-Agent": _USER_AGENT}
+    try:
+        async with session.get(f"{base}/oauth2/applications/@me", headers=headers, timeout=_TIMEOUT) as resp:
+            data = await resp.json(content_type=None) if resp.status == 200 else None
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("flags"), int):
+        return Finding(False, "discord: could not read the application's intents")
+    if data["flags"] & _MESSAGE_CONTENT_FLAGS:
+        return Finding(True, "discord: the Message Content intent is on")
+    return Finding(
+        False,
+        "discord: the Message Content intent is off (read-aloud needs it)",
+        "Developer portal → your application → Bot → Privileged Gateway Intents → Message Content Intent.",
+    )
 
 
 def check_ssl_cert_file() -> Finding | None:

@@ -15,7 +15,9 @@ from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_chat import SUPPRESS_NOTIFICATIONS
 from tests.loopback.discord_voice_session import decode_pcm
 from tests.loopback.speech_server import SpeechEndpoint
+from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.test_audio_packetizer import to_16k_mono
+from tests.test_cli_speech import run_cli
 from tests.test_e2e_voice import current_session, segments, voice_bot
 
 PHRASES = [
@@ -140,3 +142,18 @@ async def test_autojoin_reads_the_read_channel_and_leaves_when_alone(
 
         await emu.move_member(emu.other_user, None)  # alone: the bot leaves
         await emu.wait_for(lambda: not emu.voice_connected(), timeout=20, what="the bot leaving when alone")
+
+
+async def test_check_and_run_say_when_the_message_content_intent_is_off(
+    discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
+) -> None:
+    emu = discord_emulator
+    env = {**emu.env(), "SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": SPEECH_TEST_KEY}
+    code, out, _ = await run_cli("check", env=env, cwd=tmp_path)
+    assert code == 0 and "the Message Content intent is on" in out.decode()
+
+    emu.application_flags = 0
+    code, out, _ = await run_cli("check", env=env, cwd=tmp_path)
+    assert code == 1 and "Message Content intent is off" in out.decode()
+    code, _, err = await run_cli("run", env=env, cwd=tmp_path)
+    assert code == 1 and "Privileged Gateway Intents" in err and "Traceback" not in err

@@ -59,3 +59,16 @@ async def test_with_the_intent_edits_and_deletions_arrive_as_discord_sends_them(
     assert updated["d"]["content"] == "hello again" and updated["d"]["edited_timestamp"] is not None
     assert deleted["d"]["id"] == created["d"]["id"]
     assert bulk["d"]["ids"] == [str(emu.chat.messages[max(emu.chat.messages)].id)]
+
+
+async def test_asking_for_the_intent_when_the_portal_has_it_off_closes_4014(
+    discord_emulator: DiscordEmulator,
+) -> None:
+    emu = discord_emulator
+    emu.application_flags = 0
+    async with aiohttp.ClientSession() as http, http.ws_connect(emu.gateway_url + "?v=10&encoding=json") as ws:
+        await ws.receive_json()  # HELLO
+        identify = {"token": emu.token, "intents": GUILDS | MESSAGE_CONTENT_INTENT, "properties": {}}
+        await ws.send_str(json.dumps({"op": 2, "d": identify}))
+        closed = await ws.receive(timeout=5)
+        assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 4014

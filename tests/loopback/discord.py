@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.loopback.discord_chat import Chat
+from tests.loopback.discord_chat import GATEWAY_MESSAGE_CONTENT_LIMITED, Chat
 from tests.loopback.discord_gateway import Gateway, GatewaySession, OpHook
 from tests.loopback.discord_interactions import build_interaction
 from tests.loopback.discord_messages import Changes, EmulatedInteraction, Message
@@ -86,6 +86,8 @@ class DiscordEmulator:
         self.gateway = Gateway(self)
         self.voice = Voice(self)
         self.chat = Chat(self)  # members post, edit and delete messages (tests.loopback.discord_chat)
+        # The portal's switches: Message Content on (under 100 servers), as for a correctly set-up bot.
+        self.application_flags = GATEWAY_MESSAGE_CONTENT_LIMITED
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 

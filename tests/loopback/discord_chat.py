@@ -6,6 +6,8 @@ Discord does: without it, content, embeds, attachments, components and polls arr
 mentions the bot (or the bot wrote it).
 
     message = await emu.chat.send(emu.user, emu.voice_channel, "hello")     # text chat of a voice channel
+
+IDENTIFY asking for MESSAGE_CONTENT while ``emu.application_flags`` has it off closes 4014, as Discord does.
     await emu.chat.edit(message, "hello again"); await emu.chat.delete(message)
 """
 
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from tests.loopback.discord_gateway import GatewaySession
 
 MESSAGE_CONTENT_INTENT = 1 << 15
+# Application flags: the Message Content intent is enabled in the developer portal (verified bot / under 100).
+GATEWAY_MESSAGE_CONTENT, GATEWAY_MESSAGE_CONTENT_LIMITED = 1 << 18, 1 << 19
 SUPPRESS_NOTIFICATIONS = 1 << 12  # the @silent flag
 DEFAULT, REPLY = 0, 19
 _PRIVILEGED_FIELDS = {"content": "", "embeds": [], "attachments": [], "components": []}
@@ -47,6 +51,10 @@ class ChatMessage:
     @property
     def guild_id(self) -> int:
         return int(self.payload["guild_id"])
+
+
+def content_intent_allowed(application_flags: int) -> bool:
+    return bool(application_flags & (GATEWAY_MESSAGE_CONTENT | GATEWAY_MESSAGE_CONTENT_LIMITED))
 
 
 class Chat:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from tests.loopback.discord_chat import MESSAGE_CONTENT_INTENT, content_intent_allowed
+
 if TYPE_CHECKING:
     from tests.loopback.discord import DiscordEmulator
 
@@ -148,6 +150,9 @@ class Gateway:
         if "intents" not in d:
             self.emu.failures.append("gateway: IDENTIFY without intents")
             await ws.close(code=4013, message=b"Invalid intent(s)")
+            return None
+        if d["intents"] & MESSAGE_CONTENT_INTENT and not content_intent_allowed(self.emu.application_flags):
+            await ws.close(code=4014, message=b"Disallowed intent(s)")
             return None
         session = GatewaySession(id=secrets.token_hex(16), intents=d["intents"], shard=d.get("shard"),
                                  properties=d.get("properties", {}), ws=ws)

@@ -302,7 +302,8 @@ class RestAPI:
         return {
             "id": str(self.emu.application_id), "name": self.emu.bot_user.username, "description": "",
             "icon": None, "type": None, "bot_public": True, "bot_require_code_grant": False,
-            "owner": self.emu.owner.to_payload(), "verify_key": self.emu.verify_key, "flags": 0, "flags_new": "0",
+            "owner": self.emu.owner.to_payload(), "verify_key": self.emu.verify_key,
+            "flags": self.emu.application_flags, "flags_new": str(self.emu.application_flags),
             "bot": self.emu.bot_user.to_payload(), "team": None, "summary": "", "redirect_uris": [],
             "interactions_endpoint_url": None, "role_connections_verification_url": None,
             "eligible_oauth2_scopes": ["bot", "applications.commands"], "explicit_content_filter": 0,
