@@ -160,7 +160,7 @@ async def main(guilds: int, rate: float, seconds: float) -> None:
                                      author_voice_channel_id=guild_id * 10)
                 sent_at[(guild_id, seq)] = time.monotonic()
                 await service.on_message(guild_id, guild_id * 1_000_000 + seq, facts, Names("A", None, "a"),
-                                         lambda name, c=content: MessageInput(content=c, author_name=name))
+                                         lambda name, _mode, c=content: MessageInput(content=c, author_name=name))
 
         async def monitor() -> None:
             while True:

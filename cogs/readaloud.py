@@ -14,7 +14,8 @@ from discord.ext import commands
 from bot.errors import UserFacingError
 from bot.readaloud.cache import SynthesisCache
 from bot.readaloud.filters import MessageFacts
-from bot.readaloud.reader import InputBuilder, Names, ReadAloud
+from bot.readaloud.reader import InputBuilder, Names, ReadAloud, spoken_name
+from bot.storage.models import NameMode
 from bot.text import MessageInput
 
 if TYPE_CHECKING:
@@ -46,7 +47,10 @@ def facts_of(message: discord.Message) -> MessageFacts:
 def input_builder(message: discord.Message) -> InputBuilder:
     """The plain message, once the reader knows how to call its author."""
 
-    def build(author_name: str) -> MessageInput:
+    def build(author_name: str, mode: NameMode) -> MessageInput:
+        def name(user: discord.abc.User) -> str:
+            return spoken_name(names_of(user), mode, None)
+
         guild = message.guild
         channels = {}
         for channel_id in message.raw_channel_mentions:
@@ -59,7 +63,7 @@ def input_builder(message: discord.Message) -> InputBuilder:
         return MessageInput(
             content=message.content,
             author_name=author_name,
-            mentions={user.id: user.display_name for user in message.mentions},
+            mentions={user.id: name(user) for user in message.mentions},
             role_mentions={role.id: role.name for role in message.role_mentions},
             channel_mentions=channels,
             attachments=[(a.filename, a.content_type) for a in message.attachments],
@@ -67,7 +71,7 @@ def input_builder(message: discord.Message) -> InputBuilder:
             sticker_names=[sticker.name for sticker in message.stickers],
             has_poll=poll is not None,
             poll_question=poll.question if poll is not None else None,
-            reply_to_author=replied.author.display_name if isinstance(replied, discord.Message) else None,
+            reply_to_author=name(replied.author) if isinstance(replied, discord.Message) else None,
             is_forward=reference is not None and reference.type is discord.MessageReferenceType.forward,
             embeds=len(message.embeds),
             created_at=message.created_at,

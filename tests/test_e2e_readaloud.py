@@ -123,7 +123,7 @@ async def test_autojoin_reads_the_read_channel_and_leaves_when_alone(
     emu = discord_emulator
     store = await Store.open(f"sqlite:///{tmp_path / 'speechbot.db'}")
     await store.update_guild_settings(emu.guild.id, autojoin=True, read_channel_ids=[emu.text_channel.id],
-                                      announce_joins=True)
+                                      announce_joins=True, name_mode="username")
     await store.close()
     await emu.move_member(emu.user, None)
     async with voice_bot(emu, speech_endpoint, tmp_path, VOICE_ALONE_TIMEOUT="1"):
@@ -137,7 +137,11 @@ async def test_autojoin_reads_the_read_channel_and_leaves_when_alone(
         await emu.move_member(emu.user, emu.voice_channel)  # announced, with the name cleaned like text
         await wait_items(emu, session, 2)
         assert heard(session) == ["bob said good morning everyone", "alice joined"]
-        assert sent_texts(speech_endpoint) == ["Bob said, Good morning everyone.", "Alice joined."]
+        assert sent_texts(speech_endpoint) == ["bob said, Good morning everyone.", "alice joined."]
+        await emu.chat.send(emu.other_user, emu.text_channel, f"<@{emu.user.id}> hello world", mentions=[emu.user])
+        await wait_items(emu, session, 3)
+        # mentions are named like authors; after an announcement the name is said again
+        assert sent_texts(speech_endpoint)[2:] == ["bob said, alice hello world"]
         await emu.move_member(emu.user, None)
 
         await emu.move_member(emu.other_user, None)  # alone: the bot leaves

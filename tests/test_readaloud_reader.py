@@ -81,7 +81,7 @@ class World:
         name = {ALICE: "Alice", BOB: "Bob"}[author]
         reason = await self.service.on_message(
             GUILD, message_id, MessageFacts(**fields), Names(name, None, name.lower()),  # type: ignore[arg-type]
-            lambda spoken: MessageInput(content=content, author_name=spoken),
+            lambda spoken, _mode: MessageInput(content=content, author_name=spoken),
         )
         return message_id, reason
 
@@ -162,7 +162,8 @@ async def test_deleted_and_edited_messages_and_a_deletion_while_playing(world: W
     world.service.on_delete(GUILD, [deleted])
     await world.service.on_edit(
         GUILD, edited, MessageFacts(VOICE, ALICE, "after the edit", author_voice_channel_id=VOICE),
-        Names("Alice", None, "alice"), lambda spoken: MessageInput(content="after the edit", author_name=spoken))
+        Names("Alice", None, "alice"),
+        lambda spoken, _mode: MessageInput(content="after the edit", author_name=spoken))
     world.service.on_delete(GUILD, [playing])
     assert world.session.skipped == [world.session.current.id]
     world.session.release.set()

@@ -56,8 +56,9 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 #: Read-aloud requests Ogg Opus: the player passes 20 ms Opus through without transcoding.
 READ_FORMAT = AudioFormat.OPUS
 
-#: Builds the message once the author's spoken name is known (the cog closes over the discord.Message).
-InputBuilder = Callable[[str], MessageInput]
+#: Builds the message from the author's spoken name and the server's name mode (for mentioned members and the
+#: author replied to); the cog closes over the discord.Message.
+InputBuilder = Callable[[str, NameMode], MessageInput]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,7 @@ class ReadAloud:
         if reason is not None:
             return None, reason
         prefs = await self.store.get_user_prefs(facts.author_id, guild_id)
-        message = build(spoken_name(names, settings.name_mode, prefs.spoken_name))
+        message = build(spoken_name(names, settings.name_mode, prefs.spoken_name), settings.name_mode)
         if not clean_message(message, cleaning_options(settings)):
             return None, Skip.EMPTY
         voice = await self.policy.options_for(guild_id, facts.author_id, settings)
