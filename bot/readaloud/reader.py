@@ -13,6 +13,7 @@ Discord objects never reach this module: the cog passes :class:`MessageFacts` an
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -151,8 +152,11 @@ class ReadAloud:
     async def _decide(
         self, guild_id: int, facts: MessageFacts, names: Names, build: InputBuilder
     ) -> tuple[Utterance | None, Skip | None]:
+        voice_channel_id = self._voice_channel_id(guild_id)
+        if voice_channel_id is None:  # most messages, on most servers: decided without touching the store
+            return None, Skip.NOT_IN_VOICE
         settings = await self.store.get_guild_settings(guild_id)
-        reason = skip_reason(facts, settings, self._voice_channel_id(guild_id))
+        reason = skip_reason(facts, settings, voice_channel_id)
         if reason is None and await self._refused(guild_id, facts.author_id, facts.role_ids):
             reason = Skip.MUTED
         if reason is not None:
@@ -272,6 +276,7 @@ class ReadAloud:
             try:
                 await self.policy.admit(guild_id, user_id, characters, settings)
             except UserFacingError as exc:
+                log.info("read-aloud message not synthesized (guild=%s user=%s): budget or rate", guild_id, user_id)
                 raise SpeechError(exc.message) from None
         audio, sent = await self.cache.get(request)
         if sent:
@@ -279,7 +284,8 @@ class ReadAloud:
         return BufferedSpeechStream(audio)
 
 
-_announcement_ids = iter(range(1, 2**62))
+#: Announcements have no message id; negative ids never collide with Discord's.
+_announcement_ids = itertools.count(1)
 
 
 class GuildReader:
