@@ -77,6 +77,8 @@ class Settings:
     discord_gateway_url: str | None
     log_level: str
     speech_timeout: float = 20.0
+    speech_breaker_failures: int = 5
+    speech_breaker_cooldown: float = 30.0
     voice_idle_timeout: float = 300.0
     voice_alone_timeout: float = 30.0
     voice_queue_size: int = 20
@@ -102,6 +104,8 @@ VARIABLES: dict[str, str] = {
     "SPEECH_DEFAULT_FORMAT": "Audio format for /speak uploads when a user picks none: opus, wav, flac, aac or pcm.",
     "SPEECH_BACKEND": "auto (the API when a key is set, else offline), openai, or local.",
     "SPEECH_TIMEOUT": "Seconds to wait for the speech API's first byte (and between chunks).",
+    "SPEECH_BREAKER_FAILURES": "Failures in a row (5xx, timeouts) after which speech requests fail fast for a while.",
+    "SPEECH_BREAKER_COOLDOWN": "Seconds speech requests fail fast once the endpoint keeps failing; then one is tried.",
     "VOICE_IDLE_TIMEOUT": "Seconds with nothing to play before the bot leaves a voice channel.",
     "VOICE_ALONE_TIMEOUT": "Seconds the bot stays in a voice channel with no human left in it.",
     "VOICE_QUEUE_SIZE": "Most items waiting to be played per server; more are refused with a message.",
@@ -160,6 +164,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         problems.append("SPEECH_API_KEY is required when SPEECH_BACKEND=openai uses a hosted API.")
 
     timeout = _number(get("SPEECH_TIMEOUT", "20"), "SPEECH_TIMEOUT", 1, 600, problems)
+    breaker_failures = _number(get("SPEECH_BREAKER_FAILURES", "5"), "SPEECH_BREAKER_FAILURES", 1, 1000, problems)
+    breaker_cooldown = _number(get("SPEECH_BREAKER_COOLDOWN", "30"), "SPEECH_BREAKER_COOLDOWN", 1, 3600, problems)
     idle_timeout = _number(get("VOICE_IDLE_TIMEOUT", "300"), "VOICE_IDLE_TIMEOUT", 1, 86_400, problems)
     alone_timeout = _number(get("VOICE_ALONE_TIMEOUT", "30"), "VOICE_ALONE_TIMEOUT", 0, 86_400, problems)
     queue_size = _number(get("VOICE_QUEUE_SIZE", "20"), "VOICE_QUEUE_SIZE", 1, 1000, problems)
@@ -206,6 +212,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         discord_gateway_url=gateway_url,
         log_level=log_level,
         speech_timeout=timeout,
+        speech_breaker_failures=int(breaker_failures),
+        speech_breaker_cooldown=breaker_cooldown,
         voice_idle_timeout=idle_timeout,
         voice_alone_timeout=alone_timeout,
         voice_queue_size=int(queue_size),

@@ -21,9 +21,10 @@ def make_speech_backend(settings: Settings, session: aiohttp.ClientSession) -> S
             )
         return LocalSpeechEngine(settings.speech_voices)
 
+    from bot.speech.breaker import BreakerSpeechBackend, CircuitBreaker
     from bot.speech.client import OpenAISpeechClient, Timeouts
 
-    return OpenAISpeechClient(
+    client = OpenAISpeechClient(
         session,
         base_url=settings.speech_api_base_url,
         api_key=settings.speech_api_key,
@@ -31,3 +32,7 @@ def make_speech_backend(settings: Settings, session: aiohttp.ClientSession) -> S
         voices=settings.speech_voices,
         timeouts=Timeouts(first_byte=settings.speech_timeout, between_chunks=settings.speech_timeout),
     )
+    breaker = CircuitBreaker(
+        failure_threshold=settings.speech_breaker_failures, cooldown=settings.speech_breaker_cooldown
+    )
+    return BreakerSpeechBackend(client, breaker)
