@@ -178,3 +178,23 @@ async def test_the_daily_budget_stops_what_would_pass_it(world: World) -> None:
     await world.say(ALICE, "far too long for what is left")
     await world.idle()
     assert world.sent() == ["short"]
+
+
+async def test_a_message_that_cannot_be_prepared_does_not_stop_the_guild(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import bot.readaloud.reader as reader
+
+    real = reader.clean_message
+
+    def failing(message: MessageInput, options: object, **kwargs: object) -> str:
+        if "include_author" in kwargs and message.content == "boom":
+            raise RuntimeError("a bug in cleaning")
+        return real(message, options, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reader, "clean_message", failing)
+    await world.say(ALICE, "boom")
+    await world.say(ALICE, "after")
+    await world.idle()
+    assert world.sent() == ["Alice said, after"]
+    assert "could not prepare a message" in caplog.text

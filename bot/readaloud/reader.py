@@ -340,7 +340,11 @@ class GuildReader:
                 entry = self.queue.pop_ready(self.service.clock())
                 if entry is None:  # deleted (or pushed back by an edit) while the previous item played
                     continue
-                request = self._request(entry, waiting=len(self.queue) + 1, commit=True)
+                try:
+                    request = self._request(entry, waiting=len(self.queue) + 1, commit=True)
+                except Exception:  # one unreadable message must not stop reading in this guild
+                    log.exception("read-aloud could not prepare a message (guild=%s)", self.guild_id)
+                    continue
                 if request is None:
                     continue
                 done = self._play(entry, request)
@@ -387,7 +391,10 @@ class GuildReader:
         return await self.service.fetch(self.guild_id, user_id, request)
 
     def _prefetch(self, entry: Entry[Utterance]) -> None:
-        request = self._request(entry, waiting=len(self.queue), commit=False)
+        try:
+            request = self._request(entry, waiting=len(self.queue), commit=False)
+        except Exception:
+            return  # reported when the message itself is taken
         if request is None:
             return
         self.queue.protect(entry.message_id)
