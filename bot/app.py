@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import aiohttp
 import discord
@@ -16,7 +17,8 @@ from bot.policy import Policy
 from bot.replies import send_ephemeral
 from bot.speech.errors import SpeechError
 from bot.speech.models import SpeechBackend
-from bot.storage import Store
+from bot.metrics import HealthServer, MeteredSpeechBackend, Metrics
+from bot.storage import StorageError, Store
 from bot.voice.sessions import VoiceLimits, VoiceSessions
 
 log = logging.getLogger(__name__)
@@ -97,11 +99,12 @@ class SpeechBot(commands.Bot):
             connector=connector,
         )
         self.settings = settings
-        self.speech = speech
+        self.metrics = Metrics()
+        self.speech: SpeechBackend = MeteredSpeechBackend(speech, self.metrics)
         self.store = store
         self.policy = Policy(settings, store)
         self.voice_sessions = VoiceSessions(
-            speech,
+            self.speech,
             VoiceLimits(
                 idle_timeout=settings.voice_idle_timeout,
                 alone_timeout=settings.voice_alone_timeout,
@@ -109,6 +112,12 @@ class SpeechBot(commands.Bot):
                 # the speech client gives up after its own timeout; the player's net is a little wider
                 stall_timeout=settings.speech_timeout + 5,
             ),
+            on_first_packet=self.metrics.time_to_first_packet.observe,
+        )
+        self._health = (
+            HealthServer(self.metrics, self._not_ready_because, self._refresh_gauges)
+            if settings.metrics_port is not None
+            else None
         )
         self._sync_state = CommandSyncState(settings.data_dir / "command-sync.json")
         self._force_sync = force_sync
@@ -119,11 +128,33 @@ class SpeechBot(commands.Bot):
         await sync_commands(
             self.tree, self._sync_state, dev_guild_id=self.settings.dev_guild_id, force=self._force_sync
         )
+        if self._health is not None:
+            assert self.settings.metrics_port is not None
+            await self._health.start(self.settings.metrics_host, self.settings.metrics_port)
 
     async def close(self) -> None:
         """Leave voice channels first (players stop cleanly), then close the gateway."""
         await self.voice_sessions.close()
         await super().close()
+        if self._health is not None:
+            await self._health.close()
+
+    async def _not_ready_because(self) -> str | None:
+        """For ``/readyz``: None when the gateway is ready and the database answers."""
+        if not self.is_ready() or self.is_closed():
+            return "the Discord gateway is not ready"
+        try:
+            await self.store.ping()
+        except StorageError:
+            return "the database does not answer"
+        return None
+
+    def _refresh_gauges(self) -> None:
+        sessions = self.voice_sessions.all()
+        self.metrics.voice_sessions.set(len(sessions))
+        self.metrics.queue_depth.set(sum(session.player.queued for session in sessions))
+        if math.isfinite(self.latency):
+            self.metrics.gateway_latency.set(self.latency)
 
     async def on_ready(self) -> None:
         log.info("ready as user=%s in %d guilds", self.user.id if self.user else "?", len(self.guilds))

@@ -82,6 +82,8 @@ class Settings:
     voice_idle_timeout: float = 300.0
     voice_alone_timeout: float = 30.0
     voice_queue_size: int = 20
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     read_hold: float = 1.0
 
     @property
@@ -110,6 +112,8 @@ VARIABLES: dict[str, str] = {
     "VOICE_ALONE_TIMEOUT": "Seconds the bot stays in a voice channel with no human left in it.",
     "VOICE_QUEUE_SIZE": "Most items waiting to be played per server; more are refused with a message.",
     "READ_ALOUD_HOLD": "Seconds a chat message waits before it is synthesized, so moderators and AutoMod can act.",
+    "METRICS_PORT": "Serve Prometheus /metrics, /healthz and /readyz on this port; empty = off.",
+    "METRICS_HOST": "Address the metrics port listens on (127.0.0.1; 0.0.0.0 inside a container).",
     "DATA_DIR": "Directory for the bot's own files (database, command-sync state).",
     "DATABASE_URL": "sqlite:///path/file.db (default: a file in DATA_DIR) or postgresql://user@host/db.",
     "DEV_GUILD_ID": "Sync slash commands to this one server instantly (development); empty = global commands.",
@@ -171,6 +175,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     queue_size = _number(get("VOICE_QUEUE_SIZE", "20"), "VOICE_QUEUE_SIZE", 1, 1000, problems)
     read_hold = _number(get("READ_ALOUD_HOLD", "1"), "READ_ALOUD_HOLD", 0, 10, problems)
 
+    metrics_port = None
+    if raw_port := get("METRICS_PORT"):
+        metrics_port = int(_number(raw_port, "METRICS_PORT", 1, 65535, problems))
+
     data_dir = Path(get("DATA_DIR", DEFAULT_DATA_DIR)).expanduser()
     database_url = get("DATABASE_URL", f"sqlite:///{data_dir / 'speechbot.db'}")
     if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
@@ -217,6 +225,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         voice_idle_timeout=idle_timeout,
         voice_alone_timeout=alone_timeout,
         voice_queue_size=int(queue_size),
+        metrics_port=metrics_port,
+        metrics_host=get("METRICS_HOST", "127.0.0.1"),
         read_hold=read_hold,
     )
 

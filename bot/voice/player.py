@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,13 +45,21 @@ class PlayItem:
     open_stream: StreamOpener | None = None
     on_done: Callable[[], None] | None = None
     id: int = field(default_factory=lambda: next(_ids))
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 class _Prepared:
     """An item whose synthesis has started: packets flow into ``source`` as they are decoded."""
 
-    def __init__(self, item: PlayItem, speech: SpeechBackend, stall_timeout: float) -> None:
+    def __init__(
+        self,
+        item: PlayItem,
+        speech: SpeechBackend,
+        stall_timeout: float,
+        on_first_packet: Callable[[float], None] | None = None,
+    ) -> None:
         self.item = item
+        self._on_first_packet = on_first_packet
         self.source = StreamedOpusSource(stall_timeout=stall_timeout)
         self._speech = speech
         self.ready = asyncio.Event()  # first packet decoded, or the item ended (failed or empty)
@@ -65,7 +74,10 @@ class _Prepared:
                 if self.source.cancelled:
                     break
                 self.source.push(packet)
-                self.ready.set()
+                if not self.ready.is_set():
+                    self.ready.set()
+                    if self._on_first_packet is not None:
+                        self._on_first_packet(time.monotonic() - self.item.queued_at)
         except SpeechError as exc:
             error = exc.user_message
         except AudioDecodeError:
@@ -103,12 +115,14 @@ class GuildPlayer:
         max_queue: int,
         stall_timeout: float,
         on_idle: Callable[[], None] | None = None,
+        on_first_packet: Callable[[float], None] | None = None,
     ) -> None:
         self.voice_client = voice_client
         self._speech = speech
         self._max_queue = max_queue
         self._stall_timeout = stall_timeout
         self._on_idle = on_idle
+        self._on_first_packet = on_first_packet  # seconds from queueing to the first packet (metrics)
         self._queue: deque[PlayItem] = deque()
         self._prepared: dict[int, _Prepared] = {}
         self._wakeup = asyncio.Event()
@@ -183,7 +197,9 @@ class GuildPlayer:
     def _prepare(self, item: PlayItem) -> _Prepared:
         prepared = self._prepared.get(item.id)
         if prepared is None:
-            prepared = self._prepared[item.id] = _Prepared(item, self._speech, self._stall_timeout)
+            prepared = self._prepared[item.id] = _Prepared(
+                item, self._speech, self._stall_timeout, self._on_first_packet
+            )
         return prepared
 
     async def _run(self) -> None:

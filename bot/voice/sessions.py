@@ -64,6 +64,7 @@ class VoiceSession:
             max_queue=limits.max_queue,
             stall_timeout=limits.stall_timeout,
             on_idle=self._start_idle_timer,
+            on_first_packet=manager.on_first_packet,
         )
         self._idle_timer: asyncio.TimerHandle | None = None
         self._alone_timer: asyncio.TimerHandle | None = None
@@ -113,9 +114,12 @@ class VoiceSession:
 class VoiceSessions:
     """All voice sessions of the bot, keyed by guild id."""
 
-    def __init__(self, speech: SpeechBackend, limits: VoiceLimits) -> None:
+    def __init__(
+        self, speech: SpeechBackend, limits: VoiceLimits, *, on_first_packet: Callable[[float], None] | None = None
+    ) -> None:
         self.speech = speech
         self.limits = limits
+        self.on_first_packet = on_first_packet
         self._sessions: dict[int, VoiceSession] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._closing = False
@@ -125,6 +129,9 @@ class VoiceSessions:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def all(self) -> list[VoiceSession]:
+        return list(self._sessions.values())
 
     async def join(self, channel: discord.VoiceChannel | discord.StageChannel) -> VoiceSession:
         """The session in ``channel``: the existing one, or a new connection after checking permissions.

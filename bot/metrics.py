@@ -1,0 +1,122 @@
+"""Prometheus metrics and health endpoints on an optional port (``METRICS_PORT``).
+
+One registry per bot (no process-global state), so tests and several bots in one process stay apart.
+Counters are bumped where things happen; gauges that describe the bot's state (voice sessions, queue depth,
+gateway latency) are read when Prometheus scrapes, so they can never drift from the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from bot.speech.errors import SpeechError
+from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream
+
+log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.speech_requests = Counter(
+            "speechbot_speech_requests",
+            "Speech syntheses started, by backend, outcome (ok/error) and HTTP status ('' when none).",
+            ["backend", "outcome", "status"],
+            registry=self.registry,
+        )
+        self.speech_characters = Counter(
+            "speechbot_speech_characters", "Characters sent for synthesis.", ["backend"], registry=self.registry
+        )
+        self.time_to_first_byte = Histogram(
+            "speechbot_speech_time_to_first_byte_seconds",
+            "From starting a synthesis to holding its first audio bytes (retries included).",
+            ["backend"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.time_to_first_packet = Histogram(
+            "speechbot_voice_time_to_first_packet_seconds",
+            "From queueing an item to its first 20 ms Opus packet being ready to send.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.voice_sessions = Gauge("speechbot_voice_sessions", "Voice channels the bot is in.", registry=self.registry)
+        self.queue_depth = Gauge(
+            "speechbot_voice_queue_depth", "Items waiting to be played, all guilds.", registry=self.registry
+        )
+        self.gateway_latency = Gauge(
+            "speechbot_gateway_latency_seconds", "Heartbeat round trip to Discord's gateway.", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MeteredSpeechBackend:
+    """Counts every synthesis the bot starts and times it to the first audio bytes."""
+
+    def __init__(self, inner: SpeechBackend, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self.name = inner.name
+
+    async def open(self, request: SpeechRequest) -> SpeechStream:
+        started = time.perf_counter()
+        try:
+            stream = await self.inner.open(request)
+        except SpeechError as error:
+            status = "" if error.status is None else str(error.status)
+            self.metrics.speech_requests.labels(self.name, "error", status).inc()
+            raise
+        self.metrics.speech_requests.labels(self.name, "ok", "200").inc()
+        self.metrics.speech_characters.labels(self.name).inc(len(request.text))
+        self.metrics.time_to_first_byte.labels(self.name).observe(time.perf_counter() - started)
+        return stream
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class HealthServer:
+    """``/metrics`` (Prometheus text), ``/healthz`` (the process answers) and ``/readyz`` (ready to serve)."""
+
+    def __init__(self, metrics: Metrics, ready: Callable[[], Awaitable[str | None]], refresh: Callable[[], None]):
+        self._metrics = metrics
+        self._ready = ready  # returns None when ready, else why not
+        self._refresh = refresh  # updates the gauges read at scrape time
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._handle_metrics)
+        app.router.add_get("/healthz", self._handle_health)
+        app.router.add_get("/readyz", self._handle_ready)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        log.info("metrics and health endpoints on %s:%d", host, port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle_metrics(self, _: web.Request) -> web.Response:
+        self._refresh()
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _handle_health(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _handle_ready(self, _: web.Request) -> web.Response:
+        problem = await self._ready()
+        if problem is None:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text=f"not ready: {problem}\n")
