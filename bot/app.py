@@ -113,6 +113,7 @@ class SpeechBot(commands.Bot):
                 stall_timeout=settings.speech_timeout + 5,
             ),
             on_first_packet=self.metrics.time_to_first_packet.observe,
+            guild_timeouts=self._guild_timeouts,
         )
         self._health = (
             HealthServer(self.metrics, self._not_ready_because, self._refresh_gauges)
@@ -138,6 +139,10 @@ class SpeechBot(commands.Bot):
         await super().close()
         if self._health is not None:
             await self._health.close()
+
+    async def _guild_timeouts(self, guild_id: int) -> tuple[float | None, float | None]:
+        settings = await self.store.get_guild_settings(guild_id)
+        return settings.idle_timeout, settings.alone_timeout
 
     async def _not_ready_because(self) -> str | None:
         """For ``/readyz``: None when the gateway is ready and the database answers."""

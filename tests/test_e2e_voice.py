@@ -19,6 +19,7 @@ from bot.audio.decode import duration_seconds
 from bot.audio.formats import AudioFormat
 from bot.audio.ogg import OggPacketReader
 from bot.audio.opus import is_header_packet
+from bot.storage import Store
 from tests.audio_check import recognize
 from tests.bot_process import BotProcess, running_bot
 from tests.loopback.discord import DiscordEmulator
@@ -332,3 +333,16 @@ async def test_a_stream_that_stalls_or_is_cut_mid_play_ends_that_item_and_the_qu
     await session.wait_idle(quiet=0.8, timeout=30)
     assert len(segments(session)) == items_heard
     assert recognize(to_16k_mono(decode_pcm(segments(session)[-1])), PHRASES) == "thank you for listening"
+
+
+async def test_a_servers_own_alone_timeout_applies(
+    discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
+) -> None:
+    emu = discord_emulator
+    store = await Store.open(f"sqlite:///{tmp_path / 'speechbot.db'}")
+    await store.update_guild_settings(emu.guild.id, alone_timeout=1)
+    await store.close()
+    async with voice_bot(emu, speech_endpoint, tmp_path):  # the bot-wide default stays at 30 s
+        assert "Joined" in await join(emu)
+        await emu.voice.move_member(emu.user, None)
+        await emu.wait_for(lambda: not emu.voice_connected(), timeout=10, what="leaving after the server's 1 s")

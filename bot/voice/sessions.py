@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import discord
@@ -21,6 +21,9 @@ from bot.voice.player import GuildPlayer, PlayItem
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 20.0
+
+#: A server's own (idle, alone) timeouts in seconds; None where it uses the bot's.
+GuildTimeouts = Callable[[int], Awaitable[tuple[float | None, float | None]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +69,8 @@ class VoiceSession:
             on_idle=self._start_idle_timer,
             on_first_packet=manager.on_first_packet,
         )
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._alone_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.Task[None] | None = None
+        self._alone_timer: asyncio.Task[None] | None = None
 
     @property
     def channel(self) -> discord.abc.Connectable | None:
@@ -79,8 +82,7 @@ class VoiceSession:
 
     def _start_idle_timer(self) -> None:
         self._cancel_idle_timer()
-        loop = asyncio.get_running_loop()
-        self._idle_timer = loop.call_later(self.manager.limits.idle_timeout, self._leave_soon, "idle")
+        self._idle_timer = asyncio.create_task(self._leave_after("idle"), name=f"voice-idle-{self.guild_id}")
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_timer is not None:
@@ -96,11 +98,18 @@ class VoiceSession:
                 self._alone_timer.cancel()
                 self._alone_timer = None
         elif self._alone_timer is None:
-            loop = asyncio.get_running_loop()
-            self._alone_timer = loop.call_later(self.manager.limits.alone_timeout, self._leave_soon, "alone")
+            self._alone_timer = asyncio.create_task(self._leave_after("alone"), name=f"voice-alone-{self.guild_id}")
 
-    def _leave_soon(self, reason: str) -> None:
-        asyncio.create_task(self.manager.leave(self.guild_id, reason=reason), name=f"voice-leave-{self.guild_id}")
+    async def _leave_after(self, reason: str) -> None:
+        """Wait the server's timeout (read when the timer starts, so a moderator's change applies), then leave.
+
+        The leave runs as its own task: leaving closes this session, which cancels this timer.
+        """
+        idle, alone = await self.manager.timeouts_for(self.guild_id)
+        await asyncio.sleep(idle if reason == "idle" else alone)
+        asyncio.get_running_loop().create_task(
+            self.manager.leave(self.guild_id, reason=reason), name=f"voice-leave-{self.guild_id}"
+        )
 
     async def close(self) -> None:
         """Stop playback and timers (idempotent); the caller disconnects."""
@@ -115,11 +124,17 @@ class VoiceSessions:
     """All voice sessions of the bot, keyed by guild id."""
 
     def __init__(
-        self, speech: SpeechBackend, limits: VoiceLimits, *, on_first_packet: Callable[[float], None] | None = None
+        self,
+        speech: SpeechBackend,
+        limits: VoiceLimits,
+        *,
+        on_first_packet: Callable[[float], None] | None = None,
+        guild_timeouts: GuildTimeouts | None = None,
     ) -> None:
         self.speech = speech
         self.limits = limits
         self.on_first_packet = on_first_packet
+        self._guild_timeouts = guild_timeouts
         self._sessions: dict[int, VoiceSession] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._closing = False
@@ -132,6 +147,19 @@ class VoiceSessions:
 
     def all(self) -> list[VoiceSession]:
         return list(self._sessions.values())
+
+    async def timeouts_for(self, guild_id: int) -> tuple[float, float]:
+        """(idle, alone) seconds for ``guild_id``: the server's own settings where set, else the bot's."""
+        idle, alone = (None, None)
+        if self._guild_timeouts is not None:
+            try:
+                idle, alone = await self._guild_timeouts(guild_id)
+            except Exception:
+                log.exception("could not read the voice timeouts of guild %s; using the defaults", guild_id)
+        return (
+            self.limits.idle_timeout if idle is None else idle,
+            self.limits.alone_timeout if alone is None else alone,
+        )
 
     async def join(self, channel: discord.VoiceChannel | discord.StageChannel) -> VoiceSession:
         """The session in ``channel``: the existing one, or a new connection after checking permissions.
