@@ -34,10 +34,10 @@ EXTENSIONS: tuple[str, ...] = (
 )
 
 
-def intents() -> discord.Intents:
-    """The defaults plus MESSAGE_CONTENT (privileged: read-aloud needs the text of messages)."""
+def intents(*, message_content: bool = True) -> discord.Intents:
+    """The defaults plus MESSAGE_CONTENT (privileged: read-aloud needs the text of messages) when allowed."""
     chosen = discord.Intents.default()
-    chosen.message_content = True
+    chosen.message_content = message_content
     return chosen
 
 
@@ -89,11 +89,12 @@ class SpeechBot(commands.Bot):
         *,
         connector: aiohttp.BaseConnector | None = None,
         force_sync: bool = False,
+        message_content: bool = True,
     ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
-            intents=intents(),
+            intents=intents(message_content=message_content),
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=SpeechTree,
             connector=connector,

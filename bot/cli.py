@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # never a traceback at the terminal; the log (LOG_LEVEL=DEBUG) has the details
+        log.debug("unexpected error", exc_info=True)
+        print(f"speechbot: unexpected error ({type(exc).__name__}); run with LOG_LEVEL=DEBUG for details",
+              file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -98,6 +103,7 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
     import discord
 
     from bot.app import SpeechBot
+    from bot.diagnostics import MESSAGE_CONTENT_HOWTO, message_content_allowed
     from bot.discord_endpoints import apply_endpoint_overrides, tls_context
     from bot.speech.errors import SpeechUnavailableError
     from bot.speech.factory import make_speech_backend
@@ -116,8 +122,19 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
         except SpeechUnavailableError as exc:
             await store.close()
             raise CLIError(exc.user_message) from None
+        # Without the privileged intent switched on in the portal Discord would refuse the login: run with
+        # read-aloud off instead, and say how to turn it on.
+        message_content = await message_content_allowed(settings, session) is not False
+        if not message_content:
+            log.warning("the Message Content intent is off, so read-aloud is off. To turn it on: %s",
+                        MESSAGE_CONTENT_HOWTO)
         bot = SpeechBot(
-            settings, speech, store, connector=aiohttp.TCPConnector(ssl=tls_context()), force_sync=force_sync
+            settings,
+            speech,
+            store,
+            connector=aiohttp.TCPConnector(ssl=tls_context()),
+            force_sync=force_sync,
+            message_content=message_content,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -129,9 +146,7 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
         except discord.LoginFailure:
             raise CLIError("Discord rejected DISCORD_TOKEN. Reset the token in the developer portal.") from None
         except discord.PrivilegedIntentsRequired:
-            raise CLIError(
-                "Discord refused a privileged intent. Enable it under Bot → Privileged Gateway Intents."
-            ) from None
+            raise CLIError(f"Discord refused a privileged intent. Turn it on: {MESSAGE_CONTENT_HOWTO}") from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise CLIError(f"Could not connect to Discord: {type(exc).__name__}.") from None
         finally:

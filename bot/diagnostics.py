@@ -138,8 +138,8 @@ async def check_discord_token(settings: Settings, session: aiohttp.ClientSession
 _MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)
 
 
-async def check_message_content_intent(settings: Settings, session: aiohttp.ClientSession) -> Finding:
-    """Read-aloud needs the privileged Message Content intent; without it Discord refuses the bot's login."""
+async def message_content_allowed(settings: Settings, session: aiohttp.ClientSession) -> bool | None:
+    """Whether the Message Content intent is on in the developer portal; None when it cannot be told."""
     assert settings.discord_token is not None
     base = settings.discord_api_base or DISCORD_API_BASE
     headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}", "User-Agent": _USER_AGENT}
@@ -149,13 +149,25 @@ async def check_message_content_intent(settings: Settings, session: aiohttp.Clie
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("flags"), int):
+        return None
+    return bool(data["flags"] & _MESSAGE_CONTENT_FLAGS)
+
+
+#: Where the switch is, for every message that mentions it.
+MESSAGE_CONTENT_HOWTO = (
+    "Developer portal → your application → Bot → Privileged Gateway Intents → Message Content Intent."
+)
+
+
+async def check_message_content_intent(settings: Settings, session: aiohttp.ClientSession) -> Finding:
+    """Read-aloud needs the privileged Message Content intent; without it the bot runs with read-aloud off."""
+    allowed = await message_content_allowed(settings, session)
+    if allowed is None:
         return Finding(False, "discord: could not read the application's intents")
-    if data["flags"] & _MESSAGE_CONTENT_FLAGS:
+    if allowed:
         return Finding(True, "discord: the Message Content intent is on")
     return Finding(
-        False,
-        "discord: the Message Content intent is off (read-aloud needs it)",
-        "Developer portal → your application → Bot → Privileged Gateway Intents → Message Content Intent.",
+        False, "discord: the Message Content intent is off (read-aloud is off until it is on)", MESSAGE_CONTENT_HOWTO
     )
 
 

@@ -158,6 +158,12 @@ async def test_check_and_run_say_when_the_message_content_intent_is_off(
 
     emu.application_flags = 0
     code, out, _ = await run_cli("check", env=env, cwd=tmp_path)
-    assert code == 1 and "Message Content intent is off" in out.decode()
-    code, _, err = await run_cli("run", env=env, cwd=tmp_path)
-    assert code == 1 and "Privileged Gateway Intents" in err and "Traceback" not in err
+    assert code == 1 and "Message Content intent is off" in out.decode() and "Privileged Gateway Intents" in out.decode()
+
+    # The bot still runs, with read-aloud off, says how to turn it on, and /speak works.
+    async with voice_bot(emu, speech_endpoint, tmp_path) as bot:
+        assert "read-aloud is off" in bot.log and "Privileged Gateway Intents" in bot.log
+        assert emu.sessions[-1].intents & (1 << 15) == 0  # MESSAGE_CONTENT not asked for
+        interaction = await emu.invoke("speak", {"text": "Hello world."}, user=emu.user, guild=emu.guild,
+                                       channel=emu.text_channel)
+        assert (await interaction.wait_message(timeout=30)).attachments

@@ -132,6 +132,9 @@ class ReadAloud:
         self.clock = clock or (lambda: asyncio.get_running_loop().time())
         self.usage = UsageBatcher(store)
         self._readers: dict[int, GuildReader] = {}
+        # Deciding a message awaits the store, which can take longer for one message than for the next; one
+        # lock per guild (asyncio locks are first come, first served) keeps messages in the order they came.
+        self._deciding: dict[int, asyncio.Lock] = {}
 
     def reader(self, guild_id: int) -> GuildReader | None:
         return self._readers.get(guild_id)
@@ -195,26 +198,28 @@ class ReadAloud:
         self, guild_id: int, message_id: int, facts: MessageFacts, names: Names, build: InputBuilder
     ) -> Skip | None:
         """Queue the message if it is to be read; returns why not otherwise."""
-        utterance, reason = await self._decide(guild_id, facts, names, build)
-        if utterance is None:
-            log.debug("not read (guild=%s message=%s): %s", guild_id, message_id, reason)
-            return reason
-        self._guild(guild_id).push(message_id, facts.author_id, utterance)
+        async with self._deciding.setdefault(guild_id, asyncio.Lock()):
+            utterance, reason = await self._decide(guild_id, facts, names, build)
+            if utterance is None:
+                log.debug("not read (guild=%s message=%s): %s", guild_id, message_id, reason)
+                return reason
+            self._guild(guild_id).push(message_id, facts.author_id, utterance)
         return None
 
     async def on_edit(
         self, guild_id: int, message_id: int, facts: MessageFacts, names: Names, build: InputBuilder
     ) -> None:
         """A waiting message is read in its new form (or dropped if it no longer qualifies)."""
-        reader = self._readers.get(guild_id)
-        if reader is None or message_id not in reader.queue:
-            return
-        utterance, reason = await self._decide(guild_id, facts, names, build)
-        if utterance is None:
-            log.debug("edited message dropped (guild=%s message=%s): %s", guild_id, message_id, reason)
-            reader.delete([message_id])
-        else:
-            reader.edit(message_id, utterance)
+        async with self._deciding.setdefault(guild_id, asyncio.Lock()):  # after the message itself is queued
+            reader = self._readers.get(guild_id)
+            if reader is None or message_id not in reader.queue:
+                return
+            utterance, reason = await self._decide(guild_id, facts, names, build)
+            if utterance is None:
+                log.debug("edited message dropped (guild=%s message=%s): %s", guild_id, message_id, reason)
+                reader.delete([message_id])
+            else:
+                reader.edit(message_id, utterance)
 
     def on_delete(self, guild_id: int, message_ids: Iterable[int]) -> None:
         """Deleted messages are dropped if waiting and stopped if playing."""
