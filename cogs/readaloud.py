@@ -28,6 +28,13 @@ def names_of(user: discord.abc.User) -> Names:
     return Names(display=user.display_name, nickname=getattr(user, "nick", None), username=user.name)
 
 
+def spoken_content(message: discord.Message) -> str:
+    """A forward has no text of its own: what it forwards is in its first snapshot."""
+    if message.content or not message.message_snapshots:
+        return message.content
+    return message.message_snapshots[0].content
+
+
 def facts_of(message: discord.Message) -> MessageFacts:
     author = message.author
     voice = getattr(author, "voice", None)
@@ -61,7 +68,7 @@ def input_builder(message: discord.Message) -> InputBuilder:
         replied = reference.resolved if reference is not None else None
         poll = message.poll
         return MessageInput(
-            content=message.content,
+            content=spoken_content(message),
             author_name=author_name,
             mentions={user.id: name(user) for user in message.mentions},
             role_mentions={role.id: role.name for role in message.role_mentions},

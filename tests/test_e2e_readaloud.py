@@ -142,6 +142,10 @@ async def test_autojoin_reads_the_read_channel_and_leaves_when_alone(
         await wait_items(emu, session, 3)
         # mentions are named like authors; after an announcement the name is said again
         assert sent_texts(speech_endpoint)[2:] == ["bob said, alice hello world"]
+        original = await emu.chat.send(emu.owner, emu.text_channel, "Open the door.")  # the owner is not in voice
+        await emu.chat.send(emu.other_user, emu.text_channel, "", forward_of=original)
+        await wait_items(emu, session, 4)
+        assert sent_texts(speech_endpoint)[3:] == ["a forwarded message: Open the door."]
         await emu.move_member(emu.user, None)
 
         await emu.move_member(emu.other_user, None)  # alone: the bot leaves

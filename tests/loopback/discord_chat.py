@@ -76,6 +76,7 @@ class Chat:
         mentions: list[User] | None = None,
         role_mentions: list[Role] | None = None,
         reply_to: ChatMessage | None = None,
+        forward_of: ChatMessage | None = None,
     ) -> ChatMessage:
         """Post ``content`` in ``channel`` as ``user`` (a bot if ``user.bot``; a webhook named after ``user``
         with ``webhook=True``). ``attachments`` are attachment objects without ids (ids are added)."""
@@ -110,6 +111,14 @@ class Chat:
             payload["message_reference"] = {"type": 0, "message_id": str(reply_to.id),
                                             "channel_id": str(reply_to.channel_id), "guild_id": str(guild.id)}
             payload["referenced_message"] = reply_to.payload
+        if forward_of is not None:  # a forward: no text of its own, the original in a snapshot
+            original = forward_of.payload
+            payload["message_reference"] = {"type": 1, "message_id": str(forward_of.id),
+                                            "channel_id": str(forward_of.channel_id), "guild_id": str(guild.id)}
+            payload["message_snapshots"] = [{"message": {
+                key: original[key] for key in ("type", "content", "embeds", "attachments", "timestamp",
+                                               "edited_timestamp", "flags", "mentions", "mention_roles")
+            }}]
         message = ChatMessage(payload, mentions_bot=any(u.id == self.emu.bot_user.id for u in mentioned),
                               author_is_bot_user=user.id == self.emu.bot_user.id)
         self.messages[message.id] = message
