@@ -117,15 +117,26 @@ async def check_speech(settings: Settings, session: aiohttp.ClientSession) -> Fi
     return Finding(True, f"speech: {settings.speech_api_base_url} is reachable (model {settings.speech_model})")
 
 
-async def check_discord_token(settings: Settings, session: aiohttp.ClientSession) -> Finding:
+async def _discord_get(settings: Settings, session: aiohttp.ClientSession, path: str) -> tuple[int, object]:
+    """GET a Discord REST path as the bot: (status, JSON body or None). Raises DiscordUnreachable."""
     assert settings.discord_token is not None
     base = settings.discord_api_base or DISCORD_API_BASE
     headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}", "User-Agent": _USER_AGENT}
     try:
-        async with session.get(f"{base}/users/@me", headers=headers, timeout=_TIMEOUT) as resp:
-            status = resp.status
-            data = await resp.json(content_type=None) if status == 200 else None
+        async with session.get(f"{base}{path}", headers=headers, timeout=_TIMEOUT) as resp:
+            return resp.status, (await resp.json(content_type=None) if resp.status == 200 else None)
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        raise DiscordUnreachable from None
+
+
+class DiscordUnreachable(Exception):
+    """The Discord API (or DISCORD_API_BASE) did not answer."""
+
+
+async def check_discord_token(settings: Settings, session: aiohttp.ClientSession) -> Finding:
+    try:
+        status, data = await _discord_get(settings, session, "/users/@me")
+    except DiscordUnreachable:
         return Finding(False, "discord: cannot reach the Discord API", "Check the network (or DISCORD_API_BASE).")
     if status == 401:
         return Finding(False, "discord: DISCORD_TOKEN was rejected", "Reset the token in the developer portal.")
@@ -140,14 +151,10 @@ _MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)
 
 async def message_content_allowed(settings: Settings, session: aiohttp.ClientSession) -> bool | None:
     """Whether the Message Content intent is on in the developer portal; None when it cannot be told."""
-    assert settings.discord_token is not None
-    base = settings.discord_api_base or DISCORD_API_BASE
-    headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}", "User-Agent": _USER_AGENT}
     try:
-        async with session.get(f"{base}/oauth2/applications/@me", headers=headers, timeout=_TIMEOUT) as resp:
-            data = await resp.json(content_type=None) if resp.status == 200 else None
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-        data = None
+        _, data = await _discord_get(settings, session, "/oauth2/applications/@me")
+    except DiscordUnreachable:
+        return None
     if not isinstance(data, dict) or not isinstance(data.get("flags"), int):
         return None
     return bool(data["flags"] & _MESSAGE_CONTENT_FLAGS)
