@@ -69,6 +69,10 @@ class SettingsCog(commands.Cog):
         lines = describe_changes(self.bot.settings, before, after, changes)
         await _reply(interaction, "Settings changed:\n" + _bullets(lines))
 
+    async def _apply_given(self, interaction: discord.Interaction[SpeechBot], **options: object) -> None:
+        """``_apply`` with only the options the moderator filled in (an empty option means "leave as is")."""
+        await self._apply(interaction, **{key: value for key, value in options.items() if value is not None})
+
     @settings.command(name="show", description="Show every setting of this server.")
     async def show(self, interaction: discord.Interaction[SpeechBot]) -> None:
         assert interaction.guild is not None
@@ -131,7 +135,7 @@ class SettingsCog(commands.Cog):
             check_voice(self.bot.settings, voice)
         given = dict(default_voice=voice, default_speed=speed, default_format=format,
                      default_instructions=instructions, speak_output=output)
-        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+        await self._apply_given(interaction, **given)
 
     @defaults.autocomplete("voice")
     async def _voices(
@@ -175,7 +179,7 @@ class SettingsCog(commands.Cog):
         name_mode: str | None = None,
     ) -> None:
         given = dict(say_name=say, name_repeat_window=repeat_window, name_mode=name_mode)
-        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+        await self._apply_given(interaction, **given)
 
     @settings.command(name="text", description="How read-aloud treats long messages, emoji, links and code.")
     @app_commands.describe(
@@ -197,7 +201,7 @@ class SettingsCog(commands.Cog):
     ) -> None:
         given = dict(max_message_chars=max_length, max_repeat_chars=repeat_cap, emoji_mode=emoji,
                      link_mode=links, code_mode=code)
-        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+        await self._apply_given(interaction, **given)
 
     @settings.command(name="reading", description="Whose messages read-aloud reads.")
     @app_commands.describe(
@@ -214,7 +218,7 @@ class SettingsCog(commands.Cog):
     ) -> None:
         prefix = "" if optout_prefix is not None and optout_prefix.lower() == "none" else optout_prefix
         given = dict(skip_bots=skip_bots, require_author_in_voice=require_voice, optout_prefix=prefix)
-        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+        await self._apply_given(interaction, **given)
 
     @settings.command(name="roles", description="Roles that may, may not, or moderate text-to-speech.")
     @app_commands.describe(
@@ -247,7 +251,7 @@ class SettingsCog(commands.Cog):
         alone: app_commands.Range[int, 0, 86_400] | None = None,
     ) -> None:
         given = dict(idle_timeout=idle, alone_timeout=alone)
-        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+        await self._apply_given(interaction, **given)
 
     @settings.command(name="announce", description="Say when members join or leave the bot's voice channel.")
     async def announce(self, interaction: discord.Interaction[SpeechBot], enabled: bool) -> None:
@@ -274,7 +278,7 @@ class SettingsCog(commands.Cog):
         per_member: Budget | None = None,
     ) -> None:
         given = dict(daily_char_budget=daily, monthly_char_budget=monthly, user_chars_per_minute=per_member)
-        await self._apply(interaction, **{k: v for k, v in given.items() if v is not None})
+        await self._apply_given(interaction, **given)
 
 
 def voice_choices(voices: tuple[str, ...], current: str) -> list[app_commands.Choice[str]]:
