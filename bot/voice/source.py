@@ -60,10 +60,6 @@ class StreamedOpusSource(discord.AudioSource):
         return len(self._packets)
 
     @property
-    def has_audio_or_ended(self) -> bool:
-        return bool(self._packets) or self._ended
-
-    @property
     def cancelled(self) -> bool:
         return self._cancelled
 
