@@ -26,7 +26,10 @@ class BotProcess:
         self, env: Mapping[str, str], log_path: Path, args: tuple[str, ...] = ("run",), *, console_script: bool = False
     ) -> None:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SPEECH_", "DEV_GUILD"))}
-        self.env = {**inherited, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **env}
+        # PYTHONPATH: the bot runs this checkout's code (a git worktree too), whatever the venv installed.
+        self.env = {
+            **inherited, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", "PYTHONPATH": str(ROOT), **env
+        }
         self.log_path = log_path
         self.args = args
         # The installed ``speechbot`` entry point, or ``python -m bot`` (the same code path).
