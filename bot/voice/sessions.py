@@ -17,6 +17,7 @@ import discord
 from bot.errors import UserFacingError
 from bot.speech.models import SpeechBackend
 from bot.voice.player import GuildPlayer, PlayItem
+from bot.voice.sender import NonBlockingSource, PacketSender
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,37 @@ class VoiceLimits:
 
 
 class SessionVoiceClient(discord.VoiceClient):
-    """A VoiceClient that says when discord.py has given it up for good.
+    """A VoiceClient that says when discord.py has given it up for good, and sends on the shared sender.
 
     discord.py calls ``cleanup()`` exactly when a connection is over (``/leave``, a moderator's disconnect,
     a deleted channel, a reconnect that failed), and not during its own reconnects, which briefly report
     the bot as out of the channel. That makes it the one reliable signal for ending a session.
+
+    ``play`` hands non-blocking sources to the bot's one :class:`PacketSender` thread instead of starting a
+    thread per guild; any other source gets discord.py's own player.
     """
 
     def __init__(
-        self, client: discord.Client, channel: discord.abc.Connectable, on_cleanup: Callable[[SessionVoiceClient], None]
+        self,
+        client: discord.Client,
+        channel: discord.abc.Connectable,
+        on_cleanup: Callable[[SessionVoiceClient], None],
+        sender: PacketSender | None = None,
     ) -> None:
         super().__init__(client, channel)
         self._on_cleanup = on_cleanup
+        self._sender = sender
+
+    def play(self, source: discord.AudioSource, *, after: Callable[[Exception | None], object] | None = None,
+             **encoder_options: object) -> None:
+        if self._sender is None or not isinstance(source, NonBlockingSource):
+            super().play(source, after=after, **encoder_options)  # type: ignore[arg-type]
+            return
+        if not self.is_connected():
+            raise discord.ClientException("Not connected to voice.")
+        if self.is_playing():
+            raise discord.ClientException("Already playing audio.")
+        self._player = self._sender.play(self, source, after)  # type: ignore[assignment]
 
     def cleanup(self) -> None:
         super().cleanup()
@@ -138,6 +158,7 @@ class VoiceSessions:
         self._sessions: dict[int, VoiceSession] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._closing = False
+        self.sender = PacketSender()
 
     def get(self, guild_id: int) -> VoiceSession | None:
         return self._sessions.get(guild_id)
@@ -184,7 +205,9 @@ class VoiceSessions:
                     timeout=CONNECT_TIMEOUT,
                     reconnect=True,
                     self_deaf=True,
-                    cls=lambda client, connectable: SessionVoiceClient(client, connectable, self._on_cleanup),
+                    cls=lambda client, connectable: SessionVoiceClient(
+                        client, connectable, self._on_cleanup, self.sender
+                    ),
                 )
             except discord.ClientException:
                 # discord.py already holds a connection for this guild (e.g. left over): reuse it.
@@ -247,6 +270,7 @@ class VoiceSessions:
         for lock in list(self._locks.values()):
             async with lock:
                 pass
+        await asyncio.to_thread(self.sender.close)
 
 
 def check_can_join(channel: discord.VoiceChannel | discord.StageChannel) -> None:

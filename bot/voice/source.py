@@ -1,8 +1,9 @@
-"""The bridge between the event loop (which produces Opus packets) and discord.py's player thread.
+"""The bridge between the event loop (which produces Opus packets) and the thread that sends them.
 
-discord.py's ``AudioPlayer`` calls :meth:`read` every 20 ms on its own thread. ``read`` must never wait on
-the network: when the next packet is not there yet (a slow stream) it sends an Opus silence frame so the
-RTP clock keeps running, and gives up after ``stall_timeout`` seconds without audio.
+The sender (``bot.voice.sender``, or discord.py's ``AudioPlayer``) takes a packet every 20 ms on its own
+thread and must never wait on the network: when the next packet is not there yet (a slow stream) it gets an
+Opus silence frame so the RTP clock keeps running, and the source gives up after ``stall_timeout`` seconds
+without audio.
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ import threading
 import time
 from collections import deque
 
-import discord
-
 from bot.audio.opus import SILENCE_FRAME
+from bot.voice.sender import NonBlockingSource
 
 #: How long ``read`` may wait for a packet that is about to arrive before sending silence instead
 #: (a fraction of the 20 ms frame, so the player stays on time).
 _READ_WAIT = 0.005
 
 
-class StreamedOpusSource(discord.AudioSource):
+class StreamedOpusSource(NonBlockingSource):
     """20 ms Opus packets pushed from the loop (thread-safe), read by the player thread.
 
     The producer calls :meth:`push` for each packet and :meth:`end` once (with a user-safe message if the
@@ -36,9 +36,6 @@ class StreamedOpusSource(discord.AudioSource):
         self._starved_since: float | None = None
         self.error: str | None = None
         self.packets_read = 0
-
-    def is_opus(self) -> bool:
-        return True
 
     # producer side (event loop) -------------------------------------------------------------------------
 
@@ -66,25 +63,34 @@ class StreamedOpusSource(discord.AudioSource):
     # player side (audio thread) -------------------------------------------------------------------------
 
     def read(self) -> bytes:
+        """For discord.py's own player: waits a moment for a packet that is about to arrive."""
         with self._ready:
             if not self._packets and not self._ended and not self._cancelled:
                 self._ready.wait(_READ_WAIT)
-            if self._cancelled:
-                return b""
-            if self._packets:
-                self._starved_since = None
-                self.packets_read += 1
-                return self._packets.popleft()
-            if self._ended:
-                return b""
-            now = time.monotonic()
-            if self._starved_since is None:
-                self._starved_since = now
-            elif now - self._starved_since > self._stall_timeout:
-                self._ended = True
-                self.error = self.error or "The speech stream stalled, so I skipped it."
-                return b""
-            return SILENCE_FRAME
+            return self._take()
+
+    def read_nowait(self) -> bytes:
+        """For the shared sender, which must not hold up the other guilds' packets."""
+        with self._ready:
+            return self._take()
+
+    def _take(self) -> bytes:
+        if self._cancelled:
+            return b""
+        if self._packets:
+            self._starved_since = None
+            self.packets_read += 1
+            return self._packets.popleft()
+        if self._ended:
+            return b""
+        now = time.monotonic()
+        if self._starved_since is None:
+            self._starved_since = now
+        elif now - self._starved_since > self._stall_timeout:
+            self._ended = True
+            self.error = self.error or "The speech stream stalled, so I skipped it."
+            return b""
+        return SILENCE_FRAME
 
     def cleanup(self) -> None:
         """Called by discord.py when playback stops for any reason (end, skip, disconnect)."""

@@ -1,0 +1,293 @@
+"""One thread sends every guild's voice packets, each stream on its own 20 ms clock.
+
+discord.py's ``VoiceClient.play`` starts one ``AudioPlayer`` thread per guild that wakes every 20 ms to send
+one packet. With many guilds those threads cost more CPU than the audio does (GIL hand-offs and wake-ups;
+``bench/bench_voice.py`` measures it). :class:`PacketSender` is one thread for all of them: streams that are
+due within the same couple of milliseconds go out in one wake-up, so the cost per packet is little more than
+encrypting and sending it.
+
+It keeps ``AudioPlayer``'s contract, so a ``VoiceClient`` cannot tell the difference: SPEAKING is sent before
+the first packet (strictly before: the first packet waits until the websocket has sent it) and cleared on stop, five silence frames follow the last packet, playback waits (up to the
+client's timeout) through a voice reconnect, ``after`` is called on the sender thread with the error if any,
+then ``source.cleanup()``. Packets go through ``VoiceClient.send_audio_packet``, so transport encryption and
+DAVE stay discord.py's. Only sources whose ``read_nowait`` never blocks can share the thread; anything else
+gets discord.py's own player.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import discord
+from discord import SpeakingState
+
+from bot.audio.opus import SILENCE_FRAME
+
+log = logging.getLogger(__name__)
+
+FRAME = 0.02
+#: Streams due this soon are sent in the same wake-up (a packet up to 2 ms early is well inside any
+#: receiver's jitter buffer), which is what makes one thread cheaper than one per guild.
+_COALESCE = 0.002
+#: A stream this far behind its clock (the process was stalled) restarts its clock instead of bursting.
+_MAX_BEHIND = 0.2
+_END_SILENCE_FRAMES = 5
+
+After = Callable[[Exception | None], Any]
+
+
+class NonBlockingSource(discord.AudioSource):
+    """An Opus source whose ``read_nowait`` returns at once: the next packet, silence, or b"" at the end."""
+
+    def is_opus(self) -> bool:
+        return True
+
+    def read_nowait(self) -> bytes:
+        raise NotImplementedError
+
+
+class SharedPlayback:
+    """One stream on the shared sender; stands in for discord.py's ``AudioPlayer`` in ``VoiceClient._player``.
+
+    The control methods are called on the event loop; everything else runs on the sender thread.
+    """
+
+    def __init__(
+        self, sender: PacketSender, client: discord.VoiceClient, source: NonBlockingSource, after: After | None
+    ) -> None:
+        self._sender = sender
+        self.client = client
+        self.source = source
+        self.after = after
+        self.due = time.perf_counter()
+        self._ended = False
+        self._paused = False
+        self._silenced = False  # the pause's silence frames are out
+        self._reconnecting_since: float | None = None
+        self._error: Exception | None = None
+        self.generation = 0  # bumped by PacketSender.wake; heap entries of older generations are stale
+        self.finished = False  # after() has been called
+
+    # -- control (event loop), the AudioPlayer interface VoiceClient uses -----------------------------------
+
+    def is_playing(self) -> bool:
+        return not self._ended and not self._paused
+
+    def is_paused(self) -> bool:
+        return not self._ended and self._paused
+
+    def stop(self) -> None:
+        self._ended = True
+        self._speak(SpeakingState.none)
+        self._sender.wake(self)
+
+    def pause(self, *, update_speaking: bool = True) -> None:
+        self._paused = True
+        if update_speaking:
+            self._speak(SpeakingState.none)
+
+    def resume(self, *, update_speaking: bool = True) -> None:
+        self._paused = False
+        self._silenced = False
+        if update_speaking:
+            self._speak(SpeakingState.voice)
+        self._sender.wake(self)
+
+    def set_source(self, source: discord.AudioSource) -> None:
+        if not isinstance(source, NonBlockingSource):
+            raise TypeError("the shared sender plays NonBlockingSource only")
+        self.source = source
+
+    # -- sending (sender thread) ----------------------------------------------------------------------------
+
+    def step(self, now: float) -> bool:
+        """Send what is due; returns False when the stream is over (``after`` has been called)."""
+        try:
+            if self._ended:
+                return self._finish()
+            if self._paused:
+                if not self._silenced:
+                    self._silenced = True
+                    self._send_silence()
+                return True  # parked by the sender until resume()
+            if not self.client.is_connected():
+                return self._wait_for_reconnect(now)
+            if self._reconnecting_since is not None:  # back after a voice reconnect
+                self._reconnecting_since = None
+                self._speak(SpeakingState.voice)
+                self.due = now
+            data = self.source.read_nowait()
+            if not data:
+                self.stop()
+                return self._finish()
+            self.client.send_audio_packet(data, encode=False)
+            self.due += FRAME
+            if now - self.due > _MAX_BEHIND:
+                self.due = now + FRAME
+            return True
+        except Exception as exc:
+            self._error = exc
+            self._ended = True
+            self._speak(SpeakingState.none)
+            return self._finish()
+
+    def end_unplayed(self) -> None:
+        self._ended = True
+        self._finish(silence=False)
+
+    @property
+    def parked(self) -> bool:
+        return self._paused and self._silenced and not self._ended
+
+    def _wait_for_reconnect(self, now: float) -> bool:
+        if self._reconnecting_since is None:
+            self._reconnecting_since = now
+        elif now - self._reconnecting_since > self.client.timeout:
+            log.debug("voice did not reconnect in time (guild=%s): playback aborted", self.client.guild.id)
+            self._ended = True
+            return self._finish(silence=False)
+        self.due = now + FRAME
+        return True
+
+    def _finish(self, *, silence: bool = True) -> bool:
+        if silence and self.client.is_connected():
+            self._send_silence()
+        try:
+            if self.after is not None:
+                self.after(self._error)
+            elif self._error is not None:
+                log.error("voice playback failed (guild=%s)", self.client.guild.id, exc_info=self._error)
+        except Exception:
+            log.exception("the after callback of a voice playback failed")
+        finally:
+            self.source.cleanup()
+        return False
+
+    def _send_silence(self) -> None:
+        try:
+            for _ in range(_END_SILENCE_FRAMES):
+                self.client.send_audio_packet(SILENCE_FRAME, encode=False)
+        except Exception:  # like discord.py: a failed silence frame is not worth reporting
+            pass
+
+    def _speak(self, state: SpeakingState) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.client.ws.speak(state), self.client.client.loop)
+        except Exception:
+            log.exception("could not send the speaking state")
+
+
+class PacketSender:
+    """The thread behind every :class:`SharedPlayback` of one bot; started on first use.
+
+    Each playback has at most one live heap entry: ``wake`` re-queues it under a new generation, which
+    makes any older entry stale.
+    """
+
+    def __init__(self) -> None:
+        self._wakeup = threading.Condition()
+        self._due: list[tuple[float, int, int, SharedPlayback]] = []  # (due, order, generation, playback)
+        self._parked: set[SharedPlayback] = set()
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def streams(self) -> int:
+        with self._wakeup:
+            return len({entry[3] for entry in self._due if not entry[3].finished} | self._parked)
+
+    def play(self, client: discord.VoiceClient, source: NonBlockingSource, after: After | None) -> SharedPlayback:
+        """Start ``source`` (call on the event loop): SPEAKING goes out first, then the packets."""
+        if self._closed:
+            raise discord.ClientException("The voice sender has shut down.")
+        playback = SharedPlayback(self, client, source, after)
+        speaking = asyncio.get_running_loop().create_task(client.ws.speak(SpeakingState.voice))
+        speaking.add_done_callback(lambda task: self._admit(playback, task))
+        return playback
+
+    def _admit(self, playback: SharedPlayback, speaking: asyncio.Task[None]) -> None:
+        if not speaking.cancelled() and speaking.exception() is not None:
+            log.warning("could not send the speaking state (guild=%s)", playback.client.guild.id)
+        with self._wakeup:
+            if self._closed:  # shut down meanwhile: end it here, ``after`` must still run
+                playback.finished = True
+            else:
+                playback.due = time.perf_counter()
+                self._push(playback)
+        if playback.finished:
+            playback.end_unplayed()
+            return
+        with self._wakeup:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="voice-sender", daemon=True)
+                self._thread.start()
+            self._wakeup.notify()
+
+    def wake(self, playback: SharedPlayback) -> None:
+        """``playback`` was stopped or resumed: handle it now rather than at its next packet."""
+        with self._wakeup:
+            if playback.finished:
+                return
+            self._parked.discard(playback)
+            playback.generation += 1
+            playback.due = time.perf_counter()
+            self._push(playback)
+            self._wakeup.notify()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the thread once every stream has ended (their ``after`` callbacks run first)."""
+        with self._wakeup:
+            self._closed = True
+            self._wakeup.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _push(self, playback: SharedPlayback) -> None:
+        heapq.heappush(self._due, (playback.due, next(self._order), playback.generation, playback))
+
+    def _next_batch(self) -> tuple[float, list[tuple[int, SharedPlayback]]] | None:
+        """Wait until something is due; None when closed and nothing is left."""
+        with self._wakeup:
+            while True:
+                while self._due and (self._due[0][3].finished or self._due[0][2] != self._due[0][3].generation):
+                    heapq.heappop(self._due)  # stale: finished, or re-queued by ``wake``
+                if not self._due:
+                    if self._closed and not self._parked:
+                        return None
+                    self._wakeup.wait()
+                    continue
+                now = time.perf_counter()
+                wait = self._due[0][0] - now
+                if wait <= _COALESCE:
+                    break
+                self._wakeup.wait(wait)
+            batch = []
+            while self._due and self._due[0][0] <= now + _COALESCE:
+                _, _, generation, playback = heapq.heappop(self._due)
+                if not playback.finished and generation == playback.generation:
+                    batch.append((generation, playback))
+            return now, batch
+
+    def _run(self) -> None:
+        while (due := self._next_batch()) is not None:
+            now, batch = due
+            for generation, playback in batch:
+                keep = playback.step(now)
+                with self._wakeup:
+                    if not keep:
+                        playback.finished = True
+                    elif playback.generation != generation:
+                        pass  # ``wake`` re-queued it while it was sending
+                    elif playback.parked:
+                        self._parked.add(playback)
+                    else:
+                        self._push(playback)
