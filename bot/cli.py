@@ -132,7 +132,7 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
             settings,
             speech,
             store,
-            connector=aiohttp.TCPConnector(ssl=tls_context()),
+            connector=aiohttp.TCPConnector(ssl=tls_context(), limit=0),  # one socket per voice channel
             force_sync=force_sync,
             message_content=message_content,
         )

@@ -7,11 +7,11 @@ due within the same couple of milliseconds go out in one wake-up, so the cost pe
 encrypting and sending it.
 
 It keeps ``AudioPlayer``'s contract, so a ``VoiceClient`` cannot tell the difference: SPEAKING is sent before
-the first packet (strictly before: the first packet waits until the websocket has sent it) and cleared on stop, five silence frames follow the last packet, playback waits (up to the
-client's timeout) through a voice reconnect, ``after`` is called on the sender thread with the error if any,
-then ``source.cleanup()``. Packets go through ``VoiceClient.send_audio_packet``, so transport encryption and
-DAVE stay discord.py's. Only sources whose ``read_nowait`` never blocks can share the thread; anything else
-gets discord.py's own player.
+the first packet (strictly: the first packet waits until the websocket has sent it) and cleared on stop, five
+silence frames follow the last packet, playback waits (up to the client's timeout) through a voice reconnect,
+``after`` is called on the sender thread with the error if any, then ``source.cleanup()``. Packets go through
+``VoiceClient.send_audio_packet``, so transport encryption and DAVE stay discord.py's. Only sources whose
+``read_nowait`` never blocks can share the thread; anything else gets discord.py's own player.
 """
 
 from __future__ import annotations

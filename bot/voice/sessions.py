@@ -72,6 +72,30 @@ class SessionVoiceClient(discord.VoiceClient):
         super().cleanup()
         self._on_cleanup(self)
 
+    def gateway_saturated(self) -> bool:
+        """True when this shard's gateway send budget (110 a minute) is spent: a leave now would wait for
+        the next window, up to a minute."""
+        try:
+            return bool(self.client._get_websocket(self.guild.id)._rate_limiter.is_ratelimited())
+        except AttributeError:  # not connected, or discord.py changed: leave the ordinary way
+            return False
+
+    async def disconnect_without_leaving(self) -> None:
+        """Close this voice connection without the gateway's "leave" (op 4).
+
+        Only for shutdown past the gateway's send budget: Discord drops every voice state of a session when
+        the gateway connection closes a moment later, so nobody is left with a ghost bot, and shutdown does
+        not wait a minute per 110 channels. discord.py has no public switch for this, so the op is skipped
+        on this instance alone (its pinned version, <2.8, is what this is written against).
+        """
+        connection = self._connection
+
+        async def skip_gateway_leave() -> None:
+            connection._disconnected.set()  # nothing to wait for: no op 4, no confirming voice state
+
+        connection._voice_disconnect = skip_gateway_leave  # type: ignore[method-assign]
+        await self.disconnect(force=True)
+
 
 class VoiceSession:
     """The bot in one voice channel of one guild, with its player and its leave timers."""
@@ -232,7 +256,12 @@ class VoiceSessions:
             await self._drop(guild_id)
             # Even when the connection is already down (mid-reconnect), discord.py must be told: otherwise it
             # keeps the VoiceClient registered and waits for it on shutdown.
-            await session.voice_client.disconnect(force=True)
+            voice_client = session.voice_client
+            saturated = isinstance(voice_client, SessionVoiceClient) and voice_client.gateway_saturated()
+            if reason == "shutdown" and saturated:
+                await voice_client.disconnect_without_leaving()
+            else:
+                await voice_client.disconnect(force=True)
             log.info("left voice (guild=%s reason=%s)", guild_id, reason)
             return True
 
