@@ -456,7 +456,10 @@ async def orchestrate(args: argparse.Namespace) -> None:
             rows = []
             for n in args.guilds:
                 for label, mode, fmt in [*VARIANTS, FLOOR]:
-                    row = await bench.load(n, mode, fmt)
+                    if args.only and not any(word in label for word in args.only):
+                        continue
+                    for _ in range(args.repeat):
+                        row = await bench.load(n, mode, fmt)
                     row["label"] = label
                     rows.append(row)
                     print(f"  N={n:<4}{label:<36}{row['cpu_ms_per_audio_s']:>8.2f} CPU ms/s "
@@ -498,6 +501,8 @@ def report_load(rows: list[dict[str, Any]]) -> None:
               f"{row['late_p99_ms']:>7.1f}{row['late_max_ms']:>7.1f}{row['inserted_silence']:>6}")
     by = {(r["n"], r["label"]): r for r in rows}
     labels = [label for label, _, _ in VARIANTS]
+    if any((n, label) not in by for n in {r["n"] for r in rows} for label in [*labels, FLOOR[0]]):
+        return  # --only: no ratios
     for n in sorted({r["n"] for r in rows}):
         cpu = {label: by[(n, label)]["cpu_ms_per_audio_s"] for label in labels}
         base = by[(n, FLOOR[0])]["cpu_ms_per_audio_s"]
@@ -522,12 +527,16 @@ def main() -> None:
     parser.add_argument("--chunk-delays", default="0,0.03",
                         help="latency scenarios: seconds between body pieces (0: whole body at once)")
     parser.add_argument("--timeout", type=float, default=540, help="give up after this many seconds")
+    parser.add_argument("--only", default="", help="load part: only paths whose label contains one of these "
+                        "comma-separated words (e.g. 'passthrough,floor'); ratios need all paths")
+    parser.add_argument("--repeat", type=int, default=1, help="load part: rounds per N and path (for profiling)")
     args = parser.parse_args()
     if args.bot:
         bot_main()
         return
     args.guilds = [int(n) for n in args.guilds.split(",") if n]
     args.chunk_delays = [float(d) for d in args.chunk_delays.split(",") if d]
+    args.only = [word for word in args.only.split(",") if word]
     asyncio.run(orchestrate(args))
 
 
