@@ -273,7 +273,7 @@ class BotProcess:
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         from tests.loopback.discord import DiscordEmulator
-        from tests.loopback.discord_state import VOICE_CHANNEL
+        from tests.loopback.many_guilds import add_guilds
         from tests.loopback.speech_server import SpeechEndpoint
 
         class TimedEndpoint(SpeechEndpoint):
@@ -295,18 +295,8 @@ class Bench:
         self.args = args
         self.emu = DiscordEmulator(token="bench-token")
         self.endpoint = TimedEndpoint(api_key=SPEECH_KEY, chunks=args.chunks)
-        build, emu = self.emu.build, self.emu
-        self.text_channels = {emu.guild.id: emu.text_channel}
-        for index in range(max(args.guilds, default=1) - 1):
-            guild = build.guild(f"Bench {index + 2}", owner=emu.owner)
-            text = build.channel(guild, "general")
-            voice = build.channel(guild, "Voice", type=VOICE_CHANNEL, bitrate=64000, user_limit=0)
-            role = build.role(guild, "speechbot", permissions=0)
-            for user in (emu.bot_user, emu.owner, emu.user):
-                build.member(guild, user, roles=[role] if user is emu.bot_user else [])
-            build.join_voice(guild, emu.user, voice)
-            emu.guilds.append(guild)
-            self.text_channels[guild.id] = text
+        places = add_guilds(self.emu, max(args.guilds, default=1))
+        self.text_channels = {place.guild.id: place.text for place in places}
         self.bot: BotProcess | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="bench-voice-bot-", suffix=".log", delete=False)
 

@@ -16,7 +16,7 @@ import asyncio
 from pathlib import Path
 
 from tests.loopback.discord import DiscordEmulator
-from tests.loopback.discord_state import VOICE_CHANNEL
+from tests.loopback.many_guilds import add_guilds, commands_everywhere
 from tests.loopback.speech_server import SpeechEndpoint
 from tests.test_e2e_voice import voice_bot
 
@@ -26,31 +26,20 @@ GUILDS = 105
 async def test_joins_and_plays_in_more_voice_channels_than_a_default_connection_pool(
     discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
 ) -> None:
-    emu, build = discord_emulator, discord_emulator.build
-    places = [(emu.guild, emu.text_channel)]
-    for index in range(GUILDS - 1):
-        guild = build.guild(f"Guild {index + 2}", owner=emu.owner)
-        text = build.channel(guild, "general")
-        voice = build.channel(guild, "Voice", type=VOICE_CHANNEL, bitrate=64000, user_limit=0)
-        role = build.role(guild, "speechbot", permissions=0)
-        for user in (emu.bot_user, emu.owner, emu.user):
-            build.member(guild, user, roles=[role] if user is emu.bot_user else [])
-        build.join_voice(guild, emu.user, voice)
-        emu.guilds.append(guild)
-        places.append((guild, text))
-
+    emu = discord_emulator
+    places = add_guilds(emu, GUILDS)
     async with voice_bot(emu, speech_endpoint, tmp_path, VOICE_IDLE_TIMEOUT="600"):
-        emu.commands[None] = emu.commands[emu.guild.id]  # as if synced globally (the bot syncs to DEV_GUILD_ID)
+        commands_everywhere(emu)
         interactions = []
-        for guild, text in places:
-            interactions.append(await emu.invoke("join", {}, user=emu.user, guild=guild, channel=text))
+        for place in places:
+            interactions.append(await emu.invoke("join", {}, user=emu.user, guild=place.guild, channel=place.text))
         replies = await asyncio.gather(*(i.wait_message(timeout=60) for i in interactions))
         assert all("Joined" in reply.content for reply in replies), [r.content for r in replies if "Joined" not in
                                                                      r.content][:3]
-        assert all(emu.voice_connected(guild) for guild, _ in places)
+        assert all(emu.voice_connected(place.guild) for place in places)
 
         # The last channel joined still plays.
-        guild, text = places[-1]
+        guild, text = places[-1].guild, places[-1].text
         interaction = await emu.invoke("speak", {"text": "hello world", "output": "voice"}, user=emu.user,
                                        guild=guild, channel=text)
         await interaction.wait_message(timeout=30)
