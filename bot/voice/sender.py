@@ -214,8 +214,10 @@ class PacketSender:
         return playback
 
     def _admit(self, playback: SharedPlayback, speaking: asyncio.Task[None]) -> None:
-        if not speaking.cancelled() and speaking.exception() is not None:
-            log.warning("could not send the speaking state (guild=%s)", playback.client.guild.id)
+        if not speaking.cancelled() and (error := speaking.exception()) is not None:
+            # e.g. the voice websocket is being resumed: the packets still go out, listeners still hear them
+            log.warning("could not send the speaking state (guild=%s): %s", playback.client.guild.id,
+                        type(error).__name__)
         with self._wakeup:
             if self._closed:  # shut down meanwhile: end it here, ``after`` must still run
                 playback.finished = True
