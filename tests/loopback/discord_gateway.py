@@ -59,6 +59,7 @@ class GatewaySession:
     seq: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)  # every dispatch, for replay on RESUME
     ready: bool = False  # READY and every GUILD_CREATE sent
+    presence: dict[str, Any] | None = None  # IDENTIFY's presence (the status and activity the bot starts with)
 
     @property
     def shard_id(self) -> int:
@@ -212,7 +213,7 @@ class Gateway:
             await ws.close(code=INVALID_SHARD, message=refusal.encode())
             return None
         session = GatewaySession(id=secrets.token_hex(16), intents=d["intents"], shard=shard,
-                                 properties=d.get("properties", {}), ws=ws)
+                                 properties=d.get("properties", {}), ws=ws, presence=d.get("presence"))
         guilds = [g for g in self.emu.guilds if session.owns(g.id)]
         if len(guilds) > self.emu.max_guilds_per_session:
             await ws.close(code=SHARDING_REQUIRED, message=b"Sharding required")
