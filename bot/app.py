@@ -118,6 +118,7 @@ class SpeechBot(commands.AutoShardedBot):
             shard_count=settings.shard_count,
             shard_ids=list(settings.shard_ids) if settings.shard_ids is not None else None,
             activity=PRESENCE,
+            status=discord.Status.online,
         )
         self.settings = settings
         self.metrics = Metrics()

@@ -74,6 +74,15 @@ class GatewaySession:
         """The websocket is open (a closed session may still be RESUMEd, but holds no shard)."""
         return self.ws is not None and not self.ws.closed
 
+    @property
+    def activities(self) -> list[dict[str, Any]]:
+        """The activities IDENTIFY's presence set: Discord documents an ``activities`` list; discord.py 2.7.1
+        still sends the older single ``game`` (``gateway.py`` ``identify``), which Discord accepts."""
+        presence = self.presence or {}
+        if "activities" in presence:
+            return list(presence["activities"] or [])
+        return [presence["game"]] if presence.get("game") else []
+
     def owns(self, guild_id: int | None) -> bool:
         """Whether this session's shard carries ``guild_id`` (None: events outside guilds, for shard 0)."""
         if guild_id is None:
