@@ -13,6 +13,10 @@ in ``failures`` (the ``discord_emulator`` fixture fails the test on any). See th
     session = emu.voice_session(); await session.wait_idle()   # voice: packets, SPEAKING, check_stream()
 
 Tests that provoke a violation on purpose assert on ``emu.failures`` and then clear it.
+
+Sharding: ``emu.add_guild(name, shard=(id, count))`` adds a guild on a chosen shard; each gateway session hears
+only its shard's guilds (rules and close codes in ``tests.loopback.discord_gateway``); ``guilds_per_shard`` and
+``max_guilds_per_session`` set what ``GET /gateway/bot`` recommends and when IDENTIFY is refused with 4011.
 """
 
 from __future__ import annotations
