@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 
@@ -32,6 +33,17 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.moderation",
     "cogs.readaloud",
 )
+
+
+#: What members see on the bot's profile; sent in every shard's IDENTIFY, so every shard shows it.
+PRESENCE = discord.Activity(type=discord.ActivityType.listening, name="/speak")
+#: Voice connections opened at once when rejoining after a restart.
+REJOIN_CONCURRENCY = 4
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard that carries a guild's events (Discord's formula)."""
+    return (guild_id >> 22) % shard_count
 
 
 def intents(*, message_content: bool = True) -> discord.Intents:
@@ -78,8 +90,13 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
             log.warning("could not send an error reply (interaction=%s): %s", interaction.id, type(exc).__name__)
 
 
-class SpeechBot(commands.Bot):
-    """Holds the injected services; features live in ``cogs/`` and ``bot/`` modules."""
+class SpeechBot(commands.AutoShardedBot):
+    """Holds the injected services; features live in ``cogs/`` and ``bot/`` modules.
+
+    Always sharded the discord.py way: with ``SHARD_COUNT`` unset it asks Discord how many shards to run and
+    runs them all (one for a bot in fewer than 1000 servers); with ``SHARD_COUNT``/``SHARD_IDS`` it runs its
+    part of a fleet of processes sharing one database.
+    """
 
     def __init__(
         self,
@@ -98,6 +115,10 @@ class SpeechBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=SpeechTree,
             connector=connector,
+            shard_count=settings.shard_count,
+            shard_ids=list(settings.shard_ids) if settings.shard_ids is not None else None,
+            activity=PRESENCE,
+            status=discord.Status.online,
         )
         self.settings = settings
         self.metrics = Metrics()
@@ -115,6 +136,7 @@ class SpeechBot(commands.Bot):
             ),
             on_first_packet=self.metrics.time_to_first_packet.observe,
             guild_timeouts=self._guild_timeouts,
+            journal=store,
         )
         self._health = (
             HealthServer(self.metrics, self._not_ready_because, self._refresh_gauges)
@@ -123,13 +145,23 @@ class SpeechBot(commands.Bot):
         )
         self._sync_state = CommandSyncState(settings.data_dir / "command-sync.json")
         self._force_sync = force_sync
+        self._rejoined_shards: set[int] = set()
+
+    @property
+    def syncs_commands(self) -> bool:
+        """Commands belong to the application, not to a shard: of several processes, the one running shard 0
+        syncs them (a process running every shard always does)."""
+        return self.shard_ids is None or 0 in self.shard_ids
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        await sync_commands(
-            self.tree, self._sync_state, dev_guild_id=self.settings.dev_guild_id, force=self._force_sync
-        )
+        if self.syncs_commands:
+            await sync_commands(
+                self.tree, self._sync_state, dev_guild_id=self.settings.dev_guild_id, force=self._force_sync
+            )
+        else:
+            log.info("slash commands are synced by the process that runs shard 0, not this one")
         if self._health is not None:
             assert self.settings.metrics_port is not None
             await self._health.start(self.settings.metrics_host, self.settings.metrics_port)
@@ -146,9 +178,12 @@ class SpeechBot(commands.Bot):
         return settings.idle_timeout, settings.alone_timeout
 
     async def _not_ready_because(self) -> str | None:
-        """For ``/readyz``: None when the gateway is ready and the database answers."""
+        """For ``/readyz``: None when every shard of this process is connected and the database answers."""
         if not self.is_ready() or self.is_closed():
             return "the Discord gateway is not ready"
+        down = sorted(shard_id for shard_id, shard in self.shards.items() if shard.is_closed())
+        if down:
+            return "gateway shard " + ", ".join(map(str, down)) + " is disconnected"
         try:
             await self.store.ping()
         except StorageError:
@@ -159,8 +194,40 @@ class SpeechBot(commands.Bot):
         sessions = self.voice_sessions.all()
         self.metrics.voice_sessions.set(len(sessions))
         self.metrics.queue_depth.set(sum(session.player.queued for session in sessions))
-        if math.isfinite(self.latency):
-            self.metrics.gateway_latency.set(self.latency)
+        for shard_id, latency in self.latencies:
+            if math.isfinite(latency):
+                self.metrics.gateway_latency.labels(str(shard_id)).set(latency)
 
     async def on_ready(self) -> None:
-        log.info("ready as user=%s in %d guilds", self.user.id if self.user else "?", len(self.guilds))
+        log.info(
+            "ready as user=%s in %d guilds (shards %s of %s)",
+            self.user.id if self.user else "?",
+            len(self.guilds),
+            ",".join(map(str, sorted(self.shards))),
+            self.shard_count,
+        )
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        guilds = sum(1 for guild in self.guilds if guild.shard_id == shard_id)
+        log.info("shard %d of %s ready in %d guilds", shard_id, self.shard_count, guilds)
+        if shard_id not in self._rejoined_shards:  # the sessions of the previous run, once
+            self._rejoined_shards.add(shard_id)
+            await self._rejoin_voice(shard_id)
+
+    async def _rejoin_voice(self, shard_id: int) -> None:
+        """Rejoin the voice channels this shard's servers had when the bot last stopped."""
+        assert self.shard_count is not None  # known once a shard is ready
+        try:
+            remembered = await self.store.voice_sessions()
+        except StorageError as exc:
+            log.warning("could not read the voice sessions to rejoin (shard=%d): %s", shard_id, exc)
+            return
+        mine = [record for record in remembered if shard_of(record.guild_id, self.shard_count) == shard_id]
+        limit = asyncio.Semaphore(REJOIN_CONCURRENCY)
+
+        async def rejoin(guild_id: int, channel_id: int) -> bool:
+            async with limit:
+                return await self.voice_sessions.rejoin(self.get_guild(guild_id), guild_id, channel_id)
+
+        results = await asyncio.gather(*(rejoin(r.guild_id, r.channel_id) for r in mine))
+        log.info("rejoined %d of %d remembered voice sessions (shard=%d)", sum(results), len(mine), shard_id)

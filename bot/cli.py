@@ -147,6 +147,8 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
             raise CLIError("Discord rejected DISCORD_TOKEN. Reset the token in the developer portal.") from None
         except discord.PrivilegedIntentsRequired:
             raise CLIError(f"Discord refused a privileged intent. Turn it on: {MESSAGE_CONTENT_HOWTO}") from None
+        except discord.ConnectionClosed as exc:
+            raise CLIError(_GATEWAY_REFUSALS.get(exc.code, f"Discord closed the gateway (code {exc.code}).")) from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise CLIError(f"Could not connect to Discord: {type(exc).__name__}.") from None
         finally:
@@ -154,6 +156,15 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
             await store.close()
     log.info("stopped")
     return EXIT_OK
+
+
+#: Gateway close codes after which discord.py gives up, and what to change.
+_GATEWAY_REFUSALS = {
+    4010: "Discord refused a shard (close code 4010): every process needs the same SHARD_COUNT, each shard may "
+    "run in one process only, and SHARD_IDS must be below SHARD_COUNT.",
+    4011: "Discord requires more shards for this many servers (close code 4011): raise SHARD_COUNT on every "
+    "process, or leave it empty to let Discord decide.",
+}
 
 
 def _request_close(bot: discord.Client) -> None:

@@ -85,6 +85,8 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     read_hold: float = 1.0
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | None = None
 
     @property
     def uses_local_engine(self) -> bool:
@@ -117,6 +119,8 @@ VARIABLES: dict[str, str] = {
     "DATA_DIR": "Directory for the bot's own files (database, command-sync state).",
     "DATABASE_URL": "sqlite:///path/file.db (default: a file in DATA_DIR) or postgresql://user@host/db.",
     "DEV_GUILD_ID": "Sync slash commands to this one server instantly (development); empty = global commands.",
+    "SHARD_COUNT": "Total shards across every bot process; empty = as many as Discord recommends, all in this process.",
+    "SHARD_IDS": "Shards this process runs, e.g. 0,1 or 0-3 (needs SHARD_COUNT); empty = all of them.",
     "DISCORD_API_BASE": "Override Discord's REST base URL (a REST proxy, or the test double).",
     "DISCORD_GATEWAY_URL": "Override Discord's gateway URL (the test double).",
     "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR.",
@@ -191,6 +195,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         else:
             problems.append(f"DEV_GUILD_ID must be a server ID (a number), not {raw[:30]!r}.")
 
+    shard_count, shard_ids = _shards(get("SHARD_COUNT"), get("SHARD_IDS"), problems)
+
     api_base = get("DISCORD_API_BASE") or None
     if api_base is not None and not _is_http_url(api_base):
         problems.append("DISCORD_API_BASE must be an http:// or https:// URL ending in /api/v10.")
@@ -228,7 +234,38 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         metrics_port=metrics_port,
         metrics_host=get("METRICS_HOST", "127.0.0.1"),
         read_hold=read_hold,
+        shard_count=shard_count,
+        shard_ids=shard_ids,
     )
+
+
+#: Discord's own ceiling is far lower for any real bot; this only catches typos.
+MAX_SHARDS = 65_536
+
+
+def _shards(raw_count: str, raw_ids: str, problems: list[str]) -> tuple[int | None, tuple[int, ...] | None]:
+    """``SHARD_COUNT`` and ``SHARD_IDS`` ("0,1", "0-3", "0-3,8"): ids unique, sorted, each below the count."""
+    count = None
+    if raw_count:
+        if raw_count.isdecimal() and 1 <= int(raw_count) <= MAX_SHARDS:
+            count = int(raw_count)
+        else:
+            problems.append(f"SHARD_COUNT must be a whole number of shards, at least 1, not {raw_count[:30]!r}.")
+    if not raw_ids:
+        return count, None
+    ids: set[int] = set()
+    for part in raw_ids.split(","):
+        low, dash, high = (piece.strip() for piece in part.partition("-"))
+        high = high if dash else low
+        if not (low.isdecimal() and high.isdecimal() and int(low) <= int(high) < MAX_SHARDS):
+            problems.append(f"SHARD_IDS must be shard numbers and ranges like 0,1 or 0-3, not {raw_ids[:40]!r}.")
+            return count, None
+        ids.update(range(int(low), int(high) + 1))
+    if not raw_count:
+        problems.append("SHARD_IDS needs SHARD_COUNT (the total number of shards across every process).")
+    elif count is not None and max(ids) >= count:
+        problems.append(f"SHARD_IDS has shard {max(ids)}, but with SHARD_COUNT={count} shards are 0 to {count - 1}.")
+    return count, tuple(sorted(ids))
 
 
 def _number(raw: str, name: str, low: float, high: float, problems: list[str]) -> float:

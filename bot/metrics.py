@@ -52,7 +52,10 @@ class Metrics:
             "speechbot_voice_queue_depth", "Items waiting to be played, all guilds.", registry=self.registry
         )
         self.gateway_latency = Gauge(
-            "speechbot_gateway_latency_seconds", "Heartbeat round trip to Discord's gateway.", registry=self.registry
+            "speechbot_gateway_latency_seconds",
+            "Heartbeat round trip to Discord's gateway, per shard this process runs.",
+            ["shard"],
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

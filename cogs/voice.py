@@ -90,6 +90,9 @@ class VoiceCog(commands.Cog):
         # The bot's own moves count too: after one, the people around it are different.
         if before.channel != after.channel:
             self.bot.voice_sessions.on_members_changed(member.guild.id)
+            moved = before.channel is not None and after.channel is not None
+            if moved and self.bot.user is not None and member.id == self.bot.user.id:
+                await self.bot.voice_sessions.on_moved(member.guild.id, after.channel.id)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:

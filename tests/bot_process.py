@@ -101,12 +101,14 @@ def log_problems(log: str, secrets: tuple[str, ...]) -> list[str]:
 async def running_bot(
     emu: DiscordEmulator, data_dir: Path, *, console_script: bool = False, **env: str
 ) -> AsyncIterator[BotProcess]:
-    """The bot as a subprocess, ready and with its commands synced; on the way out it must exit 0 with no
-    traceback and no secret in its log. Its log is ``data_dir/bot.log`` (the previous run's is replaced)."""
+    """The bot as a subprocess, ready and with its commands synced (to ``DEV_GUILD_ID``, by default the
+    emulator's guild; ``DEV_GUILD_ID=""``: globally); on the way out it must exit 0 with no traceback and no
+    secret in its log. Its log is ``data_dir/bot.log`` (the previous run's is replaced)."""
+    dev_guild = env.get("DEV_GUILD_ID", str(emu.guild.id))
     process = BotProcess(
         {
             **emu.env(),
-            "DEV_GUILD_ID": str(emu.guild.id),
+            "DEV_GUILD_ID": dev_guild,
             "DATA_DIR": str(data_dir),
             "LOG_LEVEL": "DEBUG",
             **env,
@@ -122,7 +124,7 @@ async def running_bot(
             timeout=30,
             what="READY for this bot process",
         )
-        await emu.wait_commands(timeout=30, guild_id=emu.guild.id)
+        await emu.wait_commands(timeout=30, guild_id=int(dev_guild) if dev_guild else None)
         yield process
     finally:
         code = await process.stop()

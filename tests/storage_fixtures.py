@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Executable, Table, inspect, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Executable, Table, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from bot.storage import Store
@@ -101,6 +102,23 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         await db.dispose()
         async with admin.begin() as conn:
             await conn.execute(DropSchema(schema, cascade=True))
+        await admin.dispose()
+
+
+@pytest.fixture
+async def postgres_database_url() -> AsyncIterator[str]:
+    """The URL of a fresh PostgreSQL database of its own, dropped afterwards: for bot processes, which take
+    nothing but ``DATABASE_URL`` (so a schema of their own is not an option)."""
+    url = await _postgres_url()
+    name = f"speechbot_test_{uuid.uuid4().hex[:16]}"  # generated: safe to put in the statement
+    admin = create_async_engine(make_url(url).set(drivername="postgresql+asyncpg"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
 
 

@@ -86,3 +86,42 @@ def test_env_example_loads_cleanly() -> None:
     example = (ROOT / ".env.example").read_text()
     env = dict(re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", example, flags=re.MULTILINE))
     load_settings(env)
+
+
+def test_sharding_is_off_by_default_so_discord_py_decides() -> None:
+    settings = load_settings({})
+    assert (settings.shard_count, settings.shard_ids) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("count", "ids", "expected"),
+    [
+        ("4", "", (4, None)),
+        ("4", "0,1", (4, (0, 1))),
+        ("4", "0-3", (4, (0, 1, 2, 3))),
+        ("8", " 6 , 0 - 2,1 ", (8, (0, 1, 2, 6))),
+        ("1", "0", (1, (0,))),
+    ],
+)
+def test_shard_count_and_ids_accept_lists_and_ranges(count: str, ids: str, expected: tuple) -> None:
+    settings = load_settings({"SHARD_COUNT": count, "SHARD_IDS": ids})
+    assert (settings.shard_count, settings.shard_ids) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SHARD_COUNT": "0"}, "SHARD_COUNT must be a whole number of shards, at least 1"),
+        ({"SHARD_COUNT": "two"}, "SHARD_COUNT must be"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "1,2"}, "SHARD_IDS has shard 2, but with SHARD_COUNT=2 shards are 0 to 1"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "3-1"}, "SHARD_IDS must be shard numbers and ranges"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "0,x"}, "SHARD_IDS must be shard numbers and ranges"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "-1"}, "SHARD_IDS must be shard numbers and ranges"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "0-99999999999999"}, "SHARD_IDS must be shard numbers and ranges"),
+        ({"SHARD_IDS": "0,1"}, "SHARD_IDS needs SHARD_COUNT"),
+    ],
+)
+def test_bad_shard_settings_are_refused_and_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert len(info.value.problems) == 1 and message in info.value.problems[0]

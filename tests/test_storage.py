@@ -34,6 +34,7 @@ from bot.storage.schema import (
     muted_users,
     usage,
     user_prefs,
+    voice_sessions,
 )
 from tests.storage_fixtures import Database
 
@@ -440,6 +441,34 @@ async def test_negative_usage_is_refused(store: Store) -> None:
         await store.add_usage(GUILD, USER, -1, DAY)
 
 
+# --- voice sessions to rejoin ---
+
+
+async def test_a_voice_session_is_remembered_moved_and_forgotten(store: Store, database: Database) -> None:
+    assert await store.voice_sessions() == []
+    await store.remember_voice_session(GUILD, 5)
+    await store.remember_voice_session(OTHER_GUILD, 7)
+    await store.remember_voice_session(GUILD, 6)  # moved: one row per server, naming the new channel
+
+    remembered = await store.voice_sessions()
+    assert [(r.guild_id, r.channel_id) for r in remembered] == [(GUILD, 6), (OTHER_GUILD, 7)]
+    assert all(r.joined_at.tzinfo is not None for r in remembered)
+    fresh = await _fresh(database)  # what another process (or the next start) reads
+    assert await fresh.voice_sessions() == remembered
+    await fresh.close()
+
+    assert not await store.forget_voice_session(GUILD, channel_id=5)  # only if it still names that channel
+    assert await store.forget_voice_session(GUILD, channel_id=6)
+    assert not await store.forget_voice_session(GUILD)
+    assert await store.forget_voice_session(OTHER_GUILD)
+    assert await database.rows(voice_sessions) == []
+
+
+async def test_concurrent_joins_in_many_servers_are_all_remembered(store: Store) -> None:
+    await asyncio.gather(*(store.remember_voice_session(guild, guild + 1) for guild in range(1, 21)))
+    assert [(r.guild_id, r.channel_id) for r in await store.voice_sessions()] == [(g, g + 1) for g in range(1, 21)]
+
+
 # --- restart ---
 
 
@@ -453,6 +482,7 @@ async def _populate(store: Store) -> None:
     await store.add_usage(GUILD, USER, 120, DAY)
     await store.add_usage(GUILD, OTHER_USER, 30, DAY)
     await store.add_usage(OTHER_GUILD, USER, 50, DAY + timedelta(days=1))
+    await store.remember_voice_session(GUILD, 5)
 
 
 async def test_everything_survives_a_restart(database: Database) -> None:
@@ -464,6 +494,7 @@ async def test_everything_survives_a_restart(database: Database) -> None:
         await store.list_entries(GUILD),
         await store.list_muted(GUILD),
         await store.usage_by_user(GUILD, DAY),
+        await store.voice_sessions(),
     )
     await store.close()
 
@@ -474,6 +505,7 @@ async def test_everything_survives_a_restart(database: Database) -> None:
         await reopened.list_entries(GUILD),
         await reopened.list_muted(GUILD),
         await reopened.usage_by_user(GUILD, DAY),
+        await reopened.voice_sessions(),
     ) == snapshot
     assert await reopened.is_muted(GUILD, USER)
     await reopened.ping()

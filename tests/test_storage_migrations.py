@@ -13,8 +13,13 @@ from sqlalchemy.engine import make_url
 from bot.storage import SchemaTooNewError, Store, StorageError
 from bot.storage.engine import create_engine
 from bot.storage.migrations import MIGRATIONS, Migration, migrate
-from bot.storage.schema import metadata, schema_version
+from bot.storage.schema import guild_settings, metadata, schema_version
+from bot.storage.store import _DEFAULT_ROW
 from tests.storage_fixtures import Database
+
+
+NEXT = len(MIGRATIONS) + 1
+CURRENT = list(range(1, NEXT))
 
 
 def _create_notes(conn: Connection) -> None:
@@ -23,7 +28,7 @@ def _create_notes(conn: Connection) -> None:
 
 def _create_notes_then_fail(conn: Connection) -> None:
     _create_notes(conn)
-    raise RuntimeError("migration 2 is broken")
+    raise RuntimeError("the next migration is broken")
 
 
 async def test_open_creates_every_table_from_empty(database: Database) -> None:
@@ -32,7 +37,7 @@ async def test_open_creates_every_table_from_empty(database: Database) -> None:
 
     assert await database.table_names() == set(metadata.tables)
     versions = [(row["version"], row["description"]) for row in await database.rows(schema_version)]
-    assert versions == [(1, "initial schema")]
+    assert versions == [(1, "initial schema"), (2, "voice sessions to rejoin after a restart")]
 
 
 async def test_migrations_build_the_declared_schema(database: Database) -> None:
@@ -74,27 +79,27 @@ async def test_reopening_applies_nothing(database: Database) -> None:
 
 async def test_a_new_migration_is_applied_once(database: Database) -> None:
     await migrate(database.engine)
-    newer = (*MIGRATIONS, Migration(2, "notes", _create_notes))
+    newer = (*MIGRATIONS, Migration(NEXT, "notes", _create_notes))
 
-    assert await migrate(database.engine, newer) == [2]
+    assert await migrate(database.engine, newer) == [NEXT]
     assert await migrate(database.engine, newer) == []
     assert "notes" in await database.table_names()
-    assert [row["version"] for row in await database.rows(schema_version)] == [1, 2]
+    assert [row["version"] for row in await database.rows(schema_version)] == [*CURRENT, NEXT]
 
 
 async def test_a_failing_migration_leaves_the_database_as_it_was(database: Database) -> None:
     await migrate(database.engine)
-    broken = (*MIGRATIONS, Migration(2, "broken", _create_notes_then_fail))
+    broken = (*MIGRATIONS, Migration(NEXT, "broken", _create_notes_then_fail))
 
-    with pytest.raises(RuntimeError, match="migration 2 is broken"):
+    with pytest.raises(RuntimeError, match="the next migration is broken"):
         await migrate(database.engine, broken)
 
     assert "notes" not in await database.table_names()
-    assert [row["version"] for row in await database.rows(schema_version)] == [1]
+    assert [row["version"] for row in await database.rows(schema_version)] == CURRENT
 
 
 async def test_a_failing_migration_on_an_empty_database_creates_nothing(database: Database) -> None:
-    broken = (*MIGRATIONS, Migration(2, "broken", _create_notes_then_fail))
+    broken = (*MIGRATIONS, Migration(NEXT, "broken", _create_notes_then_fail))
 
     with pytest.raises(RuntimeError):
         await migrate(database.engine, broken)
@@ -104,13 +109,30 @@ async def test_a_failing_migration_on_an_empty_database_creates_nothing(database
 
 async def test_a_database_newer_than_the_code_is_refused(database: Database) -> None:
     await migrate(database.engine)
-    await database.execute(insert(schema_version).values(version=2, description="from the future", applied_at=datetime.now(UTC)))
+    await database.execute(
+        insert(schema_version).values(version=NEXT, description="from the future", applied_at=datetime.now(UTC))
+    )
 
     with pytest.raises(SchemaTooNewError) as refused:
         await database.open()
 
-    assert (refused.value.database_version, refused.value.code_version) == (2, len(MIGRATIONS))
-    assert "schema version 2" in str(refused.value) and "Upgrade speechbot" in str(refused.value)
+    assert (refused.value.database_version, refused.value.code_version) == (NEXT, len(MIGRATIONS))
+    assert f"schema version {NEXT}" in str(refused.value) and "Upgrade speechbot" in str(refused.value)
+    assert [row["version"] for row in await database.rows(schema_version)] == [*CURRENT, NEXT]
+
+
+async def test_a_version_1_database_is_upgraded_and_keeps_its_data(database: Database) -> None:
+    """A database from the release before voice sessions were remembered: settings stay, the table is added."""
+    assert await migrate(database.engine, MIGRATIONS[:1]) == [1]
+    await database.execute(insert(guild_settings).values({**_DEFAULT_ROW, "guild_id": 42, "default_voice": "nova"}))
+
+    store = await database.open()
+    try:
+        assert (await store.get_guild_settings(42)).default_voice == "nova"
+        await store.remember_voice_session(42, 43)
+        assert [(r.guild_id, r.channel_id) for r in await store.voice_sessions()] == [(42, 43)]
+    finally:
+        await store.close()
     assert [row["version"] for row in await database.rows(schema_version)] == [1, 2]
 
 

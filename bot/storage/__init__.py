@@ -1,10 +1,20 @@
-"""Persistent settings: guild settings, user preferences, dictionaries, mutes and usage counters.
+"""Persistent settings: guild settings, user preferences, dictionaries, mutes, usage counters and the voice
+channels to rejoin after a restart.
 
 No discord.py imports here: callers pass plain IDs. Message text and audio are never stored.
 """
 
 from bot.storage.errors import DictionaryError, SchemaTooNewError, SettingsError, StorageError
-from bot.storage.models import DictionaryEntry, EffectivePrefs, GuildSettings, Mute, Usage, UserPrefs, parse_entries
+from bot.storage.models import (
+    DictionaryEntry,
+    EffectivePrefs,
+    GuildSettings,
+    Mute,
+    Usage,
+    UserPrefs,
+    VoiceRecord,
+    parse_entries,
+)
 from bot.storage.store import Store
 
 __all__ = [
@@ -19,5 +29,6 @@ __all__ = [
     "Store",
     "Usage",
     "UserPrefs",
+    "VoiceRecord",
     "parse_entries",
 ]

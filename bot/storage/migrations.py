@@ -138,7 +138,20 @@ def _initial_schema(conn: Connection) -> None:
     meta.create_all(conn, checkfirst=False)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _initial_schema),)
+def _voice_sessions(conn: Connection) -> None:
+    Table(
+        "voice_sessions",
+        MetaData(),
+        Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("channel_id", BigInteger, nullable=False),
+        Column("joined_at", DateTime(timezone=True), nullable=False),
+    ).create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _initial_schema),
+    Migration(2, "voice sessions to rejoin after a restart", _voice_sessions),
+)
 
 
 async def migrate(engine: AsyncEngine, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:

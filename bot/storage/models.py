@@ -215,6 +215,15 @@ class Mute:
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceRecord:
+    """A voice channel the bot was in on a server, kept so that it comes back there after a restart."""
+
+    guild_id: int
+    channel_id: int
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Characters sent to the speech engine and the number of requests, summed over some days."""
 

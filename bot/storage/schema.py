@@ -137,3 +137,13 @@ usage = Table(
     Index("ix_usage_guild_id_day", "guild_id", "day"),
     Index("ix_usage_user_id", "user_id"),
 )
+
+#: The voice channel the bot is in, per server: written on join (and move), deleted when it leaves on purpose or
+#: is removed; a graceful shutdown keeps it, so the next start rejoins. No user is named here.
+voice_sessions = Table(
+    "voice_sessions",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("channel_id", BigInteger, nullable=False),
+    Column("joined_at", DateTime(timezone=True), nullable=False),
+)

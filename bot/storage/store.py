@@ -38,6 +38,7 @@ from bot.storage.models import (
     Mute,
     Usage,
     UserPrefs,
+    VoiceRecord,
     check_entry_set,
 )
 from bot.storage.schema import (
@@ -49,6 +50,7 @@ from bot.storage.schema import (
     muted_users,
     usage,
     user_prefs,
+    voice_sessions,
 )
 
 #: Seconds a cached value may be served; only matters when several processes share one database.
@@ -344,6 +346,36 @@ class Store:
                 "requests": usage.c.requests + statement.excluded.requests,
             },
         )
+
+    # --- voice sessions to rejoin ---
+
+    async def remember_voice_session(self, guild_id: int, channel_id: int) -> None:
+        """The bot is in ``channel_id`` on this server now (a join or a move)."""
+        statement = self._insert(voice_sessions).values(
+            guild_id=guild_id, channel_id=channel_id, joined_at=datetime.now(UTC)
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[voice_sessions.c.guild_id],
+            set_={"channel_id": statement.excluded.channel_id, "joined_at": statement.excluded.joined_at},
+        )
+        async with self._write(invalidate=False) as conn:
+            await conn.execute(statement)
+
+    async def forget_voice_session(self, guild_id: int, channel_id: int | None = None) -> bool:
+        """The bot left on purpose (or was removed): do not come back. With ``channel_id``, only if the record
+        still names that channel. False if there was nothing to forget."""
+        condition = voice_sessions.c.guild_id == guild_id
+        if channel_id is not None:
+            condition &= voice_sessions.c.channel_id == channel_id
+        async with self._write(invalidate=False) as conn:
+            result = await conn.execute(delete(voice_sessions).where(condition))
+        return result.rowcount > 0
+
+    async def voice_sessions(self) -> list[VoiceRecord]:
+        """Every remembered voice session, of every server (each process picks the servers it runs)."""
+        async with self._read() as conn:
+            rows = await conn.execute(select(voice_sessions).order_by(voice_sessions.c.guild_id))
+            return [VoiceRecord(row.guild_id, row.channel_id, _utc(row.joined_at)) for row in rows]
 
     # --- data protection ---
 

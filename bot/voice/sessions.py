@@ -3,6 +3,10 @@
 The session's state follows Discord's: whatever ends the bot's presence in a channel (``/leave``, a
 moderator's disconnect, a deleted channel, a failed reconnect) ends the session, so ``/join`` always works
 again afterwards.
+
+Sessions are written to a journal (the store) when they start or move, and struck out when they end for any
+reason but a shutdown: after a restart the bot rejoins exactly the channels it was in when it stopped
+(:meth:`VoiceSessions.rejoin`).
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import discord
 
 from bot.errors import UserFacingError
 from bot.speech.models import SpeechBackend
+from bot.storage.errors import StorageError
 from bot.voice.player import GuildPlayer, PlayItem
 from bot.voice.sender import NonBlockingSource, PacketSender
 
@@ -25,6 +31,14 @@ CONNECT_TIMEOUT = 20.0
 
 #: A server's own (idle, alone) timeouts in seconds; None where it uses the bot's.
 GuildTimeouts = Callable[[int], Awaitable[tuple[float | None, float | None]]]
+
+
+class SessionJournal(Protocol):
+    """Where the channel of every live session is kept across restarts (:class:`bot.storage.Store`)."""
+
+    async def remember_voice_session(self, guild_id: int, channel_id: int) -> None: ...
+
+    async def forget_voice_session(self, guild_id: int, channel_id: int | None = None) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +188,13 @@ class VoiceSessions:
         *,
         on_first_packet: Callable[[float], None] | None = None,
         guild_timeouts: GuildTimeouts | None = None,
+        journal: SessionJournal | None = None,
     ) -> None:
         self.speech = speech
         self.limits = limits
         self.on_first_packet = on_first_packet
         self._guild_timeouts = guild_timeouts
+        self._journal = journal
         self._sessions: dict[int, VoiceSession] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._closing = False
@@ -245,10 +261,14 @@ class VoiceSessions:
             self._sessions[guild.id] = session
             session.update_alone_timer()
             log.info("joined voice (guild=%s channel=%s)", guild.id, channel.id)
+            await self._remember(guild.id, channel.id)
             return session
 
-    async def leave(self, guild_id: int, *, reason: str = "requested") -> bool:
-        """Disconnect and forget the guild's session; False if there was none."""
+    async def leave(self, guild_id: int, *, reason: str = "requested", come_back: bool = False) -> bool:
+        """Disconnect and end the guild's session; False if there was none.
+
+        The journal forgets it, unless ``come_back`` (a shutdown): then the next start rejoins the channel.
+        """
         async with self._locks.setdefault(guild_id, asyncio.Lock()):
             session = self._sessions.get(guild_id)
             if session is None:
@@ -263,7 +283,61 @@ class VoiceSessions:
             else:
                 await voice_client.disconnect(force=True)
             log.info("left voice (guild=%s reason=%s)", guild_id, reason)
+            if not come_back:
+                await self._forget(guild_id)
             return True
+
+    async def rejoin(self, guild: discord.Guild | None, guild_id: int, channel_id: int) -> bool:
+        """Come back to the channel a session was in when the bot last stopped; True if it is back there.
+
+        ``guild`` is None when the bot is no longer in that server. A session that cannot come back (the server
+        or the channel is gone, the bot may not connect or speak there, the connection fails) is forgotten, so
+        the next start does not try again; one that is running already (a ``/join`` came first) is left alone.
+        """
+        if self._closing or guild_id in self._sessions:
+            return False
+        if guild is not None and guild.unavailable:  # a Discord outage: keep it for the next start
+            return False
+        channel = guild.get_channel(channel_id) if guild is not None else None
+        if guild is None:
+            why = "the bot is no longer in the server"
+        elif not isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+            why = "the channel is gone"
+        else:
+            try:
+                await self.join(channel)
+            except UserFacingError as exc:
+                if self._closing:
+                    return False
+                why = exc.message
+            else:
+                log.info("rejoined voice after a restart (guild=%s channel=%s)", guild_id, channel_id)
+                return True
+        log.info("not rejoining voice (guild=%s channel=%s): %s", guild_id, channel_id, why)
+        await self._forget(guild_id, channel_id)
+        return False
+
+    async def on_moved(self, guild_id: int, channel_id: int) -> None:
+        """The bot was moved to ``channel_id`` (discord.py follows by itself): remember where it is now."""
+        async with self._locks.setdefault(guild_id, asyncio.Lock()):
+            if guild_id in self._sessions and not self._closing:
+                await self._remember(guild_id, channel_id)
+
+    async def _remember(self, guild_id: int, channel_id: int) -> None:
+        if self._journal is None:
+            return
+        try:
+            await self._journal.remember_voice_session(guild_id, channel_id)
+        except StorageError as exc:
+            log.warning("could not remember the voice session (guild=%s): %s", guild_id, exc)
+
+    async def _forget(self, guild_id: int, channel_id: int | None = None) -> None:
+        if self._journal is None:
+            return
+        try:
+            await self._journal.forget_voice_session(guild_id, channel_id)
+        except StorageError as exc:
+            log.warning("could not forget the voice session (guild=%s): %s", guild_id, exc)
 
     async def _drop(self, guild_id: int) -> None:
         session = self._sessions.pop(guild_id, None)
@@ -282,23 +356,28 @@ class VoiceSessions:
             if self._sessions.get(session.guild_id) is session:
                 await self._drop(session.guild_id)
                 log.info("voice session ended by Discord (guild=%s)", session.guild_id)
+                if not self._closing:  # a connection lost while shutting down is the shutdown's own doing
+                    await self._forget(session.guild_id)
 
     def on_members_changed(self, guild_id: int) -> None:
         if session := self._sessions.get(guild_id):
             session.update_alone_timer()
 
     async def close(self) -> None:
-        """Leave every channel, after any join or leave already under way has finished.
+        """Leave every channel (remembering each, to come back after the restart), after any join or leave
+        already under way has finished.
 
         A leave in flight still holds its guild's lock; discord.py mishandles a second disconnect of the
         same VoiceClient (it waits its whole timeout), so shutdown must not start one.
         """
         self._closing = True
         for guild_id in list(self._sessions):
-            await self.leave(guild_id, reason="shutdown")
+            await self.leave(guild_id, reason="shutdown", come_back=True)
         for lock in list(self._locks.values()):
             async with lock:
                 pass
+        for guild_id in list(self._sessions):  # joined (e.g. rejoined at start-up) while the others were left
+            await self.leave(guild_id, reason="shutdown", come_back=True)
         await asyncio.to_thread(self.sender.close)
 
 

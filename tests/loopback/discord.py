@@ -13,6 +13,10 @@ in ``failures`` (the ``discord_emulator`` fixture fails the test on any). See th
     session = emu.voice_session(); await session.wait_idle()   # voice: packets, SPEAKING, check_stream()
 
 Tests that provoke a violation on purpose assert on ``emu.failures`` and then clear it.
+
+Sharding: ``emu.add_guild(name, shard=(id, count))`` adds a guild on a chosen shard; each gateway session hears
+only its shard's guilds (rules and close codes in ``tests.loopback.discord_gateway``); ``guilds_per_shard`` and
+``max_guilds_per_session`` set what ``GET /gateway/bot`` recommends and when IDENTIFY is refused with 4011.
 """
 
 from __future__ import annotations
@@ -72,15 +76,15 @@ class DiscordEmulator:
         self.owner: User = self.build.user("owner")  # owns the guild and the application
         self.user: User = self.build.user("alice")
         self.other_user: User = self.build.user("bob")
-        self.guild: Guild = self.build.guild("Loopback Guild", owner=self.owner)
-        self.guilds: list[Guild] = [self.guild]
-        self.text_channel: Channel = self.build.channel(self.guild, "general")
-        self.voice_channel: Channel = self.build.channel(self.guild, "Voice", type=VOICE_CHANNEL,
-                                                         bitrate=64000, user_limit=0)
-        self.bot_role: Role = self.build.role(self.guild, "speechbot", permissions=0)
-        for user in (self.bot_user, self.owner, self.user, self.other_user):
-            self.build.member(self.guild, user, roles=[self.bot_role] if user is self.bot_user else [])
-        self.build.join_voice(self.guild, self.user, self.voice_channel)
+        self.guilds: list[Guild] = []
+        self.guild: Guild = self.add_guild("Loopback Guild")
+        self.text_channel: Channel = self.guild.channel_named("general")
+        self.voice_channel: Channel = self.guild.channel_named("Voice")
+        self.bot_role: Role = next(r for r in self.guild.roles if r.name == "speechbot")
+        # Sharding (tests.loopback.discord_gateway): GET /gateway/bot recommends one shard per this many guilds,
+        # and a session holding more than max_guilds_per_session guilds is closed with 4011, as on Discord.
+        self.guilds_per_shard = 1000
+        self.max_guilds_per_session = 2500
 
         self.rest = RestAPI(self)
         self.gateway = Gateway(self)
@@ -90,6 +94,19 @@ class DiscordEmulator:
         self.application_flags = GATEWAY_MESSAGE_CONTENT_LIMITED
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+
+    def add_guild(self, name: str, *, shard: tuple[int, int] | None = None) -> Guild:
+        """A guild like the default one: #general, a "Voice" channel, the bot (with its role), the owner, alice
+        and bob as members, alice in the voice channel. ``shard=(id, count)``: its id falls on that shard."""
+        guild = self.build.guild(name, owner=self.owner, shard=shard)
+        self.guilds.append(guild)
+        self.build.channel(guild, "general")
+        voice = self.build.channel(guild, "Voice", type=VOICE_CHANNEL, bitrate=64000, user_limit=0)
+        bot_role = self.build.role(guild, "speechbot", permissions=0)
+        for user in (self.bot_user, self.owner, self.user, self.other_user):
+            self.build.member(guild, user, roles=[bot_role] if user is self.bot_user else [])
+        self.build.join_voice(guild, self.user, voice)
+        return guild
 
     # -- lifecycle --------------------------------------------------------------------------------------
 

@@ -153,7 +153,7 @@ class Chat:
         return {**user.to_payload(), "member": _partial_member(member.to_payload())}
 
     async def _dispatch_message(self, event: str, message: ChatMessage) -> None:
-        for session in list(self.emu.gateway.sessions.values()):
+        for session in self.emu.gateway.sessions_for(message.guild_id):
             await session.dispatch(event, self._visible(session, message))
         await self.emu.changes.notify()
 

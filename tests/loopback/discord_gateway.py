@@ -3,6 +3,15 @@
 Text frames only (discord.py decompresses binary frames alone, so compression can be ignored; note 3.1).
 Every op the client sends is recorded; tests and later features react to ops through ``on_op`` hooks,
 and push events with ``dispatch``.
+
+Sharding, strictly: IDENTIFY may carry ``shard: [id, count]`` (none means ``[0, 1]``). A session is told only
+about the guilds of its shard, ``(guild_id >> 22) % count`` (READY, GUILD_CREATE and every guild event;
+events without a guild go to shard 0, as DMs do), and op 4 or op 8 for another shard's guild is a failure.
+A malformed shard, a count different from the other connected sessions' or a shard that is already connected
+closes with 4010 (Invalid shard); a session that would hold more than ``emu.max_guilds_per_session`` guilds
+(Discord: 2500) closes with 4011 (Sharding required). Discord documents 4010 for "an invalid shard" without
+saying whether a second live session of the same shard counts; the emulator refuses it, so that two bot
+processes configured with the same SHARD_IDS fail loudly instead of answering everything twice.
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ if TYPE_CHECKING:
 
 DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE_UPDATE, VOICE_STATE_UPDATE = 0, 1, 2, 3, 4
 RESUME, RECONNECT, REQUEST_GUILD_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 6, 7, 8, 9, 10, 11
+INVALID_SHARD, SHARDING_REQUIRED = 4010, 4011
+#: Events whose guild is the payload's own ``id`` rather than its ``guild_id``.
+_GUILD_OBJECT_EVENTS = ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE")
 
 OpHook = Callable[["GatewaySession", Any], Awaitable[None]]
 
@@ -47,6 +59,35 @@ class GatewaySession:
     seq: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)  # every dispatch, for replay on RESUME
     ready: bool = False  # READY and every GUILD_CREATE sent
+    presence: dict[str, Any] | None = None  # IDENTIFY's presence (the status and activity the bot starts with)
+
+    @property
+    def shard_id(self) -> int:
+        return self.shard[0] if self.shard else 0
+
+    @property
+    def shard_count(self) -> int:
+        return self.shard[1] if self.shard else 1
+
+    @property
+    def live(self) -> bool:
+        """The websocket is open (a closed session may still be RESUMEd, but holds no shard)."""
+        return self.ws is not None and not self.ws.closed
+
+    @property
+    def activities(self) -> list[dict[str, Any]]:
+        """The activities IDENTIFY's presence set: Discord documents an ``activities`` list; discord.py 2.7.1
+        still sends the older single ``game`` (``gateway.py`` ``identify``), which Discord accepts."""
+        presence = self.presence or {}
+        if "activities" in presence:
+            return list(presence["activities"] or [])
+        return [presence["game"]] if presence.get("game") else []
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Whether this session's shard carries ``guild_id`` (None: events outside guilds, for shard 0)."""
+        if guild_id is None:
+            return self.shard_id == 0
+        return shard_of(guild_id, self.shard_count) == self.shard_id
 
     async def send(self, payload: dict[str, Any]) -> None:
         if self.ws is not None and not self.ws.closed:
@@ -63,6 +104,19 @@ class GatewaySession:
         await self.send(payload)
 
 
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """Discord's sharding formula."""
+    return (guild_id >> 22) % shard_count
+
+
+def guild_of(event: str, data: Any) -> int | None:
+    """The guild an event belongs to, for routing it to a shard."""
+    if not isinstance(data, dict):
+        return None
+    raw = data.get("id") if event in _GUILD_OBJECT_EVENTS else data.get("guild_id")
+    return None if raw is None else int(raw)
+
+
 class Gateway:
     """The ``GET /gateway`` websocket endpoint and its sessions."""
 
@@ -72,14 +126,19 @@ class Gateway:
         self.ops: list[SentOp] = []  # every payload any client sent, in order
         self.hooks: dict[int, list[OpHook]] = {}
         self.connections: set[web.WebSocketResponse] = set()
+        self.identified = 0  # successful IDENTIFYs (session starts)
 
     def on_op(self, op: int, hook: OpHook) -> None:
         """Run ``await hook(session, d)`` whenever an identified client sends ``op``."""
         self.hooks.setdefault(op, []).append(hook)
 
+    def sessions_for(self, guild_id: int | None) -> list[GatewaySession]:
+        """The identified sessions whose shard carries ``guild_id`` (live or waiting for a RESUME)."""
+        return [session for session in self.sessions.values() if session.owns(guild_id)]
+
     async def dispatch(self, event: str, data: Any) -> None:
-        """Send an event to every identified session (buffered for RESUME while disconnected)."""
-        for session in self.sessions.values():
+        """Send an event to every session of its guild's shard (buffered for RESUME while disconnected)."""
+        for session in self.sessions_for(guild_of(event, data)):
             await session.dispatch(event, data)
 
     async def request_reconnect(self) -> None:
@@ -134,6 +193,10 @@ class Gateway:
             self.emu.failures.append(f"gateway: op {op} before IDENTIFY")
             await ws.close(code=4003, message=b"Not authenticated")
             return None
+        if op in (REQUEST_GUILD_MEMBERS, VOICE_STATE_UPDATE) and not session.owns(guild_of("", d)):
+            self.emu.failures.append(f"gateway: op {op} for guild {d.get('guild_id')} on shard "
+                                     f"{[session.shard_id, session.shard_count]}, which does not carry it")
+            return session
         if op == REQUEST_GUILD_MEMBERS:
             await self._send_member_chunk(session, d)
         for hook in self.hooks.get(op, []):
@@ -154,13 +217,22 @@ class Gateway:
         if d["intents"] & MESSAGE_CONTENT_INTENT and not content_intent_allowed(self.emu.application_flags):
             await ws.close(code=4014, message=b"Disallowed intent(s)")
             return None
-        session = GatewaySession(id=secrets.token_hex(16), intents=d["intents"], shard=d.get("shard"),
-                                 properties=d.get("properties", {}), ws=ws)
+        shard = d.get("shard")
+        if (refusal := self._shard_refusal(shard)) is not None:
+            await ws.close(code=INVALID_SHARD, message=refusal.encode())
+            return None
+        session = GatewaySession(id=secrets.token_hex(16), intents=d["intents"], shard=shard,
+                                 properties=d.get("properties", {}), ws=ws, presence=d.get("presence"))
+        guilds = [g for g in self.emu.guilds if session.owns(g.id)]
+        if len(guilds) > self.emu.max_guilds_per_session:
+            await ws.close(code=SHARDING_REQUIRED, message=b"Sharding required")
+            return None
+        self.identified += 1
         self.sessions[session.id] = session
         await session.dispatch("READY", {
             "v": 10,
             "user": self.emu.bot_user_private(),
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.emu.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
             "session_id": session.id,
             "resume_gateway_url": self.emu.gateway_url,
             "session_type": "normal",
@@ -172,10 +244,26 @@ class Gateway:
             "geo_ordered_rtc_regions": [],
             "shard": d.get("shard", [0, 1]),
         })
-        for guild in self.emu.guilds:
+        for guild in guilds:
             await session.dispatch("GUILD_CREATE", guild.to_payload())
         session.ready = True
         return session
+
+    def _shard_refusal(self, shard: Any) -> str | None:
+        """Why IDENTIFY's ``shard`` is invalid (close 4010), or None."""
+        if shard is None:
+            shard_id, count = 0, 1
+        elif (isinstance(shard, list) and len(shard) == 2 and all(type(n) is int for n in shard)
+              and 0 <= shard[0] < shard[1]):
+            shard_id, count = shard
+        else:
+            return "Invalid shard"
+        for other in self.sessions.values():
+            if other.live and other.shard_count != count:
+                return "Invalid shard: another session runs with a different shard count"
+            if other.live and other.shard_id == shard_id:
+                return "Invalid shard: this shard is already connected"
+        return None
 
     async def _resume(self, ws: web.WebSocketResponse, d: dict[str, Any]) -> GatewaySession | None:
         session = self.sessions.get(d.get("session_id", ""))

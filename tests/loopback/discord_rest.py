@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -315,8 +316,13 @@ class RestAPI:
         return {"url": self.emu.gateway_url}
 
     async def get_gateway_bot(self, request: web.Request, body: Body) -> Any:
-        limits = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
-        return {"url": self.emu.gateway_url, "shards": 1, "session_start_limit": limits}
+        """What AutoShardedClient asks when it picks its own shard count: Discord's recommendation (one shard
+        per ``emu.guilds_per_shard`` guilds) and the session starts left today."""
+        total = 1000
+        limits = {"total": total, "remaining": max(0, total - self.emu.gateway.identified),
+                  "reset_after": 86_400_000, "max_concurrency": 1}
+        shards = max(1, math.ceil(len(self.emu.guilds) / self.emu.guilds_per_shard))
+        return {"url": self.emu.gateway_url, "shards": shards, "session_start_limit": limits}
 
     def _command_scope(self, request: web.Request) -> int | None:
         if request.match_info["app_id"] != str(self.emu.application_id):

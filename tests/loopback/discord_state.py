@@ -37,8 +37,14 @@ class SnowflakeFactory:
     def __init__(self) -> None:
         self._counter = itertools.count(1)
 
-    def __call__(self) -> int:
-        return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(self._counter) & 0x3FFFFF)
+    def __call__(self, *, shard: tuple[int, int] | None = None) -> int:
+        """A fresh snowflake; with ``shard=(id, count)`` one whose guild would be on that shard (its timestamp is
+        moved up to ``count - 1`` ms into the future)."""
+        timestamp = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        if shard is not None:
+            shard_id, count = shard
+            timestamp += (shard_id - timestamp) % count
+        return (timestamp << 22) | (next(self._counter) & 0x3FFFFF)
 
 
 def sum_bits(values: Iterable[int | str]) -> int:
@@ -198,6 +204,9 @@ class Guild:
     def channel(self, channel_id: int) -> Channel:
         return next(c for c in self.channels if c.id == channel_id)
 
+    def channel_named(self, name: str) -> Channel:
+        return next(c for c in self.channels if c.name == name)
+
     def permissions_of(self, member: Member) -> int:
         """Guild-level permissions (no channel overwrites); everything for the owner or an administrator."""
         value = self.everyone.permissions
@@ -281,8 +290,9 @@ class WorldBuilder:
     def user(self, username: str, *, bot: bool = False) -> User:
         return User(id=self.snowflake(), username=username, bot=bot, global_name=None if bot else username.title())
 
-    def guild(self, name: str, *, owner: User) -> Guild:
-        guild_id = self.snowflake()
+    def guild(self, name: str, *, owner: User, shard: tuple[int, int] | None = None) -> Guild:
+        """A guild with only its @everyone role; ``shard=(id, count)`` picks an id on that shard."""
+        guild_id = self.snowflake(shard=shard)
         everyone = Role(id=guild_id, name="@everyone", permissions=EVERYONE_PERMISSIONS)
         return Guild(id=guild_id, name=name, owner_id=owner.id, roles=[everyone])
 

@@ -129,7 +129,7 @@ class Voice:
         state = guild.voice_state_of(self.emu.bot_user.id)
         if state is not None:
             return state.session_id
-        return next(s.id for s in reversed(self.emu.sessions))
+        return next(s.id for s in reversed(self.emu.sessions) if s.owns(guild.id))
 
     # -- test controls ----------------------------------------------------------------------------------
 
