@@ -15,7 +15,9 @@ from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.policy import Policy
 from bot.replies import send_ephemeral
+from bot.speech.cache import AudioCache
 from bot.speech.errors import SpeechError
+from bot.speech.factory import cache_namespace
 from bot.speech.models import SpeechBackend
 from bot.metrics import HealthServer, MeteredSpeechBackend, Metrics
 from bot.storage import StorageError, Store
@@ -101,7 +103,15 @@ class SpeechBot(commands.Bot):
         )
         self.settings = settings
         self.metrics = Metrics()
-        self.speech: SpeechBackend = MeteredSpeechBackend(speech, self.metrics)
+        # The cache is outermost: a hit is no speech request (metrics), and is served while the breaker is open.
+        self.speech = AudioCache(
+            MeteredSpeechBackend(speech, self.metrics),
+            namespace=cache_namespace(settings),
+            memory_bytes=settings.cache_memory_bytes,
+            disk_dir=settings.audio_cache_dir,
+            disk_bytes=settings.cache_disk_bytes,
+            on_lookup=self.metrics.count_cache_lookup,
+        )
         self.store = store
         self.policy = Policy(settings, store)
         self.voice_sessions = VoiceSessions(
@@ -125,6 +135,7 @@ class SpeechBot(commands.Bot):
         self._force_sync = force_sync
 
     async def setup_hook(self) -> None:
+        await self.speech.start()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await sync_commands(
@@ -135,9 +146,11 @@ class SpeechBot(commands.Bot):
             await self._health.start(self.settings.metrics_host, self.settings.metrics_port)
 
     async def close(self) -> None:
-        """Leave voice channels first (players stop cleanly), then close the gateway."""
+        """Leave voice channels first (players stop cleanly), then close the gateway, then finish the cache's
+        disk writes (and log its hit rate)."""
         await self.voice_sessions.close()
         await super().close()
+        await self.speech.shutdown()  # the speech backend itself belongs to whoever made it
         if self._health is not None:
             await self._health.close()
 
@@ -159,6 +172,7 @@ class SpeechBot(commands.Bot):
         sessions = self.voice_sessions.all()
         self.metrics.voice_sessions.set(len(sessions))
         self.metrics.queue_depth.set(sum(session.player.queued for session in sessions))
+        self.metrics.set_cache_sizes(self.speech.stats)
         if math.isfinite(self.latency):
             self.metrics.gateway_latency.set(self.latency)
 
