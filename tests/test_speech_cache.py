@@ -106,8 +106,8 @@ def request(text: str = "hello", **changes: object) -> SpeechRequest:
     return SpeechRequest(**fields)  # type: ignore[arg-type]
 
 
-async def fetch(cache: AudioCache, req: SpeechRequest) -> tuple[SynthesizedAudio, Origin]:
-    stream, origin = await cache.open_tracked(req)
+async def fetch(cache: AudioCache, req: SpeechRequest, *, persist: bool = True) -> tuple[SynthesizedAudio, Origin]:
+    stream, origin = await cache.open_tracked(req, persist=persist)
     return await read_all(stream), origin
 
 
@@ -419,3 +419,21 @@ async def test_names_and_logs_reveal_no_text_and_shutdown_logs_the_hit_rate(
     assert len(names) == 1 and all(set(name) <= set("0123456789abcdef/.audio") for name in names)
     assert secret not in caplog.text and cache.key(request(secret)) not in caplog.text
     assert "2 hits (memory 2, disk 0, shared 0), 1 misses, hit rate 67%" in caplog.text
+
+
+async def test_audio_fetched_without_persist_stays_in_memory_unless_a_sharer_wants_it_on_disk(tmp_path: Path) -> None:
+    backend = SteppedBackend()
+    cache = AudioCache(backend, namespace="tts-1", disk_dir=tmp_path, disk_bytes=1024 * KIB)
+    await cache.start()
+    backend.gated = False
+    await fetch(cache, request("chat message"), persist=False)
+    await cache.shutdown()
+    assert cache_files(tmp_path) == [] and cache.has(request("chat message"))  # in memory
+
+    backend.gated = True
+    private, _ = await cache.open_tracked(request("said twice"), persist=False)
+    public, _ = await cache.open_tracked(request("said twice"))  # joins, and wants it kept
+    backend.step(3)
+    assert (await read_all(private)).data == (await read_all(public)).data
+    await cache.shutdown()
+    assert len(cache_files(tmp_path)) == 1 and len(backend.requests) == 2

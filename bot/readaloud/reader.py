@@ -285,7 +285,8 @@ class ReadAloud:
             except UserFacingError as exc:
                 log.info("read-aloud message not synthesized (guild=%s user=%s): budget or rate", guild_id, user_id)
                 raise SpeechError(exc.message) from None
-        stream, origin = await self.cache.open_tracked(request)
+        # Chat audio stays in memory: what was said in a channel is never written to disk.
+        stream, origin = await self.cache.open_tracked(request, persist=False)
         if origin.sent:
             self.usage.add(guild_id, user_id, characters)
         return stream

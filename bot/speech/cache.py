@@ -5,9 +5,9 @@ and model), voice, speed, format, instructions and text. Neither the text nor th
 memory and the disk are indexed by the hash, and files are named after it.
 
 * **Memory**: least recently used first out, bounded in bytes of audio.
-* **Disk** (optional): one file per entry under the cache directory, bounded in bytes, least recently used
-  first out. The order survives restarts: a hit touches the file's mtime, and the start-up scan sorts by it.
-  Files are written to a temporary name and renamed (atomic), off the event loop; each carries a header with
+* **Disk** (optional, and only for callers that want it: read-aloud keeps chat audio in memory): one file per
+  entry under the cache directory, bounded in bytes, least recently used first out. The order survives
+  restarts: a hit touches the file's mtime, and the start-up scan sorts by it. Files are written to a temporary name and renamed (atomic), off the event loop; each carries a header with
   the key's hash, the sniffed format, the length and a SHA-256 of the audio, so a corrupt, truncated or
   misplaced file is recognised when read, removed, and treated as a miss.
 * **In flight**: a miss opens the real stream in a background task that tees every chunk into memory while the
@@ -250,6 +250,7 @@ class _Flight:
         self.done = False
         self.error: BaseException | None = None
         self.readers = 0
+        self.persist = False  # some reader wants it on disk
         self.task: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()
 
@@ -404,9 +405,13 @@ class AudioCache:
         digest = self.key(request)
         return digest in self._memory or digest in self._in_flight or digest in self._index
 
-    async def open_tracked(self, request: SpeechRequest) -> tuple[SpeechStream, Origin]:
+    async def open_tracked(self, request: SpeechRequest, *, persist: bool = True) -> tuple[SpeechStream, Origin]:
         """Open ``request``'s audio and say where it comes from (``Origin.SENT``: this call sent the request,
-        so it counts as usage). Failures are raised as the wrapped backend raises them and are not cached."""
+        so it counts as usage). Failures are raised as the wrapped backend raises them and are not cached.
+
+        ``persist`` False keeps audio this call fetches out of the disk tier (memory only), unless another
+        caller sharing the same download wants it kept; it is still served from disk when already there.
+        """
         digest = self.key(request)
         if (audio := self._memory.get(digest)) is not None:
             self._memory.move_to_end(digest)
@@ -422,6 +427,7 @@ class AudioCache:
         else:
             self._count(Origin.SHARED)
         flight.readers += 1
+        flight.persist = flight.persist or persist
         stream = _FlightStream(self._release, flight)
         try:
             await asyncio.shield(flight.opened)
@@ -498,7 +504,7 @@ class AudioCache:
             self._forget(flight)
             return
         self._remember(digest, audio)
-        if self.disk is not None and flight.origin is Origin.SENT:
+        if self.disk is not None and flight.origin is Origin.SENT and flight.persist:
             # Until it is on disk, the finished flight answers identical requests (when memory could not keep it).
             task = asyncio.create_task(self._write(flight, audio), name="audio-cache-write")
             self._writes.add(task)
