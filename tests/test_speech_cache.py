@@ -285,7 +285,7 @@ async def test_audio_survives_a_restart_on_disk_with_its_sniffed_format(tmp_path
     cache = AudioCache(backend, namespace="tts-1", disk_dir=tmp_path, disk_bytes=1024 * KIB)
     await cache.start()
     audio, _ = await fetch(cache, request())
-    await cache.shutdown()  # waits for the write
+    await cache.flush()  # waits for the write
 
     restarted = AudioCache(backend, namespace="tts-1", disk_dir=tmp_path, disk_bytes=1024 * KIB)
     await restarted.start()
@@ -300,7 +300,7 @@ async def test_with_no_memory_tier_hits_come_from_disk(tmp_path: Path) -> None:
     backend = CountingBackend()
     cache = AudioCache(backend, namespace="tts-1", memory_bytes=0, disk_dir=tmp_path, disk_bytes=1024 * KIB)
     audio, _ = await fetch(cache, request())
-    await cache.shutdown()
+    await cache.flush()
     assert await fetch(cache, request()) == (audio, Origin.DISK)
     assert cache.stats.memory_entries == 0 and len(backend.requests) == 1
 
@@ -312,15 +312,15 @@ async def test_disk_is_bounded_least_recently_used_first_out_across_restarts(tmp
     cache = AudioCache(backend, namespace="tts-1", memory_bytes=0, disk_dir=tmp_path, disk_bytes=bound)
     for text in ("a", "b", "c"):
         await fetch(cache, request(text))
-        await cache.shutdown()
+        await cache.flush()
     await fetch(cache, request("a"))  # a hit touches the file: "a" is now the most recent
     await fetch(cache, request("d"))  # evicts "b"
-    await cache.shutdown()
+    await cache.flush()
     assert sum(path.stat().st_size for path in cache_files(tmp_path)) <= bound
     assert len(cache_files(tmp_path)) == 3 and cache.stats.disk_bytes <= bound
     sent = len(backend.requests)
     assert (await fetch(cache, request("b")))[1] is Origin.SENT  # evicts "c", the least recently used now
-    await cache.shutdown()
+    await cache.flush()
 
     # After a restart the order comes from the files' times; a smaller bound evicts the oldest at start-up.
     restarted = AudioCache(backend, namespace="tts-1", memory_bytes=0, disk_dir=tmp_path, disk_bytes=25 * KIB)
@@ -337,7 +337,7 @@ async def test_an_entry_bigger_than_the_disk_bound_is_not_written(tmp_path: Path
     backend.gated = False
     cache = AudioCache(backend, namespace="tts-1", memory_bytes=0, disk_dir=tmp_path, disk_bytes=32 * KIB)
     await fetch(cache, request())
-    await cache.shutdown()
+    await cache.flush()
     assert cache_files(tmp_path) == [] and cache.stats.disk_bytes == 0
 
 
@@ -347,7 +347,7 @@ async def test_a_damaged_file_is_removed_and_the_audio_fetched_again(tmp_path: P
     cache = AudioCache(backend, namespace="tts-1", memory_bytes=0, disk_dir=tmp_path, disk_bytes=1024 * KIB)
     audio, _ = await fetch(cache, request("hello"))
     await fetch(cache, request("other"))
-    await cache.shutdown()
+    await cache.flush()
     path = next(p for p in cache_files(tmp_path) if p.name.startswith(cache.key(request("hello"))))
     blob = path.read_bytes()
     if damage == "truncate":  # what a writer without temporary file and rename leaves after a crash
@@ -363,7 +363,7 @@ async def test_a_damaged_file_is_removed_and_the_audio_fetched_again(tmp_path: P
     restarted = AudioCache(backend, namespace="tts-1", memory_bytes=0, disk_dir=tmp_path, disk_bytes=1024 * KIB)
     await restarted.start()
     assert await fetch(restarted, request("hello")) == (audio, Origin.SENT)
-    await restarted.shutdown()
+    await restarted.flush()
     assert path.read_bytes() == blob  # written again, whole
     assert await fetch(restarted, request("hello")) == (audio, Origin.DISK)
     assert len(backend.requests) == 3
@@ -374,7 +374,7 @@ async def test_leftovers_of_a_crash_are_removed_at_start_and_writes_leave_no_tem
     cache = AudioCache(backend, namespace="tts-1", disk_dir=tmp_path, disk_bytes=1024 * KIB)
     for text in ("one", "two", "three"):
         await fetch(cache, request(text))
-    await cache.shutdown()
+    await cache.flush()
     written = cache_files(tmp_path)
     assert len(written) == 3 and all(path.suffix == ".audio" for path in written)
 
@@ -415,10 +415,11 @@ async def test_names_and_logs_reveal_no_text_and_shutdown_logs_the_hit_rate(
     for _ in range(3):
         await fetch(cache, request(secret))
     await cache.shutdown()
+    await cache.shutdown()  # logged once
     names = [str(path.relative_to(tmp_path)) for path in cache_files(tmp_path)]
     assert len(names) == 1 and all(set(name) <= set("0123456789abcdef/.audio") for name in names)
     assert secret not in caplog.text and cache.key(request(secret)) not in caplog.text
-    assert "2 hits (memory 2, disk 0, shared 0), 1 misses, hit rate 67%" in caplog.text
+    assert caplog.text.count("2 hits (memory 2, disk 0, shared 0), 1 misses, hit rate 67%") == 1
 
 
 async def test_audio_fetched_without_persist_stays_in_memory_unless_a_sharer_wants_it_on_disk(tmp_path: Path) -> None:
@@ -427,7 +428,7 @@ async def test_audio_fetched_without_persist_stays_in_memory_unless_a_sharer_wan
     await cache.start()
     backend.gated = False
     await fetch(cache, request("chat message"), persist=False)
-    await cache.shutdown()
+    await cache.flush()
     assert cache_files(tmp_path) == [] and cache.has(request("chat message"))  # in memory
 
     backend.gated = True
@@ -435,5 +436,5 @@ async def test_audio_fetched_without_persist_stays_in_memory_unless_a_sharer_wan
     public, _ = await cache.open_tracked(request("said twice"))  # joins, and wants it kept
     backend.step(3)
     assert (await read_all(private)).data == (await read_all(public)).data
-    await cache.shutdown()
+    await cache.flush()
     assert len(cache_files(tmp_path)) == 1 and len(backend.requests) == 2

@@ -7,9 +7,10 @@ memory and the disk are indexed by the hash, and files are named after it.
 * **Memory**: least recently used first out, bounded in bytes of audio.
 * **Disk** (optional, and only for callers that want it: read-aloud keeps chat audio in memory): one file per
   entry under the cache directory, bounded in bytes, least recently used first out. The order survives
-  restarts: a hit touches the file's mtime, and the start-up scan sorts by it. Files are written to a temporary name and renamed (atomic), off the event loop; each carries a header with
-  the key's hash, the sniffed format, the length and a SHA-256 of the audio, so a corrupt, truncated or
-  misplaced file is recognised when read, removed, and treated as a miss.
+  restarts: a hit touches the file's mtime, and the start-up scan sorts by it. Files are written to a
+  temporary name and renamed (atomic), off the event loop; each carries a header with the key's hash, the
+  sniffed format, the length and a SHA-256 of the audio, so a corrupt, truncated or misplaced file is
+  recognised when read, removed, and treated as a miss.
 * **In flight**: a miss opens the real stream in a background task that tees every chunk into memory while the
   caller (and anyone asking for the same audio meanwhile) reads them as they arrive: voice playback starts with
   the first bytes, a second identical request replays the bytes so far and then follows. A stream that fails or
@@ -371,6 +372,7 @@ class AudioCache:
         self._scan: asyncio.Task[None] | None = None
         self._counts = {origin: 0 for origin in Origin}
         self._write_failed = False
+        self._stopped = False
 
     # -- the SpeechBackend protocol --
 
@@ -424,8 +426,6 @@ class AudioCache:
             flight.task = asyncio.create_task(self._produce(flight, request), name="audio-cache-fill")
             self._producers.add(flight.task)
             flight.task.add_done_callback(self._producers.discard)
-        else:
-            self._count(Origin.SHARED)
         flight.readers += 1
         flight.persist = flight.persist or persist
         stream = _FlightStream(self._release, flight)
@@ -435,6 +435,7 @@ class AudioCache:
             stream._detach()
             raise
         if joined:
+            self._count(Origin.SHARED)
             return stream, Origin.SHARED
         assert flight.origin is not None
         return stream, flight.origin
@@ -445,22 +446,26 @@ class AudioCache:
             self._scan = asyncio.create_task(self._load_index(), name="audio-cache-scan")
         await asyncio.shield(self._scan)
 
+    async def flush(self) -> None:
+        """Wait until the audio already downloaded is on disk."""
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
     async def shutdown(self) -> None:
         """Stop the downloads still under way (their readers get an error), finish writing to disk and log the
-        hit rate. Idempotent."""
+        hit rate once. Idempotent."""
         for flight in list(self._in_flight.values()):
             if not flight.done and flight.task is not None:
                 flight.task.cancel()
         while self._producers:
             await asyncio.gather(*self._producers, return_exceptions=True)
-        while self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self.flush()
         if self._scan is not None and not self._scan.done():
             self._scan.cancel()
             await asyncio.gather(self._scan, return_exceptions=True)
-        if any(self._counts.values()):
+        if not self._stopped:
+            self._stopped = True
             log.info("%s", self.stats.summary())
-            self._counts = {origin: 0 for origin in Origin}
 
     # -- internals --
 
