@@ -37,10 +37,10 @@ from bot.audio.encode import encode_pcm
 from bot.audio.formats import AudioFormat
 from bot.config import load_settings
 from bot.policy import Policy
-from bot.readaloud.cache import SynthesisCache
 from bot.readaloud.filters import MessageFacts
 from bot.readaloud.reader import Names, ReadAloud
-from bot.speech.factory import make_speech_backend
+from bot.speech.cache import AudioCache
+from bot.speech.factory import cache_namespace, make_speech_backend
 from bot.storage import Store
 from bot.text import MessageInput
 from bot.voice.sessions import VoiceLimits, VoiceSession, VoiceSessions
@@ -133,14 +133,14 @@ async def main(guilds: int, rate: float, seconds: float) -> None:
                                   "SPEECH_API_KEY": KEY, "SPEECH_MODEL": "tts-1", "SPEECH_VOICES": "alloy"})
         store = await Store.open(f"sqlite:///{tmp / 'bench.db'}")
         backend = make_speech_backend(settings, http)
+        cache = AudioCache(backend, namespace=cache_namespace(settings))  # memory tier only
         limits = VoiceLimits(idle_timeout=3600, alone_timeout=3600, max_queue=20, stall_timeout=10)
-        sessions = VoiceSessions(backend, limits)
+        sessions = VoiceSessions(cache, limits)
         played: dict[int, list[tuple[str, float]]] = defaultdict(list)
         for guild_id in range(1, guilds + 1):
             voice = VoiceDouble(guild_id, played[guild_id])
             voice.session = sessions._sessions[guild_id] = VoiceSession(sessions, voice)  # type: ignore[arg-type]
             await store.update_guild_settings(guild_id, say_name="never")
-        cache = SynthesisCache(backend, settings.speech_model)
         service = ReadAloud(sessions, store, Policy(settings, store), cache, queue_limit=limits.max_queue)
 
         sent_at: dict[tuple[int, int], float] = {}
@@ -188,6 +188,7 @@ async def main(guilds: int, rate: float, seconds: float) -> None:
         requests[0] += len(endpoint.requests)
         await service.close()
         await sessions.close()
+        await cache.shutdown()
         await store.close()
 
     read = 0

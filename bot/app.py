@@ -16,7 +16,9 @@ from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.policy import Policy
 from bot.replies import send_ephemeral
+from bot.speech.cache import AudioCache
 from bot.speech.errors import SpeechError
+from bot.speech.factory import cache_namespace
 from bot.speech.models import SpeechBackend
 from bot.metrics import HealthServer, MeteredSpeechBackend, Metrics
 from bot.storage import StorageError, Store
@@ -122,7 +124,15 @@ class SpeechBot(commands.AutoShardedBot):
         )
         self.settings = settings
         self.metrics = Metrics()
-        self.speech: SpeechBackend = MeteredSpeechBackend(speech, self.metrics)
+        # The cache is outermost: a hit is no speech request (metrics), and is served while the breaker is open.
+        self.speech = AudioCache(
+            MeteredSpeechBackend(speech, self.metrics),
+            namespace=cache_namespace(settings),
+            memory_bytes=settings.cache_memory_bytes,
+            disk_dir=settings.audio_cache_dir,
+            disk_bytes=settings.cache_disk_bytes,
+            on_lookup=self.metrics.count_cache_lookup,
+        )
         self.store = store
         self.policy = Policy(settings, store)
         self.voice_sessions = VoiceSessions(
@@ -154,6 +164,7 @@ class SpeechBot(commands.AutoShardedBot):
         return self.shard_ids is None or 0 in self.shard_ids
 
     async def setup_hook(self) -> None:
+        await self.speech.start()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.syncs_commands:
@@ -167,9 +178,11 @@ class SpeechBot(commands.AutoShardedBot):
             await self._health.start(self.settings.metrics_host, self.settings.metrics_port)
 
     async def close(self) -> None:
-        """Leave voice channels first (players stop cleanly), then close the gateway."""
+        """Leave voice channels first (players stop cleanly), then close the gateway, then finish the cache's
+        disk writes (and log its hit rate)."""
         await self.voice_sessions.close()
         await super().close()
+        await self.speech.shutdown()  # the speech backend itself belongs to whoever made it
         if self._health is not None:
             await self._health.close()
 
@@ -194,6 +207,7 @@ class SpeechBot(commands.AutoShardedBot):
         sessions = self.voice_sessions.all()
         self.metrics.voice_sessions.set(len(sessions))
         self.metrics.queue_depth.set(sum(session.player.queued for session in sessions))
+        self.metrics.set_cache_sizes(self.speech.stats)
         for shard_id, latency in self.latencies:
             if math.isfinite(latency):
                 self.metrics.gateway_latency.labels(str(shard_id)).set(latency)

@@ -87,6 +87,13 @@ class Settings:
     read_hold: float = 1.0
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None
+    cache_dir: Path | None = None  # None: DATA_DIR/cache (see ``audio_cache_dir``)
+    cache_memory_bytes: int = 32 * 1024 * 1024
+    cache_disk_bytes: int = 512 * 1024 * 1024
+
+    @property
+    def audio_cache_dir(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
 
     @property
     def uses_local_engine(self) -> bool:
@@ -116,7 +123,10 @@ VARIABLES: dict[str, str] = {
     "READ_ALOUD_HOLD": "Seconds a chat message waits before it is synthesized, so moderators and AutoMod can act.",
     "METRICS_PORT": "Serve Prometheus /metrics, /healthz and /readyz on this port; empty = off.",
     "METRICS_HOST": "Address the metrics port listens on (127.0.0.1; 0.0.0.0 inside a container).",
-    "DATA_DIR": "Directory for the bot's own files (database, command-sync state).",
+    "CACHE_DIR": "Directory of the audio cache on disk; empty = DATA_DIR/cache. Files are named by a hash.",
+    "CACHE_MEMORY_MB": "Most audio the audio cache keeps in memory, in MiB (least recently used goes first); 0 = none.",
+    "CACHE_DISK_MB": "Most audio the audio cache keeps on disk, in MiB (least recently used goes first); 0 = off.",
+    "DATA_DIR": "Directory for the bot's own files (database, command-sync state, audio cache).",
     "DATABASE_URL": "sqlite:///path/file.db (default: a file in DATA_DIR) or postgresql://user@host/db.",
     "DEV_GUILD_ID": "Sync slash commands to this one server instantly (development); empty = global commands.",
     "SHARD_COUNT": "Total shards across every bot process; empty = as many as Discord recommends, all in this process.",
@@ -179,6 +189,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     queue_size = _number(get("VOICE_QUEUE_SIZE", "20"), "VOICE_QUEUE_SIZE", 1, 1000, problems)
     read_hold = _number(get("READ_ALOUD_HOLD", "1"), "READ_ALOUD_HOLD", 0, 10, problems)
 
+    cache_memory_mb = _number(get("CACHE_MEMORY_MB", "32"), "CACHE_MEMORY_MB", 0, 65_536, problems)
+    cache_disk_mb = _number(get("CACHE_DISK_MB", "512"), "CACHE_DISK_MB", 0, 16_777_216, problems)
+
     metrics_port = None
     if raw_port := get("METRICS_PORT"):
         metrics_port = int(_number(raw_port, "METRICS_PORT", 1, 65535, problems))
@@ -208,6 +221,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if log_level not in _LOG_LEVELS:
         problems.append(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}.")
 
+    cache_dir = Path(raw_cache_dir).expanduser() if (raw_cache_dir := get("CACHE_DIR")) else None
+
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -236,6 +251,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         read_hold=read_hold,
         shard_count=shard_count,
         shard_ids=shard_ids,
+        cache_dir=cache_dir,
+        cache_memory_bytes=int(cache_memory_mb * 1024 * 1024),
+        cache_disk_bytes=int(cache_disk_mb * 1024 * 1024),
     )
 
 

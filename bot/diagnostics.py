@@ -26,7 +26,8 @@ class Finding:
 
 
 async def run_checks(settings: Settings, session: aiohttp.ClientSession) -> list[Finding]:
-    findings = [check_token_present(settings), check_data_dir(settings), check_voice_support()]
+    findings = [check_token_present(settings), check_data_dir(settings), check_cache_dir(settings),
+                check_voice_support()]
     if (cert := check_ssl_cert_file()) is not None:
         findings.append(cert)
     findings.append(await check_database(settings))
@@ -58,6 +59,24 @@ def check_data_dir(settings: Settings) -> Finding:
     except OSError as exc:
         return Finding(False, f"data directory {path} is not writable", f"{exc.strerror}. Set DATA_DIR.")
     return Finding(True, f"data directory {path} is writable")
+
+
+def check_cache_dir(settings: Settings) -> Finding:
+    path = settings.audio_cache_dir
+    if settings.cache_disk_bytes == 0:
+        return Finding(True, "audio cache: memory only (CACHE_DISK_MB=0)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return Finding(
+            False,
+            f"audio cache directory {path} is not writable",
+            f"{exc.strerror}. Set CACHE_DIR, or CACHE_DISK_MB=0 to cache in memory only.",
+        )
+    return Finding(True, f"audio cache directory {path} is writable")
 
 
 async def check_database(settings: Settings) -> Finding:

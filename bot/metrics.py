@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from bot.speech.cache import CacheStats, Origin
 from bot.speech.errors import SpeechError
 from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream
 
@@ -57,6 +58,38 @@ class Metrics:
             ["shard"],
             registry=self.registry,
         )
+
+        self.cache_hits = Counter(
+            "speechbot_cache_hits",
+            "Audio served by the audio cache without a new speech request, by where it came from "
+            "(memory, disk, shared = an identical request already on its way).",
+            ["tier"],
+            registry=self.registry,
+        )
+        self.cache_misses = Counter(
+            "speechbot_cache_misses", "Audio the cache did not hold: a speech request was sent.", registry=self.registry
+        )
+        self.cache_bytes = Gauge(
+            "speechbot_cache_bytes", "Audio held by the audio cache, in bytes, by tier.", ["tier"],
+            registry=self.registry,
+        )
+        self.cache_entries = Gauge(
+            "speechbot_cache_entries", "Entries held by the audio cache, by tier.", ["tier"], registry=self.registry
+        )
+        for tier in (Origin.MEMORY, Origin.DISK, Origin.SHARED):
+            self.cache_hits.labels(tier.value)  # exposed at 0 from the start, so rates are defined at once
+
+    def count_cache_lookup(self, origin: Origin) -> None:
+        if origin is Origin.SENT:
+            self.cache_misses.inc()
+        else:
+            self.cache_hits.labels(origin.value).inc()
+
+    def set_cache_sizes(self, stats: CacheStats) -> None:
+        self.cache_bytes.labels("memory").set(stats.memory_bytes)
+        self.cache_bytes.labels("disk").set(stats.disk_bytes)
+        self.cache_entries.labels("memory").set(stats.memory_entries)
+        self.cache_entries.labels("disk").set(stats.disk_entries)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,7 +12,6 @@ import discord
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.readaloud.cache import SynthesisCache
 from bot.readaloud.filters import MessageFacts
 from bot.readaloud.reader import InputBuilder, Names, ReadAloud, spoken_name
 from bot.storage.models import NameMode
@@ -95,7 +94,7 @@ class ReadAloudCog(commands.Cog):
             bot.voice_sessions,
             bot.store,
             bot.policy,
-            SynthesisCache(bot.speech, settings.speech_model),
+            bot.speech,
             hold=settings.read_hold,
             queue_limit=settings.voice_queue_size,
         )

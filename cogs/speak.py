@@ -20,7 +20,7 @@ from bot.speech.models import (
     SpeechRequest,
     SpeechStream,
     SynthesizedAudio,
-    synthesize,
+    read_all,
     validate_request,
 )
 from bot.storage import GuildSettings
@@ -98,7 +98,8 @@ class SpeakCog(commands.Cog):
         )
         output = options.output
         channel = caller_voice_channel(interaction) if output in ("voice", "both") else None
-        if guild_id is not None:
+        # Only what is sent to the speech service is checked against budgets and counted: not a cache hit.
+        if guild_id is not None and not self.bot.speech.has(request):
             await policy.admit(guild_id, user_id, len(request.text), guild)
         await interaction.response.defer(thinking=True)
         session = await self.bot.voice_sessions.join(channel) if channel is not None else None
@@ -119,8 +120,9 @@ class SpeakCog(commands.Cog):
             await self._tell(interaction, options.notice)
             return
 
-        audio = await synthesize(self.bot.speech, request)
-        if guild_id is not None:
+        stream, origin = await self.bot.speech.open_tracked(request)
+        audio = await read_all(stream)
+        if guild_id is not None and origin.sent:
             await policy.record(guild_id, user_id, len(request.text))
         limit = interaction.filesize_limit
         if len(audio.data) > limit:
@@ -144,13 +146,14 @@ class SpeakCog(commands.Cog):
         )
         await self._tell(interaction, options.notice)
         log.info(
-            "speak done (guild=%s user=%s chars=%d format=%s bytes=%d output=%s)",
+            "speak done (guild=%s user=%s chars=%d format=%s bytes=%d output=%s audio=%s)",
             interaction.guild_id,
             interaction.user.id,
             len(request.text),
             audio.format.value,
             len(audio.data),
             output,
+            origin.value,
         )
 
     @staticmethod
@@ -160,11 +163,12 @@ class SpeakCog(commands.Cog):
             await interaction.followup.send(notice, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     def _counted_stream(self, request: SpeechRequest, guild_id: int | None, user_id: int) -> StreamOpener:
-        """Open the synthesis for the voice player; once the engine accepted it, it counts against budgets."""
+        """Open the synthesis for the voice player; once the engine accepted it, it counts against budgets
+        (unless the audio came from the cache)."""
 
         async def open_stream() -> SpeechStream:
-            stream = await self.bot.speech.open(request)
-            if guild_id is not None:
+            stream, origin = await self.bot.speech.open_tracked(request)
+            if guild_id is not None and origin.sent:
                 await self.bot.policy.record(guild_id, user_id, len(request.text))
             return stream
 

@@ -113,6 +113,7 @@ async def test_check_passes_against_working_services(
     assert code == 0, text + err
     assert "token is valid" in text and "is reachable" in text and "Everything looks ready." in text
     assert "database: reachable" in text
+    assert f"audio cache directory {tmp_path / 'cache'} is writable" in text
 
 
 async def test_check_reports_each_problem_and_what_to_do(
@@ -125,11 +126,14 @@ async def test_check_reports_each_problem_and_what_to_do(
         "SPEECH_API_BASE_URL": speech_endpoint.base_url,
         "SPEECH_API_KEY": "sk-wrong-key-000",
         "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere",
+        "CACHE_DIR": str(tmp_path / "a-file"),
     }
+    (tmp_path / "a-file").write_text("not a directory")
     code, out, _ = await run_cli("check", env=env, cwd=tmp_path)
     text = out.decode()
     assert code == 1
     assert "DISCORD_TOKEN was rejected" in text and "API key was rejected" in text
     assert "database: cannot be opened" in text and "DATABASE_URL" in text
-    assert "3 problem(s) found." in text
+    assert "audio cache directory" in text and "CACHE_DISK_MB=0" in text
+    assert "4 problem(s) found." in text
     assert "sk-wrong-key-000" not in text and wrong_token not in text

@@ -22,6 +22,18 @@ def test_defaults_follow_the_seed_docs() -> None:
     assert settings.uses_local_engine  # no key → offline engine
 
 
+def test_audio_cache_settings_default_to_data_dir_and_are_given_in_mib() -> None:
+    settings = load_settings({"DATA_DIR": "/srv/bot"})
+    assert settings.audio_cache_dir == Path("/srv/bot/cache")
+    assert (settings.cache_memory_bytes, settings.cache_disk_bytes) == (32 * 2**20, 512 * 2**20)
+    custom = load_settings({"CACHE_DIR": "/var/cache/bot", "CACHE_MEMORY_MB": "0.5", "CACHE_DISK_MB": "0"})
+    assert custom.audio_cache_dir == Path("/var/cache/bot")
+    assert (custom.cache_memory_bytes, custom.cache_disk_bytes) == (2**19, 0)
+    with pytest.raises(ConfigError) as info:
+        load_settings({"CACHE_MEMORY_MB": "-1", "CACHE_DISK_MB": "lots"})
+    assert [problem.split()[0] for problem in info.value.problems] == ["CACHE_MEMORY_MB", "CACHE_DISK_MB"]
+
+
 def test_a_key_selects_the_endpoint_in_auto_mode() -> None:
     assert not load_settings({"SPEECH_API_KEY": "sk-abc"}).uses_local_engine
     assert load_settings({"SPEECH_API_KEY": "sk-abc", "SPEECH_BACKEND": "local"}).uses_local_engine

@@ -93,6 +93,8 @@ async def test_voice_chat_is_read_with_skips_deletes_and_edits(
         played = segments(session)[3]
         assert len(played) < 150  # the whole text is about 12 s (600 packets): stopped early
         assert session.check_stream() == []
+    # chat audio is cached in memory only: nothing said in a channel is written to disk
+    assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
 
 
 async def test_authors_take_turns(

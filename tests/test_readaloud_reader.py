@@ -15,13 +15,13 @@ import pytest
 
 from bot.config import load_settings
 from bot.policy import Policy, utc_today
-from bot.readaloud.cache import SynthesisCache
 from bot.readaloud.filters import MessageFacts, Skip
 from bot.readaloud.reader import Names, ReadAloud
+from bot.speech.cache import AudioCache
 from bot.storage import Store
 from bot.text import MessageInput
 from bot.voice.player import PlayItem
-from tests.test_readaloud_cache import CountingBackend
+from tests.test_speech_cache import CountingBackend
 
 GUILD, VOICE = 1, 100
 ALICE, BOB = 11, 12
@@ -104,7 +104,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     backend = CountingBackend()
     session = RecordingSession()
     sessions = SimpleNamespace(get=lambda guild_id: session if guild_id == GUILD else None)
-    cache = SynthesisCache(backend, "tts-1")
+    cache = AudioCache(backend, namespace="tts-1")
     service = ReadAloud(sessions, store, Policy(settings, store), cache, hold=0.05)  # type: ignore[arg-type]
     yield World(service, store, backend, session)
     await service.close()

@@ -2,7 +2,8 @@
 
 Each guild with something to read has a :class:`GuildReader`: a fair, held queue (:mod:`bot.readaloud.queue`)
 and one task that gives the player one message at a time. While a message plays, the next eligible one is
-already being synthesized (through the shared :class:`SynthesisCache`), so playback stays gapless without
+already being synthesized (through the bot's :class:`~bot.speech.cache.AudioCache`, which the playback then
+joins or hits), so playback stays gapless without
 committing the player to a message that may still be deleted or edited. Handing over one at a time is what
 lets a deletion drop a waiting message, an edit change it, and fairness apply to messages that arrive late.
 
@@ -22,17 +23,17 @@ from datetime import UTC, datetime
 from bot.audio.formats import AudioFormat
 from bot.errors import UserFacingError
 from bot.policy import Policy, resolve_options
-from bot.readaloud.cache import SynthesisCache
 from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.queue import Entry, FairQueue
 from bot.readaloud.usage import UsageBatcher
+from bot.speech.cache import AudioCache
 from bot.speech.errors import SpeechError
 from bot.speech.models import (
     MAX_INPUT_CHARS,
     MAX_SPEED,
-    BufferedSpeechStream,
     SpeechRequest,
     SpeechStream,
+    read_all,
     validate_request,
 )
 from bot.storage import DictionaryEntry, GuildSettings, Store, UserPrefs
@@ -116,7 +117,7 @@ class ReadAloud:
         sessions: VoiceSessions,
         store: Store,
         policy: Policy,
-        cache: SynthesisCache,
+        cache: AudioCache,
         *,
         hold: float = 1.0,
         queue_limit: int = 20,
@@ -272,9 +273,10 @@ class ReadAloud:
         if self._readers.get(reader.guild_id) is reader:
             del self._readers[reader.guild_id]
 
-    async def fetch(self, guild_id: int, user_id: int, request: SpeechRequest) -> BufferedSpeechStream:
-        """The audio of ``request``. Only what is actually sent to the speech endpoint is checked against the
-        server's budgets and the author's rate, and counted; a budget refusal is a :class:`SpeechError`."""
+    async def fetch(self, guild_id: int, user_id: int, request: SpeechRequest) -> SpeechStream:
+        """The audio of ``request``, streaming. Only what is actually sent to the speech endpoint is checked
+        against the server's budgets and the author's rate, and counted; a budget refusal is a
+        :class:`SpeechError`."""
         characters = len(request.text)
         if not self.cache.has(request):
             settings = await self.store.get_guild_settings(guild_id)
@@ -283,10 +285,11 @@ class ReadAloud:
             except UserFacingError as exc:
                 log.info("read-aloud message not synthesized (guild=%s user=%s): budget or rate", guild_id, user_id)
                 raise SpeechError(exc.message) from None
-        audio, sent = await self.cache.get(request)
-        if sent:
+        # Chat audio stays in memory: what was said in a channel is never written to disk.
+        stream, origin = await self.cache.open_tracked(request, persist=False)
+        if origin.sent:
             self.usage.add(guild_id, user_id, characters)
-        return BufferedSpeechStream(audio)
+        return stream
 
 
 #: Announcements have no message id; negative ids never collide with Discord's.
@@ -409,7 +412,8 @@ class GuildReader:
 
     async def _quiet_fetch(self, user_id: int, request: SpeechRequest) -> None:
         try:
-            await self.service.fetch(self.guild_id, user_id, request)
+            # Read to the end: the cache keeps the download going only while someone reads it.
+            await read_all(await self.service.fetch(self.guild_id, user_id, request))
         except SpeechError:
             pass  # the playback that follows asks again and reports it
         except Exception:

@@ -36,3 +36,11 @@ def make_speech_backend(settings: Settings, session: aiohttp.ClientSession) -> S
         failure_threshold=settings.speech_breaker_failures, cooldown=settings.speech_breaker_cooldown
     )
     return BreakerSpeechBackend(client, breaker)
+
+
+def cache_namespace(settings: Settings) -> str:
+    """What, besides the request, decides the audio: the offline engine, or the endpoint and its model. Part of
+    every audio cache key, so switching endpoint or model never serves the old one's audio."""
+    if settings.uses_local_engine:
+        return "local:piper:en_US-joe-medium"
+    return f"openai:{settings.speech_api_base_url}:{settings.speech_model}"
