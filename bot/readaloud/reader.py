@@ -255,6 +255,8 @@ class ReadAloud:
     def forget(self, guild_id: int) -> None:
         """The bot left voice in this guild: nothing waiting there will be read."""
         if reader := self._readers.pop(guild_id, None):
+            if waiting := len(reader.queue):
+                log.info("read-aloud stopped (guild=%s): %d waiting messages not read", guild_id, waiting)
             reader.close()
 
     async def close(self) -> None:
