@@ -239,3 +239,18 @@ async def test_an_upload_discord_keeps_failing_ends_in_one_log_line_and_the_bot_
     message = await (await speak(emu, text="Good morning everyone.")).wait_message(timeout=30)
     assert not message.ephemeral and message.attachments
     assert secrets_in_log(bot, emu) == [] and log_problems(bot.log, (API_KEY, emu.token)) == []
+
+
+async def test_rate_limits_at_start_up_are_waited_out_global_ones_for_every_route(
+    discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
+) -> None:
+    emu = discord_emulator
+    emu.rate_limit("GET", r"^/oauth2/applications/@me$", retry_after=0.8, scope="global")
+    emu.rate_limit("PUT", r"^/applications/\d+/guilds/\d+/commands$", times=2, retry_after=0.5, scope="user")
+    async with running_bot(emu, tmp_path, SPEECH_API_BASE_URL=speech_endpoint.base_url, SPEECH_API_KEY=API_KEY):
+        assert [c.status for c in calls(emu, "PUT", "/commands$")] == [429, 429, 200]
+        applications = [c.status for c in calls(emu, "GET", "^/oauth2/")]  # the intent check, then discord.py
+        assert applications[0] == 429 and set(applications[1:]) == {200}
+        message = await (await speak(emu, text="Hello world.")).wait_message(timeout=30)
+        assert not message.ephemeral and message.attachments
+    # the emulator recorded any request sent while a limit (the global one: any bot route) still applied
