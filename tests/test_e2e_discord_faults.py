@@ -20,7 +20,7 @@ from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_gateway import IDENTIFY, RESUME, VOICE_STATE_UPDATE, GatewaySession
 from tests.loopback.discord_voice_session import decode_pcm
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
-from tests.loopback.speech_server import SpeechEndpoint
+from tests.loopback.speech_server import Fault, SpeechEndpoint
 from tests.test_audio_packetizer import to_16k_mono
 from tests.test_e2e_voice import current_session, segments, speak_in_voice, voice_bot
 
@@ -254,3 +254,29 @@ async def test_rate_limits_at_start_up_are_waited_out_global_ones_for_every_rout
         message = await (await speak(emu, text="Hello world.")).wait_message(timeout=30)
         assert not message.ephemeral and message.attachments
     # the emulator recorded any request sent while a limit (the global one: any bot route) still applied
+
+
+# -- a speech endpoint that never answers ------------------------------------------------------------------
+
+SPEECH_TIMEOUT = 3.0  # the ``bot`` fixture's
+#: Three attempts of SPEECH_TIMEOUT each, the backoff between them (≤ 0.5 s, then ≤ 1 s), and a margin.
+HANG_BOUND = 3 * SPEECH_TIMEOUT + 1.5 + 4
+
+
+async def test_a_speech_endpoint_that_never_answers_gets_a_timely_reply_and_other_commands_go_on(
+    bot: BotProcess, discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint
+) -> None:
+    emu = discord_emulator
+    speech_endpoint.inject(Fault(hang=True, times=3))  # accepts the request, never sends headers or a byte
+    interaction = await speak(emu, text="Hello world.")
+    assert (await interaction.wait_response(timeout=5)).type == 5
+    await emu.wait_for(lambda: speech_endpoint.requests, timeout=10, what="the speech request")
+
+    assert "Voices:" in await voices(emu)  # the bot answers others while the synthesis hangs
+    assert interaction.messages == []
+
+    error = await interaction.wait_message(timeout=HANG_BOUND)
+    assert error.ephemeral and "took too long" in error.content and interaction.original_deleted
+    assert len(speech_endpoint.requests) == 3 and speech_endpoint.failures == []
+    message = await (await speak(emu, text="Good morning everyone.")).wait_message(timeout=30)
+    assert not message.ephemeral and message.attachments
