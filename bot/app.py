@@ -186,4 +186,6 @@ class SpeechBot(commands.Bot):
             self.metrics.gateway_latency.set(self.latency)
 
     async def on_ready(self) -> None:
+        """Every READY: at start-up and after each new gateway session (a RESUME fires ``on_resumed`` instead)."""
         log.info("ready as user=%s in %d guilds", self.user.id if self.user else "?", len(self.guilds))
+        await self.voice_sessions.adopt(self)

@@ -152,6 +152,39 @@ async def test_an_invalidated_session_is_identified_again_and_the_bot_works(
     bot.assert_alive()
 
 
+async def test_voice_sessions_are_kept_and_controllable_after_the_bot_identifies_again(
+    discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
+) -> None:
+    """After op 9 false discord.py starts a new session and forgets its voice clients (``parse_ready`` clears
+    them) and rebuilds every guild, while Discord keeps the bot in its channel and the voice connection up."""
+    emu = discord_emulator
+    async with voice_bot(emu, speech_endpoint, tmp_path, VOICE_ALONE_TIMEOUT="0.5") as bot:
+        first = await emu.wait_ready()
+        await (await speak_in_voice(emu, LONG)).wait_message(timeout=30)
+        voice = await current_session(emu)
+        await voice.wait_packets(10, timeout=20)
+        await emu.invalidate_session(resumable=False)
+        await emu.wait_for(lambda: next((s for s in emu.sessions if s.ready and s is not first), None),
+                           timeout=30, what="a new IDENTIFY")
+        await emu.wait_for(lambda: bot.log.count("bot.app: ready as") == 2, timeout=10, what="the second on_ready")
+
+        reply = await (await speak_in_voice(emu, "Thank you for listening.")).wait_message(timeout=30)
+        assert not reply.ephemeral and f"<#{emu.voice_channel.id}>" in reply.content
+        await emu.wait_for(lambda: len(segments(voice)) >= 2, timeout=40, what="two items played")
+        await voice.wait_idle(quiet=1.0, timeout=40)
+        assert heard(voice) == [VOICE_PHRASES[0], "thank you for listening"]
+        assert emu.voice.sessions(emu.guild) == [voice] and voice.check_stream() == []
+
+        # The leave timers see the channel as it is now: everyone leaves, the bot follows (0.5 s alone timeout).
+        await emu.voice.move_member(emu.user, None)
+        await emu.wait_for(lambda: not emu.voice_connected(), timeout=10, what="the bot leaving when alone")
+        await emu.wait_for(lambda: "left voice" in bot.log, timeout=10, what="the leave to complete")  # not 20 s
+        await emu.voice.move_member(emu.user, emu.voice_channel)
+        joined = await emu.invoke("join", {}, user=emu.user, guild=emu.guild, channel=emu.text_channel)
+        assert "Joined" in (await joined.wait_message(timeout=10)).content
+        assert emu.voice_connected() and len(emu.voice.sessions(emu.guild)) == 2
+
+
 # -- REST: 429 and 5xx -------------------------------------------------------------------------------------
 
 FOLLOWUP = r"^/webhooks/\d+/[^/]+$"  # POST: a followup (here: the file /speak posts)
