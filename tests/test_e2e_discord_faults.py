@@ -18,6 +18,7 @@ from tests.audio_check import recognize
 from tests.bot_process import BotProcess, log_problems, running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_gateway import IDENTIFY, RESUME, VOICE_STATE_UPDATE, GatewaySession
+from tests.loopback.discord_rest import RestCall
 from tests.loopback.discord_voice_session import decode_pcm
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
@@ -54,9 +55,8 @@ async def disconnected(emu: DiscordEmulator, session: GatewaySession) -> None:
     await emu.wait_for(lambda: not emu.gateway.connected(session), timeout=10, what="the gateway connection to end")
 
 
-async def resumed(emu: DiscordEmulator, session: GatewaySession, count: int = 1) -> None:
-    await emu.wait_for(lambda: session.resumes >= count and emu.gateway.connected(session), timeout=20,
-                       what="the bot's RESUME")
+async def resumed(emu: DiscordEmulator, session: GatewaySession) -> None:
+    await emu.wait_for(lambda: session.resumes and emu.gateway.connected(session), timeout=20, what="the bot's RESUME")
 
 
 async def cut(emu: DiscordEmulator, how: str) -> None:
@@ -199,7 +199,7 @@ def secrets_in_log(bot: BotProcess, emu: DiscordEmulator) -> list[str]:
     return found + [f"interaction {i.id} token" for i in emu.interactions.values() if i.token in log]
 
 
-def calls(emu: DiscordEmulator, method: str, path_regex: str) -> list:  # noqa: ANN001
+def calls(emu: DiscordEmulator, method: str, path_regex: str) -> list[RestCall]:
     return [c for c in emu.rest_calls if c.method == method and re.search(path_regex, c.path)]
 
 

@@ -5,11 +5,12 @@ Every op the client sends is recorded; tests and later features react to ops thr
 and push events with ``dispatch``.
 
 RESUME is checked like Discord checks it: the token, a known session that has not been invalidated, and a
-``seq`` the session really sent (0 ≤ seq ≤ last). Anything else is answered with op 9 ``d: false`` and the
-session is gone. A good RESUME replays every dispatch after ``seq`` in order, then RESUMED; a RESUME of a
+``seq`` the session really sent (0 ≤ seq ≤ last). Anything else is answered with op 9 ``d: false``; a bad
+``seq`` also ends the session. A good RESUME replays every dispatch after ``seq`` in order, then RESUMED; a RESUME of a
 session whose old socket is still open closes that socket first. Faults: ``drop(code)`` cuts every
 connection (abruptly with ``code=None``, else with that close code), ``request_reconnect()`` sends op 7,
-``invalidate(resumable)`` sends op 9 (with ``resumable=False`` the session is forgotten, as on Discord).
+``invalidate(resumable)`` sends op 9 (with ``resumable=False`` the session is forgotten, as on Discord), and
+``outage()`` holds new connections before HELLO, so that what is dispatched meanwhile is surely missed.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ class Gateway:
             if ws.closed:
                 return ws
             try:
-                await ws.send_str(json.dumps({"op": HELLO, "d": {"heartbeat_interval": self.emu.heartbeat_interval_ms}}))
+                hello = {"op": HELLO, "d": {"heartbeat_interval": self.emu.heartbeat_interval_ms}}
+                await ws.send_str(json.dumps(hello))
             except ConnectionResetError:  # the client gave up while held by an outage
                 return ws
             async for message in ws:
@@ -244,9 +246,10 @@ class Gateway:
         """Replay what the session missed, like Discord; anything Discord would refuse gets op 9 false."""
         session = self.sessions.get(d.get("session_id") or "")
         seq = d.get("seq")
-        valid_seq = isinstance(seq, int) and not isinstance(seq, bool) and session is not None and 0 <= seq <= session.seq
+        valid_seq = (isinstance(seq, int) and not isinstance(seq, bool) and session is not None
+                     and 0 <= seq <= session.seq)
         if session is None or d.get("token") != self.emu.token or not valid_seq:
-            if session is not None:
+            if session is not None and d.get("token") == self.emu.token:
                 self._forget(session)  # a RESUME with a seq the session never sent: Discord drops the session
             await ws.send_str(json.dumps({"op": INVALID_SESSION, "d": False}))
             return None
