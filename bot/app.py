@@ -75,6 +75,23 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
             message = "This command only works in a server."
         elif isinstance(error, app_commands.CheckFailure):
             message = str(error) or "You cannot use this command here."
+        elif isinstance(original, discord.HTTPException) and (original.status == 429 or original.status >= 500):
+            # Discord's side, and discord.py already retried what can be retried: one line, no traceback.
+            banned = _cloudflare_ban(original)
+            log.log(
+                logging.ERROR if banned else logging.WARNING,
+                "command %s: Discord answered %d (code %s); %s (guild=%s channel=%s user=%s)",
+                interaction.command.qualified_name if interaction.command else "?",
+                original.status,
+                original.code,
+                "a Cloudflare ban on this IP (after too many invalid requests), lifted by Cloudflare within the hour"
+                if banned
+                else "discord.py gave up retrying",
+                interaction.guild_id,
+                interaction.channel_id,
+                interaction.user.id,
+            )
+            message = "Discord did not take my reply just now. Please try again in a moment."
         else:
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error(
@@ -90,6 +107,12 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
             await send_ephemeral(interaction, message)
         except Exception as exc:  # best effort: the interaction may have expired, or the bot be shutting down
             log.warning("could not send an error reply (interaction=%s): %s", interaction.id, type(exc).__name__)
+
+
+def _cloudflare_ban(error: discord.HTTPException) -> bool:
+    """A 429 without Discord's ``Via`` header is not Discord's rate limit (discord.py waits those out) but
+    Cloudflare's ban of the IP, usually after many invalid requests; discord.py rightly does not retry it."""
+    return error.status == 429 and not error.response.headers.get("Via")
 
 
 class SpeechBot(commands.AutoShardedBot):
@@ -222,8 +245,11 @@ class SpeechBot(commands.AutoShardedBot):
         )
 
     async def on_shard_ready(self, shard_id: int) -> None:
+        """Every READY of a shard: at start-up and after each new gateway session (a RESUME fires
+        ``on_shard_resumed`` instead)."""
         guilds = sum(1 for guild in self.guilds if guild.shard_id == shard_id)
         log.info("shard %d of %s ready in %d guilds", shard_id, self.shard_count, guilds)
+        await self.voice_sessions.adopt(self)
         if shard_id not in self._rejoined_shards:  # the sessions of the previous run, once
             self._rejoined_shards.add(shard_id)
             await self._rejoin_voice(shard_id)

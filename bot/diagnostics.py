@@ -136,16 +136,42 @@ async def check_speech(settings: Settings, session: aiohttp.ClientSession) -> Fi
     return Finding(True, f"speech: {settings.speech_api_base_url} is reachable (model {settings.speech_model})")
 
 
+#: Discord's rate limit on a diagnostic GET is waited out this many times, when it asks for at most this long.
+_RATE_LIMIT_RETRIES = 2
+_MAX_RATE_LIMIT_WAIT = 10.0
+
+
 async def _discord_get(settings: Settings, session: aiohttp.ClientSession, path: str) -> tuple[int, object]:
-    """GET a Discord REST path as the bot: (status, JSON body or None). Raises DiscordUnreachable."""
+    """GET a Discord REST path as the bot: (status, JSON body or None). Raises DiscordUnreachable.
+
+    Discord's own 429 (it comes with ``Via``) is waited out like discord.py does, so that the login right after
+    does not run into a global limit; Cloudflare's 429 (no ``Via``: a ban) is returned as it is.
+    """
     assert settings.discord_token is not None
     base = settings.discord_api_base or DISCORD_API_BASE
     headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}", "User-Agent": _USER_AGENT}
     try:
-        async with session.get(f"{base}{path}", headers=headers, timeout=_TIMEOUT) as resp:
-            return resp.status, (await resp.json(content_type=None) if resp.status == 200 else None)
+        for retry in range(_RATE_LIMIT_RETRIES + 1):
+            async with session.get(f"{base}{path}", headers=headers, timeout=_TIMEOUT) as resp:
+                json_body = resp.status == 200 or (resp.status == 429 and resp.content_type == "application/json")
+                data = await resp.json(content_type=None) if json_body else None
+                wait = _rate_limit_wait(resp, data)
+                if wait is None or retry == _RATE_LIMIT_RETRIES:
+                    return resp.status, (data if resp.status == 200 else None)
+            await asyncio.sleep(wait)
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
         raise DiscordUnreachable from None
+    raise AssertionError("unreachable")
+
+
+def _rate_limit_wait(resp: aiohttp.ClientResponse, data: object) -> float | None:
+    """Seconds Discord's 429 asks to wait (its body's ``retry_after``), or None: not one to wait out."""
+    if resp.status != 429 or not resp.headers.get("Via") or not isinstance(data, dict):
+        return None
+    wait = data.get("retry_after")
+    if not isinstance(wait, (int, float)) or not 0 <= wait <= _MAX_RATE_LIMIT_WAIT:
+        return None
+    return float(wait)
 
 
 class DiscordUnreachable(Exception):

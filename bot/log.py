@@ -43,6 +43,9 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # discord.http logs every request at DEBUG; keep it quiet unless something is wrong.
+    # discord.http logs every request at DEBUG; keep it quiet unless something is wrong. discord.webhook logs
+    # interaction replies at DEBUG with their URL, which carries the interaction token (a credential for 15
+    # minutes); its warnings (rate limits) name only the webhook id.
     logging.getLogger("discord.http").setLevel(logging.WARNING)
+    logging.getLogger("discord.webhook").setLevel(logging.WARNING)
     logging.getLogger("discord.gateway").setLevel(max(logging.INFO, logging.getLevelName(level)))

@@ -270,6 +270,87 @@ async def test_resume_replays_missed_events(discord_emulator: DiscordEmulator) -
     assert [op for op, _ in discord_emulator.gateway_ops] == [2, 6, 1]
 
 
+async def _identify(http: aiohttp.ClientSession, url: str) -> tuple[aiohttp.ClientWebSocketResponse, dict]:
+    ws = await http.ws_connect(url)
+    await _receive(ws)
+    await ws.send_json({"op": 2, "d": {"token": "test-token", "intents": 513, "properties": {}}})
+    ready = await _receive(ws)
+    await _receive(ws)  # GUILD_CREATE, s=2
+    return ws, ready
+
+
+@pytest.mark.parametrize("change", [{"session_id": "nope"}, {"seq": 3}, {"seq": -1}, {"seq": None},
+                                    {"token": "wrong"}])
+async def test_a_resume_discord_would_refuse_gets_op9_false(discord_emulator: DiscordEmulator, change: dict) -> None:
+    url = discord_emulator.gateway_url + "?v=10&encoding=json"
+    async with aiohttp.ClientSession() as http:
+        ws, ready = await _identify(http, url)
+        await ws.close()
+        resume = {"token": "test-token", "session_id": ready["d"]["session_id"], "seq": 2, **change}
+        async with http.ws_connect(url) as ws:
+            await _receive(ws)
+            await ws.send_json({"op": 6, "d": resume})
+            assert await _receive(ws) == {"op": 9, "d": False}
+        if "seq" in change:  # a seq the session never sent ends it: not even a correct RESUME works now
+            assert discord_emulator.sessions == []
+            async with http.ws_connect(url) as ws:
+                await _receive(ws)
+                await ws.send_json({"op": 6, "d": {**resume, "seq": 2}})
+                assert await _receive(ws) == {"op": 9, "d": False}
+
+
+async def test_a_resume_takes_over_a_socket_still_open_and_replays_in_order(discord_emulator: DiscordEmulator) -> None:
+    url = discord_emulator.gateway_url + "?v=10&encoding=json"
+    async with aiohttp.ClientSession() as http:
+        old, ready = await _identify(http, url)
+        for n in range(3):
+            await discord_emulator.dispatch("TYPING_START", {"channel_id": str(n)})
+        async with http.ws_connect(url) as ws:
+            await _receive(ws)
+            await ws.send_json({"op": 6, "d": {"token": "test-token", "session_id": ready["d"]["session_id"],
+                                               "seq": 3}})
+            replayed = [await _receive(ws) for _ in range(3)]
+            assert [(m["t"], m["s"]) for m in replayed] == [("TYPING_START", 4), ("TYPING_START", 5), ("RESUMED", 6)]
+        while (message := await old.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
+            pass  # what it got before the RESUME took over
+        assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 4000)
+        await old.close()
+
+
+async def test_invalid_session_false_forgets_the_session(discord_emulator: DiscordEmulator) -> None:
+    url = discord_emulator.gateway_url + "?v=10&encoding=json"
+    async with aiohttp.ClientSession() as http:
+        ws, ready = await _identify(http, url)
+        await discord_emulator.invalidate_session(resumable=False)
+        assert await _receive(ws) == {"op": 9, "d": False}
+        assert discord_emulator.sessions == [] and discord_emulator.gateway.invalidated == [ready["d"]["session_id"]]
+        await ws.close()
+
+
+async def test_a_rate_limited_route_must_wait_and_a_cloudflare_ban_looks_like_one(
+    discord_emulator: DiscordEmulator,
+) -> None:
+    emu = discord_emulator
+    emu.rate_limit("GET", r"^/users/@me$", retry_after=30, scope="user")
+    emu.cloudflare_ban("GET", r"^/gateway/bot$")
+    headers = {"Authorization": "Bot test-token", "User-Agent": "DiscordBot (test, 1)"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{emu.api_base}/users/@me", headers=headers) as r:
+            assert r.status == 429 and r.headers["Content-Type"] == "application/json"
+            assert r.headers["Via"] and r.headers["Retry-After"] == "30" and r.headers["X-RateLimit-Scope"] == "user"
+            assert float(r.headers["X-RateLimit-Reset-After"]) == 30 and r.headers["X-RateLimit-Remaining"] == "0"
+            assert await r.json() == {"message": "You are being rate limited.", "retry_after": 30, "global": False}
+        async with http.get(f"{emu.api_base}/users/@me", headers=headers) as r:
+            assert r.status == 200  # served, but too early:
+        assert len(emu.failures) == 1 and "before the rate limit" in emu.failures[0]
+        emu.failures.clear()
+        async with http.get(f"{emu.api_base}/gateway/bot", headers=headers) as r:
+            assert r.status == 429 and "Via" not in r.headers and "X-RateLimit-Scope" not in r.headers
+            assert r.headers["Content-Type"].startswith("text/html") and "1015" in await r.text()
+    assert [(c.path, c.status) for c in emu.rest_calls] == [("/users/@me", 429), ("/users/@me", 200),
+                                                            ("/gateway/bot", 429)]
+
+
 async def test_real_client_resumes_after_a_reconnect_request(discord_emulator: DiscordEmulator,
                                                             bot: MiniBot) -> None:
     await discord_emulator.request_reconnect()

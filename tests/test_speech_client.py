@@ -6,7 +6,9 @@ the client sent was a valid ``CreateSpeechRequest``. Retry delays are observed t
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -541,6 +543,28 @@ async def test_a_hanging_server_times_out_after_every_attempt(
 
     assert (caught.value.user_message, caught.value.retryable) == (MSG_TIMEOUT, True)
     assert len(speech_endpoint.requests) == 3 and len(fake_time.sleeps) == 2
+
+
+async def test_a_retry_waits_for_its_first_byte_only_as_long_as_the_total_allows(
+    session: aiohttp.ClientSession, speech_endpoint: SpeechEndpoint
+) -> None:
+    """A 503, then a server that never answers: the retry gives up when ``max_total`` is spent, not after its
+    whole first-byte timeout (30 s here, which the deadline below would catch)."""
+    clock = FakeTime()
+    policy = RetryPolicy(max_attempts=3, max_total=1.0, base_delay=0.5, max_delay=0.5)
+    client = OpenAISpeechClient(
+        session, base_url=speech_endpoint.base_url, api_key=SPEECH_TEST_KEY, model="gpt-4o-mini-tts",
+        voices=VOICES, policy=policy, timeouts=Timeouts(first_byte=30.0), sleep=clock.sleep,
+        clock=lambda: time.monotonic() + clock.now,  # real time passes, the backoff sleeps are skipped
+    )
+    speech_endpoint.inject(Fault(status=503))
+    speech_endpoint.inject(Fault(hang=True))
+
+    async with asyncio.timeout(10):
+        with pytest.raises(SpeechTimeoutError):
+            await client.open(HELLO)
+
+    assert len(speech_endpoint.requests) == 2 and len(clock.sleeps) == 1
 
 
 async def test_an_unreachable_server_is_retried_then_reported(

@@ -104,8 +104,13 @@ class OpenAISpeechClient:
         attempt = 0
         while True:
             attempt += 1
+            # A retry waits for its first byte no longer than what is left of ``policy.max_total``, so a server
+            # that never answers cannot stretch the request past it (the first attempt gets its full timeout).
+            first_byte = self.timeouts.first_byte
+            if attempt > 1:
+                first_byte = max(0.0, min(first_byte, self.policy.max_total - (self._clock() - started)))
             try:
-                stream = await self._attempt(body, request.format)
+                stream = await self._attempt(body, request.format, first_byte)
             except SpeechError as error:
                 elapsed = self._clock() - started
                 delay = self._retry_delay(error, attempt, elapsed)
@@ -160,10 +165,10 @@ class OpenAISpeechClient:
             headers["Authorization"] = f"Bearer {self._key}"
         return headers
 
-    async def _attempt(self, body: dict[str, Any], requested: AudioFormat) -> _HTTPSpeechStream:
+    async def _attempt(self, body: dict[str, Any], requested: AudioFormat, first_byte: float) -> _HTTPSpeechStream:
         """One request, up to the sniffed first bytes; every failure is a SpeechError saying if it may be retried."""
         try:
-            async with asyncio.timeout(self.timeouts.first_byte):
+            async with asyncio.timeout(first_byte):
                 response = await self._session.post(
                     self._url, json=body, headers=self._headers(), timeout=self._client_timeout
                 )

@@ -359,6 +359,34 @@ class VoiceSessions:
                 if not self._closing:  # a connection lost while shutting down is the shutdown's own doing
                     await self._forget(session.guild_id)
 
+    async def adopt(self, client: discord.Client) -> None:
+        """After the bot identified again (a new gateway session, not a RESUME), keep the voice sessions working.
+
+        discord.py then forgets its voice clients (``ConnectionState.parse_ready`` clears them) and rebuilds its
+        guilds, while Discord keeps the bot in its channels with the voice connections up. Each session's client
+        is handed back to discord.py, so that the voice events for the bot (a leave's confirmation, a move, a
+        moderator's disconnect) reach it again, and pointed at the rebuilt channel, whose members the leave
+        timers read. Whether the bot is still connected is left to discord.py's own reconnect logic (its voice
+        state can be briefly empty during one); only a session whose guild or channel is gone is left.
+        """
+        state = client._connection  # no public API registers a voice client again (discord.py 2.7)
+        adopted = 0
+        for session in self.all():
+            voice_client = session.voice_client
+            guild = client.get_guild(session.guild_id)
+            old = voice_client.channel
+            channel = guild.get_channel(old.id) if guild is not None and old is not None else None
+            if guild is not None and voice_client not in client.voice_clients:
+                state._add_voice_client(guild.id, voice_client)
+                adopted += 1
+            if not isinstance(channel, (discord.VoiceChannel, discord.StageChannel)):
+                await self.leave(session.guild_id, reason="channel gone after reconnecting")
+                continue
+            voice_client.channel = channel
+            session.update_alone_timer()
+        if adopted:
+            log.info("%d voice sessions taken over by the new gateway session", adopted)
+
     def on_members_changed(self, guild_id: int) -> None:
         if session := self._sessions.get(guild_id):
             session.update_alone_timer()

@@ -12,6 +12,11 @@ in ``failures`` (the ``discord_emulator`` fixture fails the test on any). See th
     message = await inter.wait_message()          # .content, .ephemeral, .attachments[0].data, ...
     session = emu.voice_session(); await session.wait_idle()   # voice: packets, SPEAKING, check_stream()
 
+Faults: REST answers per route and count (``fail_next``, ``rate_limit``, ``cloudflare_ban``, ``server_error``;
+``rest_calls`` records when each request came and what it got), and gateway drops (``drop_gateway``,
+``request_reconnect``, ``invalidate_session``; the session is resumed or identified again, see
+``tests.loopback.discord_gateway``).
+
 Tests that provoke a violation on purpose assert on ``emu.failures`` and then clear it.
 
 Sharding: ``emu.add_guild(name, shard=(id, count))`` adds a guild on a chosen shard; each gateway session hears
@@ -22,6 +27,7 @@ only its shard's guilds (rules and close codes in ``tests.loopback.discord_gatew
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
 from collections.abc import Mapping
@@ -33,7 +39,7 @@ from tests.loopback.discord_chat import GATEWAY_MESSAGE_CONTENT_LIMITED, Chat
 from tests.loopback.discord_gateway import Gateway, GatewaySession, OpHook
 from tests.loopback.discord_interactions import build_interaction
 from tests.loopback.discord_messages import Changes, EmulatedInteraction, Message
-from tests.loopback.discord_rest import API_PREFIX, Fault, RestAPI
+from tests.loopback.discord_rest import API_PREFIX, Fault, RestAPI, RestCall
 from tests.loopback.discord_state import (
     VOICE_CHANNEL,
     Channel,
@@ -65,6 +71,7 @@ class DiscordEmulator:
 
         self.failures: list[str] = []
         self.requests: list[tuple[str, str]] = []  # (method, path below /api/v10)
+        self.rest_calls: list[RestCall] = []  # the same requests with arrival time, status and any fault served
         self.commands: dict[int | None, list[dict[str, Any]]] = {}  # guild id (None: global) → registered
         self.interactions: dict[int, EmulatedInteraction] = {}
         self.channel_messages: list[Message] = []
@@ -192,14 +199,67 @@ class DiscordEmulator:
     # -- test API ---------------------------------------------------------------------------------------
 
     def fail_next(self, method: str, path_regex: str, status: int, body: Any = None,
-                  headers: Mapping[str, str] | None = None) -> None:
-        """Answer the next ``method`` request whose path (below /api/v10) matches with this JSON instead.
+                  headers: Mapping[str, str] | None = None, *, times: int = 1,
+                  content_type: str = "application/json") -> None:
+        """Answer the next ``times`` ``method`` requests whose path (below /api/v10) matches with this instead.
 
-        For a rate limit discord.py honours, give ``headers={"Via": "1.1 google"}`` and a body with
-        ``retry_after`` and ``global`` (without ``Via`` it is treated as a Cloudflare ban; note 2.1).
+        ``body`` goes out as JSON unless ``content_type`` says otherwise. For rate limits and server errors
+        shaped like Discord's own, use ``rate_limit``, ``cloudflare_ban`` and ``server_error``.
         """
         body = {"message": f"{status}: injected", "code": 0} if body is None else body
-        self._faults.append(Fault(method.upper(), re.compile(path_regex), status, body, dict(headers or {})))
+        fault = Fault(method.upper(), re.compile(path_regex), status, body, dict(headers or {}), content_type)
+        self._faults.extend([fault] * times)
+
+    def rate_limit(self, method: str, path_regex: str, *, times: int = 1, retry_after: float = 0.5,
+                   scope: str = "user") -> None:
+        """Answer the next ``times`` matching requests with Discord's 429: the JSON body, ``Retry-After`` (whole
+        seconds, rounded up), ``X-RateLimit-Scope`` (``user``, ``shared`` or ``global``), ``Via`` (Discord's
+        edge), and per-route limits' ``X-RateLimit-Limit/Remaining/Reset/Reset-After/Bucket`` or a global
+        one's ``X-RateLimit-Global``. The route (every bot route, for ``global``) must then wait."""
+        if scope not in ("user", "shared", "global"):
+            raise ValueError(f"X-RateLimit-Scope is user, shared or global, not {scope!r}")
+        is_global = scope == "global"
+        headers = {"Via": "1.1 google", "Retry-After": str(math.ceil(retry_after)), "X-RateLimit-Scope": scope}
+        if is_global:
+            headers["X-RateLimit-Global"] = "true"
+        else:
+            headers.update({"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+                            "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+                            "X-RateLimit-Bucket": secrets.token_hex(16)})
+        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": is_global}
+        fault = Fault(method.upper(), re.compile(path_regex), 429, body, headers, retry_after=retry_after,
+                      is_global=is_global)
+        self._faults.extend([fault] * times)
+
+    def cloudflare_ban(self, method: str, path_regex: str, *, times: int = 1) -> None:
+        """Answer like Cloudflare does once an IP made too many invalid requests (error 1015): 429 with an HTML
+        page and neither ``Via`` nor rate-limit headers. discord.py raises at once (``http.py``: a 429 without
+        ``Via`` is a ban); retrying would only lengthen the ban."""
+        page = ("<!DOCTYPE html><html><head><title>Access denied | discord.com used Cloudflare to restrict "
+                "access</title></head><body><h1>Error 1015</h1><p>You are being rate limited.</p></body></html>")
+        headers = {"Server": "cloudflare", "CF-Ray": f"{secrets.token_hex(8)}-FRA", "Retry-After": "3600"}
+        self.fail_next(method, path_regex, 429, page, headers, times=times, content_type="text/html; charset=UTF-8")
+
+    def server_error(self, method: str, path_regex: str, status: int = 500, *, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with a 5xx as Discord's stack sends them: 500 from the
+        API (JSON), 502 and 504 from the edge (an HTML page), 503 from the proxy in front of the API (text)."""
+        if status == 500:
+            self.fail_next(method, path_regex, 500, {"message": "500: Internal Server Error", "code": 0},
+                           {"Via": "1.1 google"}, times=times)
+        elif status == 503:
+            self.fail_next(method, path_regex, 503, "upstream connect error or disconnect/reset before headers. "
+                           "reset reason: overflow", {"Via": "1.1 google"}, times=times, content_type="text/plain")
+        elif status in (502, 504):
+            title = "502 Bad Gateway" if status == 502 else "504 Gateway Time-out"
+            page = f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>"
+            self.fail_next(method, path_regex, status, page, {"Server": "cloudflare"}, times=times,
+                           content_type="text/html")
+        else:
+            raise ValueError(f"no Discord-shaped body for status {status}")
+
+    def faults_left(self) -> int:
+        """Injected answers not served yet (a test that expected them all used should see 0)."""
+        return len(self._faults)
 
     @property
     def gateway_ops(self) -> list[tuple[int, Any]]:
@@ -221,6 +281,18 @@ class DiscordEmulator:
     async def request_reconnect(self) -> None:
         """Ask the bot to reconnect (op 7); it comes back with RESUME."""
         await self.gateway.request_reconnect()
+
+    async def drop_gateway(self, code: int | None = None) -> None:
+        """Cut the bot's gateway connection (abruptly with None, else with close ``code``); it should RESUME."""
+        await self.gateway.drop(code)
+
+    def gateway_outage(self) -> Any:
+        """``async with emu.gateway_outage():`` new gateway connections get no HELLO until the block ends."""
+        return self.gateway.outage()
+
+    async def invalidate_session(self, resumable: bool) -> None:
+        """Send op 9: ``True`` → the bot RESUMEs; ``False`` → the session is gone and the bot IDENTIFYs again."""
+        await self.gateway.invalidate(resumable)
 
     async def wait_ready(self, timeout: float = 20) -> GatewaySession:
         """The session once the bot identified and received READY and every GUILD_CREATE."""

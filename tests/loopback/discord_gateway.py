@@ -12,14 +12,24 @@ closes with 4010 (Invalid shard); a session that would hold more than ``emu.max_
 (Discord: 2500) closes with 4011 (Sharding required). Discord documents 4010 for "an invalid shard" without
 saying whether a second live session of the same shard counts; the emulator refuses it, so that two bot
 processes configured with the same SHARD_IDS fail loudly instead of answering everything twice.
+
+RESUME is checked like Discord checks it: the token, a known session that has not been invalidated, and a
+``seq`` the session really sent (0 ≤ seq ≤ last). Anything else is answered with op 9 ``d: false``; a bad
+``seq`` also ends the session. A good RESUME replays every dispatch after ``seq`` in order, then RESUMED; a RESUME of a
+session whose old socket is still open closes that socket first. Faults: ``drop(code)`` cuts every
+connection (abruptly with ``code=None``, else with that close code), ``request_reconnect()`` sends op 7,
+``invalidate(resumable)`` sends op 9 (with ``resumable=False`` the session is forgotten, as on Discord), and
+``outage()`` holds new connections before HELLO, so that what is dispatched meanwhile is surely missed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +98,8 @@ class GatewaySession:
         if guild_id is None:
             return self.shard_id == 0
         return shard_of(guild_id, self.shard_count) == self.shard_id
+    resumes: int = 0  # successful RESUMEs of this session
+    replayed: int = 0  # dispatches sent again on those RESUMEs
 
     async def send(self, payload: dict[str, Any]) -> None:
         if self.ws is not None and not self.ws.closed:
@@ -127,6 +139,11 @@ class Gateway:
         self.hooks: dict[int, list[OpHook]] = {}
         self.connections: set[web.WebSocketResponse] = set()
         self.identified = 0  # successful IDENTIFYs (session starts)
+        self.invalidated: list[str] = []  # ids of sessions ended by op 9 false (never resumable again)
+        self._transports: dict[web.WebSocketResponse, Any] = {}  # for cutting a connection without a close frame
+        self._closing: set[asyncio.Task[bool]] = set()
+        self._serving = asyncio.Event()  # cleared during an outage: new connections wait before HELLO
+        self._serving.set()
 
     def on_op(self, op: int, hook: OpHook) -> None:
         """Run ``await hook(session, d)`` whenever an identified client sends ``op``."""
@@ -146,6 +163,45 @@ class Gateway:
         for session in self.sessions.values():
             await session.send({"op": RECONNECT, "d": None})
 
+    async def drop(self, code: int | None = None) -> None:
+        """Fault: cut every gateway connection. ``code=None`` is an abrupt end (the TCP connection closes with
+        no close frame, like a network failure); otherwise a close frame with ``code`` (e.g. 4000, 1001).
+        Sessions stay resumable; dispatches meanwhile are buffered for the RESUME."""
+        for ws in list(self.connections):
+            transport = self._transports.get(ws)
+            if code is None and transport is not None:
+                transport.abort()
+            else:
+                await ws.close(code=code or 4000, message=b"Dropped by the loopback gateway")
+
+    @asynccontextmanager
+    async def outage(self) -> AsyncIterator[None]:
+        """While inside, new connections are accepted but get no HELLO (the client waits, as during a real
+        outage); on the way out they are served. Use it around ``drop``/``request_reconnect``/``invalidate``
+        and wait for ``connected()`` to turn False before dispatching what the client must miss."""
+        self._serving.clear()
+        try:
+            yield
+        finally:
+            self._serving.set()
+
+    def connected(self, session: GatewaySession) -> bool:
+        return session.ws is not None and not session.ws.closed
+
+    async def invalidate(self, resumable: bool) -> None:
+        """Fault: send op 9 INVALID_SESSION to every connected session. ``resumable=False`` forgets the
+        session first (a later RESUME of it gets op 9 false), so the client must IDENTIFY again."""
+        for session in list(self.sessions.values()):
+            if session.ws is None or session.ws.closed:
+                continue
+            if not resumable:
+                self._forget(session)
+            await session.send({"op": INVALID_SESSION, "d": resumable})
+
+    def _forget(self, session: GatewaySession) -> None:
+        self.sessions.pop(session.id, None)
+        self.invalidated.append(session.id)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
         if query.get("v") != "10" or query.get("encoding") != "json":
@@ -153,9 +209,17 @@ class Gateway:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self.connections.add(ws)
+        self._transports[ws] = request.transport
         session: GatewaySession | None = None
         try:
-            await ws.send_str(json.dumps({"op": HELLO, "d": {"heartbeat_interval": self.emu.heartbeat_interval_ms}}))
+            await self._serving.wait()
+            if ws.closed:
+                return ws
+            try:
+                hello = {"op": HELLO, "d": {"heartbeat_interval": self.emu.heartbeat_interval_ms}}
+                await ws.send_str(json.dumps(hello))
+            except ConnectionResetError:  # the client gave up while held by an outage
+                return ws
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
                     await ws.close(code=4002, message=b"Decode error")
@@ -172,6 +236,7 @@ class Gateway:
                 await self.emu.changes.notify()
         finally:
             self.connections.discard(ws)
+            self._transports.pop(ws, None)
             if session is not None and session.ws is ws:
                 session.ws = None
         return ws
@@ -266,14 +331,30 @@ class Gateway:
         return None
 
     async def _resume(self, ws: web.WebSocketResponse, d: dict[str, Any]) -> GatewaySession | None:
-        session = self.sessions.get(d.get("session_id", ""))
-        if session is None or d.get("token") != self.emu.token:
+        """Replay what the session missed, like Discord; anything Discord would refuse gets op 9 false."""
+        session = self.sessions.get(d.get("session_id") or "")
+        seq = d.get("seq")
+        valid_seq = (isinstance(seq, int) and not isinstance(seq, bool) and session is not None
+                     and 0 <= seq <= session.seq)
+        if session is None or d.get("token") != self.emu.token or not valid_seq:
+            if session is not None and d.get("token") == self.emu.token:
+                self._forget(session)  # a RESUME with a seq the session never sent: Discord drops the session
             await ws.send_str(json.dumps({"op": INVALID_SESSION, "d": False}))
             return None
-        session.ws = ws
-        for event in session.events:
-            if event["s"] > (d.get("seq") or 0):
-                await session.send(event)
+        if session.ws is not None and session.ws is not ws and not session.ws.closed:
+            # Discord keeps one socket per session. Closing waits for the client's answer, so not inline.
+            closing = asyncio.create_task(session.ws.close(code=4000, message=b"Resumed elsewhere"))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        session.ws = None  # dispatches during the replay are buffered, and sent by the replay, in order
+        sent = seq
+        while pending := [event for event in session.events if event["s"] > sent]:
+            for event in pending:
+                await ws.send_str(json.dumps(event))
+                sent = event["s"]
+                session.replayed += 1
+        session.ws = ws  # nothing awaited since the last check: no dispatch can slip between
+        session.resumes += 1
         await session.dispatch("RESUMED", {})
         return session
 
@@ -287,5 +368,6 @@ class Gateway:
         await session.dispatch("GUILD_MEMBERS_CHUNK", chunk)
 
     async def close(self) -> None:
+        self._serving.set()
         for ws in list(self.connections):
             await ws.close(code=1001, message=b"Emulator shutting down")

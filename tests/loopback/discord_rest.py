@@ -3,6 +3,11 @@
 Every request is logged; bodies are checked against the OpenAPI operation; token routes (interaction
 callbacks, webhooks) must not carry ``Authorization`` and bot routes must. Anything the real API would
 refuse is refused here too, with Discord's status and error code, and recorded in ``emulator.failures``.
+
+Injected faults (``Fault``, see ``DiscordEmulator.fail_next`` / ``rate_limit`` / ``cloudflare_ban`` /
+``server_error``) answer matching requests in place of the handler, after the body was read, as Discord's
+edge does. A rate limit is enforced: a request on the limited route (any bot route for a global limit)
+before its ``retry_after`` has passed is a violation.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import dataclasses
 import json
 import math
 import re
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,13 +78,40 @@ Handler = Callable[[web.Request, Body], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class Fault:
-    """A canned response for the next request matching ``method`` and ``path`` (see ``fail_next``)."""
+    """A canned response for the next request matching ``method`` and ``path`` (see ``fail_next``).
+
+    ``body`` is sent as JSON with ``content_type`` application/json, else as text. With ``retry_after`` set
+    the answer is a rate limit: ``X-RateLimit-Reset`` is stamped when served, and the route (every bot
+    route when ``is_global``) must then stay quiet for that long.
+    """
 
     method: str
     path: re.Pattern[str]
     status: int
     body: Any
     headers: dict[str, str]
+    content_type: str = "application/json"
+    retry_after: float | None = None
+    is_global: bool = False
+
+
+@dataclass
+class RestCall:
+    """One API request as served: when it arrived (emulator loop clock), and the status it got."""
+
+    method: str
+    path: str
+    at: float
+    status: int | None = None
+    fault: Fault | None = None
+
+
+@dataclass
+class _Block:
+    """A rate limit handed out: requests it covers must not come back before ``until``."""
+
+    fault: Fault
+    until: float
 
 
 def _truthy(value: str | None) -> bool:
@@ -91,6 +124,7 @@ class RestAPI:
     def __init__(self, emulator: DiscordEmulator) -> None:
         self.emu = emulator
         self.uploads: dict[int, Attachment] = {}  # files users attached to slash command options
+        self._blocks: list[_Block] = []
 
     def routes(self) -> list[tuple[str, str, str, Handler]]:
         """(method, path, caller, handler); literal segments come before parameters, as aiohttp matches in order."""
@@ -126,22 +160,61 @@ class RestAPI:
             return await handler(request)
         path = request.path[len(API_PREFIX):]
         self.emu.requests.append((request.method, path))
+        call = RestCall(request.method, path, self.emu.loop_time())
+        self.emu.rest_calls.append(call)
+        self._check_rate_limits(request, path, call.at)
         if (fault := self.emu.take_fault(request.method, path)) is not None:
-            return json_response(fault.body, fault.status, fault.headers)
+            await request.read()  # Discord's edge takes the whole request before answering
+            call.fault = fault
+            response = self._fault_response(fault, call.at)
+            call.status = response.status
+            await self.emu.changes.notify()
+            return response
         try:
-            return await handler(request)
+            response = await handler(request)
+            call.status = response.status
+            return response
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
             self.emu.failures.append(f"unknown route: {request.method} {request.path_qs}")
             return json_response({"message": "404: Not Found", "code": 0}, 404)
         except DiscordError as error:
             if error.violation:
                 self.emu.failures.append(f"{request.method} {path}: {error}")
+            call.status = error.status
             return error.response()
         except Exception:  # an emulator bug: report it, and answer 400 so discord.py does not retry for 25 s
             self.emu.failures.append(f"loopback Discord crashed on {request.method} {path}:\n{traceback.format_exc()}")
             return json_response({"message": "loopback Discord crashed; see emulator.failures", "code": 0}, 400)
         finally:
             await self.emu.changes.notify()
+
+    def _fault_response(self, fault: Fault, now: float) -> web.Response:
+        headers = dict(fault.headers)
+        if fault.retry_after is not None:
+            self._blocks.append(_Block(fault, now + fault.retry_after))
+            if not fault.is_global:
+                headers["X-RateLimit-Reset"] = f"{time.time() + fault.retry_after:.3f}"
+        if fault.content_type == "application/json":
+            return json_response(fault.body, fault.status, headers)
+        body = fault.body if isinstance(fault.body, bytes) else str(fault.body).encode()
+        return web.Response(status=fault.status, body=body, headers={**headers, "Content-Type": fault.content_type})
+
+    #: asyncio may wake a sleeper up to a clock tick early; a retry this close to the end of its wait is fine.
+    _RATE_LIMIT_SLACK = 0.01
+
+    def _check_rate_limits(self, request: web.Request, path: str, now: float) -> None:
+        """A request a rate limit still covers is what gets bots Cloudflare-banned: record it as a violation."""
+        bot_route = request.headers.get("Authorization", "").startswith("Bot ")
+        for block in list(self._blocks):
+            if now >= block.until - self._RATE_LIMIT_SLACK:
+                self._blocks.remove(block)
+                continue
+            covered = (block.fault.is_global and bot_route) or (
+                block.fault.method == request.method and block.fault.path.search(path))
+            if covered:
+                self.emu.failures.append(
+                    f"{request.method} {path} sent {block.until - now:.3f} s before the rate limit "
+                    f"(retry_after={block.fault.retry_after}) allowed it")
 
     def wrap(self, caller: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """Check credentials, query and body against the spec before ``handler`` sees the request."""
