@@ -2,9 +2,11 @@
 
 discord.py's ``VoiceClient.play`` starts one ``AudioPlayer`` thread per guild that wakes every 20 ms to send
 one packet. With many guilds those threads cost more CPU than the audio does (GIL hand-offs and wake-ups;
-``bench/bench_voice.py`` measures it). :class:`PacketSender` is one thread for all of them: streams that are
-due within the same couple of milliseconds go out in one wake-up, so the cost per packet is little more than
-encrypting and sending it.
+``bench/bench_voice.py`` measures it). :class:`PacketSender` is one thread for all of them, on one 20 ms
+clock: a stream's first packet goes out at once, and from its second packet on it follows the shared ticks
+(the second comes 10–30 ms after the first, never closer, well inside any receiver's jitter buffer). So the
+thread wakes once per 20 ms however many guilds play: one wake-up, one GIL hand-over, every due packet sent,
+which keeps both the CPU per packet and the lateness low when the event loop is busy.
 
 It keeps ``AudioPlayer``'s contract, so a ``VoiceClient`` cannot tell the difference: SPEAKING is sent before
 the first packet (strictly: the first packet waits until the websocket has sent it) and cleared on stop, five
@@ -20,6 +22,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -33,9 +36,10 @@ from bot.audio.opus import SILENCE_FRAME
 log = logging.getLogger(__name__)
 
 FRAME = 0.02
-#: Streams due this soon are sent in the same wake-up (a packet up to 2 ms early is well inside any
-#: receiver's jitter buffer), which is what makes one thread cheaper than one per guild.
+#: Packets due this soon are sent in the same wake-up (first packets of new streams, mostly).
 _COALESCE = 0.002
+#: The least time between a stream's first packet and its second (the first tick after this).
+_MIN_SPACING = 0.01
 #: A stream this far behind its clock (the process was stalled) restarts its clock instead of bursting.
 _MAX_BEHIND = 0.2
 _END_SILENCE_FRAMES = 5
@@ -128,9 +132,9 @@ class SharedPlayback:
                 self.stop()
                 return self._finish()
             self.client.send_audio_packet(data, encode=False)
-            self.due += FRAME
-            if now - self.due > _MAX_BEHIND:
-                self.due = now + FRAME
+            # The next tick of the shared clock (a stream already on it: exactly one frame later). A stream far
+            # behind (the process was stalled) rejoins the clock now instead of sending a burst.
+            self.due = self._sender.tick_after(max(self.due, now - _MAX_BEHIND) + _MIN_SPACING)
             return True
         except Exception as exc:
             self._error = exc
@@ -192,6 +196,7 @@ class PacketSender:
     """
 
     def __init__(self) -> None:
+        self._epoch = time.perf_counter()  # tick k of the shared clock is at epoch + k * FRAME
         self._wakeup = threading.Condition()
         self._due: list[tuple[float, int, int, SharedPlayback]] = []  # (due, order, generation, playback)
         self._parked: set[SharedPlayback] = set()
@@ -252,6 +257,10 @@ class PacketSender:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    def tick_after(self, moment: float) -> float:
+        """The first tick of the shared 20 ms clock at or after ``moment`` (the same float for every stream)."""
+        return self._epoch + math.ceil((moment - self._epoch) / FRAME) * FRAME
 
     def _push(self, playback: SharedPlayback) -> None:
         heapq.heappush(self._due, (playback.due, next(self._order), playback.generation, playback))
