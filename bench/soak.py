@@ -1,7 +1,8 @@
 """Soak: the real bot for minutes in many guilds, mixed /speak and read-aloud, with faults injected on a
 schedule. Reports what was served, errors by kind, memory over time, and whether anything was lost.
 
-Run: ``python bench/soak.py [--guilds 100] [--minutes 10] [--speak-rate 2] [--chat-rate 8] [--fault-every 20]``
+Run: ``python bench/soak.py [--guilds 100] [--minutes 10] [--speak-rate 2] [--chat-rate 8] [--fault-every 20]
+[--bot-env NAME=VALUE ...]``
 (needs the ``test`` extra: the loopback Discord and speech endpoint live under ``tests/loopback``). Not a test:
 it takes minutes and its figures go to docs/PERFORMANCE.md.
 
@@ -151,6 +152,7 @@ class Soak:
             "SPEECH_API_KEY": SPEECH_TEST_KEY,
             "SPEECH_TIMEOUT": "5",
             "VOICE_IDLE_TIMEOUT": "3600",
+            **dict(item.split("=", 1) for item in self.args.bot_env),
         }
         self.bot = BotProcess(env, self.data_dir / "bot.log")
         await self.bot.start()
@@ -282,9 +284,8 @@ class Soak:
             "chat_sent": len(self.chat_sent), "chat_read": chat_read, "chat_dropped_by_rule": drops,
             "chat_not_read_bot_not_in_voice": not_in_voice, "voice_rejoins_after_faults": self.rejoins,
             "chat_lost": max(chat_lost, 0), "chat_unaccounted": chat_lost,
-            "chat_unread_examples": [(n, self.chat_guild[n], round(self.chat_sent[n] - self.samples[0].t if False
-                                      else self.chat_sent[n], 1))
-                                     for n in sorted(set(self.chat_sent) - requested - self.chat_not_in_voice)][:10],
+            "chat_unread_examples": [(n, self.chat_guild[n]) for n in
+                                     sorted(set(self.chat_sent) - requested - self.chat_not_in_voice)][:10],
             "speech_requests": len(self.endpoint.requests), "voice_packets": self.packets,
             "voice_audio_s": round(self.packets * 0.02), "faults": dict(self.faults.injected),
             "emulator_failures": self.emu.failures[:20], "endpoint_failures": self.endpoint.failures[:20],
@@ -329,4 +330,6 @@ if __name__ == "__main__":
     parser.add_argument("--fault-every", type=float, default=20.0, help="seconds between injected faults")
     parser.add_argument("--sample-every", type=float, default=30.0, help="seconds between memory samples")
     parser.add_argument("--output", default="soak-result.json")
+    parser.add_argument("--bot-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra setting for the bot (repeatable), e.g. CACHE_MEMORY_MB=2")
     asyncio.run(main(parser.parse_args()))

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -49,15 +50,22 @@ def check_token_present(settings: Settings) -> Finding:
     )
 
 
-def check_data_dir(settings: Settings) -> Finding:
-    path = settings.data_dir
+def _not_writable(path: Path) -> str | None:
+    """Why files cannot be written in ``path`` (created if missing), or None."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        return Finding(False, f"data directory {path} is not writable", f"{exc.strerror}. Set DATA_DIR.")
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def check_data_dir(settings: Settings) -> Finding:
+    path = settings.data_dir
+    if why := _not_writable(path):
+        return Finding(False, f"data directory {path} is not writable", f"{why}. Set DATA_DIR.")
     return Finding(True, f"data directory {path} is writable")
 
 
@@ -65,16 +73,11 @@ def check_cache_dir(settings: Settings) -> Finding:
     path = settings.audio_cache_dir
     if settings.cache_disk_bytes == 0:
         return Finding(True, "audio cache: memory only (CACHE_DISK_MB=0)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
+    if why := _not_writable(path):
         return Finding(
             False,
             f"audio cache directory {path} is not writable",
-            f"{exc.strerror}. Set CACHE_DIR, or CACHE_DISK_MB=0 to cache in memory only.",
+            f"{why}. Set CACHE_DIR, or CACHE_DISK_MB=0 to cache in memory only.",
         )
     return Finding(True, f"audio cache directory {path} is writable")
 

@@ -141,7 +141,7 @@ class Gateway:
         self.identified = 0  # successful IDENTIFYs (session starts)
         self.invalidated: list[str] = []  # ids of sessions ended by op 9 false (never resumable again)
         self._transports: dict[web.WebSocketResponse, Any] = {}  # for cutting a connection without a close frame
-        self._closing: set[asyncio.Task[bool]] = set()
+        self._background: set[asyncio.Task[Any]] = set()  # closes and heartbeat ACKs under way
         self._serving = asyncio.Event()  # cleared during an outage: new connections wait before HELLO
         self._serving.set()
 
@@ -241,11 +241,24 @@ class Gateway:
                 session.ws = None
         return ws
 
+    async def _ack_heartbeat(self, ws: web.WebSocketResponse) -> None:
+        await asyncio.sleep(0.02)
+        if not ws.closed:
+            try:
+                await ws.send_str(json.dumps({"op": HEARTBEAT_ACK}))
+            except ConnectionResetError:
+                pass
+
     async def _handle_op(self, ws: web.WebSocketResponse, session: GatewaySession | None, op: int,
                          d: Any) -> GatewaySession | None:
         """Answer one client payload; returns the session bound to this connection afterwards."""
         if op == HEARTBEAT:
-            await ws.send_str(json.dumps({"op": HEARTBEAT_ACK}))
+            # After a network-like 20 ms: discord.py 2.7.1 stamps a heartbeat as sent only once its send has
+            # returned on the keep-alive thread, so an instant ACK is measured against the previous beat
+            # ("Can't keep up ... 41.3s behind", and a gateway latency of one heartbeat interval).
+            acking = asyncio.create_task(self._ack_heartbeat(ws))
+            self._background.add(acking)
+            acking.add_done_callback(self._background.discard)
             return session
         if op == IDENTIFY:
             if session is not None:
@@ -344,8 +357,8 @@ class Gateway:
         if session.ws is not None and session.ws is not ws and not session.ws.closed:
             # Discord keeps one socket per session. Closing waits for the client's answer, so not inline.
             closing = asyncio.create_task(session.ws.close(code=4000, message=b"Resumed elsewhere"))
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+            self._background.add(closing)
+            closing.add_done_callback(self._background.discard)
         session.ws = None  # dispatches during the replay are buffered, and sent by the replay, in order
         sent = seq
         while pending := [event for event in session.events if event["s"] > sent]:
