@@ -261,15 +261,19 @@ class Soak:
             if not interaction.messages:
                 speak["LOST (no answer)"] += 1
                 continue
-            if len(interaction.messages) > 1:
-                speak["answered more than once"] += 1
-            message = interaction.messages[0]
+            message, later = interaction.messages[0], interaction.messages[1:]
             if message.ephemeral:
-                speak["error: " + " ".join(message.content.split()[:7])] += 1
+                kind = "error: " + " ".join(message.content.split()[:7])
             elif message.attachments:
-                speak["ok: file" + (" + voice" if "<#" in message.content else "")] += 1
+                kind = "ok: file" + (" + voice" if "<#" in message.content else "")
             else:
-                speak["ok: voice"] += 1
+                kind = "ok: voice"
+            if later and all(m.ephemeral for m in later) and not message.ephemeral:
+                # queued for voice, then the stream broke while it played: the requester is told, by design
+                kind += ", then while playing: " + " ".join(later[0].content.split()[:7])
+            elif later:
+                kind = "answered more than once"
+            speak[kind] += 1
         requested = {int(m.group(1)) for r in self.endpoint.requests if isinstance(r.json, dict)
                      for m in [NUMBERED.search(str(r.json.get("input", "")))] if m and "Chat" in m.group(0)}
         log = self.bot.log if self.bot else ""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import discord
+from discord.voice_state import ConnectionFlowState, VoiceConnectionState
 
 from bot.errors import UserFacingError
 from bot.speech.models import SpeechBackend
@@ -49,6 +50,31 @@ class VoiceLimits:
     stall_timeout: float
 
 
+class _RaceFreeConnectionState(VoiceConnectionState):
+    """discord.py 2.7.1's voice connection flow, without two races that lose a join when the event loop is busy
+    (a hundred joins at once, a loaded machine); found by tests/test_e2e_voice_scale.py under CPU load.
+
+    * A join is marked as under way only once its op 4 has been sent, so Discord's answer could be handled
+      first, find the connection "disconnected" and be ignored: it is marked before sending instead.
+    * Waiting for a state change starts a separate task that waits on an event which the state setter sets
+      and clears at once; a change made before that task runs is missed, and the join times out although both
+      voice updates arrived. Here the wait is registered in the waiting task itself, before it yields.
+    """
+
+    async def _voice_connect(self, *, self_deaf: bool = False, self_mute: bool = False) -> None:
+        if self.state is ConnectionFlowState.disconnected:
+            self.state = ConnectionFlowState.set_guild_voice_state
+        await super()._voice_connect(self_deaf=self_deaf, self_mute=self_mute)
+
+    async def _wait_for_state(
+        self, state: ConnectionFlowState, *other_states: ConnectionFlowState, timeout: float | None = None
+    ) -> None:
+        states = (state, *other_states)
+        async with asyncio.timeout(timeout):
+            while self.state not in states:
+                await self._state_event.wait()
+
+
 class SessionVoiceClient(discord.VoiceClient):
     """A VoiceClient that says when discord.py has given it up for good, and sends on the shared sender.
 
@@ -70,6 +96,9 @@ class SessionVoiceClient(discord.VoiceClient):
         super().__init__(client, channel)
         self._on_cleanup = on_cleanup
         self._sender = sender
+
+    def create_connection_state(self) -> VoiceConnectionState:
+        return _RaceFreeConnectionState(self)
 
     def play(self, source: discord.AudioSource, *, after: Callable[[Exception | None], object] | None = None,
              **encoder_options: object) -> None:
