@@ -10,10 +10,15 @@ import re
 import tempfile
 from pathlib import Path
 
+import av
+import numpy as np
+
 from bot.audio.decode import decode_to_pcm, duration_seconds
 from bot.audio.formats import AudioFormat
 
-__all__ = ["assert_duration_plausible", "decode_to_pcm", "duration_seconds", "recognize", "recognize_audio"]
+__all__ = [
+    "assert_duration_plausible", "decode_to_pcm", "duration_seconds", "recognize", "recognize_audio", "to_16k_mono",
+]
 
 #: pocketsphinx's acoustic model wants 16 kHz mono s16le.
 RECOGNIZER_RATE = 16_000
@@ -22,6 +27,14 @@ RECOGNIZER_RATE = 16_000
 #: 2.5-3.5, padded for short phrases where leading and trailing silence weigh more.
 MIN_WORDS_PER_SECOND = 1.0
 MAX_WORDS_PER_SECOND = 6.0
+
+
+def to_16k_mono(stereo_48k: np.ndarray) -> bytes:
+    """Interleaved 48 kHz stereo s16 (what the loopback voice channel decodes) as the recognizer wants it."""
+    frame = av.AudioFrame.from_ndarray(stereo_48k.reshape(1, -1), format="s16", layout="stereo")
+    frame.sample_rate = 48_000
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=RECOGNIZER_RATE)
+    return b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(frame) + resampler.resample(None))
 
 
 def recognize(pcm_16k_mono: bytes, phrases: list[str]) -> str | None:

@@ -21,7 +21,7 @@ from bot.audio.formats import AudioFormat
 from bot.audio.ogg import OggPacketReader, ogg_crc
 from bot.audio.opus import SAMPLE_RATE, SAMPLES_PER_FRAME, packet_duration_ms, packet_samples
 from bot.audio.packetizer import OpusPacketizer, opus_packets
-from tests.audio_check import recognize
+from tests.audio_check import recognize, to_16k_mono
 from tests.test_audio_ogg import ogg_stream, pyav_packets, speech_pcm
 
 PHRASE = "please join the voice channel"
@@ -108,13 +108,6 @@ def decode_packets(packets: list[bytes] | tuple[bytes, ...]) -> list[np.ndarray]
     decoder.layout = "stereo"
     decoder.format = "s16"
     return [np.concatenate([f.to_ndarray().ravel() for f in decoder.decode(av.Packet(p))]) for p in packets]
-
-
-def to_16k_mono(stereo_48k: np.ndarray) -> bytes:
-    frame = av.AudioFrame.from_ndarray(stereo_48k.reshape(1, -1), format="s16", layout="stereo")
-    frame.sample_rate = SAMPLE_RATE
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
-    return b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(frame) + resampler.resample(None))
 
 
 def test_20ms_ogg_opus_passes_through_byte_identical() -> None:

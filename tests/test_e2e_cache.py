@@ -13,7 +13,7 @@ from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
 from tests.test_e2e_metrics import free_port, sample
-from tests.test_e2e_voice import served_audio_packets
+from tests.voice_helpers import served_audio_packets
 
 TEXT = "Hello world, this is a test of the speech system."
 SPEECH_PATH = "/v1/audio/speech"

@@ -22,8 +22,8 @@ from tests.loopback.discord_rest import RestCall
 from tests.loopback.discord_voice_session import decode_pcm
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
-from tests.test_audio_packetizer import to_16k_mono
-from tests.test_e2e_voice import current_session, segments, speak_in_voice, voice_bot
+from tests.audio_check import to_16k_mono
+from tests.voice_helpers import current_session, segments, speak_in_voice, voice_bot
 
 API_KEY = SPEECH_TEST_KEY
 

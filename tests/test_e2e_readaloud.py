@@ -16,9 +16,9 @@ from tests.loopback.discord_chat import SUPPRESS_NOTIFICATIONS
 from tests.loopback.discord_voice_session import decode_pcm
 from tests.loopback.speech_server import SpeechEndpoint
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
-from tests.test_audio_packetizer import to_16k_mono
+from tests.audio_check import to_16k_mono
 from tests.test_cli_speech import run_cli
-from tests.test_e2e_voice import current_session, segments, voice_bot
+from tests.voice_helpers import current_session, segments, voice_bot
 
 PHRASES = [
     "alice said hello world",

@@ -6,41 +6,24 @@ served Ogg Opus (passthrough), 20 ms frames that decode, durations, and the word
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from bot.audio.decode import duration_seconds
-from bot.audio.formats import AudioFormat
-from bot.audio.ogg import OggPacketReader
-from bot.audio.opus import is_header_packet
 from bot.storage import Store
-from tests.audio_check import recognize
-from tests.bot_process import BotProcess, running_bot
+from tests.audio_check import recognize, to_16k_mono
+from tests.bot_process import BotProcess
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_voice_session import SAMPLE_RATE, decode_pcm
-from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
-from tests.test_audio_packetizer import body, to_16k_mono
-
-API_KEY = SPEECH_TEST_KEY
-PHRASE = "please join the voice channel"
-PHRASES = [PHRASE, "hello world", "good morning everyone", "open the door", "thank you for listening"]
-
-
-@asynccontextmanager
-async def voice_bot(
-    emu: DiscordEmulator, endpoint: SpeechEndpoint, tmp_path: Path, **env: str
-) -> AsyncIterator[BotProcess]:
-    """The bot against ``endpoint``, with a short speech timeout so stalls are found quickly."""
-    settings = {"SPEECH_API_BASE_URL": endpoint.base_url, "SPEECH_API_KEY": API_KEY, "SPEECH_TIMEOUT": "2", **env}
-    async with running_bot(emu, tmp_path, **settings) as process:
-        yield process
+from tests.test_audio_packetizer import body
+from tests.voice_helpers import (
+    API_KEY, PHRASE, PHRASES, current_session, heard_words, join, segments, served_audio_packets, settled,
+    speak_in_voice, voice_bot,
+)
 
 
 @pytest.fixture
@@ -49,22 +32,6 @@ async def bot(
 ) -> AsyncIterator[BotProcess]:
     async with voice_bot(discord_emulator, speech_endpoint, tmp_path) as process:
         yield process
-
-
-async def speak_in_voice(emu: DiscordEmulator, text: str, **options: Any):  # noqa: ANN201
-    return await emu.invoke(
-        "speak", {"text": text, "output": "voice", **options}, user=emu.user, guild=emu.guild,
-        channel=emu.text_channel,
-    )
-
-
-def served_audio_packets(data: bytes) -> list[bytes]:
-    return [p for p in OggPacketReader().feed(data) if not is_header_packet(p)]
-
-
-def heard_words(payloads: list[bytes]) -> str | None:
-    pcm = decode_pcm(payloads)
-    return recognize(to_16k_mono(pcm), PHRASES)
 
 
 async def test_ogg_opus_20ms_is_passed_through_byte_for_byte(
@@ -119,23 +86,6 @@ async def test_other_formats_are_transcoded_to_20ms_frames_that_say_the_words(
             assert abs(len(pcm) / SAMPLE_RATE - source_seconds) <= 0.060
             assert heard_words(payloads) == PHRASE
         assert endpoint.failures == []
-
-
-def segments(session) -> list[list[bytes]]:  # noqa: ANN001 - the emulator's VoiceSession
-    """Audio packets split where the player sent its end-of-item silence frames (one list per item)."""
-    result: list[list[bytes]] = [[]]
-    for packet in session.packets:
-        if packet.is_silence:
-            if result[-1]:
-                result.append([])
-        elif not packet.is_ogg_header:
-            result[-1].append(packet.opus)
-    return [segment for segment in result if segment]
-
-
-async def current_session(emu: DiscordEmulator):  # noqa: ANN201
-    sessions = await emu.wait_for(lambda: emu.voice.sessions(emu.guild), timeout=20, what="a voice session")
-    return sessions[-1]
 
 
 async def test_queued_items_play_in_order(bot: BotProcess, discord_emulator: DiscordEmulator) -> None:
@@ -211,11 +161,6 @@ async def test_voice_refusals_are_clear_and_ephemeral(
     assert speech_endpoint.failures == []
 
 
-async def join(emu: DiscordEmulator) -> str:
-    interaction = await emu.invoke("join", {}, user=emu.user, guild=emu.guild, channel=emu.text_channel)
-    return (await interaction.wait_message(timeout=30)).content
-
-
 async def test_leaves_when_alone_and_when_idle_and_join_works_again(
     discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
 ) -> None:
@@ -235,18 +180,7 @@ async def test_leaves_when_alone_and_when_idle_and_join_works_again(
         assert session.check_stream() == []
 
 
-async def settled(emu: DiscordEmulator, ops_before: int) -> None:
-    """Wait until discord.py's own leave (op 4 without a channel) has been sent and answered.
 
-    discord.py answers a forced disconnect with an op 4 of its own; a /join sent in the same few ms would
-    race with that answer, which no person typing a command can do.
-    """
-    await emu.wait_for(
-        lambda: any(op == 4 and d.get("channel_id") is None for op, d in emu.gateway_ops[ops_before:]),
-        timeout=10,
-        what="the bot's own voice leave",
-    )
-    await asyncio.sleep(0.2)  # the loopback gateway answers op 4 after a 20 ms round trip
 
 
 async def test_kicked_moved_or_deleted_channel_never_leave_a_stuck_session(

@@ -15,8 +15,8 @@ from tests.audio_check import recognize
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_voice_session import decode_pcm
 from tests.loopback.speech_server import SpeechEndpoint
-from tests.test_audio_packetizer import to_16k_mono
-from tests.test_e2e_voice import PHRASES, join, speak_in_voice, voice_bot
+from tests.audio_check import to_16k_mono
+from tests.voice_helpers import PHRASES, join, speak_in_voice, voice_bot
 
 
 async def remembered(data_dir: Path) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.many_guilds import add_guilds, commands_everywhere
 from tests.loopback.speech_server import SpeechEndpoint
-from tests.test_e2e_voice import voice_bot
+from tests.voice_helpers import voice_bot
 
 GUILDS = 105
 
