@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile

@@ -22,6 +22,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 if TYPE_CHECKING:
+    import discord
+
     from bot.config import Settings
 
 log = logging.getLogger("bot.cli")
