@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.loopback.discord_fixtures",
     "tests.loopback.speech_fixtures",
     "tests.storage_fixtures",
+    "tests.bot_fixtures",
 ]

@@ -9,12 +9,12 @@ the voice channel, the ops the bot sent, and a clean log.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.audio_check import recognize
+from tests.bot_fixtures import speak
 from tests.bot_process import BotProcess, log_problems, running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_gateway import IDENTIFY, RESUME, VOICE_STATE_UPDATE, GatewaySession
@@ -26,25 +26,6 @@ from tests.audio_check import to_16k_mono
 from tests.voice_helpers import current_session, segments, speak_in_voice, voice_bot
 
 API_KEY = SPEECH_TEST_KEY
-
-
-@pytest.fixture
-async def bot(
-    discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
-) -> AsyncIterator[BotProcess]:
-    async with running_bot(
-        discord_emulator,
-        tmp_path,
-        SPEECH_API_BASE_URL=speech_endpoint.base_url,
-        SPEECH_API_KEY=API_KEY,
-        SPEECH_BACKEND="openai",
-        SPEECH_TIMEOUT="3",
-    ) as process:
-        yield process
-
-
-async def speak(emu: DiscordEmulator, **options: object):  # noqa: ANN201 - the emulator's interaction type
-    return await emu.invoke("speak", options, user=emu.user, guild=emu.guild, channel=emu.text_channel)
 
 
 def ops(emu: DiscordEmulator, op: int) -> int:

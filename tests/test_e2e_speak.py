@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -10,30 +9,13 @@ import pytest
 from bot.audio.decode import duration_seconds
 from bot.audio.formats import AudioFormat, sniff
 from tests.audio_check import recognize_audio
+from tests.bot_fixtures import speak
 from tests.bot_process import BotProcess, running_bot
 from tests.loopback.discord import DiscordEmulator
+from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
 
-API_KEY = "sk-test-SECRETKEY-0123456789"
-
-
-@pytest.fixture
-async def bot(
-    discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
-) -> AsyncIterator[BotProcess]:
-    async with running_bot(
-        discord_emulator,
-        tmp_path,
-        SPEECH_API_BASE_URL=speech_endpoint.base_url,
-        SPEECH_API_KEY=API_KEY,
-        SPEECH_BACKEND="openai",
-        SPEECH_TIMEOUT="3",
-    ) as process:
-        yield process
-
-
-async def speak(emu: DiscordEmulator, **options: object):  # noqa: ANN201 - the emulator's interaction type
-    return await emu.invoke("speak", options, user=emu.user, guild=emu.guild, channel=emu.text_channel)
+API_KEY = SPEECH_TEST_KEY  # what the speech_endpoint fixture expects
 
 
 async def test_speak_is_registered_with_the_declared_option_schema(
