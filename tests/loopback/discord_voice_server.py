@@ -4,7 +4,8 @@ The websocket checks IDENTIFY against the grant the gateway handed out (``VoiceG
 4006) and that the client can do DAVE (else 4017, as Discord since 2026-03); it answers HELLO, READY,
 heartbeats, SELECT_PROTOCOL (``dave_protocol_version: 0``: no DAVE, plain Opus under transport encryption)
 and RESUME, and records SPEAKING. The UDP socket answers IP discovery, decrypts every RTP packet into the
-session's ``packets`` and sends RTCP receiver reports back (note sections 5.2-5.6). Protocol violations go
+session's ``packets`` (stamped with the kernel's receive time, SO_TIMESTAMPNS, so that a busy test process
+does not make packets look late) and sends RTCP receiver reports back (note sections 5.2-5.6). Protocol violations go
 to ``failures``.
 """
 
@@ -13,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
 import ssl
 import struct
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +81,7 @@ class VoiceServer:
         self.ca_pem_path: str | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="loopback-voice-")
         self._runner: web.AppRunner | None = None
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: socket.socket | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -98,9 +101,24 @@ class VoiceServer:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-        loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=("127.0.0.1", 0))
-        self.udp_port = self._udp.get_extra_info("sockname")[1]
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.setblocking(False)
+        udp.bind(("127.0.0.1", 0))
+        try:  # arrival = the kernel's receive time, not when this process got round to reading the datagram
+            udp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass
+        # Room for ~100 streams' packets while this process is busy (the default ~200 KiB drops them after
+        # ~0.1 s); beyond net.core.rmem_max only with SO_RCVBUFFORCE (root), else whatever the kernel allows.
+        for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+            try:
+                udp.setsockopt(socket.SOL_SOCKET, option, 8 * 1024 * 1024)
+                break
+            except OSError:
+                continue
+        asyncio.get_running_loop().add_reader(udp.fileno(), self._read_udp)
+        self._udp = udp
+        self.udp_port = udp.getsockname()[1]
 
     async def close(self) -> None:
         for session in self.sessions:
@@ -110,6 +128,7 @@ class VoiceServer:
             await self._runner.cleanup()
             self._runner = None
         if self._udp is not None:
+            asyncio.get_running_loop().remove_reader(self._udp.fileno())
             self._udp.close()
             self._udp = None
         self._tmp.cleanup()
@@ -252,8 +271,25 @@ class VoiceServer:
 
     # -- UDP --------------------------------------------------------------------------------------------
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        now = self.emu.loop_time()
+    def _send_udp(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._udp is not None:
+            try:
+                self._udp.sendto(data, addr)
+            except OSError:  # a full socket buffer: UDP may drop, and the client copes
+                pass
+
+    def _read_udp(self) -> None:
+        """Every datagram waiting, each stamped with its kernel receive time on the loop's clock."""
+        while self._udp is not None:
+            try:
+                data, ancillary, _flags, addr = self._udp.recvmsg(65536, socket.CMSG_SPACE(16))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self.datagram_received(data, addr, _arrival(self.emu.loop_time(), ancillary))
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if now < self.drop_until:
             self.dropped += 1
             return
@@ -271,7 +307,7 @@ class VoiceServer:
         session.address = addr
         if not self.refuse_discovery and self._udp is not None:
             reply = struct.pack(">HHI", 2, 70, ssrc) + addr[0].encode().ljust(64, b"\0") + struct.pack(">H", addr[1])
-            self._udp.sendto(reply, addr)
+            self._send_udp(reply, addr)
 
     def _receive_rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if len(data) < RTP_HEADER + 16 + NONCE_SUFFIX or data[:2] != b"\x80\x78":
@@ -314,7 +350,7 @@ class VoiceServer:
         block = struct.pack(">IIIIII", session.ssrc, 0, highest_seq, 0, 0, 0)
         nonce = struct.pack(">I", session.reports_sent)
         session.reports_sent += 1
-        self._udp.sendto(header + _encrypt(session, header, block, nonce) + nonce, session.address)
+        self._send_udp(header + _encrypt(session, header, block, nonce) + nonce, session.address)
 
 
 def _encrypt(session: VoiceSession, header: bytes, plaintext: bytes, nonce: bytes) -> bytes:
@@ -334,9 +370,17 @@ def _decrypt(session: VoiceSession, header: bytes, ciphertext: bytes, nonce: byt
         raise ValueError("AES-GCM tag mismatch") from exc
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: VoiceServer) -> None:
-        self.server = server
+#: Linux's SO_TIMESTAMPNS (asm-generic/socket.h; the SCM_ message type has the same value): the kernel stamps
+#: each datagram when it arrives. Python's socket module does not name it.
+SO_TIMESTAMPNS = 35
+#: Linux's SO_RCVBUFFORCE (root may raise the receive buffer past net.core.rmem_max); also unnamed in Python.
+SO_RCVBUFFORCE = 33
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.server.datagram_received(data, addr)
+
+def _arrival(loop_now: float, ancillary: list[tuple[int, int, bytes]]) -> float:
+    """When the datagram arrived, on the loop's clock: now, minus how long ago the kernel received it."""
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
+            seconds, nanoseconds = struct.unpack_from("ll", payload)
+            return loop_now - max(0.0, time.time() - (seconds + nanoseconds / 1e9))
+    return loop_now
