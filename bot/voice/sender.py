@@ -129,8 +129,7 @@ class SharedPlayback:
                 self.due = now
             data = self.source.read_nowait()
             if not data:
-                self.stop()
-                return self._finish()
+                return self._end()
             self.client.send_audio_packet(data, encode=False)
             # The next tick of the shared clock (a stream already on it: exactly one frame later). A stream far
             # behind (the process was stalled) rejoins the clock now instead of sending a burst.
@@ -138,9 +137,13 @@ class SharedPlayback:
             return True
         except Exception as exc:
             self._error = exc
-            self._ended = True
-            self._speak(SpeakingState.none)
-            return self._finish()
+            return self._end()
+
+    def _end(self) -> bool:
+        """The source ran dry or sending failed: what ``stop`` does, from the sender thread itself."""
+        self._ended = True
+        self._speak(SpeakingState.none)
+        return self._finish()
 
     def end_unplayed(self) -> None:
         self._ended = True
@@ -204,11 +207,6 @@ class PacketSender:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    @property
-    def streams(self) -> int:
-        with self._wakeup:
-            return len({entry[3] for entry in self._due if not entry[3].finished} | self._parked)
-
     def play(self, client: discord.VoiceClient, source: NonBlockingSource, after: After | None) -> SharedPlayback:
         """Start ``source`` (call on the event loop): SPEAKING goes out first, then the packets."""
         if self._closed:
@@ -224,19 +222,16 @@ class PacketSender:
             log.warning("could not send the speaking state (guild=%s): %s", playback.client.guild.id,
                         type(error).__name__)
         with self._wakeup:
-            if self._closed:  # shut down meanwhile: end it here, ``after`` must still run
-                playback.finished = True
-            else:
+            if not self._closed:
                 playback.due = time.perf_counter()
                 self._push(playback)
-        if playback.finished:
-            playback.end_unplayed()
-            return
-        with self._wakeup:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="voice-sender", daemon=True)
-                self._thread.start()
-            self._wakeup.notify()
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="voice-sender", daemon=True)
+                    self._thread.start()
+                self._wakeup.notify()
+                return
+            playback.finished = True
+        playback.end_unplayed()  # shut down meanwhile: ``after`` must still run
 
     def wake(self, playback: SharedPlayback) -> None:
         """``playback`` was stopped or resumed: handle it now rather than at its next packet."""
@@ -291,9 +286,9 @@ class PacketSender:
     def _run(self) -> None:
         while (due := self._next_batch()) is not None:
             now, batch = due
-            for generation, playback in batch:
-                keep = playback.step(now)
-                with self._wakeup:
+            kept = [playback.step(now) for _, playback in batch]  # sending happens outside the lock
+            with self._wakeup:
+                for (generation, playback), keep in zip(batch, kept):
                     if not keep:
                         playback.finished = True
                     elif playback.generation != generation:

@@ -306,9 +306,8 @@ class VoiceSessions:
             # Even when the connection is already down (mid-reconnect), discord.py must be told: otherwise it
             # keeps the VoiceClient registered and waits for it on shutdown.
             voice_client = session.voice_client
-            saturated = isinstance(voice_client, SessionVoiceClient) and voice_client.gateway_saturated()
-            if reason == "shutdown" and saturated:
-                await voice_client.disconnect_without_leaving()
+            if come_back and isinstance(voice_client, SessionVoiceClient) and voice_client.gateway_saturated():
+                await voice_client.disconnect_without_leaving()  # shutting down: Discord drops it with the session
             else:
                 await voice_client.disconnect(force=True)
             log.info("left voice (guild=%s reason=%s)", guild_id, reason)
