@@ -13,17 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.audio_check import recognize
 from tests.bot_fixtures import speak
 from tests.bot_process import BotProcess, log_problems, running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_gateway import IDENTIFY, RESUME, VOICE_STATE_UPDATE, GatewaySession
 from tests.loopback.discord_rest import RestCall
-from tests.loopback.discord_voice_session import decode_pcm
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
-from tests.audio_check import to_16k_mono
-from tests.voice_helpers import current_session, segments, speak_in_voice, voice_bot
+from tests.voice_helpers import current_session, heard_words, segments, speak_in_voice, voice_bot
 
 API_KEY = SPEECH_TEST_KEY
 
@@ -83,7 +80,7 @@ VOICE_PHRASES = ["one two three four five six seven eight nine ten", "alice said
 
 
 def heard(session) -> list[str | None]:  # noqa: ANN001 - the emulator's VoiceSession
-    return [recognize(to_16k_mono(decode_pcm(segment)), VOICE_PHRASES) for segment in segments(session)]
+    return [heard_words(segment, VOICE_PHRASES) for segment in segments(session)]
 
 
 async def test_voice_keeps_playing_across_a_gateway_drop_and_reads_what_was_said_meanwhile(

@@ -10,15 +10,12 @@ import asyncio
 from pathlib import Path
 
 from bot.storage import Store
-from tests.audio_check import recognize
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_chat import SUPPRESS_NOTIFICATIONS
-from tests.loopback.discord_voice_session import decode_pcm
 from tests.loopback.speech_server import SpeechEndpoint
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
-from tests.audio_check import to_16k_mono
 from tests.test_cli_speech import run_cli
-from tests.voice_helpers import current_session, segments, voice_bot
+from tests.voice_helpers import current_session, heard_words, segments, voice_bot
 
 PHRASES = [
     "alice said hello world",
@@ -37,7 +34,7 @@ PHRASES = [
 
 
 def heard(session) -> list[str | None]:  # noqa: ANN001 - the emulator's VoiceSession
-    return [recognize(to_16k_mono(decode_pcm(segment)), PHRASES) for segment in segments(session)]
+    return [heard_words(segment, PHRASES) for segment in segments(session)]
 
 
 def sent_texts(endpoint: SpeechEndpoint) -> list[str]:

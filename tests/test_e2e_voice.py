@@ -14,14 +14,13 @@ import pytest
 
 from bot.audio.decode import duration_seconds
 from bot.storage import Store
-from tests.audio_check import recognize, to_16k_mono
 from tests.bot_process import BotProcess
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_voice_session import SAMPLE_RATE, decode_pcm
 from tests.loopback.speech_server import Fault, SpeechEndpoint
 from tests.test_audio_packetizer import body
 from tests.voice_helpers import (
-    API_KEY, PHRASE, PHRASES, current_session, heard_words, join, segments, served_audio_packets, settled,
+    API_KEY, PHRASE, current_session, heard_words, join, segments, served_audio_packets, settled,
     speak_in_voice, voice_bot,
 )
 
@@ -97,7 +96,7 @@ async def test_queued_items_play_in_order(bot: BotProcess, discord_emulator: Dis
     await session.wait_packets(50, timeout=20)
     await session.wait_idle(quiet=0.8, timeout=30)
     assert session.check_stream() == []
-    heard = [recognize(to_16k_mono(decode_pcm(segment)), PHRASES) for segment in segments(session)]
+    heard = [heard_words(segment) for segment in segments(session)]
     assert heard == ["hello world", "good morning everyone", "thank you for listening"]
 
 
@@ -122,7 +121,7 @@ async def test_skip_stops_the_current_item_and_clear_drops_the_queue(
     items = segments(session)
     full_length = len(served_audio_packets(speech_endpoint.served[0]))
     assert len(items[0]) < full_length / 2  # cut short by /skip
-    assert [recognize(to_16k_mono(decode_pcm(s)), PHRASES) for s in items[1:]] == ["hello world"]
+    assert [heard_words(s) for s in items[1:]] == ["hello world"]
     assert session.check_stream() == []
 
 
@@ -212,7 +211,7 @@ async def test_kicked_moved_or_deleted_channel_never_leave_a_stuck_session(
         session = await current_session(emu)
         await session.wait_packets(10, timeout=20)
         await session.wait_idle(quiet=0.5, timeout=30)
-        assert recognize(to_16k_mono(decode_pcm([p.opus for p in session.audio_packets()])), PHRASES) == (
+        assert heard_words([p.opus for p in session.audio_packets()]) == (
             "good morning everyone"
         )
 
@@ -233,7 +232,7 @@ async def test_voice_websocket_4006_reconnects_and_playback_goes_on(
     await (await speak_in_voice(emu, "Hello world.")).wait_message(timeout=30)
     await emu.wait_for(lambda: len(segments(second)) >= 2, timeout=20, what="the next item after the reconnect")
     await second.wait_idle(quiet=0.5, timeout=30)
-    assert recognize(to_16k_mono(decode_pcm(segments(second)[-1])), PHRASES) == "hello world"
+    assert heard_words(segments(second)[-1]) == "hello world"
 
 
 @pytest.mark.parametrize(
@@ -264,7 +263,7 @@ async def test_a_stream_that_stalls_or_is_cut_mid_play_ends_that_item_and_the_qu
         await emu.wait_for(lambda: len(segments(session)) >= items_heard, timeout=30, what="the next item")
         await session.wait_idle(quiet=0.8, timeout=30)
         assert len(segments(session)) == items_heard
-        assert recognize(to_16k_mono(decode_pcm(segments(session)[-1])), PHRASES) == "thank you for listening"
+        assert heard_words(segments(session)[-1]) == "thank you for listening"
 
 
 async def test_a_servers_own_alone_timeout_applies(

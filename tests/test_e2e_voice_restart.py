@@ -11,12 +11,9 @@ from pathlib import Path
 import pytest
 
 from bot.storage import Store
-from tests.audio_check import recognize
 from tests.loopback.discord import DiscordEmulator
-from tests.loopback.discord_voice_session import decode_pcm
 from tests.loopback.speech_server import SpeechEndpoint
-from tests.audio_check import to_16k_mono
-from tests.voice_helpers import PHRASES, join, speak_in_voice, voice_bot
+from tests.voice_helpers import heard_words, join, speak_in_voice, voice_bot
 
 
 async def remembered(data_dir: Path) -> list[tuple[int, int]]:
@@ -57,7 +54,7 @@ async def test_after_a_graceful_restart_the_bot_is_back_in_its_channel_and_speak
         await session.wait_packets(10, timeout=20)
         await session.wait_idle(quiet=0.5, timeout=30)
         assert session.check_stream() == []
-        assert recognize(to_16k_mono(decode_pcm([p.opus for p in session.audio_packets()])), PHRASES) == "hello world"
+        assert heard_words([p.opus for p in session.audio_packets()]) == "hello world"
     assert await remembered(tmp_path) == [(emu.guild.id, emu.voice_channel.id)]  # still there for the next one
 
 

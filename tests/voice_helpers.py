@@ -45,9 +45,9 @@ def served_audio_packets(data: bytes) -> list[bytes]:
     return [p for p in OggPacketReader().feed(data) if not is_header_packet(p)]
 
 
-def heard_words(payloads: list[bytes]) -> str | None:
-    pcm = decode_pcm(payloads)
-    return recognize(to_16k_mono(pcm), PHRASES)
+def heard_words(payloads: list[bytes], phrases: list[str] = PHRASES) -> str | None:
+    """Which of ``phrases`` the Opus ``payloads`` say (decoded, resampled, recognized), or None."""
+    return recognize(to_16k_mono(decode_pcm(payloads)), phrases)
 
 
 def segments(session) -> list[list[bytes]]:  # noqa: ANN001 - the emulator's VoiceSession
