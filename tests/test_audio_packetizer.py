@@ -20,7 +20,7 @@ from bot.audio.encode import encode_pcm
 from bot.audio.formats import AudioFormat
 from bot.audio.ogg import OggPacketReader, ogg_crc
 from bot.audio.opus import SAMPLE_RATE, SAMPLES_PER_FRAME, packet_duration_ms, packet_samples
-from bot.audio.packetizer import OpusPacketizer, opus_packets
+from bot.audio.packetizer import OpusPacketizer, opus_packet_batches
 from tests.audio_check import recognize, to_16k_mono
 from tests.test_audio_ogg import ogg_stream, pyav_packets, speech_pcm
 
@@ -357,8 +357,9 @@ async def test_async_packets_flow_while_the_stream_is_still_open() -> None:
     stream = ChunkedStream(data, fmt, pause_at=len(data) // 3 // 1024 * 1024, resume=resume)
     packets: list[bytes] = []
     async with asyncio.timeout(10):
-        async for packet in opus_packets(stream):
-            packets.append(packet)
+        async for batch in opus_packet_batches(stream):
+            assert batch, "batches are never empty"
+            packets.extend(batch)
             resume.set()  # the body only continues once a packet has come out
     assert tuple(packets) == packetized("wav")
     assert stream.closed
@@ -367,7 +368,7 @@ async def test_async_packets_flow_while_the_stream_is_still_open() -> None:
 async def test_stopping_early_closes_the_stream_and_the_decoder_thread() -> None:
     data, fmt = body("aac")
     stream = ChunkedStream(data, fmt, pause_at=-1, resume=asyncio.Event())
-    async with contextlib.aclosing(opus_packets(stream)) as packets:
+    async with contextlib.aclosing(opus_packet_batches(stream)) as packets:
         async for _ in packets:
             break
     assert stream.closed
@@ -386,6 +387,6 @@ def decoder_threads_end(name: str, timeout: float = 5.0) -> bool:
 async def test_async_decode_errors_close_the_stream() -> None:
     stream = ChunkedStream(b"RIFF" + b"\x00" * 3000, AudioFormat.WAV, pause_at=-1, resume=asyncio.Event())
     with pytest.raises(AudioDecodeError):
-        async for _ in opus_packets(stream):
+        async for _ in opus_packet_batches(stream):
             pass
     assert stream.closed

@@ -24,6 +24,8 @@ class RecordingVoiceClient:
         self.guild = SimpleNamespace(id=guild_id)
         self.client = SimpleNamespace(loop=loop)
         self.ws = SimpleNamespace(speak=self._speak)
+        # a transport mode RtpWriter does not shortcut: every packet comes to send_audio_packet below
+        self._connection = SimpleNamespace(mode="recorded")
         self.timeout = timeout
         self.connected = threading.Event()
         self.connected.set()
@@ -53,8 +55,7 @@ def packets(tag: int, count: int) -> list[bytes]:
 
 def filled_source(items: list[bytes]) -> StreamedOpusSource:
     source = StreamedOpusSource(stall_timeout=5)
-    for packet in items:
-        source.push(packet)
+    source.push(items)
     source.end()
     return source
 
@@ -94,13 +95,13 @@ async def test_a_slow_stream_gets_silence_and_does_not_hold_up_the_others() -> N
     sender = PacketSender()
     slow, fast = RecordingVoiceClient(loop, 1), RecordingVoiceClient(loop, 2)
     slow_source = StreamedOpusSource(stall_timeout=5)
-    slow_source.push(packets(1, 2)[0])
+    slow_source.push(packets(1, 2)[:1])
     _, slow_done = await play(sender, slow, slow_source)
     _, fast_done = await play(sender, fast, filled_source(packets(2, 30)))
     assert await asyncio.wait_for(fast_done, 5) is None
     assert fast.sent == packets(2, 30) + [SILENCE_FRAME] * 5
     assert slow.sent[0] == packets(1, 1)[0] and set(slow.sent[1:]) == {SILENCE_FRAME}  # starved: silence
-    slow_source.push(packets(1, 2)[1])
+    slow_source.push(packets(1, 2)[1:])
     slow_source.end()
     assert await asyncio.wait_for(slow_done, 5) is None
     assert [p for p in slow.sent if p != SILENCE_FRAME] == packets(1, 2)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import discord
 
 from bot.audio.decode import AudioDecodeError
-from bot.audio.packetizer import opus_packets
+from bot.audio.packetizer import opus_packet_batches
 from bot.errors import UserFacingError
 from bot.speech.errors import SpeechError
 from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream
@@ -70,10 +70,10 @@ class _Prepared:
         error: str | None = None
         try:
             opener = self.item.open_stream or (lambda: self._speech.open(self.item.request))
-            async for packet in opus_packets(await opener()):
+            async for packets in opus_packet_batches(await opener()):
                 if self.source.cancelled:
                     break
-                self.source.push(packet)
+                self.source.push(packets)
                 if not self.ready.is_set():
                     self.ready.set()
                     if self._on_first_packet is not None:

@@ -11,8 +11,9 @@ which keeps both the CPU per packet and the lateness low when the event loop is 
 It keeps ``AudioPlayer``'s contract, so a ``VoiceClient`` cannot tell the difference: SPEAKING is sent before
 the first packet (strictly: the first packet waits until the websocket has sent it) and cleared on stop, five
 silence frames follow the last packet, playback waits (up to the client's timeout) through a voice reconnect,
-``after`` is called on the sender thread with the error if any, then ``source.cleanup()``. Packets go through
-``VoiceClient.send_audio_packet``, so transport encryption and DAVE stay discord.py's. Only sources whose
+``after`` is called on the sender thread with the error if any, then ``source.cleanup()``. Packets go out as
+``VoiceClient.send_audio_packet`` sends them, byte for byte (:class:`~bot.voice.rtp.RtpWriter`), and DAVE
+encryption stays discord.py's. Only sources whose
 ``read_nowait`` never blocks can share the thread; anything else gets discord.py's own player.
 """
 
@@ -32,6 +33,7 @@ import discord
 from discord import SpeakingState
 
 from bot.audio.opus import SILENCE_FRAME
+from bot.voice.rtp import RtpWriter
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class SharedPlayback:
         self.client = client
         self.source = source
         self.after = after
+        self._writer = RtpWriter(client)
         self.due = time.perf_counter()
         self._ended = False
         self._paused = False
@@ -130,7 +133,7 @@ class SharedPlayback:
             data = self.source.read_nowait()
             if not data:
                 return self._end()
-            self.client.send_audio_packet(data, encode=False)
+            self._writer.send(data)
             # The next tick of the shared clock (a stream already on it: exactly one frame later). A stream far
             # behind (the process was stalled) rejoins the clock now instead of sending a burst.
             self.due = self._sender.tick_after(max(self.due, now - _MAX_BEHIND) + _MIN_SPACING)
@@ -180,7 +183,7 @@ class SharedPlayback:
     def _send_silence(self) -> None:
         try:
             for _ in range(_END_SILENCE_FRAMES):
-                self.client.send_audio_packet(SILENCE_FRAME, encode=False)
+                self._writer.send(SILENCE_FRAME)
         except Exception:  # like discord.py: a failed silence frame is not worth reporting
             pass
 
