@@ -14,7 +14,7 @@ Two processes, so CPU is attributed to the bot alone:
   product's ``VoiceSessions`` and, on each gateway MESSAGE_CREATE, plays the text one of three ways:
 
   - ``product``: ``session.enqueue(PlayItem(...))`` → ``GuildPlayer`` → ``OpenAISpeechClient`` streaming →
-    ``opus_packets`` → ``StreamedOpusSource`` (Ogg Opus 20 ms is passed through, wav is transcoded);
+    ``opus_packet_batches`` → ``StreamedOpusSource`` (Ogg Opus 20 ms is passed through, wav is transcoded);
   - ``ffmpeg-copy``: POST, read the whole body, write a temp file,
     ``FFmpegOpusAudio(path, codec="copy")`` → ``vc.play`` (the usual bot with an Opus endpoint);
   - ``ffmpeg-encode``: same with ``codec=None`` (ffmpeg decodes and re-encodes: the usual bot).
@@ -75,6 +75,11 @@ def is_audio(opus: bytes) -> bool:
 
 
 def bot_main() -> None:
+    if path := os.environ.get("BENCH_PROFILE"):  # cProfile of the event loop thread, written at exit
+        import cProfile
+
+        cProfile.runctx("asyncio.run(_bot())", globals(), {"_bot": _bot, "asyncio": asyncio}, path)
+        return
     asyncio.run(_bot())
 
 
@@ -83,9 +88,28 @@ def _emit(event: str, **data: Any) -> None:
     sys.stdout.flush()
 
 
-def _cpu() -> dict[str, float]:
+def _cpu() -> dict[str, Any]:
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"self": me.ru_utime + me.ru_stime, "children": kids.ru_utime + kids.ru_stime, "t": time.monotonic()}
+    return {"self": me.ru_utime + me.ru_stime, "children": kids.ru_utime + kids.ru_stime, "t": time.monotonic(),
+            "threads": _thread_cpu()}
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds so far per kind of live thread (event loop, voice sender, worker pool, ...), from /proc."""
+    import re
+    import threading
+
+    names = {thread.native_id: re.sub(r"[_:-]?(0x[0-9a-f]+|\d+)$", "", thread.name)
+             for thread in threading.enumerate()}
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+                name = names.get(int(tid), "other")
+                totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals
 
 
 async def _bot() -> None:
@@ -297,6 +321,7 @@ class Bench:
         places = add_guilds(self.emu, max(args.guilds, default=1))
         self.text_channels = {place.guild.id: place.text for place in places}
         self.bot: BotProcess | None = None
+        self.idle_rate = 0.0  # CPU seconds per second while nothing plays (measure_idle)
         self.log = tempfile.NamedTemporaryFile(prefix="bench-voice-bot-", suffix=".log", delete=False)
 
     async def start(self) -> None:
@@ -350,6 +375,23 @@ class Bench:
                 return
             await asyncio.sleep(0.02)
         raise TimeoutError("voice never went quiet")
+
+    async def measure_idle(self, seconds: float) -> None:
+        """What the bot costs doing nothing, in the voice channels it joined (heartbeats of the gateway and of
+        every voice connection), so that the CPU the streams add can be told apart from it."""
+        if seconds <= 0:
+            return
+        await asyncio.sleep(1.0)  # the joins settle
+        start = await self.cpu()
+        await asyncio.sleep(seconds)
+        end = await self.cpu()
+        self.idle_rate = (end["self"] - start["self"]) / (end["t"] - start["t"])
+        threads = {name: 1000 * (spent - start["threads"].get(name, 0.0)) / (end["t"] - start["t"])
+                   for name, spent in end["threads"].items()}
+        busiest = sorted(threads.items(), key=lambda item: -item[1])
+        print(f"idle, in {len(self.emu.guilds)} voice channels: {1000 * self.idle_rate:.2f} CPU ms per second over "
+              f"{seconds:.0f} s (" + ", ".join(f"{name} {ms:.2f}" for name, ms in busiest if ms >= 0.01) + ")",
+              flush=True)
 
     # -- (1) trigger → first RTP packet ------------------------------------------------------------------
 
@@ -426,12 +468,17 @@ class Bench:
             lateness.extend(o - anchor for o in offsets)
             steady.extend(o - anchor for o in offsets[25:])
         cpu_self, cpu_children = after["self"] - before["self"], after["children"] - before["children"]
-        return {"n": n, "audio_s": audio_seconds, "wall_s": after["t"] - before["t"],
+        threads = {name: 1000 * (spent - before["threads"].get(name, 0.0)) / audio_seconds
+                   for name, spent in after["threads"].items()}
+        wall = after["t"] - before["t"]
+        return {"n": n, "audio_s": audio_seconds, "wall_s": wall,
                 "cpu_s": cpu_self + cpu_children, "cpu_children_s": cpu_children,
                 "cpu_ms_per_audio_s": 1000 * (cpu_self + cpu_children) / audio_seconds,
+                "added_ms_per_audio_s": 1000 * (cpu_self + cpu_children - self.idle_rate * wall) / audio_seconds,
                 "late_p50_ms": 1000 * percentile(lateness, 50), "late_p99_ms": 1000 * percentile(lateness, 99),
                 "late_max_ms": 1000 * max(lateness), "inserted_silence": silences,
-                "steady_p99_ms": 1000 * percentile(steady, 99), "generator_lag_max_ms": 1000 * max(lags, default=0)}
+                "steady_p99_ms": 1000 * percentile(steady, 99), "generator_lag_max_ms": 1000 * max(lags, default=0),
+                "threads_ms_per_audio_s": threads}
 
     @staticmethod
     async def loop_lag(lags: list[float]) -> None:
@@ -453,6 +500,8 @@ async def orchestrate(args: argparse.Namespace) -> None:
                     from tests.loopback.speech_server import local_speech
 
                     await local_speech({"model": MODEL, "input": text, "voice": VOICE, "response_format": fmt})
+            if args.guilds:
+                await bench.measure_idle(args.idle)
             for chunk_delay in args.chunk_delays if args.runs else []:
                 report_latency(await bench.latency(chunk_delay), args, chunk_delay)
             rows = []
@@ -494,30 +543,33 @@ def report_latency(results: dict[str, dict[str, list[float]]], args: argparse.Na
 
 
 def report_load(rows: list[dict[str, Any]]) -> None:
-    print("\n(2) N concurrent guilds, one item each: bot CPU (process + ffmpeg children) per second of audio")
+    print("\n(2) N concurrent guilds, one item each: bot CPU (process + ffmpeg children) per second of audio;"
+          "\n    'added': the same less what the bot spends doing nothing (its idle CPU per second, measured first,"
+          "\n    times the window), i.e. the CPU the streams themselves cost")
     print(f"{'N':>4}  {'path':<36}{'audio s':>8}{'wall s':>8}{'CPU s':>8}{'ffmpeg s':>9}{'CPU ms/s':>10}"
-          f"{'late p50':>9}{'p99':>7}{'max':>7}{'gaps':>6}{'p99>0.5s':>9}{'gen lag':>8}")
+          f"{'added':>7}{'late p50':>9}{'p99':>7}{'max':>7}{'gaps':>6}{'p99>0.5s':>9}{'gen lag':>8}")
     for row in rows:
         print(f"{row['n']:>4}  {row['label']:<36}{row['audio_s']:>8.1f}{row['wall_s']:>8.1f}{row['cpu_s']:>8.2f}"
-              f"{row['cpu_children_s']:>9.2f}{row['cpu_ms_per_audio_s']:>10.2f}{row['late_p50_ms']:>9.1f}"
+              f"{row['cpu_children_s']:>9.2f}{row['cpu_ms_per_audio_s']:>10.2f}"
+              f"{row['added_ms_per_audio_s']:>7.2f}{row['late_p50_ms']:>9.1f}"
               f"{row['late_p99_ms']:>7.1f}{row['late_max_ms']:>7.1f}{row['inserted_silence']:>6}"
               f"{row['steady_p99_ms']:>9.1f}{row['generator_lag_max_ms']:>8.1f}")
+        busiest = sorted(row["threads_ms_per_audio_s"].items(), key=lambda item: -item[1])
+        print("        by thread (ms/s): " + ", ".join(f"{name} {ms:.2f}" for name, ms in busiest if ms >= 0.01))
     by = {(r["n"], r["label"]): r for r in rows}
     labels = [label for label, _, _ in VARIANTS]
-    if any((n, label) not in by for n in {r["n"] for r in rows} for label in [*labels, FLOOR[0]]):
+    if any((n, label) not in by for n in {r["n"] for r in rows} for label in labels):
         return  # --only: no ratios
     for n in sorted({r["n"] for r in rows}):
-        cpu = {label: by[(n, label)]["cpu_ms_per_audio_s"] for label in labels}
-        base = by[(n, FLOOR[0])]["cpu_ms_per_audio_s"]
-        copy, enc = cpu[labels[2]] / cpu[labels[0]], cpu[labels[3]] / cpu[labels[1]]
-        above = [cpu[label] - base for label in labels]
+        product_opus, product_wav, baseline_opus, baseline_wav = (by[(n, label)] for label in labels)
 
-        def ratio(b: float, p: float) -> str:
-            return f"{b / p:.1f}x" if p > 0.05 else "product at the floor"
+        def ratio(key: str, baseline: dict[str, Any], product: dict[str, Any]) -> str:
+            return f"{baseline[key] / product[key]:.1f}x" if product[key] > 0 else "n/a"
 
-        print(f"  N={n}: CPU ratio baseline/product: opus {copy:.1f}x, wav {enc:.1f}x; above the {base:.2f} ms/s "
-              f"floor: opus {above[2]:.2f}/{above[0]:.2f} ({ratio(above[2], above[0])}), "
-              f"wav {above[3]:.2f}/{above[1]:.2f} ({ratio(above[3], above[1])})")
+        print(f"  N={n}: CPU ratio baseline/product: opus {ratio('cpu_ms_per_audio_s', baseline_opus, product_opus)},"
+              f" wav {ratio('cpu_ms_per_audio_s', baseline_wav, product_wav)}; added CPU: opus "
+              f"{ratio('added_ms_per_audio_s', baseline_opus, product_opus)}, "
+              f"wav {ratio('added_ms_per_audio_s', baseline_wav, product_wav)}")
 
 
 def main() -> None:
@@ -532,6 +584,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=540, help="give up after this many seconds")
     parser.add_argument("--only", default="", help="load part: only paths whose label contains one of these "
                         "comma-separated words (e.g. 'passthrough,floor'); ratios need all paths")
+    parser.add_argument("--idle", type=float, default=15, help="load part: seconds of idling measured first "
+                        "(a voice connection heartbeats every 13.75 s)")
     parser.add_argument("--repeat", type=int, default=1, help="load part: rounds per N and path (for profiling)")
     args = parser.parse_args()
     if args.bot:
