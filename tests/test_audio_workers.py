@@ -1,0 +1,63 @@
+"""DeadlinePool runs the most urgent job first, hands back results and errors, and drops cancelled jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from bot.audio.workers import DeadlinePool
+
+
+async def test_queued_jobs_run_earliest_deadline_first() -> None:
+    pool = DeadlinePool(1)
+    gate, started = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def blocker() -> None:
+        started.set()
+        gate.wait(5)
+
+    first = asyncio.create_task(pool.run(0.0, blocker))
+    await asyncio.to_thread(started.wait, 5)  # the only worker is busy: everything below queues
+    jobs = [asyncio.create_task(pool.run(deadline, order.append, name)) for deadline, name in
+            [(30.0, "late"), (10.0, "soon"), (20.0, "later"), (10.0, "soon, queued second")]]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(first, *jobs)
+    assert order == ["soon", "soon, queued second", "later", "late"]
+
+
+async def test_results_and_errors_reach_the_caller() -> None:
+    pool = DeadlinePool(2)
+    assert await pool.run(0.0, sum, [1, 2, 3]) == 6
+    with pytest.raises(ZeroDivisionError):
+        await pool.run(0.0, lambda: 1 / 0)
+
+
+async def test_a_cancelled_job_that_has_not_started_never_runs() -> None:
+    pool = DeadlinePool(1)
+    gate, started = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def blocker() -> None:
+        started.set()
+        gate.wait(5)
+
+    first = asyncio.create_task(pool.run(0.0, blocker))
+    await asyncio.to_thread(started.wait, 5)
+    dropped = asyncio.create_task(pool.run(1.0, ran.append, "dropped"))
+    kept = asyncio.create_task(pool.run(2.0, ran.append, "kept"))
+    await asyncio.sleep(0.05)
+    dropped.cancel()
+    gate.set()
+    await asyncio.gather(first, kept)
+    assert dropped.cancelled()
+    assert ran == ["kept"]
+
+
+async def test_it_uses_at_most_its_number_of_threads() -> None:
+    pool = DeadlinePool(2, name="pool-under-test")
+    await asyncio.gather(*(pool.run(0.0, threading.current_thread) for _ in range(20)))
+    assert sum(t.name == "pool-under-test" for t in threading.enumerate()) == 2
