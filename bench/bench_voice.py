@@ -515,7 +515,8 @@ async def orchestrate(args: argparse.Namespace) -> None:
                     rows.append(row)
                     print(f"  N={n:<4}{label:<36}{row['cpu_ms_per_audio_s']:>8.2f} CPU ms/s "
                           f"late p99 {row['late_p99_ms']:.1f} ms", flush=True)
-            report_load(rows)
+            if rows:
+                report_load(rows)
     finally:
         await bench.close()
         if bench.emu.voice.ignored_joins:

@@ -275,6 +275,7 @@ class _OggOpusPipeline:
         self._bit_rate = bit_rate
         self._headers_left = 2
         self._pre_skip = 0
+        self._channels = 2
         self.passthrough: bool | None = None
         self._recent: deque[bytes] = deque(maxlen=_WARMUP_PACKETS)
         self._position = 0  # 48 kHz samples of audio packets read so far
@@ -322,7 +323,7 @@ class _OggOpusPipeline:
 
     def _read_header(self, packet: bytes) -> None:
         if self._headers_left == 2:
-            self._pre_skip = _parse_opus_head(packet)
+            self._pre_skip, self._channels = _parse_opus_head(packet)
         elif not packet.startswith(b"OpusTags"):
             raise AudioDecodeError("the Ogg Opus body has no OpusTags header")
         self._headers_left -= 1
@@ -330,7 +331,7 @@ class _OggOpusPipeline:
     def _start_transcoding(self) -> av.CodecContext:
         decoder = av.CodecContext.create("libopus", "r")
         decoder.sample_rate = SAMPLE_RATE
-        decoder.layout = "stereo"
+        decoder.layout = "mono" if self._channels == 1 else "stereo"  # the encoder follows: mono stays mono
         for packet in self._recent:
             decoder.decode(av.Packet(packet))
         self._decoder = decoder
@@ -353,8 +354,8 @@ class _OggOpusPipeline:
         return self._encoder.encode(pieces)
 
 
-def _parse_opus_head(packet: bytes) -> int:
-    """Validate an OpusHead packet (RFC 7845 §5.1) and return its pre-skip."""
+def _parse_opus_head(packet: bytes) -> tuple[int, int]:
+    """Validate an OpusHead packet (RFC 7845 §5.1) and return its pre-skip and channel count."""
     if not packet.startswith(b"OpusHead") or len(packet) < 19:
         raise AudioDecodeError("the Ogg body is not Opus (no OpusHead header)")
     version, channels, pre_skip = packet[8], packet[9], int.from_bytes(packet[10:12], "little")
@@ -363,7 +364,7 @@ def _parse_opus_head(packet: bytes) -> int:
         raise AudioDecodeError(f"unsupported Ogg Opus version {version}")
     if mapping != 0 or channels not in (1, 2):
         raise AudioDecodeError(f"unsupported Opus channel mapping ({channels} channels, family {mapping})")
-    return pre_skip
+    return pre_skip, channels
 
 
 def _slice(frame: av.AudioFrame, start: int, stop: int) -> av.AudioFrame | None:
