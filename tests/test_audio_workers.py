@@ -10,17 +10,23 @@ import pytest
 from bot.audio.workers import DeadlinePool
 
 
-async def test_queued_jobs_run_earliest_deadline_first() -> None:
-    pool = DeadlinePool(1)
+async def occupy(pool: DeadlinePool) -> tuple[asyncio.Task[None], threading.Event]:
+    """Keep a one-thread pool's worker busy until the returned event is set: jobs submitted meanwhile queue."""
     gate, started = threading.Event(), threading.Event()
-    order: list[str] = []
 
     def blocker() -> None:
         started.set()
         gate.wait(5)
 
-    first = asyncio.create_task(pool.run(0.0, blocker))
-    await asyncio.to_thread(started.wait, 5)  # the only worker is busy: everything below queues
+    task = asyncio.create_task(pool.run(0.0, blocker))
+    await asyncio.to_thread(started.wait, 5)
+    return task, gate
+
+
+async def test_queued_jobs_run_earliest_deadline_first() -> None:
+    pool = DeadlinePool(1)
+    order: list[str] = []
+    first, gate = await occupy(pool)
     jobs = [asyncio.create_task(pool.run(deadline, order.append, name)) for deadline, name in
             [(30.0, "late"), (10.0, "soon"), (20.0, "later"), (10.0, "soon, queued second")]]
     await asyncio.sleep(0.05)
@@ -38,15 +44,8 @@ async def test_results_and_errors_reach_the_caller() -> None:
 
 async def test_a_cancelled_job_that_has_not_started_never_runs() -> None:
     pool = DeadlinePool(1)
-    gate, started = threading.Event(), threading.Event()
     ran: list[str] = []
-
-    def blocker() -> None:
-        started.set()
-        gate.wait(5)
-
-    first = asyncio.create_task(pool.run(0.0, blocker))
-    await asyncio.to_thread(started.wait, 5)
+    first, gate = await occupy(pool)
     dropped = asyncio.create_task(pool.run(1.0, ran.append, "dropped"))
     kept = asyncio.create_task(pool.run(2.0, ran.append, "kept"))
     await asyncio.sleep(0.05)
