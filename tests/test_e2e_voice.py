@@ -277,3 +277,25 @@ async def test_a_servers_own_alone_timeout_applies(
         assert "Joined" in await join(emu)
         await emu.voice.move_member(emu.user, None)
         await emu.wait_for(lambda: not emu.voice_connected(), timeout=10, what="leaving after the server's 1 s")
+
+
+async def test_after_a_voice_server_crash_that_is_not_resumed_the_bot_joins_again(
+    bot: BotProcess, discord_emulator: DiscordEmulator
+) -> None:
+    emu = discord_emulator
+    await (await speak_in_voice(emu, "Hello world.")).wait_message(timeout=30)
+    first = await current_session(emu)
+    await first.wait_idle(quiet=0.5, timeout=30)
+    # 4015: discord.py asks to resume with op 4 and waits for a voice server that staying in the channel does
+    # not bring; after its 20 s connect timeout it leaves, and the bot joins afresh (a new voice server).
+    await emu.voice.close_voice(emu.guild, 4015)
+    await emu.wait_for(lambda: emu.guild.voice_state_of(emu.bot_user.id) is None, timeout=30,
+                       what="discord.py giving up the resume")
+    await emu.wait_for(lambda: len(emu.voice.sessions(emu.guild)) == 2 and emu.voice_connected(), timeout=15,
+                       what="the bot back in voice")
+    assert emu.guild.voice_state_of(emu.bot_user.id).channel_id == emu.voice_channel.id
+    await (await speak_in_voice(emu, "Thank you for listening.")).wait_message(timeout=30)
+    second = emu.voice_session()
+    await second.wait_packets(10, timeout=20)
+    await second.wait_idle(quiet=0.5, timeout=30)
+    assert heard_words([p.opus for p in second.audio_packets()]) == "thank you for listening"

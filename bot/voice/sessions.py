@@ -2,7 +2,8 @@
 
 The session's state follows Discord's: whatever ends the bot's presence in a channel (``/leave``, a
 moderator's disconnect, a deleted channel, a failed reconnect) ends the session, so ``/join`` always works
-again afterwards.
+again afterwards. A connection lost without anyone sending the bot away (the voice server crashed and
+discord.py could not resume) is followed by one fresh join a second later.
 
 Sessions are written to a journal (the store) when they start or move, and struck out when they end for any
 reason but a shutdown: after a restart the bot rejoins exactly the channels it was in when it stopped
@@ -29,6 +30,8 @@ from bot.voice.sender import NonBlockingSource, PacketSender
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 20.0
+#: After a voice connection was lost without anyone sending the bot away, how long before it joins again.
+_REJOIN_DELAY = 1.0
 
 #: A server's own (idle, alone) timeouts in seconds; None where it uses the bot's.
 GuildTimeouts = Callable[[int], Awaitable[tuple[float | None, float | None]]]
@@ -60,6 +63,20 @@ class _RaceFreeConnectionState(VoiceConnectionState):
       and clears at once; a change made before that task runs is missed, and the join times out although both
       voice updates arrived. Here the wait is registered in the waiting task itself, before it yields.
     """
+
+    #: A reconnect after the connection had been up (discord.py's answer to a voice server crash, close code
+    #: 4015, or a dropped connection) timed out: the session ended for want of a voice server, nobody sent
+    #: the bot away. A moderator's disconnect or a deleted channel never reconnects, so never sets it.
+    reconnect_failed = False
+
+    async def _connect(self, reconnect: bool, timeout: float, self_deaf: bool, self_mute: bool, resume: bool) -> None:
+        was_up = self._runner is not None  # the websocket poller starts with the first successful connection
+        try:
+            await super()._connect(reconnect, timeout, self_deaf, self_mute, resume)
+        except asyncio.TimeoutError:
+            self.reconnect_failed = was_up
+            raise
+        self.reconnect_failed = False
 
     async def _voice_connect(self, *, self_deaf: bool = False, self_mute: bool = False) -> None:
         if self.state is ConnectionFlowState.disconnected:
@@ -316,7 +333,8 @@ class VoiceSessions:
             return True
 
     async def rejoin(self, guild: discord.Guild | None, guild_id: int, channel_id: int) -> bool:
-        """Come back to the channel a session was in when the bot last stopped; True if it is back there.
+        """Come back to the channel a session was in when the bot last stopped (or lost its voice server);
+        True if it is back there.
 
         ``guild`` is None when the bot is no longer in that server. A session that cannot come back (the server
         or the channel is gone, the bot may not connect or speak there, the connection fails) is forgotten, so
@@ -339,7 +357,7 @@ class VoiceSessions:
                     return False
                 why = exc.message
             else:
-                log.info("rejoined voice after a restart (guild=%s channel=%s)", guild_id, channel_id)
+                log.info("rejoined voice (guild=%s channel=%s)", guild_id, channel_id)
                 return True
         log.info("not rejoining voice (guild=%s channel=%s): %s", guild_id, channel_id, why)
         await self._forget(guild_id, channel_id)
@@ -380,12 +398,25 @@ class VoiceSessions:
             asyncio.get_running_loop().create_task(self._end_lost_session(session), name=f"voice-end-{guild_id}")
 
     async def _end_lost_session(self, session: VoiceSession) -> None:
+        come_back_to: discord.abc.Connectable | None = None
         async with self._locks.setdefault(session.guild_id, asyncio.Lock()):
-            if self._sessions.get(session.guild_id) is session:
-                await self._drop(session.guild_id)
+            if self._sessions.get(session.guild_id) is not session:
+                return
+            channel = session.channel
+            await self._drop(session.guild_id)
+            if self._closing:  # a connection lost while shutting down is the shutdown's own doing
                 log.info("voice session ended by Discord (guild=%s)", session.guild_id)
-                if not self._closing:  # a connection lost while shutting down is the shutdown's own doing
-                    await self._forget(session.guild_id)
+                return
+            if _reconnect_failed(session.voice_client) and channel is not None:
+                # Discord's voice server went away and discord.py could not resume: a fresh join gets a new one.
+                log.warning("voice connection lost and not resumed; joining again (guild=%s)", session.guild_id)
+                come_back_to = channel
+            else:
+                log.info("voice session ended by Discord (guild=%s)", session.guild_id)
+                await self._forget(session.guild_id)
+        if come_back_to is not None:
+            await asyncio.sleep(_REJOIN_DELAY)
+            await self.rejoin(come_back_to.guild, session.guild_id, come_back_to.id)
 
     async def adopt(self, client: discord.Client) -> None:
         """After the bot identified again (a new gateway session, not a RESUME), keep the voice sessions working.
@@ -435,6 +466,10 @@ class VoiceSessions:
         for guild_id in list(self._sessions):  # joined (e.g. rejoined at start-up) while the others were left
             await self.leave(guild_id, reason="shutdown", come_back=True)
         await asyncio.to_thread(self.sender.close)
+
+
+def _reconnect_failed(voice_client: discord.VoiceClient) -> bool:
+    return bool(getattr(voice_client._connection, "reconnect_failed", False))
 
 
 def check_can_join(channel: discord.VoiceChannel | discord.StageChannel) -> None:
