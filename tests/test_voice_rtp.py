@@ -121,7 +121,7 @@ def test_the_direct_libsodium_call_seals_as_pynacl_does() -> None:
     assert seal is not None, "PyNaCl's cffi module is where RtpWriter expects it"
     assert rtp.SEAL is not nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt
     key, nonce, header = bytes(range(32)), bytes(range(24)), bytes(12)
-    for message in (b"", b"\xf8\xff\xfe", os.urandom(1275), os.urandom(5000)):  # 5000: the checked binding
+    for message in (b"", b"\xf8\xff\xfe", os.urandom(1275), os.urandom(5000)):
         assert seal(message, header, nonce, key) == nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
             message, header, nonce, key
         )

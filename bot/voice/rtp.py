@@ -21,15 +21,14 @@ from collections.abc import Callable
 import discord
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
 
-#: The transport mode discord.py 2.7 prefers and Discord requires; the only one this writer shortcuts.
+#: The AEAD transport mode discord.py 2.7 negotiates with Discord (its xsalsa20 modes are deprecated by Discord);
+#: the only one this writer shortcuts.
 FAST_MODE = "aead_xchacha20_poly1305_rtpsize"
 
 _HEADER = struct.Struct(">BBHII")  # version 2, payload type 0x78 (Opus), sequence, timestamp, ssrc
 _NONCE_PADDING = bytes(20)  # the 24-byte nonce is the 32-bit counter and zeros; the counter is also appended
 _SAMPLES_PER_FRAME = discord.opus.Encoder.SAMPLES_PER_FRAME
 _TAG_BYTES = 16  # Poly1305
-#: Larger than any Opus packet (Discord's are < 1.3 KB); a bigger one goes through PyNaCl's checked binding.
-_MAX_MESSAGE = 4096
 
 Seal = Callable[[bytes, bytes, bytes, bytes], bytes]  # (message, header as associated data, nonce, key)
 
@@ -46,8 +45,6 @@ def _libsodium_seal() -> Seal | None:
     buffer = ffi.buffer
 
     def seal(message: bytes, header: bytes, nonce: bytes, key: bytes) -> bytes:
-        if len(message) > _MAX_MESSAGE:
-            return crypto_aead_xchacha20poly1305_ietf_encrypt(message, header, nonce, key)
         out = ffi.new("unsigned char[]", len(message) + _TAG_BYTES)
         if encrypt(out, null, message, len(message), header, len(header), null, nonce, key) != 0:
             raise RuntimeError("libsodium could not encrypt a voice packet")
