@@ -27,7 +27,7 @@ class DeadlinePool:
     """Worker threads (started on first use) that run blocking calls in order of their deadlines."""
 
     def __init__(self, workers: int | None = None, *, name: str = "audio-worker") -> None:
-        self._size = workers or os.cpu_count() or 2
+        self._size = workers or _usable_cores()
         self._name = name
         self._jobs: list[tuple[float, int, _Job]] = []
         self._order = itertools.count()  # equal deadlines: first come, first served
@@ -62,6 +62,14 @@ class DeadlinePool:
                 _, _, job = heapq.heappop(self._jobs)
             if not job.cancelled:
                 job.run()
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container's cpuset, not the host's count where it differs)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 2
 
 
 class _Job:
