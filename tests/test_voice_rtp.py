@@ -43,6 +43,12 @@ def counters(client: _VoiceClient) -> tuple[int, int, int]:
     return client.sequence, client.timestamp, client._incr_nonce
 
 
+def opened(datagram: bytes, key: bytes = bytes(range(32))) -> bytes:
+    """What a receiver decrypts: the header is the associated data, the appended 4 bytes start the nonce."""
+    header, sealed, nonce = datagram[:12], datagram[12:-4], datagram[-4:]
+    return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(sealed, header, nonce + bytes(20), key)
+
+
 def send_both(theirs: _VoiceClient, ours: _VoiceClient, packets: list[bytes]) -> None:
     writer = RtpWriter(ours)
     for packet in packets:
@@ -55,11 +61,7 @@ def test_datagrams_and_counters_match_discord_py() -> None:
     send_both(theirs, ours, PACKETS)
     assert ours.datagrams == theirs.datagrams
     assert counters(ours) == counters(theirs) == (4, 4 * 960, 4)
-    # and a receiver opens them: header as associated data, the appended 4 bytes as the nonce's start
-    datagram = ours.datagrams[2]
-    header, sealed, nonce = datagram[:12], datagram[12:-4], datagram[-4:]
-    key = bytes(range(32))
-    assert nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(sealed, header, nonce + bytes(20), key) == PACKETS[2]
+    assert opened(ours.datagrams[2]) == PACKETS[2]
 
 
 def test_counters_restart_at_zero_where_discord_py_restarts_them() -> None:
@@ -93,9 +95,7 @@ def test_dave_frames_are_encrypted_by_the_dave_session_first() -> None:
     theirs, ours = both(dave_session=DaveSession(), can_encrypt=True)
     send_both(theirs, ours, PACKETS)
     assert ours.datagrams == theirs.datagrams
-    header, sealed, nonce = ours.datagrams[0][:12], ours.datagrams[0][12:-4], ours.datagrams[0][-4:]
-    opened = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(sealed, header, nonce + bytes(20), bytes(range(32)))
-    assert opened == b"DAVE" + PACKETS[0][::-1]
+    assert opened(ours.datagrams[0]) == b"DAVE" + PACKETS[0][::-1]
 
 
 @pytest.mark.parametrize("mode", ["xsalsa20_poly1305_lite", "xsalsa20_poly1305_suffix"])

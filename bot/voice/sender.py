@@ -13,8 +13,8 @@ the first packet (strictly: the first packet waits until the websocket has sent 
 silence frames follow the last packet, playback waits (up to the client's timeout) through a voice reconnect,
 ``after`` is called on the sender thread with the error if any, then ``source.cleanup()``. Packets go out as
 ``VoiceClient.send_audio_packet`` sends them, byte for byte (:class:`~bot.voice.rtp.RtpWriter`), and DAVE
-encryption stays discord.py's. Only sources whose
-``read_nowait`` never blocks can share the thread; anything else gets discord.py's own player.
+encryption stays discord.py's. Only sources whose ``read_nowait`` never blocks can share the thread; anything
+else gets discord.py's own player.
 """
 
 from __future__ import annotations
@@ -288,13 +288,17 @@ class PacketSender:
                     now = time.perf_counter()
                     wait = self._due[0][0] - now
                     if wait <= _COALESCE:
-                        batch = []
-                        while self._due and self._due[0][0] <= now + _COALESCE:
-                            _, _, generation, playback = heapq.heappop(self._due)
-                            if not playback.finished and generation == playback.generation:
-                                batch.append((generation, playback))
-                        return now, batch
+                        return now, self._pop_due(now + _COALESCE)
             self._bell.acquire(timeout=wait)  # rung (new work) or timed out (work due): look again
+
+    def _pop_due(self, until: float) -> list[tuple[int, SharedPlayback]]:
+        """The live entries due by ``until``, taken off the queue (call with the lock held)."""
+        batch = []
+        while self._due and self._due[0][0] <= until:
+            _, _, generation, playback = heapq.heappop(self._due)
+            if not playback.finished and generation == playback.generation:
+                batch.append((generation, playback))
+        return batch
 
     def _run(self) -> None:
         while (due := self._next_batch()) is not None:

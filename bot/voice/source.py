@@ -23,8 +23,8 @@ _READ_WAIT = 0.005
 class StreamedOpusSource(NonBlockingSource):
     """20 ms Opus packets pushed from the loop (thread-safe), read by the player thread.
 
-    The producer calls :meth:`push` with each batch of packets and :meth:`end` once (with a user-safe message if the
-    stream failed). :attr:`error` holds that message after playback.
+    The producer calls :meth:`push` with each batch of packets and :meth:`end` once (with a user-safe message
+    if the stream failed). :attr:`error` holds that message after playback.
     """
 
     def __init__(self, *, stall_timeout: float = 30.0) -> None:
@@ -81,19 +81,13 @@ class StreamedOpusSource(NonBlockingSource):
         except IndexError:
             with self._ready:
                 return self._take()
-        if self._cancelled:
-            return b""
-        self._starved_since = None
-        self.packets_read += 1
-        return packet
+        return b"" if self._cancelled else self._delivered(packet)
 
     def _take(self) -> bytes:
         if self._cancelled:
             return b""
         if self._packets:
-            self._starved_since = None
-            self.packets_read += 1
-            return self._packets.popleft()
+            return self._delivered(self._packets.popleft())
         if self._ended:
             return b""
         now = time.monotonic()
@@ -104,6 +98,11 @@ class StreamedOpusSource(NonBlockingSource):
             self.error = self.error or "The speech stream stalled, so I skipped it."
             return b""
         return SILENCE_FRAME
+
+    def _delivered(self, packet: bytes) -> bytes:
+        self._starved_since = None
+        self.packets_read += 1
+        return packet
 
     def cleanup(self) -> None:
         """Called by discord.py when playback stops for any reason (end, skip, disconnect)."""
