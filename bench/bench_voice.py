@@ -1,7 +1,12 @@
 """Voice playback end to end: trigger → first RTP packet, and CPU per stream with N concurrent guilds,
 for the product's streamed path against the usual "download, then FFmpegOpusAudio" bot, in the same run.
 
-Run: ``python bench/bench_voice.py [--runs 50] [--guilds 1,10,50,100] [--first-byte-delay 0.15]``
+Every call runs DAVE end-to-end encryption, as on Discord since 2026-03: the loopback's humans (one per guild)
+are libdave group members, and a packet counts only if they could decrypt it. A third part measures DAVE itself:
+a rejoin → the first frame a listener can decrypt, and the frames listeners lose when others join and leave
+while the bot speaks, with the bot's key-switch hold on and off (``bot.voice.connection.HOLD_KEY_SWITCH``).
+
+Run: ``python bench/bench_voice.py [--runs 50] [--guilds 1,10,50,100] [--first-byte-delay 0.15] [--dave-runs 20]``
 (needs the ``test`` and ``bench`` extras: the loopback Discord and speech endpoint live under ``tests/``, the
 baseline's ffmpeg binary comes from ``imageio-ffmpeg``; the product itself never uses ffmpeg).
 
@@ -65,8 +70,13 @@ FLOOR = ("floor: discord.py player, packets in memory", "floor", "opus")
 
 
 def is_audio(opus: bytes) -> bool:
-    """A packet a listener hears: not the silence frame, not an Ogg header discord.py sent as a frame."""
+    """A frame that is sound: not the silence frame, not an Ogg header discord.py sent as a frame."""
     return opus != OPUS_SILENCE and not opus.startswith(OGG_HEADERS)
+
+
+def heard(packet: Any) -> bool:
+    """A packet the humans in the call hear: sound they could decrypt (DAVE), not silence or headers."""
+    return packet.heard and is_audio(packet.opus)
 
 
 # =========================================================================================================
@@ -223,6 +233,18 @@ async def _bot() -> None:
                     await join_all()
                 case "cpu":
                     _emit("cpu", **_cpu())
+                case "hold":
+                    import bot.voice.connection
+
+                    bot.voice.connection.HOLD_KEY_SWITCH = bool(command["on"])
+                    _emit("hold", on=bot.voice.connection.HOLD_KEY_SWITCH)
+                case "rejoin":
+                    assert guild is not None
+                    channel = guild.voice_channels[0]
+                    await sessions.leave(guild.id)
+                    await sessions.join(channel)
+                    _emit("rejoined", t=time.monotonic())
+                    await product(guild, "opus", command["text"], None)
                 case "speak":
                     assert guild is not None
                     mode, fmt, text, stop = command["mode"], command["format"], command["text"], command.get("stop")
@@ -412,7 +434,7 @@ class Bench:
                 deadline = started + 10
                 first = None
                 while first is None and time.monotonic() < deadline:
-                    first = next((p.arrival for p in session.packets[index:] if is_audio(p.opus)), None)
+                    first = next((p.arrival for p in session.packets[index:] if heard(p)), None)
                     if first is None:
                         await asyncio.sleep(0.001)
                 if first is None:
@@ -444,7 +466,7 @@ class Bench:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # every stream has played and gone quiet
             await asyncio.sleep(0.1)
-            if all(any(is_audio(p.opus) for p in s.packets[m:]) for s, m in zip(sessions, marks)):
+            if all(any(heard(p) for p in s.packets[m:]) for s, m in zip(sessions, marks)):
                 break
         await self.quiet(sessions, quiet=0.3, timeout=120)
         watch.cancel()
@@ -453,12 +475,12 @@ class Bench:
         steady: list[float] = []  # lateness from 0.5 s into each stream on
         for session, mark in zip(sessions, marks):
             packets = session.packets[mark:]
-            sent = [i for i, p in enumerate(packets) if p.opus != OPUS_SILENCE]
+            sent = [i for i, p in enumerate(packets) if not p.is_silence]
             if not sent:
                 raise RuntimeError(f"guild {session.guild_id}: nothing played")
             played = packets[sent[0] : sent[-1] + 1]
-            audio_seconds += sum(is_audio(p.opus) for p in played) * FRAME
-            silences += sum(p.opus == OPUS_SILENCE for p in played)  # silence inserted mid-stream (starved)
+            audio_seconds += sum(heard(p) for p in played) * FRAME
+            silences += sum(p.is_silence for p in played)  # silence inserted mid-stream (starved)
             # Lateness against the stream's ideal 20 ms grid (RTP timestamps), anchored on its best packet.
             # The first packet is left out: discord.py's AudioPlayer sends packet 2 at start + 40 ms (it adds
             # DELAY to an already absolute deadline), so packet 1 is always 20 ms "early" on the grid.
@@ -480,6 +502,66 @@ class Bench:
                 "steady_p99_ms": 1000 * percentile(steady, 99), "generator_lag_max_ms": 1000 * max(lags, default=0),
                 "threads_ms_per_audio_s": threads}
 
+    # -- (3) DAVE ---------------------------------------------------------------------------------------------
+
+    async def rejoin(self, runs: int) -> dict[str, list[float]]:
+        """The bot leaves, joins again and at once speaks (the endpoint answers without delay): how long until the
+        first frame a human in the call can decrypt, and how many frames before it nobody could."""
+        guild = self.emu.guild
+        result: dict[str, list[float]] = {"join": [], "first_heard": [], "lost": []}
+        for run in range(runs + 1):
+            before = len(self.emu.voice.sessions(guild))
+            started = await self.command(guild, {"cmd": "rejoin", "text": LATENCY_TEXT})
+            joined = (await self.bot.expect("rejoined", 30))["t"]  # type: ignore[union-attr]
+            await self.emu.wait_for(lambda before=before: len(self.emu.voice.sessions(guild)) > before, 10,
+                                    "the new session")
+            session = self.emu.voice_session(guild)
+            deadline = time.monotonic() + 15
+            while not any(heard(p) for p in session.packets) and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+            first = next((p for p in session.packets if heard(p)), None)
+            if first is None:
+                raise TimeoutError("no frame heard after a rejoin")
+            await self.quiet([session])
+            if run:  # the first one warms the endpoint's cache of this text
+                result["join"].append(joined - started)
+                result["first_heard"].append(first.arrival - joined)
+                result["lost"].append(sum(1 for p in session.packets if not p.heard and is_audio(p.payload)))
+        return result
+
+    async def churn(self, transitions: int, hold: bool) -> dict[str, float]:
+        """Listeners join and leave while the bot speaks: frames the listeners in the group could not decrypt."""
+        await self.command(self.emu.guild, {"cmd": "hold", "on": hold})
+        await self.bot.expect("hold", 10)  # type: ignore[union-attr]
+        guild = self.emu.guild
+        channel = guild.channel_named("Voice")
+        session = self.emu.voice_session(guild)
+        mark = len(session.packets)
+        text = " ".join([LOAD_TEXT] * 6)
+        await self.command(guild, {"cmd": "speak", "mode": "product", "format": "opus", "text": text})
+        await self.emu.wait_for(lambda: any(heard(p) for p in session.packets[mark:]), 30, "the item")
+        listeners_before = self._lost_in_group(channel.id)
+        executed_before = self._executions(channel.id)
+        for n in range(transitions):
+            user = self.emu.owner if n % 2 == 0 else self.emu.other_user
+            await self.emu.voice.move_member(user, channel)
+            await asyncio.sleep(0.6)
+            await self.emu.voice.move_member(user, None)
+            await asyncio.sleep(0.6)
+        await self.quiet([session], quiet=0.3, timeout=60)
+        lost = self._lost_in_group(channel.id) - listeners_before
+        executed = self._executions(channel.id) - executed_before
+        return {"transitions": executed, "lost": lost, "per_transition": lost / max(executed, 1),
+                "unheard_in_group": len([p for p in session.packets[mark:] if p in session.unheard_frames()])}
+
+    def _lost_in_group(self, channel_id: int) -> int:
+        server = self.emu.voice.server
+        everyone = [*server.listeners(channel_id), *(li for li in server.departed if li.call.channel_id == channel_id)]
+        return sum(h.undecryptable for li in everyone for h in li.heard.values())
+
+    def _executions(self, channel_id: int) -> int:
+        return sum(1 for event, *_ in self.emu.voice.server.calls[channel_id].history if event == "execute")
+
     @staticmethod
     async def loop_lag(lags: list[float]) -> None:
         while True:
@@ -494,7 +576,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
     try:
         async with asyncio.timeout(args.timeout):
             await bench.start()
-            print(f"warming the speech cache (piper) ...", flush=True)
+            print("warming the speech cache (piper) ...", flush=True)
             for text in (LATENCY_TEXT, LOAD_TEXT):
                 for fmt in ("opus", "wav"):
                     from tests.loopback.speech_server import local_speech
@@ -504,6 +586,11 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 await bench.measure_idle(args.idle)
             for chunk_delay in args.chunk_delays if args.runs else []:
                 report_latency(await bench.latency(chunk_delay), args, chunk_delay)
+            if args.dave_runs:
+                delay, bench.args.first_byte_delay = bench.args.first_byte_delay, 0.0
+                report_rejoin(await bench.rejoin(args.dave_runs))
+                bench.args.first_byte_delay = delay
+                report_churn([await bench.churn(args.dave_runs, hold) for hold in (True, False)])
             rows = []
             for n in args.guilds:
                 for label, mode, fmt in [*VARIANTS, FLOOR]:
@@ -541,6 +628,23 @@ def report_latency(results: dict[str, dict[str, list[float]]], args: argparse.Na
     for product, baseline in ((labels[0], labels[2]), (labels[1], labels[3]), (labels[0], labels[3])):
         p, b = (percentile(results[x]["overhead"], 50) for x in (product, baseline))
         print(f"  overhead p50 ratio  {baseline} / {product}: {b / p:.1f}x")
+
+
+def report_rejoin(result: dict[str, list[float]]) -> None:
+    print(f"\n(3a) DAVE: the bot leaves, joins again and speaks at once; {len(result['join'])} runs (ms)")
+    print(f"  command → joined (discord.py's voice handshake): p50 {1000 * percentile(result['join'], 50):.1f}, "
+          f"p95 {1000 * percentile(result['join'], 95):.1f}")
+    print(f"  joined → first frame a listener decrypts: p50 {1000 * percentile(result['first_heard'], 50):.1f}, "
+          f"p95 {1000 * percentile(result['first_heard'], 95):.1f}")
+    print(f"  frames nobody could decrypt before it: total {int(sum(result['lost']))} (max {int(max(result['lost']))})")
+
+
+def report_churn(rows: list[dict[str, float]]) -> None:
+    print("\n(3b) DAVE: listeners join and leave while the bot speaks: frames the listeners in the group lost")
+    for hold, row in zip((True, False), rows):
+        print(f"  key switch held until the transition executes: {'yes' if hold else 'no (davey: at commit)':<24}"
+              f"{row['transitions']:>4.0f} transitions, {row['lost']:>4.0f} frames lost, "
+              f"{row['per_transition']:.2f} per transition")
 
 
 def report_load(rows: list[dict[str, Any]]) -> None:
@@ -588,6 +692,8 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=15, help="load part: seconds of idling measured first "
                         "(a voice connection heartbeats every 13.75 s)")
     parser.add_argument("--repeat", type=int, default=1, help="load part: rounds per N and path (for profiling)")
+    parser.add_argument("--dave-runs", type=int, default=20, help="DAVE part: rejoins, and listener joins and "
+                        "leaves per churn run (0: skip)")
     args = parser.parse_args()
     if args.bot:
         bot_main()

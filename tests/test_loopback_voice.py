@@ -1,5 +1,10 @@
 """Self-tests of the loopback Discord's voice: a real discord.Client joins, plays real Ogg Opus over real
-sockets (TLS websocket, UDP with transport encryption), and the emulator checks what arrived."""
+sockets (TLS websocket, UDP with transport encryption, DAVE end-to-end encryption), and the emulator checks
+what the humans in the channel heard.
+
+The client here is stock discord.py 2.7.1 with its own player, which sends audio in the clear until its DAVE
+group is ready (the bot closes that gap: ``bot.voice.connection``); tests that play wait for the group first,
+and tests about the transport after a reconnect run the call without DAVE."""
 
 from __future__ import annotations
 
@@ -114,6 +119,19 @@ async def raw_voice_ws(emu: DiscordEmulator) -> AsyncIterator[aiohttp.ClientWebS
         yield ws
 
 
+async def e2ee_ready(emu: DiscordEmulator, vc: discord.VoiceClient) -> None:
+    """Wait until stock discord.py can encrypt for the call's DAVE group and every member has the keys (before,
+    it plays in the clear, and then under keys the humans have not processed yet)."""
+    call = emu.voice.server.calls[emu.voice_channel.id]
+    await emu.wait_for(lambda: vc._connection.can_encrypt and call.transition is None
+                       and emu.bot_user.id in call.group_user_ids(), 10, "the DAVE group")
+
+
+def without_dave(emu: DiscordEmulator) -> None:
+    """Run calls without end-to-end encryption (as stage channels do): for tests of the transport alone."""
+    emu.voice.server.dave_version = 0
+
+
 def problems_after_reconnect(session: VoiceSession) -> list[str]:
     """``check_stream()`` minus the SPEAKING flag: discord.py's player re-sends SPEAKING 1 only if it noticed
     the disconnected window between two 20 ms frames, and a loopback reconnect is often faster than that, so a
@@ -125,9 +143,11 @@ async def test_playback_arrives_byte_identical_and_decodes(discord_emulator: Dis
     emu, ogg = discord_emulator, tone_ogg_opus(1.0)
     vc = await bot.voice_channel.connect(timeout=10)
     assert emu.voice_connected() and vc.is_connected()
+    await e2ee_ready(emu, vc)
     assert await bot.play_to_end(vc, OggOpusSource(ogg)) is None
     session = emu.voice_session()
     packets = await session.wait_idle(quiet=0.2)
+    assert session.dave_protocol_version == 1 and all(p.e2ee and p.heard for p in packets)
 
     audio, expected = session.audio_packets(), ogg_audio_packets(ogg)
     assert [p.opus for p in audio] == expected
@@ -144,6 +164,20 @@ async def test_playback_arrives_byte_identical_and_decodes(discord_emulator: Dis
     assert loop.time() - left < 1
     assert bot_voice_updates(emu)[-1]["channel_id"] is None
     assert not emu.voice_connected() and bot.voice_channel.guild.voice_client is None
+
+
+async def test_stock_discord_py_sends_its_first_frames_in_the_clear_under_dave(
+        discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:
+    emu = discord_emulator
+    vc = await bot.voice_channel.connect(timeout=10)
+    assert not vc._connection.can_encrypt  # the group takes round trips to the humans' clients to form
+    await bot.play_to_end(vc, OggOpusSource(tone_ogg_opus(0.5)))
+    session = emu.voice_session()
+    await session.wait_idle(quiet=0.2)
+    lost = [p for p in session.packets if not p.heard]
+    assert lost and lost[0].seq == session.packets[0].seq  # the first words: dropped by every listener
+    assert session.plaintext_frames() and any("plaintext" in problem for problem in session.check_stream())
+    assert len(session.audio_packets()) == len(session.packets) - len(lost) - 5  # the rest was heard
 
 
 async def test_connect_handshake_is_recorded(discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:
@@ -183,6 +217,7 @@ async def test_move_members_joins_a_full_channel(discord_emulator: DiscordEmulat
 async def test_4006_reconnects_and_playback_goes_on_or_ends_cleanly(discord_emulator: DiscordEmulator,
                                                                    bot: VoiceBot) -> None:
     emu, ogg = discord_emulator, tone_ogg_opus(3.0)
+    without_dave(emu)  # stock discord.py's player would go on in the clear until the new group is ready
     vc = await bot.voice_channel.connect(timeout=10)
     playing = asyncio.create_task(bot.play_to_end(vc, OggOpusSource(ogg)))
     first = emu.voice_session()
@@ -219,6 +254,7 @@ async def test_moderator_disconnect_cleans_up_the_client(discord_emulator: Disco
 async def test_moderator_move_reconnects_in_the_new_channel(discord_emulator: DiscordEmulator,
                                                            bot: VoiceBot) -> None:
     emu, ogg = discord_emulator, tone_ogg_opus(2.0)
+    without_dave(emu)  # as above: this is about the transport after the move
     other = emu.build.channel(emu.guild, "Other voice", type=VOICE_CHANNEL)
     await emu.dispatch("CHANNEL_CREATE", other.to_payload())
     vc = await bot.voice_channel.connect(timeout=10)
@@ -267,6 +303,7 @@ async def test_members_moving_reach_the_bot(discord_emulator: DiscordEmulator, b
 async def test_dropped_udp_shows_as_a_sequence_gap(discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:
     emu = discord_emulator
     vc = await bot.voice_channel.connect(timeout=10)
+    await e2ee_ready(emu, vc)
     playing = asyncio.create_task(bot.play_to_end(vc, OggOpusSource(tone_ogg_opus(1.0))))
     await emu.voice_session().wait_packets(5)
     emu.voice.drop_udp(0.2)
@@ -288,6 +325,7 @@ async def test_unanswered_ip_discovery_times_out(discord_emulator: DiscordEmulat
 async def test_ogg_header_packets_sent_as_audio_are_failures(discord_emulator: DiscordEmulator,
                                                              bot: VoiceBot) -> None:
     emu = discord_emulator
+    without_dave(emu)  # under DAVE, davey refuses to encrypt these and discord.py drops them
     vc = await bot.voice_channel.connect(timeout=10)
     await bot.play_to_end(vc, OggOpusSource(tone_ogg_opus(1.0), skip_headers=False))
     await emu.voice_session().wait_idle(quiet=0.2)
@@ -339,6 +377,7 @@ async def test_without_speak_nobody_hears_the_bot(discord_emulator: DiscordEmula
     emu.voice_channel.permission_overwrites = [{"id": str(emu.guild.id), "type": 0, "allow": "0",
                                                "deny": str(SPEAK)}]
     vc = await bot.voice_channel.connect(timeout=10)
+    await e2ee_ready(emu, vc)
     await bot.play_to_end(vc, OggOpusSource(tone_ogg_opus(0.2)))
     await emu.voice_session().wait_idle(quiet=0.2)
     assert emu.voice_session().check_stream() == ["the bot lacks SPEAK in this channel: nobody hears it"]

@@ -27,7 +27,8 @@ class _VoiceClient(discord.VoiceClient):
         client.sequence, client.timestamp, client._incr_nonce = 0, 0, 0
         client.datagrams = []
         connection = {"mode": FAST_MODE, "ssrc": 0x01020304, "secret_key": list(range(32)), "dave_session": None,
-                      "can_encrypt": False, "send_packet": client.datagrams.append, **state}
+                      "dave_protocol_version": 0, "can_encrypt": False, "send_packet": client.datagrams.append,
+                      **state}
         client._connection = SimpleNamespace(**connection)
         return client
 
@@ -92,10 +93,37 @@ def test_dave_frames_are_encrypted_by_the_dave_session_first() -> None:
         def encrypt_opus(self, frame: bytes) -> bytes:
             return b"DAVE" + frame[::-1]
 
-    theirs, ours = both(dave_session=DaveSession(), can_encrypt=True)
+    theirs, ours = both(dave_session=DaveSession(), dave_protocol_version=1, can_encrypt=True)
     send_both(theirs, ours, PACKETS)
     assert ours.datagrams == theirs.datagrams
     assert opened(ours.datagrams[0]) == b"DAVE" + PACKETS[0][::-1]
+
+
+@pytest.mark.parametrize("mode", [FAST_MODE, "xsalsa20_poly1305_lite"])
+def test_while_dave_keys_are_not_ready_nothing_goes_out_in_the_clear(mode: str) -> None:
+    class DaveSession:
+        def encrypt_opus(self, frame: bytes) -> bytes:
+            raise AssertionError("not ready: must not be called")
+
+    theirs, ours = both(mode=mode, dave_session=DaveSession(), dave_protocol_version=1, can_encrypt=False)
+    theirs.send_audio_packet(PACKETS[1], encode=False)
+    assert len(theirs.datagrams) == 1  # discord.py sends it in the clear: every listener would drop it
+    with pytest.raises(rtp.E2EENotReady):
+        RtpWriter(ours).send(PACKETS[1])
+    assert ours.datagrams == [] and counters(ours) == (0, 0, 0)
+    RtpWriter(ours).send(rtp.SILENCE_FRAME)  # silence passes DAVE unencrypted, so it may go out
+    assert len(ours.datagrams) == 1
+
+
+def test_davey_refusing_between_check_and_use_is_not_ready_not_an_error() -> None:
+    class DaveSession:
+        def encrypt_opus(self, frame: bytes) -> bytes:
+            raise RuntimeError("NotReady")  # re-initialised on the event loop since the check
+
+    _, ours = both(dave_session=DaveSession(), dave_protocol_version=1, can_encrypt=True)
+    with pytest.raises(rtp.E2EENotReady):
+        RtpWriter(ours).send(PACKETS[0])
+    assert ours.datagrams == [] and counters(ours) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("mode", ["xsalsa20_poly1305_lite", "xsalsa20_poly1305_suffix"])

@@ -11,9 +11,10 @@ import threading
 from types import SimpleNamespace
 
 import discord
+import pytest
 
 from bot.audio.opus import SILENCE_FRAME
-from bot.voice.sender import PacketSender
+from bot.voice.sender import E2EETimeoutError, PacketSender
 from bot.voice.source import StreamedOpusSource
 
 
@@ -24,8 +25,12 @@ class RecordingVoiceClient:
         self.guild = SimpleNamespace(id=guild_id)
         self.client = SimpleNamespace(loop=loop)
         self.ws = SimpleNamespace(speak=self._speak)
-        # a transport mode RtpWriter does not shortcut: every packet comes to send_audio_packet below
-        self._connection = SimpleNamespace(mode="recorded")
+        # a transport mode RtpWriter does not shortcut: every packet comes to send_audio_packet below. While
+        # ``e2ee_ready`` is False, the call's end-to-end encryption is not ready yet (DAVE on, version 1).
+        self._connection = SimpleNamespace(mode="recorded", dave_protocol_version=0, e2ee_ready=True,
+                                           e2ee_timed_out=self._e2ee_timed_out)
+        self.e2ee_timeouts = 0
+        self.not_ready_once: bytes | None = None  # davey's NotReady race: this packet fails once
         self.timeout = timeout
         self.connected = threading.Event()
         self.connected.set()
@@ -40,8 +45,14 @@ class RecordingVoiceClient:
     def is_connected(self) -> bool:
         return self.connected.is_set()
 
+    def _e2ee_timed_out(self) -> None:
+        self.e2ee_timeouts += 1
+
     def send_audio_packet(self, data: bytes, *, encode: bool = True) -> None:
         assert encode is False, "Opus must go out as it is"
+        if data == self.not_ready_once:
+            self.not_ready_once = None
+            raise RuntimeError("NotReady")  # what davey raises when re-initialised between check and use
         if data == self.fail_on:
             raise OSError("network is down")
         if self.speaking_before_first_packet is None:
@@ -175,4 +186,47 @@ async def test_a_send_error_ends_that_stream_only_and_reaches_after() -> None:
     assert isinstance(error, OSError)
     assert await asyncio.wait_for(fine_done, 5) is None
     assert fine.sent == packets(2, 10) + [SILENCE_FRAME] * 5
+    sender.close()
+
+
+async def test_a_stream_waits_for_end_to_end_encryption_and_loses_nothing() -> None:
+    loop = asyncio.get_running_loop()
+    sender = PacketSender()
+    client = RecordingVoiceClient(loop, 1)
+    client._connection.dave_protocol_version, client._connection.e2ee_ready = 1, False  # joined, group not ready
+    playback, done = await play(sender, client, filled_source(packets(1, 20)))
+    await asyncio.sleep(0.2)
+    assert client.sent == [] and playback.is_playing()  # nothing in the clear while the keys are not ready
+    client._connection.e2ee_ready = True
+    assert await asyncio.wait_for(done, 5) is None
+    assert client.sent == packets(1, 20) + [SILENCE_FRAME] * 5  # every packet, the first one included
+    sender.close()
+
+
+async def test_a_session_reinitialised_between_check_and_use_only_delays_the_packet() -> None:
+    loop = asyncio.get_running_loop()
+    sender = PacketSender()
+    client = RecordingVoiceClient(loop, 1)
+    client._connection.dave_protocol_version = 1
+    client.not_ready_once = packets(1, 10)[3]
+    _, done = await play(sender, client, filled_source(packets(1, 10)))
+    assert await asyncio.wait_for(done, 5) is None
+    assert client.sent == packets(1, 10) + [SILENCE_FRAME] * 5
+    sender.close()
+
+
+async def test_an_item_that_waits_too_long_for_encryption_ends_with_a_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("bot.voice.sender.E2EE_READY_TIMEOUT", 0.2)
+    loop = asyncio.get_running_loop()
+    sender = PacketSender()
+    client = RecordingVoiceClient(loop, 1)
+    client._connection.dave_protocol_version, client._connection.e2ee_ready = 1, False
+    _, done = await play(sender, client, filled_source(packets(1, 20)))
+    error = await asyncio.wait_for(done, 5)
+    assert isinstance(error, E2EETimeoutError) and "end-to-end encryption" in error.message
+    assert set(client.sent) <= {SILENCE_FRAME}  # silence may go out (DAVE passes it in the clear); audio never
+    await asyncio.sleep(0.05)
+    assert client.e2ee_timeouts == 1  # the connection is told, on the loop, so it can reconnect voice
     sender.close()

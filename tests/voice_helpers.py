@@ -23,8 +23,6 @@ PHRASE = "please join the voice channel"
 PHRASES = [PHRASE, "hello world", "good morning everyone", "open the door", "thank you for listening"]
 
 @asynccontextmanager
-
-
 async def voice_bot(
     emu: DiscordEmulator, endpoint: SpeechEndpoint, tmp_path: Path, **env: str
 ) -> AsyncIterator[BotProcess]:
@@ -51,13 +49,14 @@ def heard_words(payloads: list[bytes], phrases: list[str] = PHRASES) -> str | No
 
 
 def segments(session) -> list[list[bytes]]:  # noqa: ANN001 - the emulator's VoiceSession
-    """Audio packets split where the player sent its end-of-item silence frames (one list per item)."""
+    """Audio packets the listeners heard, split where the player sent its end-of-item silence frames (one list per
+    item)."""
     result: list[list[bytes]] = [[]]
     for packet in session.packets:
         if packet.is_silence:
             if result[-1]:
                 result.append([])
-        elif not packet.is_ogg_header:
+        elif packet.heard and not packet.is_ogg_header:
             result[-1].append(packet.opus)
     return [segment for segment in result if segment]
 

@@ -214,6 +214,7 @@ class GuildPlayer:
             item = self._queue.popleft()
             prepared = self._prepare(item)
             self._current = prepared
+            playback_error: str | None = None
             try:
                 await prepared.ready.wait()
                 if self._queue:
@@ -231,12 +232,14 @@ class GuildPlayer:
                         log.debug("playing item %s (guild=%s)", item.id, self.voice_client.guild.id)
                         self.voice_client.play(prepared.source, after=after)
                         player_error = await finished
-                        if player_error is not None:
+                        if isinstance(player_error, UserFacingError):  # e.g. encryption never became ready
+                            playback_error = player_error.message
+                        elif player_error is not None:
                             log.error("audio player failed (guild=%s): %r", self.voice_client.guild.id, player_error)
                 # Playback is over (finished, stalled, skipped or disconnected): the download may still run.
                 prepared.stop()
                 await asyncio.wait([prepared.task])
-                error = prepared.source.error
+                error = prepared.source.error or playback_error
                 log.debug(
                     "item %s done (guild=%s packets=%d skipped=%s failed=%s)",
                     item.id, self.voice_client.guild.id, prepared.source.packets_read, prepared.skipped, bool(error),

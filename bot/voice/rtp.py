@@ -11,6 +11,11 @@ Nothing else changes: the datagrams are byte-identical to discord.py's (``tests/
 them), the client's ``sequence``, ``timestamp`` and nonce counters advance exactly as discord.py advances them
 (so its own player can take the connection over at any time), DAVE frames are still encrypted by discord.py's
 DAVE session first, and a connection that negotiated any other transport mode goes through discord.py.
+
+One thing discord.py does differently on purpose: while the call is end-to-end encrypted (DAVE) and the bot's
+keys are not ready, discord.py sends audio in the clear, which every listener drops. :meth:`RtpWriter.send`
+refuses instead (:class:`E2EENotReady`, nothing sent, no counter moved), and the sender holds the packet until
+it can go out encrypted; silence frames always go out (DAVE passes them unencrypted).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from collections.abc import Callable
 
 import discord
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
+
+from bot.audio.opus import SILENCE_FRAME
 
 #: The AEAD transport mode discord.py 2.7 negotiates with Discord (its xsalsa20 modes are deprecated by Discord);
 #: the only one this writer shortcuts.
@@ -31,6 +38,10 @@ _SAMPLES_PER_FRAME = discord.opus.Encoder.SAMPLES_PER_FRAME
 _TAG_BYTES = 16  # Poly1305
 
 Seal = Callable[[bytes, bytes, bytes, bytes], bytes]  # (message, header as associated data, nonce, key)
+
+
+class E2EENotReady(Exception):
+    """The call is end-to-end encrypted and the bot's keys are not ready: the packet was not sent."""
 
 
 def _libsodium_seal() -> Seal | None:
@@ -67,14 +78,31 @@ class RtpWriter:
         self._key = b""
 
     def send(self, opus: bytes) -> None:
-        """Send one 20 ms Opus packet and advance the RTP clock, as ``send_audio_packet(opus, encode=False)``."""
+        """Send one 20 ms Opus packet and advance the RTP clock, as ``send_audio_packet(opus, encode=False)``.
+
+        Raises :class:`E2EENotReady` (nothing sent) when DAVE is on and the packet cannot be encrypted yet.
+        """
         client = self._client
         connection = client._connection
+        dave = connection.dave_protocol_version != 0 and opus != SILENCE_FRAME
+        if dave:
+            ready = getattr(connection, "e2ee_ready", None)  # SessionConnectionState's; else discord.py's own
+            if not (connection.can_encrypt if ready is None else ready):
+                raise E2EENotReady
         if connection.mode != FAST_MODE:
-            client.send_audio_packet(opus, encode=False)
+            try:
+                client.send_audio_packet(opus, encode=False)
+            except Exception as exc:  # davey's NotReady: re-initialised between discord.py's check and its use
+                if dave:
+                    raise E2EENotReady from exc
+                raise
             return
-        if connection.dave_session and connection.can_encrypt:
-            opus = bytes(connection.dave_session.encrypt_opus(opus))
+        if dave:
+            session = connection.dave_session
+            try:
+                opus = bytes(session.encrypt_opus(opus))
+            except Exception as exc:  # davey's NotReady: the session was re-initialised since the check above
+                raise E2EENotReady from exc
         if connection.secret_key is not self._key_source:
             self._key_source = connection.secret_key
             self._key = bytes(connection.secret_key)

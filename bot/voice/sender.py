@@ -8,6 +8,11 @@ clock: a stream's first packet goes out at once, and from its second packet on i
 thread wakes once per 20 ms however many guilds play: one wake-up, one GIL hand-over, every due packet sent,
 which keeps both the CPU per packet and the lateness low when the event loop is busy.
 
+While the call's end-to-end encryption (DAVE) is not ready, a stream holds its next packet instead of sending it
+in the clear (discord.py's player would, and every listener would drop it): after a join the first words wait
+the few round trips the group takes, and nothing is lost. A stream that waits longer than
+``E2EE_READY_TIMEOUT`` ends with :class:`E2EETimeoutError`, whose message tells whoever asked.
+
 It keeps ``AudioPlayer``'s contract, so a ``VoiceClient`` cannot tell the difference: SPEAKING is sent before
 the first packet (strictly: the first packet waits until the websocket has sent it) and cleared on stop, five
 silence frames follow the last packet, playback waits (up to the client's timeout) through a voice reconnect,
@@ -33,7 +38,9 @@ import discord
 from discord import SpeakingState
 
 from bot.audio.opus import SILENCE_FRAME
-from bot.voice.rtp import RtpWriter
+from bot.errors import UserFacingError
+from bot.voice.connection import E2EE_READY_TIMEOUT
+from bot.voice.rtp import E2EENotReady, RtpWriter
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,14 @@ _MAX_BEHIND = 0.2
 _END_SILENCE_FRAMES = 5
 
 After = Callable[[Exception | None], Any]
+
+
+class E2EETimeoutError(UserFacingError):
+    """An item waited too long for the call's end-to-end encryption: nobody could have heard it."""
+
+    def __init__(self) -> None:
+        super().__init__("I couldn't set up end-to-end encryption in the voice channel in time, so nobody would "
+                         "have heard that. Try again in a moment.")
 
 
 class NonBlockingSource(discord.AudioSource):
@@ -78,6 +93,8 @@ class SharedPlayback:
         self._paused = False
         self._silenced = False  # the pause's silence frames are out
         self._reconnecting_since: float | None = None
+        self._held: bytes | None = None  # a packet waiting for end-to-end encryption to be ready
+        self._holding_since: float | None = None
         self._error: Exception | None = None
         self.generation = 0  # bumped by PacketSender.wake; heap entries of older generations are stale
         self.finished = False  # after() has been called
@@ -128,12 +145,17 @@ class SharedPlayback:
                 return self._wait_for_reconnect(now)
             if self._reconnecting_since is not None:  # back after a voice reconnect
                 self._reconnecting_since = None
+                self._holding_since = None  # a new connection: its encryption gets the whole bound again
                 self._speak(SpeakingState.voice)
                 self.due = now
-            data = self.source.read_nowait()
+            data = self._held or self.source.read_nowait()
             if not data:
                 return self._end()
-            self._writer.send(data)
+            try:
+                self._writer.send(data)
+            except E2EENotReady:
+                return self._hold(data, now)
+            self._held = self._holding_since = None
             # The next tick of the shared clock (a stream already on it: exactly one frame later). A stream far
             # behind (the process was stalled) rejoins the clock now instead of sending a burst.
             self.due = self._sender.tick_after(max(self.due, now - _MAX_BEHIND) + _MIN_SPACING)
@@ -141,6 +163,27 @@ class SharedPlayback:
         except Exception as exc:
             self._error = exc
             return self._end()
+
+    def _hold(self, packet: bytes, now: float) -> bool:
+        """Keep ``packet`` until the call's end-to-end encryption is ready; give up after the bound."""
+        self._held = packet
+        if self._holding_since is None:
+            self._holding_since = now
+        elif now - self._holding_since > E2EE_READY_TIMEOUT:
+            log.warning("voice item given up: end-to-end encryption not ready after %.0f s (guild=%s)",
+                        E2EE_READY_TIMEOUT, self.client.guild.id)
+            self._error = E2EETimeoutError()
+            self._call_on_loop(getattr(self.client._connection, "e2ee_timed_out", None))
+            return self._end()
+        self.due = now + FRAME
+        return True
+
+    def _call_on_loop(self, callback: Callable[[], Any] | None) -> None:
+        if callback is not None:
+            try:
+                self.client.client.loop.call_soon_threadsafe(callback)
+            except RuntimeError:  # the loop is closed: shutting down
+                pass
 
     def _end(self) -> bool:
         """The source ran dry or sending failed: what ``stop`` does, from the sender thread itself."""

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import discord
-from discord.voice_state import ConnectionFlowState, VoiceConnectionState
+from discord.voice_state import VoiceConnectionState
 
 from bot.errors import UserFacingError
 from bot.speech.models import SpeechBackend
 from bot.storage.errors import StorageError
+from bot.voice.connection import SessionConnectionState
 from bot.voice.player import GuildPlayer, PlayItem
 from bot.voice.sender import NonBlockingSource, PacketSender
 
@@ -53,47 +54,9 @@ class VoiceLimits:
     stall_timeout: float
 
 
-class _RaceFreeConnectionState(VoiceConnectionState):
-    """discord.py 2.7.1's voice connection flow, without two races that lose a join when the event loop is busy
-    (a hundred joins at once, a loaded machine); found by tests/test_e2e_voice_scale.py under CPU load.
-
-    * A join is marked as under way only once its op 4 has been sent, so Discord's answer could be handled
-      first, find the connection "disconnected" and be ignored: it is marked before sending instead.
-    * Waiting for a state change starts a separate task that waits on an event which the state setter sets
-      and clears at once; a change made before that task runs is missed, and the join times out although both
-      voice updates arrived. Here the wait is registered in the waiting task itself, before it yields.
-    """
-
-    #: A reconnect after the connection had been up (discord.py's answer to a voice server crash, close code
-    #: 4015, or a dropped connection) timed out: the session ended for want of a voice server, nobody sent
-    #: the bot away. A moderator's disconnect or a deleted channel never reconnects, so never sets it.
-    reconnect_failed = False
-
-    async def _connect(self, reconnect: bool, timeout: float, self_deaf: bool, self_mute: bool, resume: bool) -> None:
-        was_up = self._runner is not None  # the websocket poller starts with the first successful connection
-        try:
-            await super()._connect(reconnect, timeout, self_deaf, self_mute, resume)
-        except asyncio.TimeoutError:
-            self.reconnect_failed = was_up
-            raise
-        self.reconnect_failed = False
-
-    async def _voice_connect(self, *, self_deaf: bool = False, self_mute: bool = False) -> None:
-        if self.state is ConnectionFlowState.disconnected:
-            self.state = ConnectionFlowState.set_guild_voice_state
-        await super()._voice_connect(self_deaf=self_deaf, self_mute=self_mute)
-
-    async def _wait_for_state(
-        self, state: ConnectionFlowState, *other_states: ConnectionFlowState, timeout: float | None = None
-    ) -> None:
-        states = (state, *other_states)
-        async with asyncio.timeout(timeout):
-            while self.state not in states:
-                await self._state_event.wait()
-
-
 class SessionVoiceClient(discord.VoiceClient):
-    """A VoiceClient that says when discord.py has given it up for good, and sends on the shared sender.
+    """A VoiceClient that says when discord.py has given it up for good, sends on the shared sender, and runs
+    the connection of :mod:`bot.voice.connection` (discord.py's, with its races and DAVE gaps closed).
 
     discord.py calls ``cleanup()`` exactly when a connection is over (``/leave``, a moderator's disconnect,
     a deleted channel, a reconnect that failed), and not during its own reconnects, which briefly report
@@ -115,7 +78,7 @@ class SessionVoiceClient(discord.VoiceClient):
         self._sender = sender
 
     def create_connection_state(self) -> VoiceConnectionState:
-        return _RaceFreeConnectionState(self)
+        return SessionConnectionState(self)
 
     def play(self, source: discord.AudioSource, *, after: Callable[[Exception | None], object] | None = None,
              **encoder_options: object) -> None:

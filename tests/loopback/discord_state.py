@@ -18,6 +18,7 @@ DISCORD_EPOCH_MS = 1420070400000
 MIB = 1024 * 1024
 TEXT_CHANNEL = 0
 VOICE_CHANNEL = 2
+STAGE_CHANNEL = 13
 
 # Permission bits used by the default world (the full table is in Discord's docs).
 VIEW_CHANNEL = 1 << 10

@@ -134,11 +134,15 @@ class Voice:
     # -- test controls ----------------------------------------------------------------------------------
 
     async def move_member(self, user: User, channel: Channel | None, guild: Guild | None = None) -> None:
-        """Move a (human) user into ``channel``, or out of voice with None, and tell the bot."""
+        """Move a (human) user into ``channel``, or out of voice with None, and tell the bot. Their voice client
+        leaves the old call and joins the new one (a DAVE group member: ``tests.loopback.dave_listener``)."""
         guild = guild or (self.emu.guild_by_id(channel.guild_id) if channel else self.emu.guild)
+        previous = guild.voice_state_of(user.id)
         state = VoiceState(user.id, None if channel is None else channel.id, f"session-{user.id}")
         guild.set_voice_state(state)
         await self._dispatch_state(guild, state)
+        await self.server.human_moved(user.id, previous.channel_id if previous else None, state.channel_id,
+                                      guild.id)
 
     async def move_bot(self, guild: Guild, channel: Channel) -> None:
         """A moderator drags the bot to ``channel``: new voice state, new server, old socket closed 4014."""
@@ -163,7 +167,7 @@ class Voice:
         """Fault: close the bot's live voice socket with ``code``. Only 4015 leaves the session resumable."""
         session = self.session(guild)
         if code != VOICE_SERVER_CRASHED:
-            session.ended_at = self.emu.loop_time()
+            await self.server.end_session(session)
         await self.server.close_ws(session, code)
 
     def drop_udp(self, seconds: float) -> None:

@@ -2,11 +2,17 @@
 
 The websocket checks IDENTIFY against the grant the gateway handed out (``VoiceGrant``: else 4011, 4004 or
 4006) and that the client can do DAVE (else 4017, as Discord since 2026-03); it answers HELLO, READY,
-heartbeats, SELECT_PROTOCOL (``dave_protocol_version: 0``: no DAVE, plain Opus under transport encryption)
-and RESUME, and records SPEAKING. The UDP socket answers IP discovery, decrypts every RTP packet into the
-session's ``packets`` (stamped with the kernel's receive time, SO_TIMESTAMPNS, so that a busy test process
-does not make packets look late) and sends RTCP receiver reports back (note sections 5.2-5.6). Protocol violations go
-to ``failures``.
+heartbeats, SELECT_PROTOCOL and RESUME, and records SPEAKING.
+
+Every call runs DAVE end-to-end encryption, as real Discord's non-stage calls have since 2026-03
+(``SESSION_DESCRIPTION.dave_protocol_version: 1``; stage channels and ``dave_version = 0`` run without it): the
+server is the MLS external sender of each channel's group (``tests.loopback.dave_call``), and the humans in the
+channel are simulated clients that are real group members (``tests.loopback.dave_listener``, Discord's libdave).
+
+The UDP socket answers IP discovery, decrypts every RTP packet (transport encryption) and hands the payload to
+the channel's listeners, who DAVE-decrypt it: the session's ``packets`` hold what they heard (stamped with the
+kernel's receive time, SO_TIMESTAMPNS, so that a busy test process does not make packets look late). It sends
+RTCP receiver reports back (note sections 5.2-5.6). Protocol violations go to ``failures``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt, crypto_aead_xchacha20poly1305_ietf_encrypt
 from nacl.exceptions import CryptoError
 
+from tests.loopback.dave_call import DAVE_VERSION, DaveCall
+from tests.loopback.dave_listener import Listener
+from tests.loopback.discord_state import STAGE_CHANNEL
 from tests.loopback.discord_voice_session import VoicePacket, VoiceSession
 
 if TYPE_CHECKING:
@@ -38,7 +47,8 @@ if TYPE_CHECKING:
 
 IDENTIFY, SELECT_PROTOCOL, READY, HEARTBEAT, SESSION_DESCRIPTION, SPEAKING = 0, 1, 2, 3, 4, 5
 HEARTBEAT_ACK, RESUME, HELLO, RESUMED = 6, 7, 8, 9
-IGNORED_OPS = {12, 23, 31}  # CLIENT_CONNECT and DAVE replies: meaningless while DAVE is off
+CLIENT_CONNECT = 12  # sent by older clients; Discord ignores it
+DAVE_JSON_OPS = {23, 31}  # TRANSITION_READY, INVALID_COMMIT_WELCOME
 
 XCHACHA = "aead_xchacha20_poly1305_rtpsize"
 AES_GCM = "aead_aes256_gcm_rtpsize"
@@ -73,6 +83,9 @@ class VoiceServer:
         self.grants: dict[int, VoiceGrant] = {}  # guild id → the grant a client may identify with now
         self.sessions: list[VoiceSession] = []
         self._by_ssrc: dict[int, VoiceSession] = {}
+        self.dave_version = DAVE_VERSION  # what SESSION_DESCRIPTION offers outside stage channels (0: no DAVE)
+        self.calls: dict[int, DaveCall] = {}  # channel id → the call's MLS group, as its external sender
+        self.departed: list[Listener] = []  # simulated humans who have left their call (what they heard stays)
         self.refuse_discovery = False  # fault switch: leave IP discovery unanswered
         self.drop_until = 0.0  # fault switch: loop time until which every datagram is dropped
         self.dropped = 0  # datagrams the drop fault swallowed
@@ -121,6 +134,9 @@ class VoiceServer:
         self.udp_port = udp.getsockname()[1]
 
     async def close(self) -> None:
+        for call in self.calls.values():
+            for listener in [m for m in call.members if isinstance(m.member, Listener)]:
+                await listener.member.leave()
         for session in self.sessions:
             if session.ws is not None:
                 await session.ws.close(code=1001, message=b"Emulator shutting down")
@@ -147,9 +163,52 @@ class VoiceServer:
         ``close_code`` if given, as Discord does on a forced disconnect or move (4014)."""
         for session in self.guild_sessions(guild_id):
             if session.ended_at is None:
-                session.ended_at = self.emu.loop_time()
+                await self.end_session(session)
                 if close_code is not None:
                     await self.close_ws(session, close_code)
+
+    async def end_session(self, session: VoiceSession) -> None:
+        """The session is over: the client has left the call."""
+        if session.ended_at is None:
+            session.ended_at = self.emu.loop_time()
+        call = self.calls.get(session.channel_id)
+        if call is not None and session.dave_member is not None:
+            await call.disconnect(session.dave_member)
+
+    # -- calls and their human listeners ------------------------------------------------------------------
+
+    async def call(self, guild_id: int, channel_id: int) -> DaveCall:
+        """The call in ``channel_id``; a new one starts with the humans already in the channel connected."""
+        call = self.calls.get(channel_id)
+        if call is None:
+            guild = self.emu.guild_by_id(guild_id)
+            channel = self.emu.find_channel(channel_id)
+            stage = channel is not None and channel.type == STAGE_CHANNEL
+            call = self.calls[channel_id] = DaveCall(
+                channel_id, self.emu.failures, protocol_version=0 if stage else self.dave_version)
+            humans = [uid for uid in (guild.voice_members(channel) if channel else [])
+                      if not guild.member(uid).user.bot]
+            for user_id in humans:
+                await Listener(user_id, call).join()
+        return call
+
+    def listeners(self, channel_id: int) -> list[Listener]:
+        """The simulated humans connected to the call in ``channel_id``."""
+        call = self.calls.get(channel_id)
+        return [m.member for m in call.members if isinstance(m.member, Listener)] if call else []
+
+    async def human_moved(self, user_id: int, old_channel_id: int | None, new_channel_id: int | None,
+                          guild_id: int) -> None:
+        """A human's voice state changed: their client leaves the old call and joins the new one."""
+        if old_channel_id == new_channel_id:
+            return
+        if old_channel_id is not None:
+            for listener in self.listeners(old_channel_id):
+                if listener.user_id == user_id:
+                    await listener.leave()
+                    self.departed.append(listener)
+        if new_channel_id is not None and new_channel_id in self.calls:
+            await Listener(user_id, self.calls[new_channel_id]).join()
 
     async def close_ws(self, session: VoiceSession, code: int) -> None:
         if session.ws is not None and not session.ws.closed:
@@ -167,7 +226,9 @@ class VoiceServer:
         await self._send(ws, HELLO, {"v": 8, "heartbeat_interval": self.heartbeat_interval_ms})
         async for message in ws:
             if message.type == WSMsgType.BINARY:
-                continue  # DAVE/MLS frames: meaningless with dave_protocol_version 0
+                await self._binary(ws, session, message.data)
+                await self.emu.changes.notify()
+                continue
             try:
                 payload = json.loads(message.data)
                 op, d = payload["op"], payload.get("d")
@@ -185,6 +246,17 @@ class VoiceServer:
         if session is not None and session.ws is ws:
             session.ws = None
         return ws
+
+    async def _binary(self, ws: web.WebSocketResponse, session: VoiceSession | None, data: bytes) -> None:
+        """A client's DAVE/MLS message: ``[u8 opcode][payload]``."""
+        if session is None or not data or ws is not session.ws:
+            self.emu.failures.append("voice: a binary message outside an identified session")
+            return
+        if not session.dave_protocol_version or session.dave_member is None:
+            self.emu.failures.append(f"voice: binary op {data[0]} while DAVE is off")
+            return
+        call = self.calls[session.channel_id]
+        await call.on_binary(session.dave_member, data[0], bytes(data[1:]))
 
     async def _handle_op(self, ws: web.WebSocketResponse, session: VoiceSession | None, op: int,
                          d: Any) -> VoiceSession | None:
@@ -207,7 +279,12 @@ class VoiceServer:
             if d.get("ssrc") != session.ssrc:
                 self.emu.failures.append(f"voice: SPEAKING for ssrc {d.get('ssrc')}, session has {session.ssrc}")
             session.speaking_events.append((self.emu.loop_time(), int(d["speaking"])))
-        elif op not in IGNORED_OPS:
+        elif op in DAVE_JSON_OPS:
+            if not session.dave_protocol_version or session.dave_member is None:
+                self.emu.failures.append(f"voice: DAVE op {op} while DAVE is off")
+            else:
+                await self.calls[session.channel_id].on_json(session.dave_member, op, d)
+        elif op != CLIENT_CONNECT:
             self.emu.failures.append(f"voice: unknown op {op}")
             await ws.close(code=4001, message=b"Unknown opcode")
         return session
@@ -226,6 +303,9 @@ class VoiceServer:
         if not d.get("max_dave_protocol_version"):  # Discord requires DAVE-capable clients since 2026-03 (5.6)
             await ws.close(code=4017, message=b"E2EE/DAVE protocol required")
             return None
+        for old in self.guild_sessions(grant.guild_id):  # a reconnect: the old connection has left the call
+            if old.ended_at is None and old.user_id == grant.user_id:
+                await self.end_session(old)
         ssrc = secrets.randbits(32)
         session = VoiceSession(
             guild_id=grant.guild_id, channel_id=grant.channel_id, user_id=grant.user_id,
@@ -260,14 +340,20 @@ class VoiceServer:
             self.emu.failures.append(f"voice: SELECT_PROTOCOL address {data.get('address')}:{data.get('port')} "
                                      f"is not what IP discovery answered ({session.address})")
         session.mode = mode
-        await self._send(ws, SESSION_DESCRIPTION,
-                         {"mode": mode, "secret_key": list(session.secret_key), "dave_protocol_version": 0})
+        call = await self.call(session.guild_id, session.channel_id)
+        session.dave_protocol_version = call.protocol_version
+        await session.send_json(SESSION_DESCRIPTION, {"mode": mode, "secret_key": list(session.secret_key),
+                                                      "dave_protocol_version": call.protocol_version})
         self._send_receiver_report(session)
+        if session.dave_member is None:
+            session.dave_member = BotMember(session)
+            await call.connect(session.dave_member)
 
     @staticmethod
     async def _send(ws: web.WebSocketResponse, op: int, d: Any) -> None:
         if not ws.closed:
             await ws.send_str(json.dumps({"op": op, "d": d}))
+
 
     # -- UDP --------------------------------------------------------------------------------------------
 
@@ -329,12 +415,27 @@ class VoiceServer:
         except (CryptoError, ValueError) as exc:
             self.emu.failures.append(f"voice: packet seq {seq} does not decrypt with the session key: {exc!r}")
             return
-        packet = VoicePacket(now, seq, timestamp, ssrc, struct.unpack(">I", nonce)[0], opus)
+        packet = self._heard(session, now, seq, timestamp, ssrc, struct.unpack(">I", nonce)[0], opus)
         if packet.is_ogg_header:
             self.emu.failures.append(f"voice: an Ogg {opus[:8].decode()} packet was sent as audio (seq {seq})")
         session.packets.append(packet)
         if len(session.packets) % REPORT_EVERY == 0:
             self._send_receiver_report(session)
+
+    def _heard(self, session: VoiceSession, now: float, seq: int, timestamp: int, ssrc: int, nonce: int,
+               payload: bytes) -> VoicePacket:
+        """The packet as the call's humans heard it: DAVE-decrypted by each listener (the first one's result)."""
+        if not session.dave_protocol_version:
+            return VoicePacket(now, seq, timestamp, ssrc, nonce, payload, payload=payload, heard=True)
+        opus = None
+        members = 0
+        for listener in self.listeners(session.channel_id):
+            members += listener.in_group_since is not None
+            frame = listener.hear(session.user_id, payload, now)
+            if opus is None:
+                opus = frame
+        return VoicePacket(now, seq, timestamp, ssrc, nonce, opus or b"", payload=payload, heard=opus is not None,
+                           e2ee=True, listeners_in_group=members)
 
     def _send_receiver_report(self, session: VoiceSession) -> None:
         """Send the client an RTCP receiver report, as Discord's voice server does.
@@ -384,3 +485,18 @@ def _arrival(loop_now: float, ancillary: list[tuple[int, int, bytes]]) -> float:
             seconds, nanoseconds = struct.unpack_from("ll", payload)
             return loop_now - max(0.0, time.time() - (seconds + nanoseconds / 1e9))
     return loop_now
+
+
+class BotMember:
+    """The bot's voice connection as a member of its call's DAVE group (``tests.loopback.dave_call.Member``):
+    what the gateway sends goes out on the session's current websocket, sequenced."""
+
+    def __init__(self, session: VoiceSession) -> None:
+        self.session = session
+        self.user_id = session.user_id
+
+    async def send_json(self, op: int, d: object) -> None:
+        await self.session.send_json(op, d)
+
+    async def send_binary(self, op: int, payload: bytes) -> None:
+        await self.session.send_binary(op, payload)

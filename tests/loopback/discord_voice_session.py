@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
@@ -34,7 +36,11 @@ SPEAKING_GRACE = 0.1
 
 @dataclass(frozen=True)
 class VoicePacket:
-    """One decrypted RTP packet: arrival on the emulator's monotonic clock, RTP fields, and the Opus payload."""
+    """One RTP packet: arrival on the emulator's monotonic clock, RTP fields, and what the humans in the call
+    heard: ``opus`` is the frame after transport and DAVE decryption (empty when nobody could decrypt it).
+
+    ``payload`` is the RTP payload after transport decryption only (a DAVE frame while DAVE is on).
+    """
 
     arrival: float
     seq: int
@@ -42,10 +48,19 @@ class VoicePacket:
     ssrc: int
     nonce: int
     opus: bytes
+    payload: bytes = b""
+    heard: bool = True  # a listener could play it (always, without DAVE)
+    e2ee: bool = False  # sent in a call running DAVE
+    listeners_in_group: int = 0  # humans in the MLS group when it arrived
+
+    @property
+    def plaintext(self) -> bool:
+        """Sent in the clear although the call is end-to-end encrypted: every listener drops it."""
+        return self.e2ee and self.payload != OPUS_SILENCE and not self.payload.endswith(b"\xfa\xfa")
 
     @property
     def is_silence(self) -> bool:
-        return self.opus == OPUS_SILENCE
+        return (self.payload or self.opus) == OPUS_SILENCE
 
     @property
     def is_ogg_header(self) -> bool:
@@ -76,6 +91,21 @@ class VoiceSession:
     late_packets: int = 0  # datagrams that arrived after the session ended (Discord forwards them nowhere)
     ended_at: float | None = None  # left, moved, disconnected or invalidated: no resume, packets dropped
     close_code: int | None = None  # the code the server closed the websocket with, if it did
+    dave_protocol_version: int = 0  # what SESSION_DESCRIPTION said (0: no end-to-end encryption)
+    dave_member: Any = None  # the session as a member of its call's DAVE group (BotMember)
+    seq: int = 0  # the last sequence number of a server message (v8: binary and DAVE JSON messages)
+
+    async def send_json(self, op: int, d: Any) -> None:
+        """Send a sequenced JSON message on the session's current websocket."""
+        if self.ws is not None and not self.ws.closed:
+            self.seq = (self.seq + 1) % 65536
+            await self.ws.send_str(json.dumps({"op": op, "d": d, "seq": self.seq}))
+
+    async def send_binary(self, op: int, payload: bytes) -> None:
+        """Send a binary DAVE message: ``[u16 sequence][u8 opcode][payload]``."""
+        if self.ws is not None and not self.ws.closed:
+            self.seq = (self.seq + 1) % 65536
+            await self.ws.send_bytes(struct.pack(">HB", self.seq, op) + payload)
 
     @property
     def ready(self) -> bool:
@@ -83,8 +113,17 @@ class VoiceSession:
         return self.ended_at is None and self.mode is not None and self.ws is not None and not self.ws.closed
 
     def audio_packets(self) -> list[VoicePacket]:
-        """The packets carrying sound: without the silence frames and Ogg header packets."""
-        return [p for p in self.packets if not p.is_silence and not p.is_ogg_header]
+        """The packets carrying sound that the humans heard: without silence frames, Ogg header packets, and
+        frames nobody could decrypt."""
+        return [p for p in self.packets if p.heard and not p.is_silence and not p.is_ogg_header]
+
+    def plaintext_frames(self) -> list[VoicePacket]:
+        """Audio frames sent in the clear while the call was end-to-end encrypted (lost to every listener)."""
+        return [p for p in self.packets if p.plaintext]
+
+    def unheard_frames(self) -> list[VoicePacket]:
+        """DAVE frames that arrived while a human was in the group and that no human could decrypt."""
+        return [p for p in self.packets if p.e2ee and not p.heard and not p.plaintext and p.listeners_in_group]
 
     def trailing_silence(self) -> int:
         """How many silence frames end the stream (discord.py sends 5 when playback stops)."""
@@ -127,6 +166,12 @@ class VoiceSession:
         if len(audio) >= 10 and audio[-1].arrival - audio[0].arrival < 0.9 * FRAME_SECONDS * (len(audio) - 1):
             problems.append(f"{len(audio)} audio packets in {audio[-1].arrival - audio[0].arrival:.2f} s: "
                             "faster than one per 20 ms, so Discord would drop or rush them")
+        if plaintext := self.plaintext_frames():
+            problems.append(f"{len(plaintext)} audio frames sent in plaintext while the call is end-to-end "
+                            f"encrypted (first: seq {plaintext[0].seq}): every listener drops them")
+        if unheard := self.unheard_frames():
+            problems.append(f"{len(unheard)} DAVE frames no listener in the group could decrypt "
+                            f"(first: seq {unheard[0].seq})")
         start = self.packets[0].arrival + SPEAKING_GRACE
         if not any(at <= start for at, _ in self.speaking_events):
             problems.append("audio before any SPEAKING: Discord does not know the SSRC yet")
