@@ -169,6 +169,7 @@ async def test_playback_arrives_byte_identical_and_decodes(discord_emulator: Dis
 async def test_stock_discord_py_sends_its_first_frames_in_the_clear_under_dave(
         discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:
     emu = discord_emulator
+    emu.voice.plaintext_expected = True
     vc = await bot.voice_channel.connect(timeout=10)
     assert not vc._connection.can_encrypt  # the group takes round trips to the humans' clients to form
     await bot.play_to_end(vc, OggOpusSource(tone_ogg_opus(0.5)))
@@ -242,6 +243,7 @@ async def test_4006_reconnects_and_playback_goes_on_or_ends_cleanly(discord_emul
 async def test_moderator_disconnect_cleans_up_the_client(discord_emulator: DiscordEmulator, bot: VoiceBot) -> None:
     emu = discord_emulator
     vc = await bot.voice_channel.connect(timeout=10)
+    await e2ee_ready(emu, vc)
     playing = asyncio.create_task(bot.play_to_end(vc, OggOpusSource(tone_ogg_opus(3.0))))
     await emu.voice_session().wait_packets(5)
     await emu.disconnect_bot_by_moderator()

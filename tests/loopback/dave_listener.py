@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from tests.loopback.dave_call import DaveCall
 
 log = logging.getLogger(__name__)
+#: libdave logs every frame it cannot decrypt, at ERROR; a listener counts them itself (:class:`Heard`).
+logging.getLogger("dave").setLevel(logging.CRITICAL)
 
 OPUS_SILENCE = b"\xf8\xff\xfe"
 MAGIC_MARKER = b"\xfa\xfa"

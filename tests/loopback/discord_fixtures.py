@@ -21,3 +21,7 @@ async def discord_emulator() -> AsyncIterator[DiscordEmulator]:
         await emulator.close()
     if emulator.failures:
         pytest.fail("loopback Discord recorded protocol violations:\n" + "\n".join(emulator.failures))
+    in_the_clear = [(s.guild_id, len(s.plaintext_frames())) for s in emulator.voice.server.sessions
+                    if s.plaintext_frames()]
+    if in_the_clear and not emulator.voice.plaintext_expected:
+        pytest.fail(f"audio sent in the clear while the call was end-to-end encrypted (guild, frames): {in_the_clear}")

@@ -58,6 +58,9 @@ class Voice:
         self.server = VoiceServer(emulator)
         self.ignored_joins: list[tuple[int, int, str]] = []  # (guild id, channel id, why Discord ignored it)
         self.op4_round_trip = OP4_ROUND_TRIP
+        #: Set by a test that shows a client sending audio in the clear under DAVE; otherwise any such frame fails
+        #: the test (the ``discord_emulator`` fixture checks every voice session at teardown).
+        self.plaintext_expected = False
         emulator.on_op(VOICE_STATE_UPDATE, self._on_voice_state_op)
 
     # -- the bot's op 4 ---------------------------------------------------------------------------------

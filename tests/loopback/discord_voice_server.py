@@ -417,7 +417,8 @@ class VoiceServer:
             return
         packet = self._heard(session, now, seq, timestamp, ssrc, struct.unpack(">I", nonce)[0], opus)
         if packet.is_ogg_header:
-            self.emu.failures.append(f"voice: an Ogg {opus[:8].decode()} packet was sent as audio (seq {seq})")
+            header = packet.opus[:8].decode(errors='replace')
+            self.emu.failures.append(f"voice: an Ogg {header} packet was sent as audio (seq {seq})")
         session.packets.append(packet)
         if len(session.packets) % REPORT_EVERY == 0:
             self._send_receiver_report(session)
