@@ -150,11 +150,18 @@ def render_usage(
         f"This month: {_spent(month, guild.monthly_char_budget)}",
         f"You this month: {mine.characters:,} characters",
     ]
+    if month.fallback_characters:
+        lines.append(
+            f"Said by the offline voice while the speech service could not (not counted against budgets): "
+            f"today {today.fallback_characters:,}, this month {month.fallback_characters:,} characters"
+            + (f", yours {mine.fallback_characters:,}" if mine.fallback_characters else "")
+        )
     if guild.user_chars_per_minute is not None:
         lines.append(f"Per-member rate: {guild.user_chars_per_minute:,} characters per minute")
     if per_member is not None:
         lines.append("**Per member this month:**" if per_member else "Nobody has used speech this month.")
         for user_id, used in per_member:
             who = "forgotten users" if user_id == FORGOTTEN_USER else f"<@{user_id}>"
-            lines.append(f"• {who}: {used.characters:,} characters ({used.requests:,} requests)")
+            offline = f", {used.fallback_characters:,} offline" if used.fallback_characters else ""
+            lines.append(f"• {who}: {used.characters:,} characters ({used.requests:,} requests){offline}")
     return "\n".join(lines)
