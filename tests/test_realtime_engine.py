@@ -82,8 +82,7 @@ async def make_engine(realtime_endpoint: RealtimeEndpoint) -> AsyncIterator[Fact
 async def started(engine: RealtimeSpeechEngine, endpoint: RealtimeEndpoint) -> RealtimeSpeechEngine:
     """The engine with its spare session open (as a running bot has it)."""
     await engine.start()
-    await wait_for(lambda: len(endpoint.connections) >= 1 and engine.pool.open_sessions >= 1, "the spare session")
-    await asyncio.sleep(0.1)  # its session.update answered
+    await wait_for(lambda: engine.pool.idle_sessions >= 1, "the spare session, connected and set up")
     return engine
 
 
@@ -351,3 +350,33 @@ async def test_at_most_max_sessions_are_open_and_requests_beyond_wait_their_turn
     results = await asyncio.gather(*(say(text) for text in texts))
     assert [recognize_audio(data, AudioFormat.WAV, PHRASES) for data in results] == [t.lower()[:-1] for t in texts]
     assert len(realtime_endpoint.connections) == 1
+
+
+async def test_sessions_are_retired_before_the_services_60_minute_limit(
+    make_engine: Factory, realtime_endpoint: RealtimeEndpoint
+) -> None:
+    now = [1000.0]
+    engine = await started(make_engine(clock=lambda: now[0]), realtime_endpoint)
+    await read_all(await engine.open(request()))
+    first = realtime_endpoint.responses[0].connection
+    now[0] += 50 * 60  # 50 minutes on: still served warm
+    await read_all(await engine.open(request()))
+    assert realtime_endpoint.responses[1].connection is first
+    now[0] += 6 * 60  # 56 minutes: too close to the limit for a new response
+    await read_all(await engine.open(request()))
+    assert realtime_endpoint.responses[2].connection is not first
+    await wait_for(lambda: first.closed_with is not None, "the old session to be closed")
+
+
+async def test_a_request_cancelled_before_its_first_audio_gives_its_session_back(make_engine: Factory) -> None:
+    async with RealtimeEndpoint(api_key=SPEECH_TEST_KEY, first_delta_delay=1.0) as endpoint:
+        engine = await started(make_engine(endpoint, max_sessions=1, timeouts=Timeouts(2, 10, 10)), endpoint)
+        opening = asyncio.create_task(engine.open(request()))
+        await wait_for(lambda: endpoint.responses, "the response to start")
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        await wait_for(lambda: endpoint.responses[0].status == "cancelled", "the response to be cancelled")
+        audio = await read_all(await engine.open(request("Good morning everyone.")))  # the only session serves
+        assert recognize_audio(audio.data, AudioFormat.OPUS, PHRASES) == "good morning everyone"
+        assert len(endpoint.connections) == 1

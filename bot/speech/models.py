@@ -67,6 +67,10 @@ class SpeechBackend(Protocol):
         """Start synthesis; raises SpeechError (typed, user-safe) on failure."""
         ...
 
+    async def start(self) -> None:
+        """Get ready in the background (a warm connection); called once, in the bot's start-up."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -112,7 +112,11 @@ class RealtimeSpeechEngine:
         """Validate (voices, 0.25-1.5 speed), then start reading: returns once the first audio has arrived."""
         request = validate_request(request, self.voices, speeds=REALTIME_SPEEDS)
         stream = _RealtimeStream(self, request, split_for_synthesis(request.text, MAX_PIECE_CHARS))
-        await stream.start()
+        try:
+            await stream.start()
+        except BaseException:  # failed, or cancelled (nobody wants it any more): the session must not stay leased
+            await stream.aclose()
+            raise
         return stream
 
     async def close(self) -> None:

@@ -70,6 +70,11 @@ class SessionPool:
     def open_sessions(self) -> int:
         return len(self._idle) + len(self._busy) + self._connecting
 
+    @property
+    def idle_sessions(self) -> int:
+        """Sessions set up and waiting for a request (the spare among them)."""
+        return len(self._idle)
+
     def start(self) -> None:
         """Open the spare in the background and start sweeping idle sessions."""
         if self._sweeper is None and not self._closed:
