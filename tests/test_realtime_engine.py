@@ -380,3 +380,14 @@ async def test_a_request_cancelled_before_its_first_audio_gives_its_session_back
         audio = await read_all(await engine.open(request("Good morning everyone.")))  # the only session serves
         assert recognize_audio(audio.data, AudioFormat.OPUS, PHRASES) == "good morning everyone"
         assert len(endpoint.connections) == 1
+
+
+async def test_deltas_split_mid_sample_and_batched_lose_nothing() -> None:
+    from bot.speech.realtime import _Encoder
+
+    pcm = bytes(range(256)) * 800  # 204,800 bytes: past the first second, then in batches
+    encoder = _Encoder(AudioFormat.PCM)
+    out = [encoder.feed(pcm[i : i + 4801]) for i in range(0, len(pcm), 4801)]  # odd-sized deltas
+    out.append(await encoder.finish())
+    assert b"".join(out) == pcm and all(len(part) % 2 == 0 for part in out)
+    assert out[0] == pcm[:4800]  # the start goes out at once
