@@ -49,8 +49,13 @@ def _seconds(default: float) -> Callable[[int | None], str]:
 def _formatters(bot: Settings) -> dict[str, tuple[str, Callable[[object], str]]]:
     """Field name → (label, how to show its value)."""
     return {
-        "default_voice": ("Default voice", lambda v: v or f"bot default ({bot.default_voice})"),
-        "default_speed": ("Default speed", lambda v: f"{v:g}×"),
+        "default_voice": ("Default voice", lambda v: (
+            f"bot default ({bot.default_voice})" if not v
+            else v if v in bot.speech_voices else f"{v} (not offered now: bot default, {bot.default_voice}, used)"
+        )),
+        "default_speed": ("Default speed", lambda v: (
+            f"{v:g}×" if v in bot.speed_range else f"{v:g}× (more than this voice engine can do: 1× used)"
+        )),
         "default_format": ("Default format", lambda v: v or f"bot default ({bot.default_format})"),
         "default_instructions": ("Default instructions", lambda v: f"“{v}”" if v else "none"),
         "speak_output": ("/speak output", str),

@@ -27,7 +27,7 @@ from tests.loopback.realtime_server import Fault, FaultKind, RealtimeEndpoint
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.test_cli_speech import run_cli
 from tests.test_e2e_metrics import free_port, sample
-from tests.voice_helpers import current_session, heard_words, join, segments, speak_in_voice
+from tests.voice_helpers import current_session, heard_words, segments, speak_in_voice
 
 PHRASES = ["hello world", "good morning everyone", "please join the voice channel", "thank you for listening",
            "alice said hello world", "alice said thank you for listening", "open the door"]

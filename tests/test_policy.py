@@ -184,3 +184,11 @@ async def test_a_stale_stored_speed_is_cleared_so_the_user_is_told_once(store: S
     second = await policy.options_for(1, 10, GuildSettings())
     assert second.speed == 1.0 and second.notice is None
     assert await store.get_user_prefs(10, None) == UserPrefs(instructions="calm")
+
+
+def test_show_says_when_a_server_default_is_not_what_the_engine_can_do() -> None:
+    sections = dict(render_sections(REALTIME, GuildSettings(default_voice="nova", default_speed=2.0)))
+    assert "**Default voice:** nova (not offered now: bot default, alloy, used)" in sections["Speaking defaults"]
+    assert "**Default speed:** 2× (more than this voice engine can do: 1× used)" in sections["Speaking defaults"]
+    fine = dict(render_sections(REALTIME, GuildSettings(default_voice="marin", default_speed=1.5)))
+    assert "**Default voice:** marin\n" in fine["Speaking defaults"] + "\n"
