@@ -391,3 +391,28 @@ async def test_deltas_split_mid_sample_and_batched_lose_nothing() -> None:
     out.append(await encoder.finish())
     assert b"".join(out) == pcm and all(len(part) % 2 == 0 for part in out)
     assert out[0] == pcm[:4800]  # the start goes out at once
+
+
+async def test_a_cancel_the_service_ignores_costs_the_session_not_the_slot(
+    make_engine: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.speech.realtime_session as session_module
+
+    monkeypatch.setattr(session_module, "_ABANDON_TIMEOUT", 0.3)
+
+    class Deaf(RealtimeEndpoint):
+        async def _cancel(self, ws: object, event: object, active: object) -> None:
+            return None  # the response goes on, and never ends while the test watches
+
+    async with Deaf(api_key=SPEECH_TEST_KEY, delta_interval=0.5) as endpoint:
+        engine = await started(make_engine(endpoint, max_sessions=1, timeouts=Timeouts(2, 5, 5)), endpoint)
+        stream = await engine.open(request("Please join the voice channel. Thank you for listening."))
+        async for _ in stream:
+            break
+        await stream.aclose()
+        first = endpoint.responses[0].connection
+        await wait_for(lambda: first.closed_with is not None, "the stuck session to be closed")
+        endpoint.delta_interval = 0.002
+        audio = await read_all(await engine.open(request("Good morning everyone.")))  # the one slot is free again
+        assert recognize_audio(audio.data, AudioFormat.OPUS, PHRASES) == "good morning everyone"
+        assert endpoint.responses[1].connection is not first

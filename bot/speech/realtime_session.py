@@ -52,6 +52,8 @@ _RESPONSE_EVENTS = frozenset({
 _MAX_MESSAGE = 16 * 1024 * 1024
 #: A ping every this many seconds, so a session idling behind a NAT that dropped it is found dead at once.
 _HEARTBEAT = 30.0
+#: A cancelled response that has not ended after this long leaves its session in an unknown state: it is closed.
+_ABANDON_TIMEOUT = 10.0
 
 _event_ids = itertools.count(1)
 #: Quoted spans of a server's message may echo the user's words; logs never carry them.
@@ -201,8 +203,22 @@ class RealtimeSession:
             self._end_abandoned(feed)
             return
         feed.abandoned = True
+        self._spawn(self._expect_end(feed))
         if feed.response_id is not None:  # else it is cancelled as soon as response.created names it
             await self._cancel(feed.response_id)
+
+    async def _expect_end(self, feed: ResponseFeed) -> None:
+        await asyncio.sleep(_ABANDON_TIMEOUT)
+        if not feed.finished:
+            log.info("realtime: a cancelled response did not end; closing its session")
+            self._break(SpeechTimeoutError(MSG_TIMEOUT, retryable=True))
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _cancel(self, response_id: str) -> None:
         with contextlib.suppress(SpeechError):
@@ -214,6 +230,9 @@ class RealtimeSession:
         with contextlib.suppress(Exception):
             await self._ws.close()
         self._reader.cancel()
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
         with contextlib.suppress(BaseException):
             await self._reader
 
@@ -270,8 +289,7 @@ class RealtimeSession:
             ):
                 feed.response_id = response.get("id")
                 if feed.abandoned and feed.response_id is not None:
-                    self._tasks.add(task := asyncio.create_task(self._cancel(feed.response_id)))
-                    task.add_done_callback(self._tasks.discard)
+                    self._spawn(self._cancel(feed.response_id))
         elif kind == "response.done":
             response = event.get("response") or {}
             if feed is not None and response.get("id") == feed.response_id:
