@@ -40,7 +40,8 @@ from bot.policy import Policy
 from bot.readaloud.filters import MessageFacts
 from bot.readaloud.reader import Names, ReadAloud
 from bot.speech.cache import AudioCache
-from bot.speech.factory import cache_namespace, make_speech_backend
+from bot.speech.factory import SERVICE_LABEL, cache_namespace, make_speech_backend
+from bot.speech.failover import Engine, FailoverSpeech
 from bot.storage import Store
 from bot.text import MessageInput
 from bot.voice.sessions import VoiceLimits, VoiceSession, VoiceSessions
@@ -141,7 +142,8 @@ async def main(guilds: int, rate: float, seconds: float) -> None:
             voice = VoiceDouble(guild_id, played[guild_id])
             voice.session = sessions._sessions[guild_id] = VoiceSession(sessions, voice)  # type: ignore[arg-type]
             await store.update_guild_settings(guild_id, say_name="never")
-        service = ReadAloud(sessions, store, Policy(settings, store), cache, queue_limit=limits.max_queue)
+        speech = FailoverSpeech(cache, [Engine("openai", SERVICE_LABEL, cache.namespace, backend)])
+        service = ReadAloud(sessions, store, Policy(settings, store), speech, queue_limit=limits.max_queue)
 
         sent_at: dict[tuple[int, int], float] = {}
         requests = [0]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
+from collections.abc import Sequence
 
 import aiohttp
 import discord
@@ -18,8 +20,7 @@ from bot.policy import Policy
 from bot.replies import send_ephemeral
 from bot.speech.cache import AudioCache
 from bot.speech.errors import SpeechError
-from bot.speech.factory import cache_namespace
-from bot.speech.models import SpeechBackend
+from bot.speech.failover import Engine, FailoverSpeech
 from bot.metrics import HealthServer, MeteredSpeechBackend, Metrics
 from bot.storage import StorageError, Store
 from bot.voice.sessions import VoiceLimits, VoiceSessions
@@ -126,12 +127,13 @@ class SpeechBot(commands.AutoShardedBot):
     def __init__(
         self,
         settings: Settings,
-        speech: SpeechBackend,
+        engines: Sequence[Engine],
         store: Store,
         *,
         connector: aiohttp.BaseConnector | None = None,
         force_sync: bool = False,
         message_content: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -146,16 +148,22 @@ class SpeechBot(commands.AutoShardedBot):
             status=discord.Status.online,
         )
         self.settings = settings
-        self.metrics = Metrics()
-        # The cache is outermost: a hit is no speech request (metrics), and is served while the breaker is open.
-        self.speech = AudioCache(
-            MeteredSpeechBackend(speech, self.metrics),
-            namespace=cache_namespace(settings),
+        self.metrics = metrics or Metrics()
+        # The cache is in front of each engine: a hit is no speech request (metrics), and is served while the
+        # breaker is open; the failover tries the primary's cache and engine, then each fallback's.
+        metered = [
+            dataclasses.replace(engine, backend=MeteredSpeechBackend(engine.backend, self.metrics))
+            for engine in engines
+        ]
+        cache = AudioCache(
+            metered[0].backend,
+            namespace=metered[0].namespace,
             memory_bytes=settings.cache_memory_bytes,
             disk_dir=settings.audio_cache_dir,
             disk_bytes=settings.cache_disk_bytes,
             on_lookup=self.metrics.count_cache_lookup,
         )
+        self.speech = FailoverSpeech(cache, metered, observer=self.metrics)
         self.store = store
         self.policy = Policy(settings, store)
         self.voice_sessions = VoiceSessions(

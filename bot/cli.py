@@ -105,10 +105,11 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
     import discord
 
     from bot.app import SpeechBot
-    from bot.diagnostics import MESSAGE_CONTENT_HOWTO, message_content_allowed
+    from bot.diagnostics import MESSAGE_CONTENT_HOWTO, message_content_allowed, speech_summary
     from bot.discord_endpoints import apply_endpoint_overrides, tls_context
+    from bot.metrics import Metrics
     from bot.speech.errors import SpeechUnavailableError
-    from bot.speech.factory import make_speech_backend
+    from bot.speech.factory import make_engines
     from bot.storage import StorageError, Store
 
     if not settings.discord_token:
@@ -119,11 +120,14 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
     except StorageError as exc:
         raise CLIError(str(exc)) from None
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
+        metrics = Metrics()
         try:
-            speech = make_speech_backend(settings, session)
+            engines = make_engines(settings, session, observer=metrics)
         except SpeechUnavailableError as exc:
             await store.close()
             raise CLIError(exc.user_message) from None
+        for level, line in speech_summary(settings, [engine.name for engine in engines]):
+            log.log(level, "%s", line)
         # Without the privileged intent switched on in the portal Discord would refuse the login: run with
         # read-aloud off instead, and say how to turn it on.
         message_content = await message_content_allowed(settings, session) is not False
@@ -132,11 +136,12 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
                         MESSAGE_CONTENT_HOWTO)
         bot = SpeechBot(
             settings,
-            speech,
+            engines,
             store,
             connector=aiohttp.TCPConnector(ssl=tls_context(), limit=0),  # one socket per voice channel
             force_sync=force_sync,
             message_content=message_content,
+            metrics=metrics,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -154,7 +159,8 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise CLIError(f"Could not connect to Discord: {type(exc).__name__}.") from None
         finally:
-            await speech.close()
+            for engine in engines:
+                await engine.backend.close()
             await store.close()
     log.info("stopped")
     return EXIT_OK
@@ -186,29 +192,35 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
     from bot.discord_endpoints import tls_context
+    from bot.speech.cache import AudioCache
     from bot.speech.errors import SpeechError
-    from bot.speech.factory import make_speech_backend
-    from bot.speech.models import SpeechRequest, synthesize, validate_request
+    from bot.speech.factory import make_engines
+    from bot.speech.failover import FailoverSpeech
+    from bot.speech.models import SpeechRequest, validate_request
 
     text = sys.stdin.read() if args.text == "-" else args.text
     fmt = args.fmt or _format_from_suffix(args.output) or settings.default_format
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
         try:
-            backend = make_speech_backend(settings, session)
+            request = validate_request(
+                SpeechRequest(
+                    text=text,
+                    voice=args.voice or settings.default_voice,
+                    format=fmt,
+                    speed=args.speed,
+                    instructions=args.instructions,
+                ),
+                settings.speech_voices,
+                speeds=settings.speed_range,
+            )
+            engines = make_engines(settings, session)
+            # The bot's failover, without its cache (nothing kept) and without warm sessions (one request).
+            speech = FailoverSpeech(AudioCache(engines[0].backend, namespace=engines[0].namespace, memory_bytes=0),
+                                    engines)
             try:
-                request = validate_request(
-                    SpeechRequest(
-                        text=text,
-                        voice=args.voice or settings.default_voice,
-                        format=fmt,
-                        speed=args.speed,
-                        instructions=args.instructions,
-                    ),
-                    settings.speech_voices,
-                )
-                audio = await synthesize(backend, request)
+                audio, served = await speech.read_whole(request, persist=False)
             finally:
-                await backend.close()
+                await speech.close()
         except SpeechError as exc:
             raise CLIError(exc.user_message) from None
     if args.output == "-":
@@ -218,6 +230,8 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
     output = Path(args.output or f"speech.{audio.format.extension}")
     _write_atomically(output, audio.data)
     note = "" if audio.format == request.format else f" (the service sent {audio.format.value}, not {request.format.value})"
+    if said_by := served.note(request.voice):
+        note += f" {said_by}"
     print(f"wrote {output} ({audio.format.value}, {len(audio.data)} bytes){note}", file=sys.stderr)
     return EXIT_OK
 
@@ -251,10 +265,12 @@ async def _check(settings: Settings) -> int:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
         findings = await run_checks(settings, session)
     for finding in findings:
-        mark = "ok " if finding.ok else "FIX"
+        mark = "!! " if finding.warning else "ok " if finding.ok else "FIX"
         print(f"[{mark}] {finding.what}" + (f"\n      {finding.detail}" if finding.detail else ""))
     problems = sum(not f.ok for f in findings)
-    print(f"{problems} problem(s) found." if problems else "Everything looks ready.")
+    warnings = sum(f.warning for f in findings)
+    also = f" ({warnings} warning{'s' if warnings != 1 else ''})" if warnings else ""
+    print(f"{problems} problem(s) found{also}." if problems else f"Everything looks ready{also}.")
     return EXIT_FAILURE if problems else EXIT_OK
 
 

@@ -13,6 +13,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
+from bot.speech.catalog import (
+    REALTIME_SPEEDS,
+    REALTIME_VOICES,
+    SPEECH_API_SPEEDS,
+    SpeedRange,
+    is_realtime_model,
+    is_realtime_voice,
+)
 
 DEFAULT_SPEECH_API_BASE_URL = "https://api.apimart.ai/v1"
 DEFAULT_SPEECH_MODEL = "gpt-4o-mini-tts"
@@ -49,6 +57,12 @@ class Secret:
 class SpeechBackendChoice(StrEnum):
     AUTO = "auto"
     OPENAI = "openai"
+    LOCAL = "local"
+
+
+class Fallback(StrEnum):
+    """An engine ``SPEECH_FALLBACK`` may name."""
+
     LOCAL = "local"
 
 
@@ -90,6 +104,10 @@ class Settings:
     cache_dir: Path | None = None  # None: DATA_DIR/cache (see ``audio_cache_dir``)
     cache_memory_bytes: int = 32 * 1024 * 1024
     cache_disk_bytes: int = 512 * 1024 * 1024
+    #: ``SPEECH_FALLBACK``: engines tried in order when the primary cannot serve; None = the default (the offline
+    #: engine when it is installed, which only the speech factory can tell), () = none.
+    speech_fallback: tuple[Fallback, ...] | None = None
+    realtime_sessions: int = 8
 
     @property
     def audio_cache_dir(self) -> Path:
@@ -102,6 +120,23 @@ class Settings:
             return not self.speech_api_key
         return self.speech_backend is SpeechBackendChoice.LOCAL
 
+    @property
+    def uses_realtime_engine(self) -> bool:
+        """True when speech comes from the Realtime API: a ``gpt-realtime...`` ``SPEECH_MODEL`` on the API."""
+        return not self.uses_local_engine and is_realtime_model(self.speech_model)
+
+    @property
+    def engine_name(self) -> str:
+        """The primary engine: ``local``, ``realtime`` or ``openai`` (the /audio/speech API)."""
+        if self.uses_local_engine:
+            return "local"
+        return "realtime" if self.uses_realtime_engine else "openai"
+
+    @property
+    def speed_range(self) -> SpeedRange:
+        """The speeds the primary engine can do; anything outside is refused, never clamped."""
+        return REALTIME_SPEEDS if self.uses_realtime_engine else SPEECH_API_SPEEDS
+
 
 #: Every variable the loader reads, with its one-line documentation; ``.env.example`` is kept in sync with
 #: this by a test.
@@ -109,7 +144,7 @@ VARIABLES: dict[str, str] = {
     "DISCORD_TOKEN": "Bot token from the Discord developer portal (required for `speechbot run`).",
     "SPEECH_API_BASE_URL": "Base URL of an OpenAI-compatible speech API (POST {base}/audio/speech).",
     "SPEECH_API_KEY": "Bearer key for the speech API. Empty = use the offline engine (with SPEECH_BACKEND=auto).",
-    "SPEECH_MODEL": "Model name sent to the speech API.",
+    "SPEECH_MODEL": "Model name sent to the speech API; gpt-realtime... uses the Realtime API (a WebSocket).",
     "SPEECH_VOICES": "Comma-separated voices offered to users; the first is the default unless SPEECH_DEFAULT_VOICE.",
     "SPEECH_DEFAULT_VOICE": "Voice used when a user picks none (must be one of SPEECH_VOICES).",
     "SPEECH_DEFAULT_FORMAT": "Audio format for /speak uploads when a user picks none: opus, wav, flac, aac or pcm.",
@@ -117,6 +152,8 @@ VARIABLES: dict[str, str] = {
     "SPEECH_TIMEOUT": "Seconds to wait for the speech API's first byte (and between chunks).",
     "SPEECH_BREAKER_FAILURES": "Failures in a row (5xx, timeouts) after which speech requests fail fast for a while.",
     "SPEECH_BREAKER_COOLDOWN": "Seconds speech requests fail fast once the endpoint keeps failing; then one is tried.",
+    "SPEECH_FALLBACK": "Engines tried in order when the API is down, out of credit or its model is gone: local or none.",
+    "SPEECH_REALTIME_SESSIONS": "Most Realtime API sessions (WebSockets) open at once; idle ones are kept warm.",
     "VOICE_IDLE_TIMEOUT": "Seconds with nothing to play before the bot leaves a voice channel.",
     "VOICE_ALONE_TIMEOUT": "Seconds the bot stays in a voice channel with no human left in it.",
     "VOICE_QUEUE_SIZE": "Most items waiting to be played per server; more are refused with a message.",
@@ -153,10 +190,20 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if not _is_http_url(base_url):
         problems.append("SPEECH_API_BASE_URL must be an http:// or https:// URL, e.g. https://api.openai.com/v1.")
 
+    model = get("SPEECH_MODEL", DEFAULT_SPEECH_MODEL)
+    backend_raw = get("SPEECH_BACKEND", "auto").lower()
+    # The Realtime API is used unless the offline engine is (a key, or SPEECH_BACKEND=openai).
+    realtime = is_realtime_model(model) and backend_raw != "local" and (bool(key) or backend_raw == "openai")
     voices = tuple(dict.fromkeys(v.strip() for v in get("SPEECH_VOICES").split(",") if v.strip()))
-    voices = voices or DEFAULT_SPEECH_VOICES
+    voices = voices or (REALTIME_VOICES if realtime else DEFAULT_SPEECH_VOICES)
     if bad := [v for v in voices if len(v) > 100 or not v.isprintable()]:
         problems.append(f"SPEECH_VOICES has an invalid voice name: {bad[0][:40]!r}.")
+    elif realtime and (unknown := [v for v in voices if not is_realtime_voice(v)]):
+        problems.append(
+            f"SPEECH_VOICES has voices the Realtime API does not offer: {', '.join(unknown)[:200]}. "
+            f"It offers {', '.join(REALTIME_VOICES)} (and custom voices named voice_...); "
+            "leave SPEECH_VOICES empty to offer all of them."
+        )
 
     default_voice = get("SPEECH_DEFAULT_VOICE", voices[0])
     if default_voice not in voices:
@@ -173,7 +220,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         problems.append(f"SPEECH_DEFAULT_FORMAT must be one of {choices}, not {fmt_raw!r}.")
 
     backend = SpeechBackendChoice.AUTO
-    backend_raw = get("SPEECH_BACKEND", "auto").lower()
     try:
         backend = SpeechBackendChoice(backend_raw)
     except ValueError:
@@ -188,6 +234,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     alone_timeout = _number(get("VOICE_ALONE_TIMEOUT", "30"), "VOICE_ALONE_TIMEOUT", 0, 86_400, problems)
     queue_size = _number(get("VOICE_QUEUE_SIZE", "20"), "VOICE_QUEUE_SIZE", 1, 1000, problems)
     read_hold = _number(get("READ_ALOUD_HOLD", "1"), "READ_ALOUD_HOLD", 0, 10, problems)
+
+    fallback = _fallback(get("SPEECH_FALLBACK"), problems)
+    realtime_sessions = _number(get("SPEECH_REALTIME_SESSIONS", "8"), "SPEECH_REALTIME_SESSIONS", 1, 64, problems)
 
     cache_memory_mb = _number(get("CACHE_MEMORY_MB", "32"), "CACHE_MEMORY_MB", 0, 65_536, problems)
     cache_disk_mb = _number(get("CACHE_DISK_MB", "512"), "CACHE_DISK_MB", 0, 16_777_216, problems)
@@ -229,7 +278,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         discord_token=Secret(token) if token else None,
         speech_api_base_url=base_url,
         speech_api_key=Secret(key) if key else None,
-        speech_model=get("SPEECH_MODEL", DEFAULT_SPEECH_MODEL),
+        speech_model=model,
         speech_voices=voices,
         speech_backend=backend,
         default_voice=default_voice,
@@ -254,7 +303,23 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         cache_dir=cache_dir,
         cache_memory_bytes=int(cache_memory_mb * 1024 * 1024),
         cache_disk_bytes=int(cache_disk_mb * 1024 * 1024),
+        speech_fallback=fallback,
+        realtime_sessions=int(realtime_sessions),
     )
+
+
+def _fallback(raw: str, problems: list[str]) -> tuple[Fallback, ...] | None:
+    """``SPEECH_FALLBACK``: ``local``, ``none`` or empty (the default); a comma-separated list, tried in order."""
+    if not raw:
+        return None
+    names = [name.strip().lower() for name in raw.split(",") if name.strip()]
+    choices = ", ".join([*(f.value for f in Fallback), "none"])
+    if names == ["none"]:
+        return ()
+    if not names or "none" in names or any(name not in {f.value for f in Fallback} for name in names):
+        problems.append(f"SPEECH_FALLBACK must be a comma-separated list of {choices} (none alone), not {raw[:40]!r}.")
+        return None
+    return tuple(dict.fromkeys(Fallback(name) for name in names))
 
 
 #: Discord's own ceiling is far lower for any real bot; this only catches typos.

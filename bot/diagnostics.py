@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import aiohttp
 
 from bot import __version__
 from bot.config import Settings
+from bot.speech.catalog import OPENAI_BASE_URL, RECOMMENDED_REALTIME_MODEL, shutdown_date
 
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
 DISCORD_API_BASE = "https://discord.com/api/v10"
@@ -21,9 +25,12 @@ _USER_AGENT = f"DiscordBot (https://github.com/speechbot/speechbot, {__version__
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """One line of ``speechbot check``; a ``warning`` is ok for now but needs doing (not counted as a problem)."""
+
     ok: bool
     what: str
     detail: str = ""
+    warning: bool = False
 
 
 async def run_checks(settings: Settings, session: aiohttp.ClientSession) -> list[Finding]:
@@ -33,6 +40,9 @@ async def run_checks(settings: Settings, session: aiohttp.ClientSession) -> list
         findings.append(cert)
     findings.append(await check_database(settings))
     findings.append(await check_speech(settings, session))
+    if (shutdown := check_model_shutdown(settings)) is not None:
+        findings.append(shutdown)
+    findings.append(check_fallback(settings))
     if settings.discord_token:
         findings.append(await check_discord_token(settings, session))
         if findings[-1].ok:
@@ -110,7 +120,72 @@ def check_voice_support() -> Finding:
     return Finding(True, "voice support (PyNaCl, davey) is installed")
 
 
+def engine_description(settings: Settings) -> str:
+    """The primary engine and its model, in a few words."""
+    if settings.uses_local_engine:
+        return "the offline engine (piper, en_US-joe-medium)"
+    if settings.uses_realtime_engine:
+        return f"the Realtime API at {settings.speech_api_base_url} (WebSocket), model {settings.speech_model}"
+    return f"{settings.speech_api_base_url}/audio/speech, model {settings.speech_model}"
+
+
+def move_to_realtime() -> str:
+    """What to set to move a bot to the Realtime API."""
+    return (
+        f"To move to the Realtime API, set SPEECH_MODEL={RECOMMENDED_REALTIME_MODEL} and SPEECH_API_BASE_URL="
+        f"{OPENAI_BASE_URL} (or your provider's URL, if it serves the Realtime API)."
+    )
+
+
+def check_model_shutdown(settings: Settings, today: date | None = None) -> Finding | None:
+    """A warning (a problem once the day has passed) when OpenAI shuts the configured model down."""
+    if settings.uses_local_engine or (when := shutdown_date(settings.speech_model)) is None:
+        return None
+    today = today or datetime.now(UTC).date()
+    passed = today >= when
+    what = f"speech: the model {settings.speech_model} {'was shut down' if passed else 'shuts down'} on {when:%Y-%m-%d}"
+    if settings.uses_realtime_engine:
+        advice = f"Set SPEECH_MODEL={RECOMMENDED_REALTIME_MODEL}, OpenAI's replacement."
+    else:
+        advice = move_to_realtime()
+    return Finding(passed is False, what, advice, warning=not passed)
+
+
+def fallback_description(names: Sequence[str]) -> str:
+    if not names:
+        return "none: when the speech service fails, speech fails (SPEECH_FALLBACK=local speaks offline instead)"
+    return (
+        " then ".join("the offline engine (local)" if name == "local" else name for name in names)
+        + " speaks when the speech service is down, out of credit or its model is gone"
+    )
+
+
+def check_fallback(settings: Settings) -> Finding:
+    from bot.config import Fallback
+    from bot.speech.factory import fallback_names
+    from bot.speech.local import INSTALL_HINT, LocalSpeechEngine
+
+    if settings.uses_local_engine:
+        return Finding(True, "speech fallback: not needed (the primary engine is the offline one)")
+    if settings.speech_fallback and Fallback.LOCAL in settings.speech_fallback and not LocalSpeechEngine.is_installed():
+        return Finding(False, "speech fallback: SPEECH_FALLBACK=local, but the offline engine is not installed",
+                       f"Install it with: {INSTALL_HINT}, or set SPEECH_FALLBACK=none.")
+    return Finding(True, f"speech fallback: {fallback_description([name.value for name in fallback_names(settings)])}")
+
+
+def speech_summary(settings: Settings, engines: Sequence[str]) -> list[tuple[int, str]]:
+    """What ``speechbot run`` logs at start, with log levels: the engine, its model's shutdown (a WARNING), the
+    fallback."""
+    lines = [(logging.INFO, f"speech: {engine_description(settings)}")]
+    if (shutdown := check_model_shutdown(settings)) is not None:
+        lines.append((logging.WARNING, f"{shutdown.what}. {shutdown.detail}"))
+    lines.append((logging.INFO, f"speech fallback: {fallback_description(engines[1:])}"))
+    return lines
+
+
 async def check_speech(settings: Settings, session: aiohttp.ClientSession) -> Finding:
+    if settings.uses_realtime_engine:
+        return await check_realtime(settings, session)
     if settings.uses_local_engine:
         from bot.speech.local import INSTALL_HINT, LocalSpeechEngine
 
@@ -137,6 +212,34 @@ async def check_speech(settings: Settings, session: aiohttp.ClientSession) -> Fi
     if status in (401, 403):
         return Finding(False, f"speech: the API key was rejected ({status})", "Check SPEECH_API_KEY.")
     return Finding(True, f"speech: {settings.speech_api_base_url} is reachable (model {settings.speech_model})")
+
+
+async def check_realtime(settings: Settings, session: aiohttp.ClientSession) -> Finding:
+    """Open a Realtime session (which checks the key and the model; nothing is said, so nothing is billed)."""
+    from bot.speech.errors import SpeechAuthError, SpeechError
+    from bot.speech.realtime_protocol import realtime_url
+    from bot.speech.realtime_session import RealtimeSession
+
+    url = realtime_url(settings.speech_api_base_url, settings.speech_model)
+    key = settings.speech_api_key.get_secret_value() if settings.speech_api_key else None
+    try:
+        realtime = await RealtimeSession.connect(session, url, api_key=key, timeout=_TIMEOUT.total or 10)
+    except SpeechAuthError as exc:
+        return Finding(False, f"speech: the API key was rejected ({exc.status})", "Check SPEECH_API_KEY.")
+    except SpeechError as exc:
+        if exc.code in ("model_not_found", "invalid_model") or exc.status == 404:
+            return Finding(
+                False,
+                f"speech: {settings.speech_api_base_url} does not serve {settings.speech_model} over the Realtime API",
+                f"Check SPEECH_MODEL (e.g. {RECOMMENDED_REALTIME_MODEL}) and SPEECH_API_BASE_URL.",
+            )
+        return Finding(
+            False,
+            f"speech: cannot open a Realtime session at {settings.speech_api_base_url} ({exc.user_message})",
+            "Check SPEECH_API_BASE_URL and the network.",
+        )
+    await realtime.close()
+    return Finding(True, f"speech: {engine_description(settings)} answers")
 
 
 #: Discord's rate limit on a diagnostic GET is waited out this many times, when it asks for at most this long.

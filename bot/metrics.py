@@ -79,6 +79,46 @@ class Metrics:
         for tier in (Origin.MEMORY, Origin.DISK, Origin.SHARED):
             self.cache_hits.labels(tier.value)  # exposed at 0 from the start, so rates are defined at once
 
+        self.speech_tokens = Counter(
+            "speechbot_speech_tokens",
+            "Tokens the Realtime API billed (response.done usage): input, output, and the output's audio part.",
+            ["backend", "kind"],
+            registry=self.registry,
+        )
+        self.transcript_checks = Counter(
+            "speechbot_speech_transcript_checks",
+            "Voice-model responses whose transcript was compared with the text: ok, or reworded (audio not used).",
+            ["backend", "result"],
+            registry=self.registry,
+        )
+        self.transcript_deviation = Histogram(
+            "speechbot_speech_transcript_deviation",
+            "How far a voice model's transcript was from the text (edited words per word).",
+            ["backend"],
+            buckets=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.failovers = Counter(
+            "speechbot_speech_failovers",
+            "Requests spoken by a fallback engine because the primary could not (outage, model_gone, no_credit).",
+            ["engine", "reason"],
+            registry=self.registry,
+        )
+
+    # -- bot.speech.observer.SpeechObserver --
+
+    def tokens_used(self, backend: str, input_tokens: int, output_tokens: int, output_audio_tokens: int) -> None:
+        self.speech_tokens.labels(backend, "input").inc(input_tokens)
+        self.speech_tokens.labels(backend, "output").inc(output_tokens)
+        self.speech_tokens.labels(backend, "output_audio").inc(output_audio_tokens)
+
+    def transcript_checked(self, backend: str, deviation: float, rejected: bool) -> None:
+        self.transcript_checks.labels(backend, "reworded" if rejected else "ok").inc()
+        self.transcript_deviation.labels(backend).observe(deviation)
+
+    def failed_over(self, engine: str, reason: str) -> None:
+        self.failovers.labels(engine, reason).inc()
+
     def count_cache_lookup(self, origin: Origin) -> None:
         if origin is Origin.SENT:
             self.cache_misses.inc()
@@ -115,6 +155,9 @@ class MeteredSpeechBackend:
         self.metrics.speech_characters.labels(self.name).inc(len(request.text))
         self.metrics.time_to_first_byte.labels(self.name).observe(time.perf_counter() - started)
         return stream
+
+    async def start(self) -> None:
+        await self.inner.start()
 
     async def close(self) -> None:
         await self.inner.close()

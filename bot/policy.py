@@ -60,26 +60,35 @@ def resolve_options(
 ) -> SpeakOptions:
     """What was asked for, else the user's preference, else the server's default, else the bot's.
 
-    A voice that is no longer offered (``SPEECH_VOICES`` changed) is skipped with a notice; an explicitly
-    asked-for voice is left for request validation to refuse.
+    A saved voice that is no longer offered (``SPEECH_VOICES`` changed, or a new engine brought its own list)
+    or a saved speed the engine cannot do (the Realtime API stops at 1.5) is skipped with a notice, for the
+    server's default; a server default the engine cannot do gives the bot's. What was explicitly asked for is
+    left for request validation to refuse.
     """
-    offered = settings.speech_voices
+    offered, speeds = settings.speech_voices, settings.speed_range
     server_voice = guild.default_voice if guild.default_voice in offered else settings.default_voice
-    notice = None
+    server_speed = guild.default_speed if guild.default_speed in speeds else 1.0
+    notices = []
     if prefs.voice is not None and prefs.voice not in offered:
-        notice = (
+        notices.append(
             f"Your voice {prefs.voice!r} is no longer offered, so you now get this server's default "
             f"({server_voice}). Pick another with /voice set."
         )
         prefs = UserPrefs(speed=prefs.speed, instructions=prefs.instructions, spoken_name=prefs.spoken_name)
+    if prefs.speed is not None and prefs.speed not in speeds:
+        notices.append(
+            f"Your speed {prefs.speed:g}× is more than this bot's voice engine can do ({speeds}), so you now get "
+            f"this server's default ({server_speed:g}×). Pick another with /voice set."
+        )
+        prefs = UserPrefs(voice=prefs.voice, instructions=prefs.instructions, spoken_name=prefs.spoken_name)
     effective = prefs.effective(guild)
     return SpeakOptions(
         voice=voice or (effective.voice if effective.voice in offered else server_voice),
-        speed=effective.speed if speed is None else speed,
+        speed=(effective.speed if effective.speed in speeds else server_speed) if speed is None else speed,
         format=format or guild.default_format or settings.default_format,
         instructions=instructions or effective.instructions,
         output=output or guild.speak_output,
-        notice=notice,
+        notice=" ".join(notices) or None,
     )
 
 
@@ -87,6 +96,12 @@ def check_voice(settings: Settings, voice: str) -> None:
     """Refuse a voice the bot does not offer (``SPEECH_VOICES``), listing those it does."""
     if voice not in settings.speech_voices:
         raise UserFacingError(f"Unknown voice {voice[:40]!r}. Available voices: {', '.join(settings.speech_voices)}.")
+
+
+def check_speed(settings: Settings, speed: float) -> None:
+    """Refuse a speed the bot's voice engine cannot do (never clamped: the user says what they want)."""
+    if speed not in settings.speed_range:
+        raise UserFacingError(f"This bot's voice engine speaks at speeds from {settings.speed_range}, not {speed:g}.")
 
 
 def check_roles(guild: GuildSettings, role_ids: Iterable[int]) -> None:
@@ -188,15 +203,21 @@ class Policy:
     ) -> SpeakOptions:
         """:func:`resolve_options` with the user's stored preferences (``asked``: its keyword arguments).
 
-        A stored voice that is no longer offered is cleared here, so the user is told exactly once.
+        A stored voice or speed the bot no longer offers is cleared here, so the user is told exactly once.
         """
         prefs = await self.store.get_user_prefs(user_id, guild_id)
         options = resolve_options(self.settings, guild, prefs, **asked)  # type: ignore[arg-type]
         if options.notice is not None:
-            offered = self.settings.speech_voices
+            offered, speeds = self.settings.speech_voices, self.settings.speed_range
             for scope in {None, guild_id}:
-                if (await self.store.get_user_prefs(user_id, scope)).voice not in (None, *offered):
-                    await self.store.set_user_prefs(user_id, scope, voice=None)
+                stored = await self.store.get_user_prefs(user_id, scope)
+                stale: dict[str, object] = {}
+                if stored.voice not in (None, *offered):
+                    stale["voice"] = None
+                if stored.speed is not None and stored.speed not in speeds:
+                    stale["speed"] = None
+                if stale:
+                    await self.store.set_user_prefs(user_id, scope, **stale)
         return options
 
     async def admit(self, guild_id: int, user_id: int, characters: int, guild: GuildSettings) -> None:
@@ -211,9 +232,10 @@ class Policy:
         if guild.user_chars_per_minute is not None:
             self.rate_limiter.admit(guild_id, user_id, characters, guild.user_chars_per_minute)
 
-    async def record(self, guild_id: int, user_id: int, characters: int) -> None:
-        """Count a successful synthesis against the server's budgets."""
-        await self.store.add_usage(guild_id, user_id, characters, self._today())
+    async def record(self, guild_id: int, user_id: int, characters: int, *, fallback: bool = False) -> None:
+        """Count a successful synthesis against the server's budgets; what a fallback engine said instead of
+        the speech service is only shown in ``/usage`` (the service was not paid for it)."""
+        await self.store.add_usage(guild_id, user_id, characters, self._today(), fallback=fallback)
 
     async def forget_user(self, user_id: int) -> None:
         """Everything stored about the user, in the database and in memory."""

@@ -49,8 +49,13 @@ def _seconds(default: float) -> Callable[[int | None], str]:
 def _formatters(bot: Settings) -> dict[str, tuple[str, Callable[[object], str]]]:
     """Field name → (label, how to show its value)."""
     return {
-        "default_voice": ("Default voice", lambda v: v or f"bot default ({bot.default_voice})"),
-        "default_speed": ("Default speed", lambda v: f"{v:g}×"),
+        "default_voice": ("Default voice", lambda v: (
+            f"bot default ({bot.default_voice})" if not v
+            else v if v in bot.speech_voices else f"{v} (not offered now: bot default, {bot.default_voice}, used)"
+        )),
+        "default_speed": ("Default speed", lambda v: (
+            f"{v:g}×" if v in bot.speed_range else f"{v:g}× (more than this voice engine can do: 1× used)"
+        )),
         "default_format": ("Default format", lambda v: v or f"bot default ({bot.default_format})"),
         "default_instructions": ("Default instructions", lambda v: f"“{v}”" if v else "none"),
         "speak_output": ("/speak output", str),
@@ -150,11 +155,18 @@ def render_usage(
         f"This month: {_spent(month, guild.monthly_char_budget)}",
         f"You this month: {mine.characters:,} characters",
     ]
+    if month.fallback_characters:
+        lines.append(
+            f"Said by the offline voice while the speech service could not (not counted against budgets): "
+            f"today {today.fallback_characters:,}, this month {month.fallback_characters:,} characters"
+            + (f", yours {mine.fallback_characters:,}" if mine.fallback_characters else "")
+        )
     if guild.user_chars_per_minute is not None:
         lines.append(f"Per-member rate: {guild.user_chars_per_minute:,} characters per minute")
     if per_member is not None:
         lines.append("**Per member this month:**" if per_member else "Nobody has used speech this month.")
         for user_id, used in per_member:
             who = "forgotten users" if user_id == FORGOTTEN_USER else f"<@{user_id}>"
-            lines.append(f"• {who}: {used.characters:,} characters ({used.requests:,} requests)")
+            offline = f", {used.fallback_characters:,} offline" if used.fallback_characters else ""
+            lines.append(f"• {who}: {used.characters:,} characters ({used.requests:,} requests){offline}")
     return "\n".join(lines)

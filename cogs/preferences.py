@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.permissions import caller_is_moderator
-from bot.policy import check_voice, utc_today
+from bot.policy import check_speed, check_voice, utc_today
 from bot.replies import NO_MENTIONS
 from bot.settings_view import render_usage
 from bot.speech.models import MAX_INSTRUCTIONS_CHARS
@@ -64,7 +64,7 @@ class PreferencesCog(commands.Cog):
     @voice.command(name="set", description="Choose how text-to-speech sounds for you.")
     @app_commands.describe(
         voice="Your voice.",
-        speed="Your speed, 0.25 (slow) to 4.0 (fast).",
+        speed="Your speed, 0.25 (slow) to 4.0 (fast; 1.5 with Realtime models).",
         instructions="Your speaking style, e.g. 'calm and clear'.",
         name="The name read aloud before your messages.",
         scope="For this server only, or everywhere (server choices win over 'everywhere').",
@@ -81,6 +81,8 @@ class PreferencesCog(commands.Cog):
     ) -> None:
         if voice is not None:
             check_voice(self.bot.settings, voice)
+        if speed is not None:
+            check_speed(self.bot.settings, speed)
         given = dict(voice=voice, speed=speed, instructions=instructions, spoken_name=name)
         changes = {key: value for key, value in given.items() if value is not None}
         if not changes:

@@ -15,7 +15,7 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.permissions import require_moderator
-from bot.policy import check_voice
+from bot.policy import check_speed, check_voice
 from bot.replies import NO_MENTIONS
 from bot.settings_view import describe_changes, labels, render_sections
 from bot.speech.models import MAX_INSTRUCTIONS_CHARS, MAX_INPUT_CHARS
@@ -116,7 +116,7 @@ class SettingsCog(commands.Cog):
     @settings.command(name="defaults", description="What /speak and read-aloud use when a member picks nothing.")
     @app_commands.describe(
         voice="Default voice.",
-        speed="Default speed, 0.25 (slow) to 4.0 (fast).",
+        speed="Default speed, 0.25 (slow) to 4.0 (fast; 1.5 with Realtime models).",
         format="Default audio file format for /speak.",
         instructions="Default speaking style, e.g. 'calm and clear'.",
         output="What /speak does by default: post a file, speak in voice, or both.",
@@ -133,6 +133,8 @@ class SettingsCog(commands.Cog):
     ) -> None:
         if voice is not None:
             check_voice(self.bot.settings, voice)
+        if speed is not None:
+            check_speed(self.bot.settings, speed)
         given = dict(default_voice=voice, default_speed=speed, default_format=format,
                      default_instructions=instructions, speak_output=output)
         await self._apply_given(interaction, **given)

@@ -20,7 +20,6 @@ from bot.speech.models import (
     SpeechRequest,
     SpeechStream,
     SynthesizedAudio,
-    read_all,
     validate_request,
 )
 from bot.storage import GuildSettings
@@ -55,7 +54,7 @@ class SpeakCog(commands.Cog):
         text="What to say (up to 4096 characters).",
         voice="Which voice to use.",
         format="Audio file format (opus is small and plays everywhere).",
-        speed="Speaking speed, from 0.25 (slow) to 4.0 (fast). Default 1.0.",
+        speed="Speaking speed, from 0.25 (slow) to 4.0 (fast; 1.5 with Realtime models). Default 1.0.",
         instructions="How to say it, e.g. 'cheerful and quick' (models that support style instructions only).",
         output="Post an audio file, say it in your voice channel, or both. Default: file.",
     )
@@ -95,6 +94,7 @@ class SpeakCog(commands.Cog):
                 instructions=options.instructions,
             ),
             self.bot.settings.speech_voices,
+            speeds=self.bot.settings.speed_range,
         )
         output = options.output
         channel = caller_voice_channel(interaction) if output in ("voice", "both") else None
@@ -112,7 +112,7 @@ class SpeakCog(commands.Cog):
                     request,
                     user_id,
                     on_error=self._error_notifier(interaction),
-                    open_stream=self._counted_stream(request, guild_id, user_id),
+                    open_stream=self._counted_stream(interaction, request, guild_id, user_id),
                 )
             )
             where = f" in {session.channel.mention}" + (f" (after {ahead} other)" if ahead else "")
@@ -120,10 +120,12 @@ class SpeakCog(commands.Cog):
             await self._tell(interaction, options.notice)
             return
 
-        stream, origin = await self.bot.speech.open_tracked(request)
-        audio = await read_all(stream)
+        audio, served = await self.bot.speech.read_whole(request)
+        origin = served.origin
         if guild_id is not None and origin.sent:
-            await policy.record(guild_id, user_id, len(request.text))
+            await policy.record(guild_id, user_id, len(request.text), fallback=served.fallback)
+        if note := served.note(request.voice):
+            caption += f"\n-# {note}"
         limit = interaction.filesize_limit
         if len(audio.data) > limit:
             raise UserFacingError(
@@ -146,7 +148,7 @@ class SpeakCog(commands.Cog):
         )
         await self._tell(interaction, options.notice)
         log.info(
-            "speak done (guild=%s user=%s chars=%d format=%s bytes=%d output=%s audio=%s)",
+            "speak done (guild=%s user=%s chars=%d format=%s bytes=%d output=%s audio=%s engine=%s)",
             interaction.guild_id,
             interaction.user.id,
             len(request.text),
@@ -154,6 +156,7 @@ class SpeakCog(commands.Cog):
             len(audio.data),
             output,
             origin.value,
+            served.engine.name,
         )
 
     @staticmethod
@@ -162,15 +165,23 @@ class SpeakCog(commands.Cog):
         if notice:
             await interaction.followup.send(notice, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
-    def _counted_stream(self, request: SpeechRequest, guild_id: int | None, user_id: int) -> StreamOpener:
+    def _counted_stream(
+        self, interaction: discord.Interaction[SpeechBot], request: SpeechRequest, guild_id: int | None, user_id: int
+    ) -> StreamOpener:
         """Open the synthesis for the voice player; once the engine accepted it, it counts against budgets
-        (unless the audio came from the cache)."""
+        (unless the audio came from the cache, or a fallback engine said it: then it is only shown in /usage,
+        and the requester is told which voice spoke)."""
 
         async def open_stream() -> SpeechStream:
-            stream, origin = await self.bot.speech.open_tracked(request)
-            if guild_id is not None and origin.sent:
-                await self.bot.policy.record(guild_id, user_id, len(request.text))
-            return stream
+            served = await self.bot.speech.open_tracked(request)
+            if guild_id is not None and served.origin.sent:
+                await self.bot.policy.record(guild_id, user_id, len(request.text), fallback=served.fallback)
+            if note := served.note(request.voice):
+                try:
+                    await self._tell(interaction, note)
+                except discord.HTTPException as exc:  # the reply is a courtesy; the audio matters more
+                    log.info("could not say which voice spoke (interaction=%s): %s", interaction.id, exc.status)
+            return served.stream
 
         return open_stream
 

@@ -1,5 +1,6 @@
 """The default end-to-end bot: the real process against the loopback speech endpoint (OpenAI backend, 3 s
-speech timeout). A module that needs another set-up defines its own ``bot`` fixture, which takes precedence."""
+speech timeout, no fallback engine: the endpoint's own failures reach the user). A module that needs another
+set-up defines its own ``bot`` fixture, which takes precedence."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ async def bot(
         SPEECH_API_KEY=SPEECH_TEST_KEY,
         SPEECH_BACKEND="openai",
         SPEECH_TIMEOUT="3",
+        SPEECH_FALLBACK="none",
     ) as process:
         yield process
 

@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.loopback.discord_fixtures",
     "tests.loopback.speech_fixtures",
+    "tests.loopback.realtime_fixtures",
     "tests.storage_fixtures",
     "tests.bot_fixtures",
 ]

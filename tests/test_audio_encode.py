@@ -132,3 +132,23 @@ def test_decode_converts_rate_and_channels(encoded: dict[AudioFormat, bytes]) ->
 def test_decoding_garbage_raises_a_typed_error(data: bytes) -> None:
     with pytest.raises(AudioDecodeError):
         decode_to_pcm(data)
+
+
+@pytest.mark.parametrize("rate", [24_000, SOURCE_RATE])
+def test_live_opus_hands_out_each_packet_at_once_in_20ms_frames(rate: int) -> None:
+    """What the Realtime engine plays while it is made: every 100 ms fed gives out whole Ogg pages at once (the
+    voice channel starts with the first delta), 20 ms packets, the same tone and duration."""
+    source = tone(rate=rate)
+    encoder = StreamEncoder(AudioFormat.OPUS, rate, live=True)
+    step = rate // 10 * 2
+    parts = [encoder.feed(source[start : start + step]) for start in range(0, len(source), step)]
+    parts.append(encoder.finish())
+    assert all(parts[1:-1]), "every 100 ms fed gives audio out"
+    data = b"".join(parts)
+    assert sniff(data) is AudioFormat.OPUS
+    with av.open(io.BytesIO(data)) as container:
+        durations = {packet_duration_ms(bytes(p)) for p in container.demux(audio=0) if p.size}
+    assert durations == {20}
+    assert duration_seconds(data, AudioFormat.OPUS) == pytest.approx(SOURCE_SECONDS, abs=DURATION_TOLERANCE)
+    assert dominant_hz(decode_to_pcm(data, AudioFormat.OPUS, rate=48_000, channels=1), 48_000) == pytest.approx(
+        TONE_HZ, abs=5)

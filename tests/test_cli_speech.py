@@ -81,7 +81,7 @@ async def test_say_to_stdout_from_stdin_text(tmp_path: Path, speech_endpoint: Sp
 
 
 async def test_say_failures_are_one_line_and_leave_no_file(tmp_path: Path, speech_endpoint: SpeechEndpoint) -> None:
-    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY}
+    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY, "SPEECH_FALLBACK": "none"}
     speech_endpoint.inject(Fault(status=429, code="insufficient_quota", error_type="insufficient_quota"))
     out = tmp_path / "x.opus"
     code, _, err = await run_cli("say", "hello world", "-o", str(out), env=env, cwd=tmp_path)
@@ -111,7 +111,10 @@ async def test_check_passes_against_working_services(
     code, out, err = await run_cli("check", env=env, cwd=tmp_path)
     text = out.decode()
     assert code == 0, text + err
-    assert "token is valid" in text and "is reachable" in text and "Everything looks ready." in text
+    assert "token is valid" in text and "is reachable" in text and "Everything looks ready (1 warning)." in text
+    assert "[!! ] speech: the model gpt-4o-mini-tts shuts down on 2027-01-06" in text
+    assert "SPEECH_MODEL=gpt-realtime-2.1-mini" in text and "SPEECH_API_BASE_URL=https://api.openai.com/v1" in text
+    assert "speech fallback: the offline engine (local) speaks when the speech service is down" in text
     assert "database: reachable" in text
     assert f"audio cache directory {tmp_path / 'cache'} is writable" in text
 
@@ -135,5 +138,5 @@ async def test_check_reports_each_problem_and_what_to_do(
     assert "DISCORD_TOKEN was rejected" in text and "API key was rejected" in text
     assert "database: cannot be opened" in text and "DATABASE_URL" in text
     assert "audio cache directory" in text and "CACHE_DISK_MB=0" in text
-    assert "4 problem(s) found." in text
+    assert "4 problem(s) found (1 warning)." in text
     assert "sk-wrong-key-000" not in text and wrong_token not in text

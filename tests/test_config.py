@@ -137,3 +137,48 @@ def test_bad_shard_settings_are_refused_and_named(env: dict[str, str], message: 
     with pytest.raises(ConfigError) as info:
         load_settings(env)
     assert len(info.value.problems) == 1 and message in info.value.problems[0]
+
+
+def test_a_realtime_model_with_a_key_selects_the_realtime_engine_its_voices_and_speeds() -> None:
+    settings = load_settings({"SPEECH_API_KEY": "sk-abc", "SPEECH_MODEL": "gpt-realtime-2.1-mini"})
+    assert settings.uses_realtime_engine and settings.engine_name == "realtime"
+    assert settings.speech_voices == (
+        "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"
+    )
+    assert settings.default_voice == "alloy"
+    assert (settings.speed_range.low, settings.speed_range.high) == (0.25, 1.5)
+    assert 1.5 in settings.speed_range and 1.6 not in settings.speed_range
+    # the /audio/speech models keep their own
+    classic = load_settings({"SPEECH_API_KEY": "sk-abc"})
+    assert classic.engine_name == "openai" and not classic.uses_realtime_engine
+    assert (classic.speed_range.low, classic.speed_range.high) == (0.25, 4.0)
+
+
+def test_a_realtime_model_without_a_key_still_uses_the_offline_engine() -> None:
+    settings = load_settings({"SPEECH_MODEL": "gpt-realtime-2.1-mini"})
+    assert settings.engine_name == "local" and not settings.uses_realtime_engine
+    assert settings.speech_voices == ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+
+
+def test_realtime_voices_must_be_ones_the_realtime_api_offers() -> None:
+    env = {"SPEECH_API_KEY": "sk-abc", "SPEECH_MODEL": "gpt-realtime"}
+    with pytest.raises(ConfigError) as info:
+        load_settings({**env, "SPEECH_VOICES": "marin,fable,onyx"})
+    [problem] = info.value.problems
+    assert problem.startswith("SPEECH_VOICES") and "fable, onyx" in problem and "marin" in problem
+    assert load_settings({**env, "SPEECH_VOICES": "cedar,voice_1234"}).speech_voices == ("cedar", "voice_1234")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("", None), ("none", ()), ("local", ("local",)), (" LOCAL , local ", ("local",))],
+)
+def test_speech_fallback_is_a_list_of_engines(raw: str, expected: tuple[str, ...] | None) -> None:
+    assert load_settings({"SPEECH_FALLBACK": raw}).speech_fallback == expected
+
+
+@pytest.mark.parametrize("raw", ["cloud", "local,none", "none,none", ","])
+def test_a_bad_speech_fallback_is_refused_and_named(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"SPEECH_FALLBACK": raw, "SPEECH_REALTIME_SESSIONS": "0"})
+    assert [problem.split()[0] for problem in info.value.problems] == ["SPEECH_FALLBACK", "SPEECH_REALTIME_SESSIONS"]

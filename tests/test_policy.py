@@ -10,7 +10,7 @@ from bot.audio.formats import AudioFormat
 from bot.config import load_settings
 from bot.errors import UserFacingError
 from bot.permissions import is_moderator
-from bot.policy import Policy, RateLimiter, check_budgets, check_roles, resolve_options
+from bot.policy import Policy, RateLimiter, check_budgets, check_roles, check_speed, resolve_options
 from bot.settings_view import SECTIONS, describe_changes, labels, render_sections
 from bot.storage import GuildSettings, Store, UserPrefs
 from bot.storage.models import SpeakOutput
@@ -149,3 +149,46 @@ async def test_a_stale_stored_voice_is_cleared_so_the_user_is_told_once(store: S
     second = await policy.options_for(1, 10, GuildSettings())
     assert second.voice == "alloy" and second.notice is None and second.speed == 1.5
     assert (await store.get_user_prefs(10, None)) == UserPrefs(speed=1.5)
+
+
+REALTIME = load_settings({"SPEECH_API_KEY": "sk-x", "SPEECH_MODEL": "gpt-realtime-2.1-mini"})
+
+
+def test_saved_choices_the_realtime_engine_does_not_offer_fall_back_to_the_server_default_with_a_notice() -> None:
+    guild = GuildSettings(default_voice="marin", default_speed=1.25)
+    options = resolve_options(REALTIME, guild, UserPrefs(voice="nova", speed=2.0))
+    assert (options.voice, options.speed) == ("marin", 1.25)
+    assert options.notice is not None
+    assert "'nova' is no longer offered" in options.notice and "2× is more than" in options.notice
+    assert "0.25 to 1.5" in options.notice
+    # a server default the engine cannot do gives the bot's, silently (as a server voice no longer offered does)
+    fast_server = resolve_options(REALTIME, GuildSettings(default_voice="onyx", default_speed=3.0), UserPrefs())
+    assert (fast_server.voice, fast_server.speed, fast_server.notice) == ("alloy", 1.0, None)
+    # what is asked explicitly is left for validation to refuse, never clamped
+    assert resolve_options(REALTIME, guild, UserPrefs(), speed=3.0).speed == 3.0
+
+
+def test_check_speed_refuses_what_the_engine_cannot_do() -> None:
+    check_speed(REALTIME, 1.5)
+    check_speed(BOT, 4.0)
+    with pytest.raises(UserFacingError) as info:
+        check_speed(REALTIME, 1.75)
+    assert "from 0.25 to 1.5, not 1.75" in info.value.message
+
+
+async def test_a_stale_stored_speed_is_cleared_so_the_user_is_told_once(store: Store) -> None:
+    policy = Policy(REALTIME, store)
+    await store.set_user_prefs(10, None, speed=3.0, instructions="calm")
+    first = await policy.options_for(1, 10, GuildSettings())
+    assert first.speed == 1.0 and first.notice is not None and "3×" in first.notice
+    second = await policy.options_for(1, 10, GuildSettings())
+    assert second.speed == 1.0 and second.notice is None
+    assert await store.get_user_prefs(10, None) == UserPrefs(instructions="calm")
+
+
+def test_show_says_when_a_server_default_is_not_what_the_engine_can_do() -> None:
+    sections = dict(render_sections(REALTIME, GuildSettings(default_voice="nova", default_speed=2.0)))
+    assert "**Default voice:** nova (not offered now: bot default, alloy, used)" in sections["Speaking defaults"]
+    assert "**Default speed:** 2× (more than this voice engine can do: 1× used)" in sections["Speaking defaults"]
+    fine = dict(render_sections(REALTIME, GuildSettings(default_voice="marin", default_speed=1.5)))
+    assert "**Default voice:** marin\n" in fine["Speaking defaults"] + "\n"

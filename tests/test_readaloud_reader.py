@@ -18,6 +18,7 @@ from bot.policy import Policy, utc_today
 from bot.readaloud.filters import MessageFacts, Skip
 from bot.readaloud.reader import Names, ReadAloud
 from bot.speech.cache import AudioCache
+from bot.speech.failover import Engine, FailoverSpeech
 from bot.storage import Store
 from bot.text import MessageInput
 from bot.voice.player import PlayItem
@@ -104,8 +105,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     backend = CountingBackend()
     session = RecordingSession()
     sessions = SimpleNamespace(get=lambda guild_id: session if guild_id == GUILD else None)
-    cache = AudioCache(backend, namespace="tts-1")
-    service = ReadAloud(sessions, store, Policy(settings, store), cache, hold=0.05)  # type: ignore[arg-type]
+    speech = FailoverSpeech(AudioCache(backend, namespace="tts-1"),
+                            [Engine("openai", "the speech service", "tts-1", backend)])  # type: ignore[arg-type]
+    service = ReadAloud(sessions, store, Policy(settings, store), speech, hold=0.05)  # type: ignore[arg-type]
     yield World(service, store, backend, session)
     await service.close()
     await store.close()

@@ -61,6 +61,7 @@ async def test_the_bot_fails_fast_while_the_endpoint_keeps_failing_and_recovers_
         "SPEECH_API_KEY": SPEECH_TEST_KEY,
         "SPEECH_BREAKER_FAILURES": "2",
         "SPEECH_BREAKER_COOLDOWN": "2",
+        "SPEECH_FALLBACK": "none",  # the failover would speak offline instead (tests/test_e2e_realtime.py)
     }
 
     async def speak() -> str:

@@ -431,6 +431,17 @@ async def test_usage_adds_up_per_day_and_sums_from_a_day(store: Store, database:
     assert len(await database.rows(usage)) == 4
 
 
+async def test_fallback_usage_is_kept_apart_from_what_budgets_count(store: Store) -> None:
+    await store.add_usage(GUILD, USER, 100, DAY)
+    await store.add_usage(GUILD, USER, 30, DAY, fallback=True)
+    await store.add_usage(GUILD, OTHER_USER, 7, DAY, fallback=True)
+    assert await store.usage_since(GUILD, DAY) == Usage(100, 1, 37, 2)
+    assert await store.usage_since(GUILD, DAY, user_id=OTHER_USER) == Usage(0, 0, 7, 1)
+    assert await store.usage_by_user(GUILD, DAY) == [(USER, Usage(100, 1, 30, 1)), (OTHER_USER, Usage(0, 0, 7, 1))]
+    await store.forget_user(USER)
+    assert await store.usage_since(GUILD, DAY, user_id=FORGOTTEN_USER) == Usage(100, 1, 30, 1)
+
+
 async def test_concurrent_usage_is_counted_exactly(store: Store) -> None:
     await asyncio.gather(*(store.add_usage(GUILD, USER, 10, DAY) for _ in range(40)))
     assert await store.usage_since(GUILD, DAY) == Usage(characters=400, requests=40)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, insert, inspect
 from sqlalchemy.engine import make_url
 
-from bot.storage import SchemaTooNewError, Store, StorageError
+from bot.storage import SchemaTooNewError, Store, StorageError, Usage
 from bot.storage.engine import create_engine
 from bot.storage.migrations import MIGRATIONS, Migration, migrate
 from bot.storage.schema import guild_settings, metadata, schema_version
@@ -37,7 +37,8 @@ async def test_open_creates_every_table_from_empty(database: Database) -> None:
 
     assert await database.table_names() == set(metadata.tables)
     versions = [(row["version"], row["description"]) for row in await database.rows(schema_version)]
-    assert versions == [(1, "initial schema"), (2, "voice sessions to rejoin after a restart")]
+    assert versions == [(1, "initial schema"), (2, "voice sessions to rejoin after a restart"),
+                        (3, "usage said by the fallback engine")]
 
 
 async def test_migrations_build_the_declared_schema(database: Database) -> None:
@@ -133,7 +134,25 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_data(database: Dat
         assert [(r.guild_id, r.channel_id) for r in await store.voice_sessions()] == [(42, 43)]
     finally:
         await store.close()
-    assert [row["version"] for row in await database.rows(schema_version)] == [1, 2]
+    assert [row["version"] for row in await database.rows(schema_version)] == CURRENT
+
+
+async def test_a_version_2_database_keeps_its_usage_and_counts_fallback_usage_apart(database: Database) -> None:
+    """Usage recorded before the fallback engine existed stays what it was (all of it went to the service)."""
+    assert await migrate(database.engine, MIGRATIONS[:2]) == [1, 2]
+    await database.execute(insert(Table("usage", MetaData(), Column("guild_id"), Column("user_id"), Column("day"),
+                                        Column("characters"), Column("requests"))).values(
+        guild_id=42, user_id=7, day=date(2026, 12, 1), characters=300, requests=3))
+
+    store = await database.open()
+    try:
+        assert await store.usage_since(42, date(2026, 12, 1)) == Usage(300, 3, 0, 0)
+        await store.add_usage(42, 7, 50, date(2026, 12, 1), fallback=True)
+        await store.add_usage(42, 7, 20, date(2026, 12, 1))
+        assert await store.usage_since(42, date(2026, 12, 1)) == Usage(320, 4, 50, 1)
+    finally:
+        await store.close()
+    assert [row["version"] for row in await database.rows(schema_version)] == [1, 2, 3]
 
 
 async def test_postgres_scheme_alias_is_accepted(database: Database) -> None:

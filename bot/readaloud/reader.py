@@ -2,8 +2,8 @@
 
 Each guild with something to read has a :class:`GuildReader`: a fair, held queue (:mod:`bot.readaloud.queue`)
 and one task that gives the player one message at a time. While a message plays, the next eligible one is
-already being synthesized (through the bot's :class:`~bot.speech.cache.AudioCache`, which the playback then
-joins or hits), so playback stays gapless without
+already being synthesized (through the bot's :class:`~bot.speech.failover.FailoverSpeech`, whose audio cache the
+playback then joins or hits), so playback stays gapless without
 committing the player to a message that may still be deleted or edited. Handing over one at a time is what
 lets a deletion drop a waiting message, an edit change it, and fairness apply to messages that arrive late.
 
@@ -26,11 +26,10 @@ from bot.policy import Policy, resolve_options
 from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.queue import Entry, FairQueue
 from bot.readaloud.usage import UsageBatcher
-from bot.speech.cache import AudioCache
 from bot.speech.errors import SpeechError
+from bot.speech.failover import FailoverSpeech
 from bot.speech.models import (
     MAX_INPUT_CHARS,
-    MAX_SPEED,
     SpeechRequest,
     SpeechStream,
     read_all,
@@ -117,7 +116,7 @@ class ReadAloud:
         sessions: VoiceSessions,
         store: Store,
         policy: Policy,
-        cache: AudioCache,
+        speech: FailoverSpeech,
         *,
         hold: float = 1.0,
         queue_limit: int = 20,
@@ -126,8 +125,9 @@ class ReadAloud:
         self.sessions = sessions
         self.store = store
         self.policy = policy
-        self.cache = cache
+        self.speech = speech
         self.voices = policy.settings.speech_voices
+        self.speeds = policy.settings.speed_range
         self.hold = hold
         self.queue_limit = queue_limit
         self.clock = clock or (lambda: asyncio.get_running_loop().time())
@@ -280,7 +280,7 @@ class ReadAloud:
         against the server's budgets and the author's rate, and counted; a budget refusal is a
         :class:`SpeechError`."""
         characters = len(request.text)
-        if not self.cache.has(request):
+        if not self.speech.has(request):
             settings = await self.store.get_guild_settings(guild_id)
             try:
                 await self.policy.admit(guild_id, user_id, characters, settings)
@@ -288,10 +288,10 @@ class ReadAloud:
                 log.info("read-aloud message not synthesized (guild=%s user=%s): budget or rate", guild_id, user_id)
                 raise SpeechError(exc.message) from None
         # Chat audio stays in memory: what was said in a channel is never written to disk.
-        stream, origin = await self.cache.open_tracked(request, persist=False)
-        if origin.sent:
-            self.usage.add(guild_id, user_id, characters)
-        return stream
+        served = await self.speech.open_tracked(request, persist=False)
+        if served.origin.sent:
+            self.usage.add(guild_id, user_id, characters, fallback=served.fallback)
+        return served.stream
 
 
 #: Announcements have no message id; negative ids never collide with Discord's.
@@ -441,12 +441,13 @@ class GuildReader:
         if not text:
             return None
         speed = u.speed
-        if waiting >= BACKLOG_THRESHOLD:
-            speed = min(MAX_SPEED, round(speed * u.backlog_speedup, 2))
+        if waiting >= BACKLOG_THRESHOLD:  # as fast as asked, within what the engine can do
+            speed = max(speed, min(self.service.speeds.high, round(speed * u.backlog_speedup, 2)))
         try:
             return validate_request(
                 SpeechRequest(text=text, voice=u.voice, format=READ_FORMAT, speed=speed, instructions=u.instructions),
                 self.service.voices,
+                speeds=self.service.speeds,
             )
         except SpeechError:
             log.warning("read-aloud request refused before sending (guild=%s)", self.guild_id)

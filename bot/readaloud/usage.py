@@ -31,11 +31,12 @@ class UsageBatcher:
         self._store = store
         self._interval = interval
         self._today = today
-        self._pending: defaultdict[tuple[int, int, date], list[int]] = defaultdict(lambda: [0, 0])
+        self._pending: defaultdict[tuple[int, int, date, bool], list[int]] = defaultdict(lambda: [0, 0])
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, guild_id: int, user_id: int, characters: int) -> None:
-        counts = self._pending[(guild_id, user_id, self._today())]
+    def add(self, guild_id: int, user_id: int, characters: int, *, fallback: bool = False) -> None:
+        """Count one request; ``fallback``: said by the fallback engine (shown in /usage, not budgeted)."""
+        counts = self._pending[(guild_id, user_id, self._today(), fallback)]
         counts[0] += characters
         counts[1] += 1
         if self._task is None or self._task.done():
@@ -43,9 +44,9 @@ class UsageBatcher:
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, defaultdict(lambda: [0, 0])
-        for (guild_id, user_id, day), (characters, requests) in pending.items():
+        for (guild_id, user_id, day, fallback), (characters, requests) in pending.items():
             try:
-                await self._store.add_usage(guild_id, user_id, characters, day, requests=requests)
+                await self._store.add_usage(guild_id, user_id, characters, day, requests=requests, fallback=fallback)
             except Exception:
                 log.warning("could not record read-aloud usage (guild=%s)", guild_id, exc_info=True)
 

@@ -114,5 +114,8 @@ class BreakerSpeechBackend:
         self.breaker.record_success()
         return stream
 
+    async def start(self) -> None:
+        await self.inner.start()
+
     async def close(self) -> None:
         await self.inner.close()

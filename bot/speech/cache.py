@@ -68,6 +68,15 @@ class Origin(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CacheSource:
+    """Who makes the audio on a miss, and the namespace its entries are kept under (one per engine, so a key
+    always says which engine made the audio)."""
+
+    backend: SpeechBackend
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
 class CacheStats:
     memory_hits: int = 0
     disk_hits: int = 0
@@ -399,22 +408,26 @@ class AudioCache:
             disk_bytes=self._disk_bytes,
         )
 
-    def key(self, request: SpeechRequest) -> str:
-        return cache_key(self.namespace, request)
+    def key(self, request: SpeechRequest, namespace: str | None = None) -> str:
+        return cache_key(self.namespace if namespace is None else namespace, request)
 
-    def has(self, request: SpeechRequest) -> bool:
+    def has(self, request: SpeechRequest, *, namespace: str | None = None) -> bool:
         """True when ``request`` would be served without sending anything new (cached or in flight)."""
-        digest = self.key(request)
+        digest = self.key(request, namespace)
         return digest in self._memory or digest in self._in_flight or digest in self._index
 
-    async def open_tracked(self, request: SpeechRequest, *, persist: bool = True) -> tuple[SpeechStream, Origin]:
+    async def open_tracked(
+        self, request: SpeechRequest, *, persist: bool = True, source: CacheSource | None = None
+    ) -> tuple[SpeechStream, Origin]:
         """Open ``request``'s audio and say where it comes from (``Origin.SENT``: this call sent the request,
         so it counts as usage). Failures are raised as the wrapped backend raises them and are not cached.
 
         ``persist`` False keeps audio this call fetches out of the disk tier (memory only), unless another
         caller sharing the same download wants it kept; it is still served from disk when already there.
+        ``source`` names another backend and namespace than the cache's own (the engines of a failover).
         """
-        digest = self.key(request)
+        backend = self.inner if source is None else source.backend
+        digest = self.key(request, None if source is None else source.namespace)
         if (audio := self._memory.get(digest)) is not None:
             self._memory.move_to_end(digest)
             self._count(Origin.MEMORY)
@@ -423,7 +436,7 @@ class AudioCache:
         joined = flight is not None
         if flight is None:
             flight = self._in_flight[digest] = _Flight(digest)
-            flight.task = asyncio.create_task(self._produce(flight, request), name="audio-cache-fill")
+            flight.task = asyncio.create_task(self._produce(flight, request, backend), name="audio-cache-fill")
             self._producers.add(flight.task)
             flight.task.add_done_callback(self._producers.discard)
         flight.readers += 1
@@ -474,8 +487,8 @@ class AudioCache:
         if self._on_lookup is not None:
             self._on_lookup(origin)
 
-    async def _produce(self, flight: _Flight, request: SpeechRequest) -> None:
-        """Fill ``flight`` from the disk or the wrapped backend; cache it when it completed."""
+    async def _produce(self, flight: _Flight, request: SpeechRequest, backend: SpeechBackend) -> None:
+        """Fill ``flight`` from the disk or ``backend``; cache it when it completed."""
         digest = flight.digest
         try:
             found = await self._read_disk(digest)
@@ -487,7 +500,7 @@ class AudioCache:
                 audio = found
             else:
                 self._count(Origin.SENT)
-                stream = await self.inner.open(request)
+                stream = await backend.open(request)
                 try:
                     flight.begin(stream.format, Origin.SENT)
                     async for chunk in stream:

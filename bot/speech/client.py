@@ -134,6 +134,9 @@ class OpenAISpeechClient:
                 )
                 return stream
 
+    async def start(self) -> None:
+        """Nothing to prepare: connections are opened by the shared session as requests need them."""
+
     async def close(self) -> None:
         """Nothing to release: the session belongs to the caller."""
 

@@ -70,3 +70,10 @@ class SpeechTimeoutError(SpeechError):
 
 class SpeechConnectionError(SpeechError):
     """The endpoint could not be reached, or the connection broke."""
+
+
+class SpeechRewordedError(SpeechError):
+    """A voice model said something other than the text (its transcript deviates): its audio is not used.
+
+    Raised at the end of the stream that carried it, so that audio is never cached or uploaded; a caller that
+    reads whole files asks once more (:func:`bot.speech.models.read_whole`)."""

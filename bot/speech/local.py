@@ -94,6 +94,10 @@ class LocalSpeechEngine:
         await stream.start()
         return stream
 
+    async def start(self) -> None:
+        """Nothing to prepare: the model is loaded by the first synthesis (~0.4 s), so a bot that never needs
+        its fallback never pays for it."""
+
     async def close(self) -> None:
         """Stop the engine's own executor (a borrowed one is left alone); safe to call twice."""
         if self._closed:

@@ -5,18 +5,22 @@ Validation happens before any backend is called, so a request the OpenAI spec wo
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
-from bot.speech.errors import SpeechValidationError
+from bot.speech.catalog import SPEECH_API_SPEEDS, SpeedRange
+from bot.speech.errors import SpeechRewordedError, SpeechValidationError
+
+log = logging.getLogger(__name__)
 
 MAX_INPUT_CHARS = 4096
 MAX_INSTRUCTIONS_CHARS = 4096
-MIN_SPEED = 0.25
-MAX_SPEED = 4.0
+MIN_SPEED = SPEECH_API_SPEEDS.low
+MAX_SPEED = SPEECH_API_SPEEDS.high
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,10 @@ class SpeechBackend(Protocol):
         """Start synthesis; raises SpeechError (typed, user-safe) on failure."""
         ...
 
+    async def start(self) -> None:
+        """Get ready in the background (a warm connection); called once, in the bot's start-up."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -70,10 +78,12 @@ def validate_request(
     request: SpeechRequest,
     voices: Sequence[str],
     formats: Sequence[AudioFormat] = REQUESTABLE_FORMATS,
+    speeds: SpeedRange = SPEECH_API_SPEEDS,
 ) -> SpeechRequest:
     """Return ``request`` with text and instructions stripped, or raise :class:`SpeechValidationError`.
 
-    The messages are shown to users as they are, so they say what to change.
+    ``speeds`` is what the engine can do (the Realtime API stops at 1.5): a speed outside is refused, never
+    clamped. The messages are shown to users as they are, so they say what to change.
     """
     text = request.text.strip()
     if not text:
@@ -95,8 +105,8 @@ def validate_request(
             f"Unknown format {str(request.format)[:20]!r}. Choose one of: {', '.join(f.value for f in formats)}."
         )
     speed = request.speed
-    if not isinstance(speed, (int, float)) or not math.isfinite(speed) or not MIN_SPEED <= speed <= MAX_SPEED:
-        raise SpeechValidationError(f"Speed must be between {MIN_SPEED} and {MAX_SPEED}.")
+    if not isinstance(speed, (int, float)) or not math.isfinite(speed) or speed not in speeds:
+        raise SpeechValidationError(f"Speed must be between {speeds.low} and {speeds.high}.")
     instructions = (request.instructions or "").strip() or None
     if instructions is not None and len(instructions) > MAX_INSTRUCTIONS_CHARS:
         raise SpeechValidationError(
@@ -116,9 +126,19 @@ async def read_all(stream: SpeechStream) -> SynthesizedAudio:
     return SynthesizedAudio(data=b"".join(parts), format=stream.format)
 
 
+async def read_whole(open_stream: Callable[[], Awaitable[SpeechStream]]) -> SynthesizedAudio:
+    """Open a synthesis and read it whole, asking once more when a voice model reworded the text: audio that
+    nobody has heard yet can still be replaced (a stream being played cannot, see SpeechRewordedError)."""
+    try:
+        return await read_all(await open_stream())
+    except SpeechRewordedError:
+        log.info("the voice model reworded the text; asking once more")
+        return await read_all(await open_stream())
+
+
 async def synthesize(backend: SpeechBackend, request: SpeechRequest) -> SynthesizedAudio:
-    """Open a synthesis on ``backend`` and read it whole."""
-    return await read_all(await backend.open(request))
+    """Open a synthesis on ``backend`` and read it whole (once more if it was reworded)."""
+    return await read_whole(lambda: backend.open(request))
 
 
 class BufferedSpeechStream:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Boolean,
     Column,
@@ -148,9 +149,15 @@ def _voice_sessions(conn: Connection) -> None:
     ).create(conn)
 
 
+def _fallback_usage(conn: Connection) -> None:
+    conn.execute(DDL("ALTER TABLE usage ADD COLUMN fallback_characters BIGINT NOT NULL DEFAULT 0"))
+    conn.execute(DDL("ALTER TABLE usage ADD COLUMN fallback_requests INTEGER NOT NULL DEFAULT 0"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "voice sessions to rejoin after a restart", _voice_sessions),
+    Migration(3, "usage said by the fallback engine", _fallback_usage),
 )
 
 

@@ -225,10 +225,13 @@ class VoiceRecord:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Characters sent to the speech engine and the number of requests, summed over some days."""
+    """Characters sent to the speech service and the number of requests, summed over some days; and what the
+    fallback engine said while the service could not (shown, never counted against budgets)."""
 
     characters: int = 0
     requests: int = 0
+    fallback_characters: int = 0
+    fallback_requests: int = 0
 
 
 # --- validation rules: each returns the normalized value or raises SettingsError naming the setting ---

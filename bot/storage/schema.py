@@ -125,7 +125,8 @@ muted_users = Table(
     Index("ix_muted_users_user_id", "user_id"),
 )
 
-#: Per server, per user, per UTC day; budgets sum a range of days.
+#: Per server, per user, per UTC day; budgets sum a range of days. ``characters``/``requests`` went to the speech
+#: service (budgets count them); ``fallback_*`` were said by the fallback engine instead (``/usage`` shows them).
 usage = Table(
     "usage",
     metadata,
@@ -134,6 +135,8 @@ usage = Table(
     Column("day", Date, primary_key=True),
     Column("characters", BigInteger, nullable=False),
     Column("requests", Integer, nullable=False),
+    Column("fallback_characters", BigInteger, nullable=False, server_default="0"),
+    Column("fallback_requests", Integer, nullable=False, server_default="0"),
     Index("ix_usage_guild_id_day", "guild_id", "day"),
     Index("ix_usage_user_id", "user_id"),
 )

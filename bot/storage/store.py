@@ -60,6 +60,8 @@ _T = TypeVar("_T")
 _DB_FAILURES = (DBAPIError, PoolTimeoutError, OSError)
 _SETTINGS_COLUMNS = tuple(f.name for f in dataclasses.fields(GuildSettings) if f.name != "read_channel_ids")
 _PREFS_COLUMNS = tuple(f.name for f in dataclasses.fields(UserPrefs))
+#: ``Usage``'s fields, summed, in its order.
+_USAGE_SUMS = tuple(func.sum(usage.c[f.name]) for f in dataclasses.fields(Usage))
 
 
 def _plain(value: object) -> object:
@@ -302,48 +304,49 @@ class Store:
 
     # --- usage ---
 
-    async def add_usage(self, guild_id: int, user_id: int, characters: int, day: date, *, requests: int = 1) -> None:
-        """Count a synthesis against the server and user on ``day`` (the caller's UTC date)."""
+    async def add_usage(
+        self, guild_id: int, user_id: int, characters: int, day: date, *, requests: int = 1, fallback: bool = False
+    ) -> None:
+        """Count a synthesis for the server and user on ``day`` (the caller's UTC date): against the budgets, or
+        (``fallback``: the fallback engine said it) only as shown usage."""
         if characters < 0 or requests < 0:
             raise ValueError("Usage counts cannot be negative.")
+        counts = {"characters": 0, "requests": 0, "fallback_characters": characters, "fallback_requests": requests} \
+            if fallback else {"characters": characters, "requests": requests, "fallback_characters": 0,
+                              "fallback_requests": 0}
         async with self._write(invalidate=False) as conn:
             await conn.execute(
-                self._add_usage_statement(),
-                {"guild_id": guild_id, "user_id": user_id, "day": day, "characters": characters, "requests": requests},
+                self._add_usage_statement(), {"guild_id": guild_id, "user_id": user_id, "day": day, **counts}
             )
 
     async def usage_since(self, guild_id: int, since: date, *, user_id: int | None = None) -> Usage:
         """Totals from ``since`` (inclusive) to now, for the server or one user in it (budgets, ``/usage``)."""
-        query = select(func.sum(usage.c.characters), func.sum(usage.c.requests)).where(
-            usage.c.guild_id == guild_id, usage.c.day >= since
-        )
+        query = select(*_USAGE_SUMS).where(usage.c.guild_id == guild_id, usage.c.day >= since)
         if user_id is not None:
             query = query.where(usage.c.user_id == user_id)
         async with self._read() as conn:
-            characters, requests = (await conn.execute(query)).one()
-        return Usage(int(characters or 0), int(requests or 0))
+            return Usage(*(int(total or 0) for total in (await conn.execute(query)).one()))
 
     async def usage_by_user(self, guild_id: int, since: date, *, limit: int | None = None) -> list[tuple[int, Usage]]:
         """Per-user totals from ``since``, biggest first; user ``FORGOTTEN_USER`` (0) holds forgotten users' counts."""
-        characters = func.sum(usage.c.characters)
         query = (
-            select(usage.c.user_id, characters, func.sum(usage.c.requests))
+            select(usage.c.user_id, *_USAGE_SUMS)
             .where(usage.c.guild_id == guild_id, usage.c.day >= since)
             .group_by(usage.c.user_id)
-            .order_by(characters.desc(), usage.c.user_id)
+            .order_by(_USAGE_SUMS[0].desc(), _USAGE_SUMS[2].desc(), usage.c.user_id)
             .limit(limit)
         )
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
-        return [(user, Usage(int(chars), int(requests))) for user, chars, requests in rows]
+        return [(user, Usage(*(int(total) for total in totals))) for user, *totals in rows]
 
     def _add_usage_statement(self) -> Any:
         statement = self._insert(usage)
         return statement.on_conflict_do_update(
             index_elements=[usage.c.guild_id, usage.c.user_id, usage.c.day],
             set_={
-                "characters": usage.c.characters + statement.excluded.characters,
-                "requests": usage.c.requests + statement.excluded.requests,
+                name: usage.c[name] + statement.excluded[name]
+                for name in ("characters", "requests", "fallback_characters", "fallback_requests")
             },
         )
 
@@ -384,7 +387,8 @@ class Store:
         async with self._write() as conn:
             rows = (
                 await conn.execute(
-                    select(usage.c.guild_id, usage.c.day, usage.c.characters, usage.c.requests)
+                    select(usage.c.guild_id, usage.c.day, usage.c.characters, usage.c.requests,
+                           usage.c.fallback_characters, usage.c.fallback_requests)
                     .where(usage.c.user_id == user_id)
                     .order_by(usage.c.guild_id, usage.c.day)  # a fixed lock order: no deadlock with another forget
                 )

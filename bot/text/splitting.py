@@ -31,7 +31,9 @@ def truncate(text: str, limit: int) -> str:
         return (text[:cut] if cut > 0 else text[:limit]).rstrip()
     cut = text.rfind(" ", 0, room + 1)
     head = (text[:cut] if cut > 0 else text[:room]).rstrip(_TRAILING)
-    return head + MORE if head else text[:room].rstrip() + MORE
+    if not head:  # the room holds only punctuation, which cleaning would drop the next time: no head at all
+        head = text[:room].rstrip(_TRAILING + " ")
+    return head + MORE if head else MORE.lstrip()
 
 
 def split_for_speech(text: str, limit: int = REQUEST_LIMIT) -> list[str]:

@@ -1,0 +1,73 @@
+"""What each speech engine offers (voices, speeds) and which models OpenAI is shutting down, with when.
+
+Plain constants and pure functions: the settings loader, ``speechbot check`` and the engines read them, so a
+model name means the same thing everywhere. Sources: the ``openai`` SDK's types (``RealtimeAudioConfigOutput``:
+the voices and the 0.25-1.5 speed range; ``RealtimeSessionCreateRequest.model``: the 2027-01-20 shutdowns) and
+OpenAI's text-to-speech guide (the 2027-01-06 shutdowns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+#: ``SPEECH_MODEL`` names starting with this are Realtime models, served over a WebSocket, not /audio/speech.
+REALTIME_MODEL_PREFIX = "gpt-realtime"
+#: What OpenAI names as the replacement of its /audio/speech models.
+RECOMMENDED_REALTIME_MODEL = "gpt-realtime-2.1-mini"
+#: Where the Realtime API lives (``SPEECH_API_BASE_URL`` for OpenAI itself).
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+#: The built-in voices of the Realtime API (SDK: ``RealtimeAudioConfigOutput.voice``).
+REALTIME_VOICES: tuple[str, ...] = (
+    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
+)
+#: A custom voice made from audio samples is named like this and sent as ``{"id": name}``.
+CUSTOM_VOICE_PREFIX = "voice_"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedRange:
+    """The speeds an engine can do, both ends included."""
+
+    low: float
+    high: float
+
+    def __contains__(self, speed: object) -> bool:
+        return isinstance(speed, (int, float)) and self.low <= speed <= self.high
+
+    def __str__(self) -> str:
+        return f"{self.low:g} to {self.high:g}"
+
+
+#: ``/audio/speech`` (OpenAPI ``CreateSpeechRequest.speed``) and the offline engine.
+SPEECH_API_SPEEDS = SpeedRange(0.25, 4.0)
+#: The Realtime API (``session.audio.output.speed``; it exists only on the session).
+REALTIME_SPEEDS = SpeedRange(0.25, 1.5)
+
+#: Models OpenAI shuts down, and the day.
+SHUTDOWNS: dict[str, date] = {
+    "tts-1": date(2027, 1, 6),
+    "tts-1-hd": date(2027, 1, 6),
+    "gpt-4o-mini-tts": date(2027, 1, 6),
+    "gpt-4o-mini-tts-2025-12-15": date(2027, 1, 6),
+    "gpt-realtime": date(2027, 1, 20),
+    "gpt-realtime-2025-08-28": date(2027, 1, 20),
+    "gpt-realtime-mini": date(2027, 1, 20),
+    "gpt-realtime-mini-2025-12-15": date(2027, 1, 20),
+}
+
+
+def is_realtime_model(model: str) -> bool:
+    """True for a model the Realtime API serves (``gpt-realtime``, ``gpt-realtime-2.1-mini``, ...)."""
+    return model.startswith(REALTIME_MODEL_PREFIX)
+
+
+def shutdown_date(model: str) -> date | None:
+    """The day OpenAI shuts ``model`` down, or None when it has not announced one."""
+    return SHUTDOWNS.get(model)
+
+
+def is_realtime_voice(voice: str) -> bool:
+    """A built-in Realtime voice, or the id of a custom voice (``voice_...``)."""
+    return voice in REALTIME_VOICES or (voice.startswith(CUSTOM_VOICE_PREFIX) and len(voice) > len(CUSTOM_VOICE_PREFIX))

@@ -1,0 +1,26 @@
+"""Pytest fixtures for the loopback Realtime API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.loopback.realtime_server import RealtimeEndpoint
+from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
+
+#: The model the Realtime tests configure: OpenAI's named replacement of the /audio/speech models.
+REALTIME_MODEL = "gpt-realtime-2.1-mini"
+
+
+@pytest.fixture
+async def realtime_endpoint() -> AsyncIterator[RealtimeEndpoint]:
+    """A strict Realtime API double speaking real speech; the test fails if the bot broke the protocol."""
+    endpoint = RealtimeEndpoint(api_key=SPEECH_TEST_KEY)
+    await endpoint.start()
+    try:
+        yield endpoint
+    finally:
+        await endpoint.close()
+    if endpoint.failures:
+        pytest.fail("The Realtime endpoint saw protocol violations:\n" + "\n".join(endpoint.failures))
