@@ -339,6 +339,8 @@ class Bench:
 
         self.args = args
         self.emu = DiscordEmulator(token="bench-token")
+        if args.no_dave:  # calls without end-to-end encryption (as before 2026-03, or stage channels)
+            self.emu.voice.server.dave_version = 0
         self.endpoint = TimedEndpoint(api_key=SPEECH_KEY, chunks=args.chunks)
         places = add_guilds(self.emu, max(args.guilds, default=1))
         self.text_channels = {place.guild.id: place.text for place in places}
@@ -692,6 +694,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=15, help="load part: seconds of idling measured first "
                         "(a voice connection heartbeats every 13.75 s)")
     parser.add_argument("--repeat", type=int, default=1, help="load part: rounds per N and path (for profiling)")
+    parser.add_argument("--no-dave", action="store_true", help="run every call without DAVE (for comparison)")
     parser.add_argument("--dave-runs", type=int, default=20, help="DAVE part: rejoins, and listener joins and "
                         "leaves per churn run (0: skip)")
     args = parser.parse_args()
