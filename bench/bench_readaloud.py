@@ -42,7 +42,9 @@ from bot.readaloud.reader import Names, ReadAloud
 from bot.speech.cache import AudioCache
 from bot.speech.factory import SERVICE_LABEL, cache_namespace, make_speech_backend
 from bot.speech.failover import Engine, FailoverSpeech
+from bot.speech_service import SpeechService
 from bot.storage import Store
+from bot.usage import UsageLedger
 from bot.text import MessageInput
 from bot.voice.sessions import VoiceLimits, VoiceSession, VoiceSessions
 
@@ -143,7 +145,8 @@ async def main(guilds: int, rate: float, seconds: float) -> None:
             voice.session = sessions._sessions[guild_id] = VoiceSession(sessions, voice)  # type: ignore[arg-type]
             await store.update_guild_settings(guild_id, say_name="never")
         speech = FailoverSpeech(cache, [Engine("openai", SERVICE_LABEL, cache.namespace, backend)])
-        service = ReadAloud(sessions, store, Policy(settings, store), speech, queue_limit=limits.max_queue)
+        speaking = SpeechService(speech, Policy(settings, store), UsageLedger(store), settings)
+        service = ReadAloud(sessions, store, speaking, queue_limit=limits.max_queue)
 
         sent_at: dict[tuple[int, int], float] = {}
         requests = [0]
@@ -189,6 +192,7 @@ async def main(guilds: int, rate: float, seconds: float) -> None:
         dropped = sum(r.dropped for g in range(1, guilds + 1) if (r := service.reader(g)) is not None)
         requests[0] += len(endpoint.requests)
         await service.close()
+        await speaking.ledger.close()
         await sessions.close()
         await cache.shutdown()
         await store.close()

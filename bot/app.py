@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
@@ -14,16 +13,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.command_sync import CommandSyncState, sync_commands
-from bot.config import Settings
 from bot.errors import UserFacingError
-from bot.policy import Policy
-from bot.replies import send_ephemeral
-from bot.speech.cache import AudioCache
+from bot.interactions import send_ephemeral
 from bot.speech.errors import SpeechError
-from bot.speech.failover import Engine, FailoverSpeech
-from bot.metrics import HealthServer, MeteredSpeechBackend, Metrics
-from bot.storage import StorageError, Store
-from bot.voice.sessions import VoiceLimits, VoiceSessions
+from bot.storage import StorageError
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +122,13 @@ class SpeechBot(commands.AutoShardedBot):
 
     def __init__(
         self,
-        settings: Settings,
-        engines: Sequence[Engine],
-        store: Store,
+        services: Services,
         *,
         connector: aiohttp.BaseConnector | None = None,
         force_sync: bool = False,
         message_content: bool = True,
-        metrics: Metrics | None = None,
     ) -> None:
+        settings = services.settings
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -147,43 +141,10 @@ class SpeechBot(commands.AutoShardedBot):
             activity=PRESENCE,
             status=discord.Status.online,
         )
+        self.services = services
         self.settings = settings
-        self.metrics = metrics or Metrics()
-        # The cache is in front of each engine: a hit is no speech request (metrics), and is served while the
-        # breaker is open; the failover tries the primary's cache and engine, then each fallback's.
-        metered = [
-            dataclasses.replace(engine, backend=MeteredSpeechBackend(engine.backend, self.metrics))
-            for engine in engines
-        ]
-        cache = AudioCache(
-            metered[0].backend,
-            namespace=metered[0].namespace,
-            memory_bytes=settings.cache_memory_bytes,
-            disk_dir=settings.audio_cache_dir,
-            disk_bytes=settings.cache_disk_bytes,
-            on_lookup=self.metrics.count_cache_lookup,
-        )
-        self.speech = FailoverSpeech(cache, metered, observer=self.metrics)
-        self.store = store
-        self.policy = Policy(settings, store)
-        self.voice_sessions = VoiceSessions(
-            self.speech,
-            VoiceLimits(
-                idle_timeout=settings.voice_idle_timeout,
-                alone_timeout=settings.voice_alone_timeout,
-                max_queue=settings.voice_queue_size,
-                # the speech client gives up after its own timeout; the player's net is a little wider
-                stall_timeout=settings.speech_timeout + 5,
-            ),
-            on_first_packet=self.metrics.time_to_first_packet.observe,
-            guild_timeouts=self._guild_timeouts,
-            journal=store,
-        )
-        self._health = (
-            HealthServer(self.metrics, self._not_ready_because, self._refresh_gauges)
-            if settings.metrics_port is not None
-            else None
-        )
+        if services.health is not None:
+            services.health.attach(self._not_ready_because, self._refresh_gauges)
         self._sync_state = CommandSyncState(settings.data_dir / "command-sync.json")
         self._force_sync = force_sync
         self._rejoined_shards: set[int] = set()
@@ -195,7 +156,7 @@ class SpeechBot(commands.AutoShardedBot):
         return self.shard_ids is None or 0 in self.shard_ids
 
     async def setup_hook(self) -> None:
-        await self.speech.start()
+        await self.services.start()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.syncs_commands:
@@ -204,22 +165,12 @@ class SpeechBot(commands.AutoShardedBot):
             )
         else:
             log.info("slash commands are synced by the process that runs shard 0, not this one")
-        if self._health is not None:
-            assert self.settings.metrics_port is not None
-            await self._health.start(self.settings.metrics_host, self.settings.metrics_port)
 
     async def close(self) -> None:
-        """Leave voice channels first (players stop cleanly), then close the gateway, then finish the cache's
-        disk writes (and log its hit rate)."""
-        await self.voice_sessions.close()
+        """Stop reading and leave voice channels first (players stop cleanly, the leaves need the gateway), then
+        close the gateway. The other services belong to whoever built them (``Services.close``)."""
+        await self.services.stop_voice()
         await super().close()
-        await self.speech.shutdown()  # the speech backend itself belongs to whoever made it
-        if self._health is not None:
-            await self._health.close()
-
-    async def _guild_timeouts(self, guild_id: int) -> tuple[float | None, float | None]:
-        settings = await self.store.get_guild_settings(guild_id)
-        return settings.idle_timeout, settings.alone_timeout
 
     async def _not_ready_because(self) -> str | None:
         """For ``/readyz``: None when every shard of this process is connected and the database answers."""
@@ -229,19 +180,19 @@ class SpeechBot(commands.AutoShardedBot):
         if down:
             return "gateway shard " + ", ".join(map(str, down)) + " is disconnected"
         try:
-            await self.store.ping()
+            await self.services.store.ping()
         except StorageError:
             return "the database does not answer"
         return None
 
     def _refresh_gauges(self) -> None:
-        sessions = self.voice_sessions.all()
-        self.metrics.voice_sessions.set(len(sessions))
-        self.metrics.queue_depth.set(sum(session.player.queued for session in sessions))
-        self.metrics.set_cache_sizes(self.speech.stats)
+        metrics, sessions = self.services.metrics, self.services.voice.all()
+        metrics.voice_sessions.set(len(sessions))
+        metrics.queue_depth.set(sum(session.player.queued for session in sessions))
+        metrics.set_cache_sizes(self.services.speech.stats)
         for shard_id, latency in self.latencies:
             if math.isfinite(latency):
-                self.metrics.gateway_latency.labels(str(shard_id)).set(latency)
+                metrics.gateway_latency.labels(str(shard_id)).set(latency)
 
     async def on_ready(self) -> None:
         log.info(
@@ -257,7 +208,7 @@ class SpeechBot(commands.AutoShardedBot):
         ``on_shard_resumed`` instead)."""
         guilds = sum(1 for guild in self.guilds if guild.shard_id == shard_id)
         log.info("shard %d of %s ready in %d guilds", shard_id, self.shard_count, guilds)
-        await self.voice_sessions.adopt(self)
+        await self.services.voice.adopt(self)
         if shard_id not in self._rejoined_shards:  # the sessions of the previous run, once
             self._rejoined_shards.add(shard_id)
             await self._rejoin_voice(shard_id)
@@ -266,7 +217,7 @@ class SpeechBot(commands.AutoShardedBot):
         """Rejoin the voice channels this shard's servers had when the bot last stopped."""
         assert self.shard_count is not None  # known once a shard is ready
         try:
-            remembered = await self.store.voice_sessions()
+            remembered = await self.services.store.voice_sessions()
         except StorageError as exc:
             log.warning("could not read the voice sessions to rejoin (shard=%d): %s", shard_id, exc)
             return
@@ -275,7 +226,7 @@ class SpeechBot(commands.AutoShardedBot):
 
         async def rejoin(guild_id: int, channel_id: int) -> bool:
             async with limit:
-                return await self.voice_sessions.rejoin(self.get_guild(guild_id), guild_id, channel_id)
+                return await self.services.voice.rejoin(self.get_guild(guild_id), guild_id, channel_id)
 
         results = await asyncio.gather(*(rejoin(r.guild_id, r.channel_id) for r in mine))
         log.info("rejoined %d of %d remembered voice sessions (shard=%d)", sum(results), len(mine), shard_id)

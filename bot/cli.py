@@ -108,6 +108,7 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
     from bot.diagnostics import MESSAGE_CONTENT_HOWTO, message_content_allowed, speech_summary
     from bot.discord_endpoints import apply_endpoint_overrides, tls_context
     from bot.metrics import Metrics
+    from bot.services import build_services
     from bot.speech.errors import SpeechUnavailableError
     from bot.speech.factory import make_engines
     from bot.storage import StorageError, Store
@@ -126,6 +127,7 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
         except SpeechUnavailableError as exc:
             await store.close()
             raise CLIError(exc.user_message) from None
+        services = build_services(settings, store, engines, metrics=metrics)
         for level, line in speech_summary(settings, [engine.name for engine in engines]):
             log.log(level, "%s", line)
         # Without the privileged intent switched on in the portal Discord would refuse the login: run with
@@ -135,13 +137,10 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
             log.warning("the Message Content intent is off, so read-aloud is off. To turn it on: %s",
                         MESSAGE_CONTENT_HOWTO)
         bot = SpeechBot(
-            settings,
-            engines,
-            store,
+            services,
             connector=aiohttp.TCPConnector(ssl=tls_context(), limit=0),  # one socket per voice channel
             force_sync=force_sync,
             message_content=message_content,
-            metrics=metrics,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -159,9 +158,7 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise CLIError(f"Could not connect to Discord: {type(exc).__name__}.") from None
         finally:
-            for engine in engines:
-                await engine.backend.close()
-            await store.close()
+            await services.close()
     log.info("stopped")
     return EXIT_OK
 

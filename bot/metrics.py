@@ -163,14 +163,27 @@ class MeteredSpeechBackend:
         await self.inner.close()
 
 
+async def _not_attached() -> str | None:
+    return "the bot is starting"
+
+
 class HealthServer:
     """``/metrics`` (Prometheus text), ``/healthz`` (the process answers) and ``/readyz`` (ready to serve)."""
 
-    def __init__(self, metrics: Metrics, ready: Callable[[], Awaitable[str | None]], refresh: Callable[[], None]):
+    def __init__(
+        self,
+        metrics: Metrics,
+        ready: Callable[[], Awaitable[str | None]] | None = None,
+        refresh: Callable[[], None] | None = None,
+    ) -> None:
         self._metrics = metrics
-        self._ready = ready  # returns None when ready, else why not
-        self._refresh = refresh  # updates the gauges read at scrape time
+        self._ready = ready or _not_attached  # returns None when ready, else why not
+        self._refresh = refresh or (lambda: None)  # updates the gauges read at scrape time
         self._runner: web.AppRunner | None = None
+
+    def attach(self, ready: Callable[[], Awaitable[str | None]], refresh: Callable[[], None]) -> None:
+        """What says whether the bot is ready, and refreshes the gauges (the bot, once it exists)."""
+        self._ready, self._refresh = ready, refresh
 
     async def start(self, host: str, port: int) -> None:
         app = web.Application()

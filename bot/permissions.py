@@ -31,7 +31,7 @@ async def caller_is_moderator(interaction: discord.Interaction[SpeechBot]) -> bo
     member = interaction.user
     if interaction.guild_id is None or not isinstance(member, discord.Member):
         return False
-    settings = await interaction.client.store.get_guild_settings(interaction.guild_id)
+    settings = await interaction.client.services.store.get_guild_settings(interaction.guild_id)
     return is_moderator(
         manage_guild=member.guild_permissions.manage_guild,
         role_ids=(role.id for role in member.roles),
@@ -45,7 +45,7 @@ async def require_moderator(interaction: discord.Interaction[SpeechBot]) -> bool
         raise app_commands.NoPrivateMessage()
     if await caller_is_moderator(interaction):
         return True
-    settings = await interaction.client.store.get_guild_settings(interaction.guild_id)
+    settings = await interaction.client.services.store.get_guild_settings(interaction.guild_id)
     needed = "the Manage Server permission"
     if settings.moderator_role_id is not None:
         needed += f" or the <@&{settings.moderator_role_id}> role"

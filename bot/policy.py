@@ -3,18 +3,14 @@
 Used by ``/speak`` and by read-aloud alike, so both refuse the same people with the same words and count
 against the same budgets. Everything that refuses raises :class:`~bot.errors.UserFacingError`.
 
-The call order for one synthesis::
+Callers go through :class:`bot.speech_service.SpeechService`, which applies it in this order: the member's
+standing (:meth:`Policy.check_member`: mutes, required and denied roles), the options (:meth:`Policy.options_for`:
+voice, speed, format, ... to use), then the per-member rate (:class:`RateLimiter`) and the server's budgets
+(``bot.usage``) for what will really be sent to the speech service.
 
-    guild = await policy.check_member(guild_id, user_id, role_ids)     # mutes, required and denied roles
-    options = await policy.options_for(guild_id, user_id, guild)       # voice, speed, format, ... to use
-    await policy.admit(guild_id, user_id, len(text), guild)            # budgets and the per-user rate
-    ...synthesize...
-    await policy.record(guild_id, user_id, len(text))                  # after a successful synthesis only
-
-Budgets count characters sent to the speech engine per UTC day and month, in the database (shared by every
-process on it). The per-user rate is an in-memory sliding window per server and user: a second process has
-its own window and a restart forgets it, which is fine for its purpose (stopping one member from draining
-the credit in a burst) and keeps a database write off every message.
+The per-user rate is an in-memory sliding window per server and user: a second process has its own window and a
+restart forgets it, which is fine for its purpose (stopping one member from draining the credit in a burst) and
+keeps a database write off every message.
 """
 
 from __future__ import annotations
@@ -24,7 +20,6 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 
 from bot.audio.formats import AudioFormat
 from bot.config import Settings
@@ -113,25 +108,6 @@ def check_roles(guild: GuildSettings, role_ids: Iterable[int]) -> None:
         raise UserFacingError(f"You need the <@&{guild.required_role_id}> role to use text-to-speech here.")
 
 
-def check_budgets(guild: GuildSettings, characters: int, *, used_today: int, used_this_month: int) -> None:
-    """Refuse what would take the server past its daily or monthly character budget."""
-    for budget, used, period, resets in (
-        (guild.daily_char_budget, used_today, "daily", "at 00:00 UTC"),
-        (guild.monthly_char_budget, used_this_month, "monthly", "on the 1st (UTC)"),
-    ):
-        if budget is None or used + characters <= budget:
-            continue
-        if used >= budget:
-            raise UserFacingError(
-                f"This server has used its {period} speech budget ({used:,} of {budget:,} characters). "
-                f"It resets {resets}."
-            )
-        raise UserFacingError(
-            f"That is {characters:,} characters, but only {budget - used:,} are left in this server's "
-            f"{period} speech budget. Try something shorter, or wait until it resets {resets}."
-        )
-
-
 class RateLimiter:
     """Characters per member per server in a sliding window, in memory (see the module docstring)."""
 
@@ -170,10 +146,6 @@ class RateLimiter:
             del self._spent[key]
 
 
-def utc_today() -> date:
-    return datetime.now(UTC).date()
-
-
 class Policy:
     """The settings and limits of every server, applied; one per bot (``bot.policy``)."""
 
@@ -183,12 +155,10 @@ class Policy:
         store: Store,
         *,
         rate_limiter: RateLimiter | None = None,
-        today: Callable[[], date] = utc_today,
     ) -> None:
         self.settings = settings
         self.store = store
         self.rate_limiter = rate_limiter or RateLimiter()
-        self._today = today
 
     async def check_member(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> GuildSettings:
         """The server's settings, or a refusal for a muted member, a denied role or a missing required role."""
@@ -219,23 +189,6 @@ class Policy:
                 if stale:
                     await self.store.set_user_prefs(user_id, scope, **stale)
         return options
-
-    async def admit(self, guild_id: int, user_id: int, characters: int, guild: GuildSettings) -> None:
-        """Refuse, before anything is sent to the speech engine, what the server's limits do not allow."""
-        today = self._today()
-        used_today = used_this_month = 0
-        if guild.daily_char_budget is not None:
-            used_today = (await self.store.usage_since(guild_id, today)).characters
-        if guild.monthly_char_budget is not None:
-            used_this_month = (await self.store.usage_since(guild_id, today.replace(day=1))).characters
-        check_budgets(guild, characters, used_today=used_today, used_this_month=used_this_month)
-        if guild.user_chars_per_minute is not None:
-            self.rate_limiter.admit(guild_id, user_id, characters, guild.user_chars_per_minute)
-
-    async def record(self, guild_id: int, user_id: int, characters: int, *, fallback: bool = False) -> None:
-        """Count a successful synthesis against the server's budgets; what a fallback engine said instead of
-        the speech service is only shown in ``/usage`` (the service was not paid for it)."""
-        await self.store.add_usage(guild_id, user_id, characters, self._today(), fallback=fallback)
 
     async def forget_user(self, user_id: int) -> None:
         """Everything stored about the user, in the database and in memory."""

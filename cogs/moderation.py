@@ -17,8 +17,8 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.permissions import require_moderator
-from bot.replies import NO_MENTIONS
-from bot.storage import DictionaryEntry, parse_entries
+from bot.interactions import NO_MENTIONS, reply_ephemeral
+from bot.storage import DictionaryEntry, Store, parse_entries
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
@@ -63,8 +63,8 @@ class ModerationCog(commands.Cog):
         default_permissions=MANAGE_GUILD,
     )
 
-    def __init__(self, bot: SpeechBot) -> None:
-        self.bot = bot
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     async def interaction_check(self, interaction: discord.Interaction[SpeechBot]) -> bool:
         return await require_moderator(interaction)
@@ -83,33 +83,33 @@ class ModerationCog(commands.Cog):
         regex: bool = False,
     ) -> None:
         assert interaction.guild_id is not None
-        entry = await self.bot.store.add_entry(
+        entry = await self.store.add_entry(
             interaction.guild_id, pattern, replacement, is_regex=regex, created_by=interaction.user.id
         )
-        await _reply(interaction, "Dictionary entry saved:\n" + _entry_line(entry))
+        await reply_ephemeral(interaction, "Dictionary entry saved:\n" + _entry_line(entry))
 
     @dictionary.command(name="remove", description="Remove a dictionary entry.")
     @app_commands.describe(pattern="The entry's pattern, exactly.")
     async def remove(self, interaction: discord.Interaction[SpeechBot], pattern: str) -> None:
         assert interaction.guild_id is not None
-        if not await self.bot.store.remove_entry(interaction.guild_id, pattern):
+        if not await self.store.remove_entry(interaction.guild_id, pattern):
             raise UserFacingError(f"There is no entry with the pattern {pattern[:100]!r}.")
-        await _reply(interaction, f"Removed the entry for `{pattern.replace('`', 'ˋ')}`.")
+        await reply_ephemeral(interaction, f"Removed the entry for `{pattern.replace('`', 'ˋ')}`.")
 
     @remove.autocomplete("pattern")
     async def _patterns(
         self, interaction: discord.Interaction[SpeechBot], current: str
     ) -> list[app_commands.Choice[str]]:
         assert interaction.guild_id is not None
-        entries = await self.bot.store.list_entries(interaction.guild_id)
+        entries = await self.store.list_entries(interaction.guild_id)
         return [app_commands.Choice(name=e.pattern, value=e.pattern) for e in entries if current in e.pattern][:25]
 
     @dictionary.command(name="list", description="Show the dictionary.")
     async def list_(self, interaction: discord.Interaction[SpeechBot]) -> None:
         assert interaction.guild_id is not None
-        entries = await self.bot.store.list_entries(interaction.guild_id)
+        entries = await self.store.list_entries(interaction.guild_id)
         if not entries:
-            await _reply(interaction, "The dictionary is empty. Add entries with /dictionary add.")
+            await reply_ephemeral(interaction, "The dictionary is empty. Add entries with /dictionary add.")
             return
         lines, length = [], 0
         for entry in entries:
@@ -120,12 +120,12 @@ class ModerationCog(commands.Cog):
             lines.append(line)
             length += len(line) + 1
         title = f"**Dictionary ({len(entries)} entries, applied in this order):**"
-        await _reply(interaction, title + "\n" + "\n".join(lines))
+        await reply_ephemeral(interaction, title + "\n" + "\n".join(lines))
 
     @dictionary.command(name="export", description="Download the dictionary as a JSON file.")
     async def export(self, interaction: discord.Interaction[SpeechBot]) -> None:
         assert interaction.guild_id is not None
-        entries = await self.bot.store.list_entries(interaction.guild_id)
+        entries = await self.store.list_entries(interaction.guild_id)
         file = discord.File(io.BytesIO(entries_json(entries)), filename="dictionary.json")
         await interaction.response.send_message(
             f"The dictionary: {len(entries)} entries.", file=file, ephemeral=True, allowed_mentions=NO_MENTIONS
@@ -143,8 +143,8 @@ class ModerationCog(commands.Cog):
         except discord.HTTPException as exc:
             raise UserFacingError(f"I could not download the file (HTTP {exc.status}); try again.") from None
         entries = read_entries_json(data, created_by=interaction.user.id)
-        previous = len(await self.bot.store.list_entries(interaction.guild_id))
-        count = await self.bot.store.replace_entries(interaction.guild_id, entries)
+        previous = len(await self.store.list_entries(interaction.guild_id))
+        count = await self.store.replace_entries(interaction.guild_id, entries)
         await interaction.followup.send(
             f"Imported {count} entries; they replace the {previous} there were before.",
             ephemeral=True,
@@ -156,25 +156,21 @@ class ModerationCog(commands.Cog):
     @app_commands.default_permissions(manage_guild=True)
     async def mute(self, interaction: discord.Interaction[SpeechBot], member: discord.Member) -> None:
         assert interaction.guild_id is not None
-        if await self.bot.store.mute(interaction.guild_id, member.id, by=interaction.user.id):
-            await _reply(interaction, f"Muted {member.mention}: not read aloud, and /speak refuses them here.")
+        if await self.store.mute(interaction.guild_id, member.id, by=interaction.user.id):
+            await reply_ephemeral(interaction, f"Muted {member.mention}: not read aloud, and /speak refuses them here.")
         else:
-            await _reply(interaction, f"{member.mention} was already muted; nothing changed.")
+            await reply_ephemeral(interaction, f"{member.mention} was already muted; nothing changed.")
 
     @app_commands.command(name="unmute", description="Let a muted member be read aloud and use /speak again.")
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
     async def unmute(self, interaction: discord.Interaction[SpeechBot], member: discord.Member) -> None:
         assert interaction.guild_id is not None
-        if await self.bot.store.unmute(interaction.guild_id, member.id):
-            await _reply(interaction, f"Unmuted {member.mention}: read aloud and /speak work for them again.")
+        if await self.store.unmute(interaction.guild_id, member.id):
+            await reply_ephemeral(interaction, f"Unmuted {member.mention}: read aloud and /speak work for them again.")
         else:
-            await _reply(interaction, f"{member.mention} was not muted; nothing changed.")
-
-
-async def _reply(interaction: discord.Interaction[SpeechBot], message: str) -> None:
-    await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await reply_ephemeral(interaction, f"{member.mention} was not muted; nothing changed.")
 
 
 async def setup(bot: SpeechBot) -> None:
-    await bot.add_cog(ModerationCog(bot))
+    await bot.add_cog(ModerationCog(bot.services.store))

@@ -14,16 +14,18 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.permissions import caller_is_moderator
-from bot.policy import check_speed, check_voice, utc_today
-from bot.replies import NO_MENTIONS
+from bot.interactions import NO_MENTIONS, SpeedOption, reply_ephemeral, voice_choices
+from bot.policy import check_speed, check_voice
 from bot.settings_view import render_usage
 from bot.speech.models import MAX_INSTRUCTIONS_CHARS
-from bot.storage import GuildSettings, UserPrefs
+from bot.storage import GuildSettings, Store, UserPrefs
 from bot.storage.models import MAX_SPOKEN_NAME_CHARS
-from cogs.settings import voice_choices
+from bot.usage import utc_today
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
+    from bot.config import Settings
+    from bot.speech_service import SpeechService
 
 SCOPE_CHOICES = [
     app_commands.Choice(name="this server", value="server"),
@@ -53,13 +55,15 @@ def _describe(prefs: UserPrefs) -> list[str]:
 class PreferencesCog(commands.Cog):
     voice = app_commands.Group(name="voice", description="Your own voice, speed, style and spoken name.")
 
-    def __init__(self, bot: SpeechBot) -> None:
-        self.bot = bot
+    def __init__(self, store: Store, speaking: SpeechService, settings: Settings) -> None:
+        self.store = store
+        self.speaking = speaking
+        self.settings = settings
 
     async def _guild_settings(self, interaction: discord.Interaction[SpeechBot]) -> GuildSettings:
         if interaction.guild_id is None:
             return GuildSettings()
-        return await self.bot.store.get_guild_settings(interaction.guild_id)
+        return await self.store.get_guild_settings(interaction.guild_id)
 
     @voice.command(name="set", description="Choose how text-to-speech sounds for you.")
     @app_commands.describe(
@@ -74,36 +78,36 @@ class PreferencesCog(commands.Cog):
         self,
         interaction: discord.Interaction[SpeechBot],
         voice: str | None = None,
-        speed: app_commands.Range[float, 0.25, 4.0] | None = None,
+        speed: SpeedOption | None = None,
         instructions: app_commands.Range[str, 1, MAX_INSTRUCTIONS_CHARS] | None = None,
         name: app_commands.Range[str, 1, MAX_SPOKEN_NAME_CHARS] | None = None,
         scope: str = "server",
     ) -> None:
         if voice is not None:
-            check_voice(self.bot.settings, voice)
+            check_voice(self.settings, voice)
         if speed is not None:
-            check_speed(self.bot.settings, speed)
+            check_speed(self.settings, speed)
         given = dict(voice=voice, speed=speed, instructions=instructions, spoken_name=name)
         changes = {key: value for key, value in given.items() if value is not None}
         if not changes:
             raise UserFacingError("Give at least one of voice, speed, instructions or name.")
         guild_id, where = _scope(interaction, scope)
-        await self.bot.store.set_user_prefs(interaction.user.id, guild_id, **changes)
+        await self.store.set_user_prefs(interaction.user.id, guild_id, **changes)
         lines = _describe(UserPrefs(**changes))  # type: ignore[arg-type]  # checked by set_user_prefs
-        await _reply(interaction, f"Saved {where}:\n" + "\n".join(lines))
+        await reply_ephemeral(interaction, f"Saved {where}:\n" + "\n".join(lines))
 
     @set_.autocomplete("voice")
     async def _voices(
         self, interaction: discord.Interaction[SpeechBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        return voice_choices(self.bot.settings.speech_voices, current)
+        return voice_choices(self.settings.speech_voices, current)
 
     @voice.command(name="show", description="Show what text-to-speech uses for you here, and why.")
     async def show(self, interaction: discord.Interaction[SpeechBot]) -> None:
         guild = await self._guild_settings(interaction)
         user_id = interaction.user.id
-        options = await self.bot.policy.options_for(interaction.guild_id, user_id, guild)
-        prefs = await self.bot.store.get_user_prefs(user_id, interaction.guild_id)
+        options = await self.speaking.options_for(interaction.guild_id, user_id, guild)
+        prefs = await self.store.get_user_prefs(user_id, interaction.guild_id)
 
         def source(mine: object, server: object) -> str:
             return "your choice" if mine is not None else "server default" if server is not None else "bot default"
@@ -117,37 +121,37 @@ class PreferencesCog(commands.Cog):
             f"• Spoken name: {prefs.spoken_name or 'your name in this server'}",
         ]
         notice = f"\n\n{options.notice}" if options.notice else ""
-        await _reply(interaction, "**Your text-to-speech here:**\n" + "\n".join(lines) + notice)
+        await reply_ephemeral(interaction, "**Your text-to-speech here:**\n" + "\n".join(lines) + notice)
 
     @voice.command(name="reset", description="Forget your choices for this server, or those for everywhere.")
     @app_commands.choices(scope=SCOPE_CHOICES)
     async def reset(self, interaction: discord.Interaction[SpeechBot], scope: str = "server") -> None:
         guild_id, where = _scope(interaction, scope)
-        if await self.bot.store.reset_user_prefs(interaction.user.id, guild_id):
-            await _reply(interaction, f"Deleted your voice, speed, instructions and spoken name {where}.")
+        if await self.store.reset_user_prefs(interaction.user.id, guild_id):
+            await reply_ephemeral(interaction, f"Deleted your voice, speed, instructions and spoken name {where}.")
         else:
-            await _reply(interaction, f"You had no choices saved {where}; nothing changed.")
+            await reply_ephemeral(interaction, f"You had no choices saved {where}; nothing changed.")
 
     @app_commands.command(name="voices", description="List the voices you can choose from.")
     async def voices(self, interaction: discord.Interaction[SpeechBot]) -> None:
         guild = await self._guild_settings(interaction)
-        options = await self.bot.policy.options_for(interaction.guild_id, interaction.user.id, guild)
-        default = guild.default_voice if guild.default_voice in self.bot.settings.speech_voices else None
-        marks = {self.bot.settings.default_voice: "bot default"}
+        options = await self.speaking.options_for(interaction.guild_id, interaction.user.id, guild)
+        default = guild.default_voice if guild.default_voice in self.settings.speech_voices else None
+        marks = {self.settings.default_voice: "bot default"}
         if default:
             marks[default] = "server default"
         lines = []
-        for voice in self.bot.settings.speech_voices:
+        for voice in self.settings.speech_voices:
             notes = [marks[voice]] if voice in marks else []
             notes += ["yours here"] if voice == options.voice else []
             lines.append(f"• {voice}" + (f" ({', '.join(notes)})" if notes else ""))
-        await _reply(interaction, "**Voices:**\n" + "\n".join(lines) + "\nChoose yours with /voice set.")
+        await reply_ephemeral(interaction, "**Voices:**\n" + "\n".join(lines) + "\nChoose yours with /voice set.")
 
     @app_commands.command(name="usage", description="This server's speech usage against its budgets.")
     @app_commands.guild_only()
     async def usage(self, interaction: discord.Interaction[SpeechBot]) -> None:
         assert interaction.guild_id is not None
-        store, guild_id, today = self.bot.store, interaction.guild_id, utc_today()
+        store, guild_id, today = self.store, interaction.guild_id, utc_today()
         month_start = today.replace(day=1)
         per_member = None
         if await caller_is_moderator(interaction):
@@ -159,12 +163,12 @@ class PreferencesCog(commands.Cog):
             mine=await store.usage_since(guild_id, month_start, user_id=interaction.user.id),
             per_member=per_member,
         )
-        await _reply(interaction, report)
+        await reply_ephemeral(interaction, report)
 
     @app_commands.command(name="forgetme", description="Delete everything this bot stores about you.")
     async def forgetme(self, interaction: discord.Interaction[SpeechBot]) -> None:
-        await self.bot.policy.forget_user(interaction.user.id)
-        await _reply(
+        await self.speaking.forget_user(interaction.user.id)
+        await reply_ephemeral(
             interaction,
             "Deleted everything stored about you, in every server:\n"
             "• your voice, speed, instructions and spoken name (per server and everywhere)\n"
@@ -175,9 +179,6 @@ class PreferencesCog(commands.Cog):
         )
 
 
-async def _reply(interaction: discord.Interaction[SpeechBot], message: str) -> None:
-    await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-
-
 async def setup(bot: SpeechBot) -> None:
-    await bot.add_cog(PreferencesCog(bot))
+    services = bot.services
+    await bot.add_cog(PreferencesCog(services.store, services.speaking, services.settings))

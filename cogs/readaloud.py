@@ -16,6 +16,7 @@ from bot.readaloud.filters import MessageFacts
 from bot.readaloud.reader import InputBuilder, Names, ReadAloud, spoken_name
 from bot.storage.models import NameMode
 from bot.text import MessageInput
+from bot.voice.sessions import VoiceSessions
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
@@ -87,17 +88,10 @@ def input_builder(message: discord.Message) -> InputBuilder:
 
 
 class ReadAloudCog(commands.Cog):
-    def __init__(self, bot: SpeechBot) -> None:
+    def __init__(self, bot: SpeechBot, read_aloud: ReadAloud, voice: VoiceSessions) -> None:
         self.bot = bot
-        settings = bot.settings
-        self.service = ReadAloud(
-            bot.voice_sessions,
-            bot.store,
-            bot.policy,
-            bot.speech,
-            hold=settings.read_hold,
-            queue_limit=settings.voice_queue_size,
-        )
+        self.service = read_aloud
+        self.voice = voice
 
     async def cog_unload(self) -> None:
         await self.service.close()
@@ -140,7 +134,7 @@ class ReadAloudCog(commands.Cog):
             return
         if before.channel == after.channel:
             return
-        session = self.bot.voice_sessions.get(guild.id)
+        session = self.voice.get(guild.id)
         here = session.channel if session is not None else None
         if here is not None:
             if here in (before.channel, after.channel) and not member.bot:
@@ -152,10 +146,10 @@ class ReadAloudCog(commands.Cog):
                                                                    role_ids=roles):
             return
         try:
-            await self.bot.voice_sessions.join(channel)
+            await self.voice.join(channel)
         except UserFacingError as exc:
             log.info("autojoin refused (guild=%s channel=%s): %s", guild.id, channel.id, exc.message)
 
 
 async def setup(bot: SpeechBot) -> None:
-    await bot.add_cog(ReadAloudCog(bot))
+    await bot.add_cog(ReadAloudCog(bot, bot.services.read_aloud, bot.services.voice))

@@ -15,16 +15,18 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.permissions import require_moderator
+from bot.interactions import (
+    FORMAT_CHOICES, NO_MENTIONS, OUTPUT_CHOICES, SpeedOption, reply_ephemeral, voice_choices,
+)
 from bot.policy import check_speed, check_voice
-from bot.replies import NO_MENTIONS
 from bot.settings_view import describe_changes, labels, render_sections
 from bot.speech.models import MAX_INSTRUCTIONS_CHARS, MAX_INPUT_CHARS
-from bot.storage import GuildSettings
+from bot.storage import GuildSettings, Store
 from bot.storage.models import MAX_BUDGET_CHARS, CodeMode, EmojiMode, LinkMode, NameMode, SayName
-from cogs.speak import FORMAT_CHOICES, OUTPUT_CHOICES
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
+    from bot.config import Settings
 
 Budget = app_commands.Range[int, 1, MAX_BUDGET_CHARS]
 
@@ -52,8 +54,9 @@ class SettingsCog(commands.Cog):
         default_permissions=discord.Permissions(manage_guild=True),
     )
 
-    def __init__(self, bot: SpeechBot) -> None:
-        self.bot = bot
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
 
     async def interaction_check(self, interaction: discord.Interaction[SpeechBot]) -> bool:
         return await require_moderator(interaction)
@@ -63,11 +66,11 @@ class SettingsCog(commands.Cog):
         if not changes:
             raise UserFacingError("Give at least one option to change.")
         assert interaction.guild_id is not None
-        store = self.bot.store
+        store = self.store
         before = await store.get_guild_settings(interaction.guild_id)
         after = await store.update_guild_settings(interaction.guild_id, **changes)
-        lines = describe_changes(self.bot.settings, before, after, changes)
-        await _reply(interaction, "Settings changed:\n" + _bullets(lines))
+        lines = describe_changes(self.settings, before, after, changes)
+        await reply_ephemeral(interaction, "Settings changed:\n" + _bullets(lines))
 
     async def _apply_given(self, interaction: discord.Interaction[SpeechBot], **options: object) -> None:
         """``_apply`` with only the options the moderator filled in (an empty option means "leave as is")."""
@@ -76,9 +79,9 @@ class SettingsCog(commands.Cog):
     @settings.command(name="show", description="Show every setting of this server.")
     async def show(self, interaction: discord.Interaction[SpeechBot]) -> None:
         assert interaction.guild is not None
-        current = await self.bot.store.get_guild_settings(interaction.guild.id)
+        current = await self.store.get_guild_settings(interaction.guild.id)
         embed = discord.Embed(title=f"Text-to-speech settings of {interaction.guild.name}")
-        for title, text in render_sections(self.bot.settings, current):
+        for title, text in render_sections(self.settings, current):
             embed.add_field(name=title, value=text, inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -86,17 +89,17 @@ class SettingsCog(commands.Cog):
     @app_commands.describe(setting="The setting to reset; leave empty to reset everything.")
     async def reset(self, interaction: discord.Interaction[SpeechBot], setting: str | None = None) -> None:
         assert interaction.guild_id is not None
-        known = labels(self.bot.settings)
+        known = labels(self.settings)
         if setting is None:
-            store = self.bot.store
+            store = self.store
             before = await store.get_guild_settings(interaction.guild_id)
             after = await store.reset_guild_settings(interaction.guild_id)
             changed = [field for field in known if getattr(before, field) != getattr(after, field)]
             if not changed:
-                await _reply(interaction, "Every setting already had its default value; nothing changed.")
+                await reply_ephemeral(interaction, "Every setting already had its default value; nothing changed.")
                 return
-            lines = describe_changes(self.bot.settings, before, after, changed)
-            await _reply(
+            lines = describe_changes(self.settings, before, after, changed)
+            await reply_ephemeral(
                 interaction,
                 "Reset to the defaults (the dictionary, mutes and usage are kept):\n" + _bullets(lines),
             )
@@ -110,7 +113,7 @@ class SettingsCog(commands.Cog):
         self, interaction: discord.Interaction[SpeechBot], current: str
     ) -> list[app_commands.Choice[str]]:
         current = current.lower()
-        names = labels(self.bot.settings).items()
+        names = labels(self.settings).items()
         return [app_commands.Choice(name=label, value=field) for field, label in names if current in label.lower()][:25]
 
     @settings.command(name="defaults", description="What /speak and read-aloud use when a member picks nothing.")
@@ -126,15 +129,15 @@ class SettingsCog(commands.Cog):
         self,
         interaction: discord.Interaction[SpeechBot],
         voice: str | None = None,
-        speed: app_commands.Range[float, 0.25, 4.0] | None = None,
+        speed: SpeedOption | None = None,
         format: str | None = None,
         instructions: app_commands.Range[str, 1, MAX_INSTRUCTIONS_CHARS] | None = None,
         output: str | None = None,
     ) -> None:
         if voice is not None:
-            check_voice(self.bot.settings, voice)
+            check_voice(self.settings, voice)
         if speed is not None:
-            check_speed(self.bot.settings, speed)
+            check_speed(self.settings, speed)
         given = dict(default_voice=voice, default_speed=speed, default_format=format,
                      default_instructions=instructions, speak_output=output)
         await self._apply_given(interaction, **given)
@@ -143,7 +146,7 @@ class SettingsCog(commands.Cog):
     async def _voices(
         self, interaction: discord.Interaction[SpeechBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        return voice_choices(self.bot.settings.speech_voices, current)
+        return voice_choices(self.settings.speech_voices, current)
 
     @settings.command(name="read-channels", description="Add or remove a channel whose messages are read aloud.")
     @app_commands.describe(add="A channel to read aloud.", remove="A channel to stop reading.")
@@ -158,7 +161,7 @@ class SettingsCog(commands.Cog):
             raise UserFacingError("Give a channel to add or to remove.")
         if add is not None:
             check_readable(add)
-        current = (await self.bot.store.get_guild_settings(interaction.guild_id)).read_channel_ids
+        current = (await self.store.get_guild_settings(interaction.guild_id)).read_channel_ids
         channels = (set(current) | {add.id} if add else set(current)) - ({remove.id} if remove else set())
         await self._apply(interaction, read_channel_ids=channels)
 
@@ -283,18 +286,9 @@ class SettingsCog(commands.Cog):
         await self._apply_given(interaction, **given)
 
 
-def voice_choices(voices: tuple[str, ...], current: str) -> list[app_commands.Choice[str]]:
-    current = current.lower()
-    return [app_commands.Choice(name=v, value=v) for v in voices if current in v.lower()][:25]
-
-
 def _bullets(lines: list[str]) -> str:
     return "\n".join(f"• {line}" for line in lines)
 
 
-async def _reply(interaction: discord.Interaction[SpeechBot], message: str) -> None:
-    await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-
-
 async def setup(bot: SpeechBot) -> None:
-    await bot.add_cog(SettingsCog(bot))
+    await bot.add_cog(SettingsCog(bot.services.store, bot.services.settings))

@@ -1,4 +1,4 @@
-"""``/speak``: text in, an audio file out. Adapts the interaction to ``bot.speech``; no logic of its own."""
+"""``/speak``: text in, an audio file or speech in voice out. Adapts the interaction to ``bot.speech_service``."""
 
 from __future__ import annotations
 
@@ -10,35 +10,29 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
+from bot.audio.formats import AudioFormat
 from bot.errors import UserFacingError
-from bot.replies import NO_MENTIONS
+from bot.interactions import (
+    FORMAT_CHOICES, NO_MENTIONS, OUTPUT_CHOICES, SpeedOption, caller_voice_channel, voice_choices,
+)
 from bot.speech.models import (
     MAX_INPUT_CHARS,
     MAX_INSTRUCTIONS_CHARS,
     BufferedSpeechStream,
-    SpeechRequest,
     SpeechStream,
     SynthesizedAudio,
-    validate_request,
 )
-from bot.storage import GuildSettings
+from bot.speech_service import Admitted, SpeechService
 from bot.storage.models import SpeakOutput
-from bot.voice.player import ErrorNotifier, PlayItem, StreamOpener
 from bot.uploads import audio_filename, format_size, speak_caption
-from cogs.voice import caller_voice_channel
+from bot.voice.player import ErrorNotifier, PlayItem, StreamOpener
+from bot.voice.sessions import VoiceSessions
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
+    from bot.config import Settings
 
 log = logging.getLogger(__name__)
-
-FORMAT_CHOICES = [app_commands.Choice(name=f.value, value=f.value) for f in REQUESTABLE_FORMATS]
-OUTPUT_CHOICES = [
-    app_commands.Choice(name="file", value="file"),
-    app_commands.Choice(name="voice", value="voice"),
-    app_commands.Choice(name="both", value="both"),
-]
 
 
 async def _buffered(audio: SynthesizedAudio) -> SpeechStream:
@@ -46,8 +40,10 @@ async def _buffered(audio: SynthesizedAudio) -> SpeechStream:
 
 
 class SpeakCog(commands.Cog):
-    def __init__(self, bot: SpeechBot) -> None:
-        self.bot = bot
+    def __init__(self, speaking: SpeechService, voice: VoiceSessions, settings: Settings) -> None:
+        self.speaking = speaking
+        self.voice = voice
+        self.settings = settings
 
     @app_commands.command(name="speak", description="Turn text into speech: post it as a file or say it in voice.")
     @app_commands.describe(
@@ -65,44 +61,35 @@ class SpeakCog(commands.Cog):
         text: app_commands.Range[str, 1, MAX_INPUT_CHARS],
         voice: str | None = None,
         format: str | None = None,
-        speed: app_commands.Range[float, 0.25, 4.0] | None = None,
+        speed: SpeedOption | None = None,
         instructions: app_commands.Range[str, 1, MAX_INSTRUCTIONS_CHARS] | None = None,
         output: str | None = None,
     ) -> None:
-        # Check and validate before acknowledging, so a refusal is a plain ephemeral reply with nothing sent.
-        policy, guild_id, user_id = self.bot.policy, interaction.guild_id, interaction.user.id
-        guild = GuildSettings()
-        if guild_id is not None:
-            roles = [role.id for role in getattr(interaction.user, "roles", ())]
-            guild = await policy.check_member(guild_id, user_id, roles)
-        options = await policy.options_for(
-            guild_id,
-            user_id,
-            guild,
+        # Admit before acknowledging, so a refusal is a plain ephemeral reply with nothing sent anywhere.
+        admitted = await self.speaking.admit(
+            interaction.guild_id,
+            interaction.user.id,
+            [role.id for role in getattr(interaction.user, "roles", ())],
+            text=text,
             voice=voice,
-            speed=speed,
             format=format and AudioFormat(format),
+            speed=speed,
             instructions=instructions,
             output=output and SpeakOutput(output),
         )
-        request = validate_request(
-            SpeechRequest(
-                text=text,
-                voice=options.voice,
-                format=options.format,
-                speed=options.speed,
-                instructions=options.instructions,
-            ),
-            self.bot.settings.speech_voices,
-            speeds=self.bot.settings.speed_range,
-        )
-        output = options.output
+        queued = False
+        try:
+            queued = await self._speak(interaction, admitted)
+        finally:
+            if not queued:  # spoken (settled) or refused: what is left of the reservation goes back
+                self.speaking.release(admitted)
+
+    async def _speak(self, interaction: discord.Interaction[SpeechBot], admitted: Admitted) -> bool:
+        """Speak ``admitted``; True when it was handed to the voice player (which settles or releases it)."""
+        request, output = admitted.request, admitted.output
         channel = caller_voice_channel(interaction) if output in ("voice", "both") else None
-        # Only what is sent to the speech service is checked against budgets and counted: not a cache hit.
-        if guild_id is not None and not self.bot.speech.has(request):
-            await policy.admit(guild_id, user_id, len(request.text), guild)
         await interaction.response.defer(thinking=True)
-        session = await self.bot.voice_sessions.join(channel) if channel is not None else None
+        session = await self.voice.join(channel) if channel is not None else None
         caption = speak_caption(interaction.user.mention, request.text)
 
         if output == "voice":
@@ -110,20 +97,18 @@ class SpeakCog(commands.Cog):
             ahead = session.enqueue(
                 PlayItem(
                     request,
-                    user_id,
+                    interaction.user.id,
                     on_error=self._error_notifier(interaction),
-                    open_stream=self._counted_stream(interaction, request, guild_id, user_id),
+                    open_stream=self._counted_stream(interaction, admitted),
+                    on_done=lambda: self.speaking.release(admitted),
                 )
             )
             where = f" in {session.channel.mention}" + (f" (after {ahead} other)" if ahead else "")
             await interaction.followup.send(caption + where, allowed_mentions=NO_MENTIONS)
-            await self._tell(interaction, options.notice)
-            return
+            await self._tell(interaction, admitted.notice)
+            return True
 
-        audio, served = await self.bot.speech.read_whole(request)
-        origin = served.origin
-        if guild_id is not None and origin.sent:
-            await policy.record(guild_id, user_id, len(request.text), fallback=served.fallback)
+        audio, served = await self.speaking.read_whole(admitted)
         if note := served.note(request.voice):
             caption += f"\n-# {note}"
         limit = interaction.filesize_limit
@@ -146,7 +131,7 @@ class SpeakCog(commands.Cog):
             file=discord.File(io.BytesIO(audio.data), filename=audio_filename(audio.format)),
             allowed_mentions=NO_MENTIONS,
         )
-        await self._tell(interaction, options.notice)
+        await self._tell(interaction, admitted.notice)
         log.info(
             "speak done (guild=%s user=%s chars=%d format=%s bytes=%d output=%s audio=%s engine=%s)",
             interaction.guild_id,
@@ -155,9 +140,10 @@ class SpeakCog(commands.Cog):
             audio.format.value,
             len(audio.data),
             output,
-            origin.value,
+            served.origin.value,
             served.engine.name,
         )
+        return False
 
     @staticmethod
     async def _tell(interaction: discord.Interaction[SpeechBot], notice: str | None) -> None:
@@ -165,18 +151,13 @@ class SpeakCog(commands.Cog):
         if notice:
             await interaction.followup.send(notice, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
-    def _counted_stream(
-        self, interaction: discord.Interaction[SpeechBot], request: SpeechRequest, guild_id: int | None, user_id: int
-    ) -> StreamOpener:
-        """Open the synthesis for the voice player; once the engine accepted it, it counts against budgets
-        (unless the audio came from the cache, or a fallback engine said it: then it is only shown in /usage,
-        and the requester is told which voice spoke)."""
+    def _counted_stream(self, interaction: discord.Interaction[SpeechBot], admitted: Admitted) -> StreamOpener:
+        """Open the synthesis when the voice player gets to it; the speech service counts it, and the requester
+        is told when a fallback engine spoke instead."""
 
         async def open_stream() -> SpeechStream:
-            served = await self.bot.speech.open_tracked(request)
-            if guild_id is not None and served.origin.sent:
-                await self.bot.policy.record(guild_id, user_id, len(request.text), fallback=served.fallback)
-            if note := served.note(request.voice):
+            served = await self.speaking.open(admitted)
+            if note := served.note(admitted.request.voice):
                 try:
                     await self._tell(interaction, note)
                 except discord.HTTPException as exc:  # the reply is a courtesy; the audio matters more
@@ -196,11 +177,9 @@ class SpeakCog(commands.Cog):
     async def voice_autocomplete(
         self, interaction: discord.Interaction[SpeechBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        current = current.lower()
-        return [
-            app_commands.Choice(name=v, value=v) for v in self.bot.settings.speech_voices if current in v.lower()
-        ][:25]
+        return voice_choices(self.settings.speech_voices, current)
 
 
 async def setup(bot: SpeechBot) -> None:
-    await bot.add_cog(SpeakCog(bot))
+    services = bot.services
+    await bot.add_cog(SpeakCog(services.speaking, services.voice, services.settings))

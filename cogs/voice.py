@@ -10,8 +10,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.replies import NO_MENTIONS
-from bot.voice.sessions import VoiceSession
+from bot.interactions import NO_MENTIONS, caller_voice_channel, require_session_control
+from bot.voice.sessions import VoiceSessions
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
@@ -19,56 +19,33 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def caller_voice_channel(interaction: discord.Interaction) -> discord.VoiceChannel | discord.StageChannel:
-    """The voice channel the caller is in, or a clear refusal."""
-    member = interaction.user
-    voice = getattr(member, "voice", None)
-    if interaction.guild is None:
-        raise UserFacingError("This command only works in a server.")
-    if voice is None or voice.channel is None:
-        raise UserFacingError("Join a voice channel first, then try again.")
-    return voice.channel
-
-
-def require_session_control(interaction: discord.Interaction, session: VoiceSession | None) -> VoiceSession:
-    """Only people listening (or moderators who can move members) may steer a session."""
-    if session is None or session.channel is None:
-        raise UserFacingError("I'm not in a voice channel.")
-    member = interaction.user
-    voice = getattr(member, "voice", None)
-    in_channel = voice is not None and voice.channel is not None and voice.channel.id == session.channel.id
-    perms = getattr(member, "guild_permissions", None)
-    if not in_channel and not (perms and (perms.move_members or perms.manage_guild)):
-        raise UserFacingError(f"Join {session.channel.mention} to control what I play.")
-    return session
-
-
 class VoiceCog(commands.Cog):
-    def __init__(self, bot: SpeechBot) -> None:
+    def __init__(self, bot: SpeechBot, voice: VoiceSessions) -> None:
         self.bot = bot
+        self.voice = voice
 
     @app_commands.command(name="join", description="Bring the bot into your voice channel.")
     @app_commands.guild_only()
     async def join(self, interaction: discord.Interaction[SpeechBot]) -> None:
         channel = caller_voice_channel(interaction)
         await interaction.response.defer(thinking=True)
-        session = await self.bot.voice_sessions.join(channel)
+        session = await self.voice.join(channel)
         await interaction.followup.send(f"🔊 Joined {session.channel.mention}.", allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="leave", description="Make the bot leave the voice channel.")
     @app_commands.guild_only()
     async def leave(self, interaction: discord.Interaction[SpeechBot]) -> None:
         assert interaction.guild_id is not None
-        require_session_control(interaction, self.bot.voice_sessions.get(interaction.guild_id))
+        require_session_control(interaction, self.voice.get(interaction.guild_id))
         await interaction.response.defer(thinking=True)
-        await self.bot.voice_sessions.leave(interaction.guild_id, reason="/leave")
+        await self.voice.leave(interaction.guild_id, reason="/leave")
         await interaction.followup.send("👋 Left the voice channel.", allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="skip", description="Stop what is being read now and go on with the queue.")
     @app_commands.guild_only()
     async def skip(self, interaction: discord.Interaction[SpeechBot]) -> None:
         assert interaction.guild_id is not None
-        session = require_session_control(interaction, self.bot.voice_sessions.get(interaction.guild_id))
+        session = require_session_control(interaction, self.voice.get(interaction.guild_id))
         if not session.player.skip():
             raise UserFacingError("Nothing is playing.")
         await interaction.response.send_message("⏭️ Skipped.", allowed_mentions=NO_MENTIONS)
@@ -77,7 +54,7 @@ class VoiceCog(commands.Cog):
     @app_commands.guild_only()
     async def clear(self, interaction: discord.Interaction[SpeechBot]) -> None:
         assert interaction.guild_id is not None
-        session = require_session_control(interaction, self.bot.voice_sessions.get(interaction.guild_id))
+        session = require_session_control(interaction, self.voice.get(interaction.guild_id))
         dropped = session.player.clear()
         await interaction.response.send_message(
             f"🧹 Cleared {dropped} waiting item{'s' if dropped != 1 else ''}.", allowed_mentions=NO_MENTIONS
@@ -89,17 +66,17 @@ class VoiceCog(commands.Cog):
     ) -> None:
         # The bot's own moves count too: after one, the people around it are different.
         if before.channel != after.channel:
-            self.bot.voice_sessions.on_members_changed(member.guild.id)
+            self.voice.on_members_changed(member.guild.id)
             moved = before.channel is not None and after.channel is not None
             if moved and self.bot.user is not None and member.id == self.bot.user.id:
-                await self.bot.voice_sessions.on_moved(member.guild.id, after.channel.id)
+                await self.voice.on_moved(member.guild.id, after.channel.id)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
-        session = self.bot.voice_sessions.get(channel.guild.id)
+        session = self.voice.get(channel.guild.id)
         if session is not None and session.channel is not None and session.channel.id == channel.id:
-            await self.bot.voice_sessions.leave(channel.guild.id, reason="channel deleted")
+            await self.voice.leave(channel.guild.id, reason="channel deleted")
 
 
 async def setup(bot: SpeechBot) -> None:
-    await bot.add_cog(VoiceCog(bot))
+    await bot.add_cog(VoiceCog(bot, bot.services.voice))

@@ -10,7 +10,8 @@ from bot.audio.formats import AudioFormat
 from bot.config import load_settings
 from bot.errors import UserFacingError
 from bot.permissions import is_moderator
-from bot.policy import Policy, RateLimiter, check_budgets, check_roles, check_speed, resolve_options
+from bot.policy import Policy, RateLimiter, check_roles, check_speed, resolve_options
+from bot.usage import UsageLedger, check_budgets
 from bot.settings_view import SECTIONS, describe_changes, labels, render_sections
 from bot.storage import GuildSettings, Store, UserPrefs
 from bot.storage.models import SpeakOutput
@@ -113,19 +114,18 @@ def test_show_covers_every_setting_once_and_changes_read_old_to_new() -> None:
     ]
 
 
-async def test_policy_counts_usage_per_utc_day_and_month_against_the_budgets(store: Store) -> None:
+async def test_usage_is_counted_per_utc_day_and_month_against_the_budgets(store: Store) -> None:
     day = [date(2026, 3, 31)]
-    policy = Policy(BOT, store, today=lambda: day[0])
+    ledger = UsageLedger(store, today=lambda: day[0])
     guild = await store.update_guild_settings(1, daily_char_budget=100, monthly_char_budget=150)
-    await policy.admit(1, 10, 100, guild)
-    await policy.record(1, 10, 100)
+    await ledger.settle(await ledger.reserve(1, 10, 100, guild))
     with pytest.raises(UserFacingError, match="daily"):
-        await policy.admit(1, 11, 1, guild)
+        await ledger.reserve(1, 11, 1, guild)
     day[0] = date(2026, 4, 1)  # a new day and a new month
-    await policy.admit(1, 11, 100, guild)
-    await policy.record(1, 11, 100)
+    await ledger.settle(await ledger.reserve(1, 11, 100, guild))
     with pytest.raises(UserFacingError, match="only 50 are left in this server's monthly"):
-        await policy.admit(1, 10, 51, await store.update_guild_settings(1, daily_char_budget=None))
+        await ledger.reserve(1, 10, 51, await store.update_guild_settings(1, daily_char_budget=None))
+    assert (await store.usage_since(1, date(2026, 3, 1))).characters == 200  # written to the store
 
 
 async def test_mutes_and_roles_are_checked_from_the_store(store: Store) -> None:

@@ -14,7 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 from bot.config import load_settings
-from bot.policy import Policy, utc_today
+from bot.policy import Policy
+from bot.speech_service import SpeechService
+from bot.usage import UsageLedger, utc_today
 from bot.readaloud.filters import MessageFacts, Skip
 from bot.readaloud.reader import Names, ReadAloud
 from bot.speech.cache import AudioCache
@@ -107,9 +109,11 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     sessions = SimpleNamespace(get=lambda guild_id: session if guild_id == GUILD else None)
     speech = FailoverSpeech(AudioCache(backend, namespace="tts-1"),
                             [Engine("openai", "the speech service", "tts-1", backend)])  # type: ignore[arg-type]
-    service = ReadAloud(sessions, store, Policy(settings, store), speech, hold=0.05)  # type: ignore[arg-type]
+    speaking = SpeechService(speech, Policy(settings, store), UsageLedger(store), settings)
+    service = ReadAloud(sessions, store, speaking, hold=0.05)  # type: ignore[arg-type]
     yield World(service, store, backend, session)
     await service.close()
+    await speaking.ledger.close()
     await store.close()
 
 
@@ -123,7 +127,7 @@ async def test_names_are_said_when_the_speaker_changes_and_cached_text_is_not_se
     await world.say(BOB, "hi")
     await world.idle()
     assert len(world.backend.requests) == 4  # "Bob said, hi" came from the cache
-    await world.service.usage.flush()  # usage is summed in memory and written every few seconds
+    await world.service.speaking.ledger.flush()  # read-aloud usage is summed in memory and written in batches
     usage = await world.store.usage_since(GUILD, utc_today())
     assert (usage.characters, usage.requests) == (sum(len(text) for text in world.sent()), 4)
 

@@ -2,7 +2,7 @@
 
 Each guild with something to read has a :class:`GuildReader`: a fair, held queue (:mod:`bot.readaloud.queue`)
 and one task that gives the player one message at a time. While a message plays, the next eligible one is
-already being synthesized (through the bot's :class:`~bot.speech.failover.FailoverSpeech`, whose audio cache the
+already being synthesized (through the bot's :class:`~bot.speech_service.SpeechService`, whose audio cache the
 playback then joins or hits), so playback stays gapless without
 committing the player to a message that may still be deleted or edited. Handing over one at a time is what
 lets a deletion drop a waiting message, an edit change it, and fairness apply to messages that arrive late.
@@ -18,16 +18,15 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from datetime import UTC, datetime
 
 from bot.audio.formats import AudioFormat
 from bot.errors import UserFacingError
-from bot.policy import Policy, resolve_options
+from bot.policy import resolve_options
 from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.queue import Entry, FairQueue
-from bot.readaloud.usage import UsageBatcher
 from bot.speech.errors import SpeechError
-from bot.speech.failover import FailoverSpeech
 from bot.speech.models import (
     MAX_INPUT_CHARS,
     SpeechRequest,
@@ -48,6 +47,9 @@ from bot.text import (
 )
 from bot.voice.player import PlayItem, QueueFullError
 from bot.voice.sessions import VoiceSessions
+
+if TYPE_CHECKING:
+    from bot.speech_service import SpeechService
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +117,7 @@ class ReadAloud:
         self,
         sessions: VoiceSessions,
         store: Store,
-        policy: Policy,
-        speech: FailoverSpeech,
+        speaking: SpeechService,
         *,
         hold: float = 1.0,
         queue_limit: int = 20,
@@ -124,14 +125,12 @@ class ReadAloud:
     ) -> None:
         self.sessions = sessions
         self.store = store
-        self.policy = policy
-        self.speech = speech
-        self.voices = policy.settings.speech_voices
-        self.speeds = policy.settings.speed_range
+        self.speaking = speaking
+        self.voices = speaking.settings.speech_voices
+        self.speeds = speaking.settings.speed_range
         self.hold = hold
         self.queue_limit = queue_limit
         self.clock = clock or (lambda: asyncio.get_running_loop().time())
-        self.usage = UsageBatcher(store)
         self._readers: dict[int, GuildReader] = {}
         # Deciding a message awaits the store, which can take longer for one message than for the next; one
         # lock per guild (asyncio locks are first come, first served) keeps messages in the order they came.
@@ -148,7 +147,7 @@ class ReadAloud:
     async def _refused(self, guild_id: int, user_id: int, role_ids: frozenset[int]) -> bool:
         """Mutes (and roles once more) by the same rules as ``/speak``."""
         try:
-            await self.policy.check_member(guild_id, user_id, role_ids)
+            await self.speaking.check_member(guild_id, user_id, role_ids)
         except UserFacingError:
             return True
         return False
@@ -169,7 +168,7 @@ class ReadAloud:
         message = build(spoken_name(names, settings.name_mode, prefs.spoken_name), settings.name_mode)
         if not clean_message(message, cleaning_options(settings)):
             return None, Skip.EMPTY
-        voice = await self.policy.options_for(guild_id, facts.author_id, settings)
+        voice = await self.speaking.options_for(guild_id, facts.author_id, settings)
         return await self._utterance(guild_id, settings, voice.voice, voice.speed, voice.instructions, message), None
 
     async def _utterance(
@@ -245,7 +244,7 @@ class ReadAloud:
         )
         text = f"{name} {'joined' if joined else 'left'}."
         # Announcements speak in the server's voice, not the member's.
-        server = resolve_options(self.policy.settings, settings, UserPrefs())
+        server = resolve_options(self.speaking.settings, settings, UserPrefs())
         utterance = await self._utterance(guild_id, settings, server.voice, server.speed, server.instructions,
                                           None, text)
         # Ordered among the member's messages by the time it happened, like a snowflake.
@@ -260,10 +259,9 @@ class ReadAloud:
             reader.close()
 
     async def close(self) -> None:
-        """Stop reading everywhere; usage already sent is still written."""
+        """Stop reading everywhere (idempotent); usage already counted is written by the ledger."""
         for guild_id in list(self._readers):
             self.forget(guild_id)
-        await self.usage.close()
 
     def _guild(self, guild_id: int) -> GuildReader:
         reader = self._readers.get(guild_id)
@@ -276,21 +274,16 @@ class ReadAloud:
             del self._readers[reader.guild_id]
 
     async def fetch(self, guild_id: int, user_id: int, request: SpeechRequest) -> SpeechStream:
-        """The audio of ``request``, streaming. Only what is actually sent to the speech endpoint is checked
-        against the server's budgets and the author's rate, and counted; a budget refusal is a
-        :class:`SpeechError`."""
-        characters = len(request.text)
-        if not self.speech.has(request):
-            settings = await self.store.get_guild_settings(guild_id)
-            try:
-                await self.policy.admit(guild_id, user_id, characters, settings)
-            except UserFacingError as exc:
-                log.info("read-aloud message not synthesized (guild=%s user=%s): budget or rate", guild_id, user_id)
-                raise SpeechError(exc.message) from None
+        """The audio of ``request``, streaming, admitted and counted by the speech service like any request; a
+        budget or rate refusal is a :class:`SpeechError`."""
+        settings = await self.store.get_guild_settings(guild_id)
+        try:
+            admitted = await self.speaking.admit_request(guild_id, user_id, request, settings)
+        except UserFacingError as exc:
+            log.info("read-aloud message not synthesized (guild=%s user=%s): budget or rate", guild_id, user_id)
+            raise SpeechError(exc.message) from None
         # Chat audio stays in memory: what was said in a channel is never written to disk.
-        served = await self.speech.open_tracked(request, persist=False)
-        if served.origin.sent:
-            self.usage.add(guild_id, user_id, characters, fallback=served.fallback)
+        served = await self.speaking.open(admitted, persist=False, batched=True)
         return served.stream
 
 

@@ -1,0 +1,84 @@
+"""What every command shares: replies (errors ephemeral, nobody pinged), option types and choices, and the
+checks on who is in which voice channel. Cogs import these; they never import each other."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+from bot.audio.formats import REQUESTABLE_FORMATS
+from bot.errors import UserFacingError
+from bot.speech.models import MAX_SPEED, MIN_SPEED
+
+if TYPE_CHECKING:
+    from bot.voice.sessions import VoiceSession
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
+    """Send ``message`` only to the caller, whatever state the interaction is in.
+
+    After a public ``defer()`` the first followup would replace the public "thinking" message and inherit
+    its visibility, so the deferred response is deleted first and the error goes out as a separate
+    ephemeral followup.
+    """
+    if not interaction.response.is_done():
+        await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        return
+    if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException as exc:
+            log.warning("could not delete the deferred response (interaction=%s): %s", interaction.id, exc.status)
+    await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+async def reply_ephemeral(interaction: discord.Interaction, message: str) -> None:
+    """The answer to a command that changes something only the caller needs to see (settings, preferences)."""
+    await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+#: A speed option: the widest range any engine takes; each engine's own range is checked after (no silent clamp).
+SpeedOption = app_commands.Range[float, MIN_SPEED, MAX_SPEED]
+FORMAT_CHOICES = [app_commands.Choice(name=f.value, value=f.value) for f in REQUESTABLE_FORMATS]
+OUTPUT_CHOICES = [
+    app_commands.Choice(name="file", value="file"),
+    app_commands.Choice(name="voice", value="voice"),
+    app_commands.Choice(name="both", value="both"),
+]
+
+
+def voice_choices(voices: tuple[str, ...], current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete for a voice option: the offered voices containing what was typed (Discord shows 25)."""
+    current = current.lower()
+    return [app_commands.Choice(name=v, value=v) for v in voices if current in v.lower()][:25]
+
+
+def caller_voice_channel(interaction: discord.Interaction) -> discord.VoiceChannel | discord.StageChannel:
+    """The voice channel the caller is in, or a clear refusal."""
+    member = interaction.user
+    voice = getattr(member, "voice", None)
+    if interaction.guild is None:
+        raise UserFacingError("This command only works in a server.")
+    if voice is None or voice.channel is None:
+        raise UserFacingError("Join a voice channel first, then try again.")
+    return voice.channel
+
+
+def require_session_control(interaction: discord.Interaction, session: VoiceSession | None) -> VoiceSession:
+    """Only people listening (or moderators who can move members) may steer a session."""
+    if session is None or session.channel is None:
+        raise UserFacingError("I'm not in a voice channel.")
+    member = interaction.user
+    voice = getattr(member, "voice", None)
+    in_channel = voice is not None and voice.channel is not None and voice.channel.id == session.channel.id
+    perms = getattr(member, "guild_permissions", None)
+    if not in_channel and not (perms and (perms.move_members or perms.manage_guild)):
+        raise UserFacingError(f"Join {session.channel.mention} to control what I play.")
+    return session

@@ -1,0 +1,116 @@
+"""The composition root: every service of the bot built once, here, and handed to whoever uses it.
+
+``cli`` opens the services, builds :class:`~bot.app.SpeechBot` around them and closes them after the bot has
+stopped (discord.py's ``examples/advanced_startup.py`` shape); cogs get the services they use in ``setup``.
+Tests build the same graph with doubles in place of the store or the engines.
+
+Order of construction (and, reversed, of shutdown): store → metrics → speech engines → audio cache and failover
+→ policy and usage ledger → speech service → voice sessions → read-aloud → health server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.metrics import HealthServer, MeteredSpeechBackend, Metrics
+from bot.policy import Policy
+from bot.readaloud.reader import ReadAloud
+from bot.speech.cache import AudioCache
+from bot.speech.failover import Engine, FailoverSpeech
+from bot.speech_service import SpeechService
+from bot.storage import Store
+from bot.usage import UsageLedger
+from bot.voice.sessions import VoiceLimits, VoiceSessions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Services:
+    """What the bot is made of besides Discord: one of each, shared."""
+
+    settings: Settings
+    store: Store
+    metrics: Metrics
+    engines: Sequence[Engine]
+    speech: FailoverSpeech
+    policy: Policy
+    ledger: UsageLedger
+    speaking: SpeechService
+    voice: VoiceSessions
+    read_aloud: ReadAloud
+    health: HealthServer | None
+
+    async def start(self) -> None:
+        """What must run before the bot connects: warm speech sessions, the health endpoints."""
+        await self.speech.start()
+        if self.health is not None:
+            assert self.settings.metrics_port is not None
+            await self.health.start(self.settings.metrics_host, self.settings.metrics_port)
+
+    async def stop_voice(self) -> None:
+        """Stop reading and leave every voice channel (remembered for the next start); while the gateway is up."""
+        await self.read_aloud.close()
+        await self.voice.close()
+
+    async def close(self) -> None:
+        """Everything, in reverse order of construction (idempotent; the gateway is closed by then)."""
+        await self.stop_voice()
+        await self.ledger.close()  # batched usage written
+        await self.speech.shutdown()  # the cache's disk writes finished, its hit rate logged
+        for engine in self.engines:
+            await engine.backend.close()
+        if self.health is not None:
+            await self.health.close()
+        await self.store.close()
+
+
+def build_speech(settings: Settings, engines: Sequence[Engine], metrics: Metrics) -> FailoverSpeech:
+    """The audio cache in front of each engine (a hit is no speech request, and is served while the breaker is
+    open), and the failover over them."""
+    metered = [dataclasses.replace(engine, backend=MeteredSpeechBackend(engine.backend, metrics)) for engine in engines]
+    cache = AudioCache(
+        metered[0].backend,
+        namespace=metered[0].namespace,
+        memory_bytes=settings.cache_memory_bytes,
+        disk_dir=settings.audio_cache_dir,
+        disk_bytes=settings.cache_disk_bytes,
+        on_lookup=metrics.count_cache_lookup,
+    )
+    return FailoverSpeech(cache, metered, observer=metrics)
+
+
+def build_services(
+    settings: Settings, store: Store, engines: Sequence[Engine], *, metrics: Metrics | None = None
+) -> Services:
+    """Every service, wired (nothing started: see :meth:`Services.start`)."""
+    metrics = metrics or Metrics()
+    speech = build_speech(settings, engines, metrics)
+    policy = Policy(settings, store)
+    ledger = UsageLedger(store)
+    speaking = SpeechService(speech, policy, ledger, settings)
+
+    async def guild_timeouts(guild_id: int) -> tuple[float | None, float | None]:
+        guild = await store.get_guild_settings(guild_id)
+        return guild.idle_timeout, guild.alone_timeout
+
+    voice = VoiceSessions(
+        speech,
+        VoiceLimits(
+            idle_timeout=settings.voice_idle_timeout,
+            alone_timeout=settings.voice_alone_timeout,
+            max_queue=settings.voice_queue_size,
+            # the speech client gives up after its own timeout; the player's net is a little wider
+            stall_timeout=settings.speech_timeout + 5,
+        ),
+        on_first_packet=metrics.time_to_first_packet.observe,
+        guild_timeouts=guild_timeouts,
+        journal=store,
+    )
+    read_aloud = ReadAloud(voice, store, speaking, hold=settings.read_hold, queue_limit=settings.voice_queue_size)
+    health = HealthServer(metrics) if settings.metrics_port is not None else None
+    return Services(settings, store, metrics, engines, speech, policy, ledger, speaking, voice, read_aloud, health)
