@@ -115,7 +115,7 @@ def check_voice_support() -> Finding:
         return Finding(
             False,
             "voice support is missing (" + ", ".join("PyNaCl" if m == "nacl" else m for m in missing) + ")",
-            'Reinstall with: pip install "discord.py[voice]>=2.7.1,<2.8"',
+            'Reinstall with: pip install "discord.py[voice]==2.7.1"',
         )
     return Finding(True, "voice support (PyNaCl, davey) is installed")
 

@@ -1,8 +1,8 @@
 """The bot's voice connection: discord.py 2.7.1's, with its join races and its DAVE gaps closed.
 
 Everything here subclasses discord.py's voice connection state and voice websocket, whose internals are not a
-public API; ``discord.py[voice]>=2.7.1,<2.8`` is what it is written against, and ``tests/test_voice_connection.py``
-checks that the pinned version still has every method and attribute it relies on.
+public API; every one it overrides or reads is listed in ``bot.discord_internals.SEAMS`` and checked against the
+pinned discord.py by ``tests/test_discord_internals.py``.
 
 **DAVE.** Since 2026-03 Discord end-to-end encrypts every non-stage call (DAVE: an MLS group of the call's
 clients, the voice gateway as its external sender; ``docs`` and the DAVE whitepaper). discord.py 2.7.1 + davey
@@ -320,20 +320,3 @@ class DaveSafeVoiceWebSocket(DiscordVoiceWebSocket):
     async def _send_ready(self, transition_id: int) -> None:
         if transition_id != 0:
             await self.send_transition_ready(transition_id)
-
-
-#: What :class:`SessionConnectionState` needs from discord.py, checked by tests against the pinned version.
-REQUIRED_INTERNALS: tuple[tuple[type, str], ...] = (
-    (VoiceConnectionState, "_connect"),
-    (VoiceConnectionState, "_voice_connect"),
-    (VoiceConnectionState, "_wait_for_state"),
-    (VoiceConnectionState, "_connect_websocket"),
-    (VoiceConnectionState, "_recover_from_invalid_commit"),
-    (VoiceConnectionState, "_execute_transition"),
-    (VoiceConnectionState, "reinit_dave_session"),
-    (DiscordVoiceWebSocket, "received_message"),
-    (DiscordVoiceWebSocket, "received_binary_message"),
-    (DiscordVoiceWebSocket, "send_transition_ready"),
-    (DiscordVoiceWebSocket, "send_binary"),
-    (DiscordVoiceWebSocket, "from_connection_state"),
-)

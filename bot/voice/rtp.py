@@ -27,6 +27,7 @@ import discord
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
 
 from bot.audio.opus import SILENCE_FRAME
+from bot.discord_internals import take_nonce, voice_connection
 
 #: The AEAD transport mode discord.py 2.7 negotiates with Discord (its xsalsa20 modes are deprecated by Discord);
 #: the only one this writer shortcuts.
@@ -83,7 +84,7 @@ class RtpWriter:
         Raises :class:`E2EENotReady` (nothing sent) when DAVE is on and the packet cannot be encrypted yet.
         """
         client = self._client
-        connection = client._connection
+        connection = voice_connection(client)
         dave = connection.dave_protocol_version != 0 and opus != SILENCE_FRAME
         if dave:
             ready = getattr(connection, "e2ee_ready", None)  # SessionConnectionState's; else discord.py's own
@@ -110,9 +111,7 @@ class RtpWriter:
         sequence = client.sequence + 1
         client.sequence = sequence = sequence if sequence <= 0xFFFF else 0
         header = _HEADER.pack(0x80, 0x78, sequence, client.timestamp, connection.ssrc)
-        counter = client._incr_nonce
-        client._incr_nonce = counter + 1 if counter < 0xFFFFFFFF else 0
-        nonce = counter.to_bytes(4, "big")
+        nonce = take_nonce(client).to_bytes(4, "big")
         sealed = SEAL(opus, header, nonce + _NONCE_PADDING, self._key)
         try:
             connection.send_packet(header + sealed + nonce)

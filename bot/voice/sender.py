@@ -38,6 +38,7 @@ import discord
 from discord import SpeakingState
 
 from bot.audio.opus import SILENCE_FRAME
+from bot.discord_internals import voice_connection
 from bot.errors import UserFacingError
 from bot.voice.connection import E2EE_READY_TIMEOUT
 from bot.voice.rtp import E2EENotReady, RtpWriter
@@ -173,7 +174,7 @@ class SharedPlayback:
             log.warning("voice item given up: end-to-end encryption not ready after %.0f s (guild=%s)",
                         E2EE_READY_TIMEOUT, self.client.guild.id)
             self._error = E2EETimeoutError()
-            self._call_on_loop(getattr(self.client._connection, "e2ee_timed_out", None))
+            self._call_on_loop(getattr(voice_connection(self.client), "e2ee_timed_out", None))
             return self._end()
         self.due = now + FRAME
         return True

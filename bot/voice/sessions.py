@@ -21,6 +21,13 @@ from typing import Protocol
 import discord
 from discord.voice_state import VoiceConnectionState
 
+from bot.discord_internals import (
+    gateway_rate_limited,
+    reconnect_failed,
+    register_voice_client,
+    set_player,
+    skip_gateway_leave,
+)
 from bot.errors import UserFacingError
 from bot.speech.models import SpeechBackend
 from bot.storage.errors import StorageError
@@ -89,7 +96,7 @@ class SessionVoiceClient(discord.VoiceClient):
             raise discord.ClientException("Not connected to voice.")
         if self.is_playing():
             raise discord.ClientException("Already playing audio.")
-        self._player = self._sender.play(self, source, after)  # type: ignore[assignment]
+        set_player(self, self._sender.play(self, source, after))
 
     def cleanup(self) -> None:
         super().cleanup()
@@ -98,25 +105,16 @@ class SessionVoiceClient(discord.VoiceClient):
     def gateway_saturated(self) -> bool:
         """True when this shard's gateway send budget (110 a minute) is spent: a leave now would wait for
         the next window, up to a minute."""
-        try:
-            return bool(self.client._get_websocket(self.guild.id)._rate_limiter.is_ratelimited())
-        except AttributeError:  # not connected, or discord.py changed: leave the ordinary way
-            return False
+        return gateway_rate_limited(self.client, self.guild.id)
 
     async def disconnect_without_leaving(self) -> None:
         """Close this voice connection without the gateway's "leave" (op 4).
 
         Only for shutdown past the gateway's send budget: Discord drops every voice state of a session when
         the gateway connection closes a moment later, so nobody is left with a ghost bot, and shutdown does
-        not wait a minute per 110 channels. discord.py has no public switch for this, so the op is skipped
-        on this instance alone (its pinned version, <2.8, is what this is written against).
+        not wait a minute per 110 channels. discord.py has no public switch for this (``bot.discord_internals``).
         """
-        connection = self._connection
-
-        async def skip_gateway_leave() -> None:
-            connection._disconnected.set()  # nothing to wait for: no op 4, no confirming voice state
-
-        connection._voice_disconnect = skip_gateway_leave  # type: ignore[method-assign]
+        skip_gateway_leave(self)
         await self.disconnect(force=True)
 
 
@@ -370,7 +368,7 @@ class VoiceSessions:
             if self._closing:  # a connection lost while shutting down is the shutdown's own doing
                 log.info("voice session ended by Discord (guild=%s)", session.guild_id)
                 return
-            if _reconnect_failed(session.voice_client) and channel is not None:
+            if reconnect_failed(session.voice_client) and channel is not None:
                 # Discord's voice server went away and discord.py could not resume: a fresh join gets a new one.
                 log.warning("voice connection lost and not resumed; joining again (guild=%s)", session.guild_id)
                 come_back_to = channel
@@ -391,7 +389,6 @@ class VoiceSessions:
         timers read. Whether the bot is still connected is left to discord.py's own reconnect logic (its voice
         state can be briefly empty during one); only a session whose guild or channel is gone is left.
         """
-        state = client._connection  # no public API registers a voice client again (discord.py 2.7)
         adopted = 0
         for session in self.all():
             voice_client = session.voice_client
@@ -399,7 +396,7 @@ class VoiceSessions:
             old = voice_client.channel
             channel = guild.get_channel(old.id) if guild is not None and old is not None else None
             if guild is not None and voice_client not in client.voice_clients:
-                state._add_voice_client(guild.id, voice_client)
+                register_voice_client(client, guild.id, voice_client)
                 adopted += 1
             if not isinstance(channel, (discord.VoiceChannel, discord.StageChannel)):
                 await self.leave(session.guild_id, reason="channel gone after reconnecting")
@@ -429,10 +426,6 @@ class VoiceSessions:
         for guild_id in list(self._sessions):  # joined (e.g. rejoined at start-up) while the others were left
             await self.leave(guild_id, reason="shutdown", come_back=True)
         await asyncio.to_thread(self.sender.close)
-
-
-def _reconnect_failed(voice_client: discord.VoiceClient) -> bool:
-    return bool(getattr(voice_client._connection, "reconnect_failed", False))
 
 
 def check_can_join(channel: discord.VoiceChannel | discord.StageChannel) -> None:
