@@ -160,8 +160,13 @@ class SpeechBot(commands.AutoShardedBot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.syncs_commands:
+            assert self.application_id is not None  # login() fetched the application before setup_hook
             await sync_commands(
-                self.tree, self._sync_state, dev_guild_id=self.settings.dev_guild_id, force=self._force_sync
+                self.tree,
+                self._sync_state,
+                application_id=self.application_id,
+                dev_guild_id=self.settings.dev_guild_id,
+                force=self._force_sync,
             )
         else:
             log.info("slash commands are synced by the process that runs shard 0, not this one")

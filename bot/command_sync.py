@@ -1,7 +1,8 @@
 """Slash-command sync that happens only when the commands changed.
 
 Bulk-overwriting is idempotent on Discord's side, but every start would still cost a request per scope and
-new commands count toward a daily limit. The hash of what was last synced is kept in the data directory;
+new commands count toward a daily limit. The hash of what was last synced is kept in the data directory, per
+application and scope (a new bot token for another application finds nothing synced and syncs);
 ``speechbot run --sync`` forces a sync.
 """
 
@@ -24,7 +25,8 @@ def commands_fingerprint(tree: app_commands.CommandTree, guild: discord.abc.Snow
 
 
 class CommandSyncState:
-    """The fingerprints of the last successful sync per scope ("global" or a guild id), in a small JSON file."""
+    """The fingerprints of the last successful sync per application and scope ("<app id>/global" or
+    "<app id>/<guild id>"), in a small JSON file."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -52,6 +54,7 @@ async def sync_commands(
     tree: app_commands.CommandTree,
     state: CommandSyncState,
     *,
+    application_id: int,
     dev_guild_id: int | None,
     force: bool = False,
 ) -> bool:
@@ -59,7 +62,7 @@ async def sync_commands(
     guild = discord.Object(dev_guild_id) if dev_guild_id else None
     if guild is not None:
         tree.copy_global_to(guild=guild)
-    scope = str(dev_guild_id) if dev_guild_id else "global"
+    scope = f"{application_id}/{dev_guild_id or 'global'}"
     fingerprint = commands_fingerprint(tree, guild)
     if not force and state.get(scope) == fingerprint:
         log.info("slash commands unchanged (scope=%s), not syncing", scope)

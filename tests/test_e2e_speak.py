@@ -181,6 +181,19 @@ async def test_commands_are_synced_once_and_not_again_when_unchanged(
         assert (await interaction.wait_message(timeout=30)).attachments
 
 
+async def test_a_token_for_another_application_gets_its_commands_from_the_same_data_directory(
+    speech_endpoint: SpeechEndpoint, tmp_path: Path
+) -> None:
+    """The sync fingerprint is kept per application: a new application's commands are never "unchanged"."""
+    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": API_KEY, "DEV_GUILD_ID": ""}
+    for token in ("first-application-token", "second-application-token"):
+        async with DiscordEmulator(token=token) as emu:
+            async with running_bot(emu, tmp_path, **env):  # waits until the global commands are registered
+                names = {command["name"] for command in emu.commands[None]}
+            assert "speak" in names
+            assert not emu.failures
+
+
 async def test_mislabelled_audio_is_sniffed_and_named_by_its_bytes(
     bot: BotProcess, discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint
 ) -> None:
