@@ -66,6 +66,7 @@ async def test_voice_chat_is_read_with_skips_deletes_and_edits(
         await chat.send(emu.user, here, "a silent message", flags=SUPPRESS_NOTIFICATIONS)
         await chat.send(emu.bot_user, here, "the bot's own message")
         await chat.send(emu.owner, here, "a webhook message", webhook=True)
+        await chat.send(emu.user, here, "\u3164 \u200b\u2060\u202e\u2800")  # looks empty, says nothing: skipped
         await chat.send(emu.user, here, "Thank you for listening.")
         await wait_items(emu, session, 2)
         assert heard(session) == ["alice said hello world", "thank you for listening"]

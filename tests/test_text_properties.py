@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from bot.text import CleaningOptions, MessageInput, clean_message, display_name_for_speech, split_for_speech
 from bot.text.cleaning import MAX_NAME_CHARS
+from bot.text.normalize import is_blank
 from bot.text.splitting import truncate
 
 #: Raw markup that must never be spoken.
@@ -158,3 +159,21 @@ def test_split_at_the_real_limit(text: str) -> None:
     pieces = split_for_speech(text)
     assert all(0 < len(piece) <= 4096 for piece in pieces)
     assert " ".join(pieces).split() == text.split() or max(map(len, text.split())) > 4096
+
+
+INVISIBLE = st.sampled_from(
+    ["\u200b", "\u200c", "\u200d", "\u2060", "\u2061", "\u00ad", "\u034f", "\u061c", "\u180e", "\u202a", "\u202e",
+     "\u2066", "\u2069", "\ufe0f", "\ufeff", "\u115f", "\u1160", "\u3164", "\uffa0", "\u2800", "\U000e0041",
+     " ", "\n", "\t", "\u3000", "\u00a0"]
+)
+
+
+@given(st.lists(INVISIBLE, min_size=1, max_size=30).map("".join))
+def test_text_made_only_of_invisible_characters_is_blank_and_cleans_to_nothing(text: str) -> None:
+    assert is_blank(text)
+    assert clean_message(MessageInput(content=text), CleaningOptions()) == ""
+
+
+@given(st.text(min_size=1, max_size=20).filter(lambda t: any(c.isalnum() for c in t)), st.lists(INVISIBLE).map("".join))
+def test_a_visible_letter_among_invisible_ones_is_not_blank(visible: str, invisible: str) -> None:
+    assert not is_blank(invisible + visible + invisible)

@@ -14,6 +14,7 @@ from typing import Protocol
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
 from bot.speech.catalog import SPEECH_API_SPEEDS, SpeedRange
 from bot.speech.errors import SpeechRewordedError, SpeechValidationError
+from bot.text.normalize import is_blank
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ def validate_request(
     text = request.text.strip()
     if not text:
         raise SpeechValidationError("There is nothing to say: the text is empty.")
+    if is_blank(text):
+        raise SpeechValidationError("There is nothing to say: the text has only invisible characters.")
     if len(text) > MAX_INPUT_CHARS:
         raise SpeechValidationError(
             f"The text is {len(text)} characters long; the limit is {MAX_INPUT_CHARS}."

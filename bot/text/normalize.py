@@ -12,9 +12,21 @@ import re
 import unicodedata
 from functools import lru_cache
 
+import regex
+
 #: Format characters that emoji sequences need until emoji are named: ZWJ and tag characters.
 _EMOJI_GLUE = frozenset("\u200d") | {chr(c) for c in range(0xE0020, 0xE0080)}
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+#: Letters and symbols that show nothing and say nothing (Hangul fillers, Khmer inherent vowels, the blank
+#: braille pattern): popular for "empty" names and messages, and not control or format characters.
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u17b4\u17b5\u2800")
+#: Everything a listener would not hear: default-ignorable code points (zero-width spaces, joiners, bidi
+#: controls, variation selectors, fillers), other control/format/unassigned characters, and whitespace.
+_UNSPEAKABLE = regex.compile(
+    r"[\p{Default_Ignorable_Code_Point}\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{White_Space}"
+    + "".join(sorted(_BLANK_GLYPHS))
+    + "]+"
+)
 _EMOJI_LEFTOVERS = re.compile("[\u200d\ufe00-\ufe0f\U000e0020-\U000e007f\U000e0100-\U000e01ef\u20e3]")
 _COMBINING = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 _COMBINING_FLOOD = re.compile(f"([{_COMBINING}]{{2}})[{_COMBINING}]+")
@@ -24,8 +36,15 @@ _SPACE_BEFORE_PUNCTUATION = re.compile(r" +([,.!?;:…]+)(?=\s|$)")
 _SENTENCE_END = ".!?,;:…。！？"
 
 
+def is_blank(text: str) -> bool:
+    """True when nothing speakable remains once invisible characters and whitespace are gone ("\u200b\u2060",
+    a Hangul filler): such text is refused by ``/speak`` and skipped by read-aloud."""
+    return not _UNSPEAKABLE.sub("", text)
+
+
 def strip_invisible(text: str) -> str:
-    """Drop control, format, private-use and unassigned characters, except newlines and emoji glue.
+    """Drop control, format, private-use and unassigned characters and blank glyphs, except newlines and emoji
+    glue.
 
     Control characters that are whitespace (tab, vertical tab, form feed…) become spaces and carriage returns
     newlines, so that no words get glued together.
@@ -35,7 +54,9 @@ def strip_invisible(text: str) -> str:
 
 
 def _visible(char: str) -> str:
-    if char == "\n" or char in _EMOJI_GLUE or unicodedata.category(char) not in _DROPPED_CATEGORIES:
+    if char == "\n" or char in _EMOJI_GLUE:
+        return char
+    if unicodedata.category(char) not in _DROPPED_CATEGORIES and char not in _BLANK_GLYPHS:
         return char
     return " " if char.isspace() else ""
 

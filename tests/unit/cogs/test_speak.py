@@ -83,3 +83,13 @@ async def test_a_service_failure_is_not_a_traceback_for_anyone(
     message = await interaction.wait_message()
     assert message.ephemeral and "try again" in message.content.lower()
     assert "Traceback" not in message.content
+
+
+@pytest.mark.parametrize("text", ["\u200b\u2060", "\u3164", "\u202e \u2800 \ufe0f"])
+async def test_text_with_nothing_visible_is_refused_and_nothing_is_synthesized(
+    in_process_bot: InProcessBot, text: str
+) -> None:
+    interaction = await in_process_bot.emu.invoke("speak", {"text": text})
+    reply = await interaction.wait_message()
+    assert reply.ephemeral and reply.content == "There is nothing to say: the text has only invisible characters."
+    assert in_process_bot.speech.requests == []
