@@ -111,11 +111,23 @@ def test_time_budget_stops_later_entries() -> None:
     ticks = iter(range(100))
     entries = [E("a", "b"), E("b", "c"), E("c", "d"), E("d", "e")]
     result = apply_dictionary("a", entries, budget=1.5, clock=lambda: float(next(ticks)))
-    assert result == "c"
+    assert result == "b"  # 0.5 s left for the first entry, none for the second
 
 
-def test_first_entry_always_applies_even_on_a_slow_clock() -> None:
-    assert apply_dictionary("a", [E("a", "b")], budget=0.0, clock=iter(range(0, 100, 10)).__next__) == "b"
+def test_an_entry_still_matching_when_the_budget_is_spent_is_interrupted(caplog: pytest.LogCaptureFixture) -> None:
+    """``a.*b`` is accepted (one open-ended repetition) but quadratic: on 4,096 a's it takes tens of ms."""
+    text = "a" * MAX_INPUT_CHARS + " gg"
+    result = apply_dictionary(text, [E("a.*b", "z", is_regex=True), E("gg", "good game")], budget=0.002)
+    assert result == text
+    assert "dictionary entry 1 took over the 2 ms budget" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"[a-z]{1,24}[a-z]{1,24}[a-z]{1,24}#", r"\w+\d{1,4}x", r"[a-z]{1,90}[a-z]{1,91}"]
+)
+def test_chains_of_repetitions_are_refused(pattern: str) -> None:
+    with pytest.raises(DictionaryError, match="could be very slow"):
+        validate_entry(E(pattern, "x", is_regex=True))
 
 
 def test_entries_beyond_the_maximum_are_ignored() -> None:

@@ -16,15 +16,22 @@ Safety, since patterns come from server members:
   pattern, each repetition's maximum count plus one, an unbounded one (``*``, ``+``, ``{n,}``) counting as
   :data:`MAX_INPUT_CHARS`; alternatives add. So one ``.*`` or ``\\w+`` is fine, two (``\\d+x\\d+``) are not
   (cubic time), and bounded ones like ``\\d{1,4}年\\d{1,2}月`` are;
+* the cost is per starting position, and a match is tried at each of up to :data:`MAX_INPUT_CHARS` of them:
+  :data:`MAX_COST` allows one open-ended repetition and a factor of two more, so chains of bounded
+  repetitions (``[a-z]{1,24}[a-z]{1,24}[a-z]{1,24}#``: 15,625 per position) are refused;
 * :func:`apply_dictionary` works on at most :data:`MAX_INPUT_CHARS` characters (the rest is kept as is),
   skips an entry whose result would grow the text beyond :func:`growth_limit`, skips entries that fail
-  validation (a stored entry from an older rule set), and stops applying entries once
-  :data:`TIME_BUDGET` seconds have passed for the message (checked between entries; with the rules above a
-  single entry over 4096 characters takes milliseconds).
+  validation (a stored entry from an older rule set), and holds a hard bound of :data:`TIME_BUDGET` seconds
+  per message: matching runs on the ``regex`` engine with a timeout set to what is left of the budget, so
+  even a slow entry on a slow machine is cut off mid-match, and the entries after it are skipped.
+
+Patterns are checked with the standard library's parser and run on the ``regex`` package in its
+``re``-compatible mode (V0), which has the timeouts ``re`` lacks.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,14 +40,18 @@ from functools import lru_cache
 from re import _parser as sre_parse  # the stdlib's own parser: the only way to see a pattern's structure
 from typing import Protocol
 
+import regex
+
 from bot.errors import UserFacingError
+
+log = logging.getLogger(__name__)
 
 MAX_PATTERN_CHARS = 100
 MAX_REPLACEMENT_CHARS = 100
 MAX_INPUT_CHARS = 4096
-MAX_COST = 4 * MAX_INPUT_CHARS
-#: Seconds of matching allowed per message; later entries are skipped once it is spent.
-TIME_BUDGET = 0.05
+MAX_COST = 2 * (MAX_INPUT_CHARS + 1)
+#: Seconds of matching allowed per message (a hard bound: matching is interrupted); later entries are skipped.
+TIME_BUDGET = 0.010
 #: Entries beyond this many are ignored (a server should be refused more when adding).
 MAX_ENTRIES = 500
 
@@ -100,35 +111,42 @@ def apply_dictionary(
 ) -> str:
     """``text`` with every usable entry applied in order (each to the previous one's result); never raises.
 
-    ``budget`` seconds (measured with ``clock``) bound the whole dictionary for one message.
+    ``budget`` seconds (measured with ``clock``) bound the whole dictionary for one message: an entry still
+    matching when they are spent is interrupted and leaves the text as it was, and later entries are skipped.
     """
     head, tail = text[:MAX_INPUT_CHARS], text[MAX_INPUT_CHARS:]
     limit = growth_limit(len(head))
     deadline = clock() + budget
     for index, entry in enumerate(entries):
-        if index >= MAX_ENTRIES or (index and clock() > deadline):
+        left = deadline - clock()
+        if index >= MAX_ENTRIES or left <= 0:
             break
         pattern = _compiled(entry.pattern, entry.is_regex)
         if pattern is None or len(entry.replacement) > MAX_REPLACEMENT_CHARS:
             continue
-        replaced = pattern.sub(lambda m, r=entry.replacement: r if m.group(0) else "", head)
+        try:
+            replaced = pattern.sub(lambda m, r=entry.replacement: r if m.group(0) else "", head, timeout=left)
+        except TimeoutError:
+            log.warning("dictionary entry %d took over the %.0f ms budget for one message: it and the entries "
+                        "after it were skipped", index + 1, budget * 1000)
+            break
         if len(replaced) <= limit:
             head = replaced
     return head + tail
 
 
 @lru_cache(maxsize=1024)
-def _compiled(pattern: str, is_regex: bool) -> re.Pattern[str] | None:
+def _compiled(pattern: str, is_regex: bool) -> regex.Pattern[str] | None:
     """The compiled form of a valid pattern, None for an invalid one (cached: entries repeat for every message)."""
     try:
         _check_pattern(pattern, is_regex)
     except DictionaryError:
         return None
     if is_regex:
-        return re.compile(pattern, re.IGNORECASE)
+        return regex.compile(pattern, regex.IGNORECASE | regex.V0)
     start = r"(?<!\w)" if _needs_boundary(pattern[0]) else ""
     end = r"(?!\w)" if _needs_boundary(pattern[-1]) else ""
-    return re.compile(start + re.escape(pattern) + end, re.IGNORECASE)
+    return regex.compile(start + regex.escape(pattern) + end, regex.IGNORECASE | regex.V0)
 
 
 def _check_pattern(pattern: str, is_regex: bool) -> None:
