@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
 from bot.audio.decode import duration_seconds
+from bot.audio.encode import encode_pcm
 from bot.audio.formats import AudioFormat, sniff
 from tests.audio_check import recognize_audio
 from tests.bot_fixtures import speak
@@ -192,6 +194,33 @@ async def test_a_token_for_another_application_gets_its_commands_from_the_same_d
                 names = {command["name"] for command in emu.commands[None]}
             assert "speak" in names
             assert not emu.failures
+
+
+def _damaged_bodies() -> dict[str, bytes]:
+    tone = b"".join(int(8000 * math.sin(n / 10)).to_bytes(2, "little", signed=True) for n in range(48_000))
+    good = encode_pcm(tone, 24_000, AudioFormat.OPUS)
+    middle = len(good) // 2
+    return {
+        "OggS then garbage": b"OggS" + bytes(range(256)) * 40,
+        "a flipped middle": good[:middle] + bytes(b ^ 0xFF for b in good[middle : middle + 64]) + good[middle + 64 :],
+        "cut short": good[: len(good) * 2 // 3],
+    }
+
+
+@pytest.mark.parametrize("damage", list(_damaged_bodies()))
+async def test_damaged_audio_is_never_posted(
+    bot: BotProcess, discord_emulator: DiscordEmulator, speech_endpoint: SpeechEndpoint, damage: str
+) -> None:
+    speech_endpoint.inject(Fault(body=_damaged_bodies()[damage], content_type="audio/ogg"))
+    interaction = await speak(discord_emulator, text="Hello world.")
+    message = await interaction.wait_message(timeout=30)
+    assert message.ephemeral and message.content == "The speech service sent damaged audio. Try again."
+    assert not [m for m in discord_emulator.all_messages() if m.attachments]
+    await discord_emulator.wait_for(lambda: "sent damaged opus audio" in bot.log, timeout=5)  # the reason, logged
+
+    retry = await speak(discord_emulator, text="Hello world.")  # nothing was cached: asked again, and posted
+    assert (await retry.wait_message(timeout=30)).attachments
+    assert len(speech_endpoint.requests) == 2
 
 
 async def test_mislabelled_audio_is_sniffed_and_named_by_its_bytes(

@@ -7,6 +7,7 @@ What is asserted is what the wrapped backend was asked, what readers received, a
 from __future__ import annotations
 
 import asyncio
+import struct
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -38,7 +39,8 @@ class CountingBackend:
         await self.release.wait()
         if self.fail:
             raise SpeechError("down")
-        return BufferedSpeechStream(SynthesizedAudio(request.text.encode() * 10, AudioFormat.OPUS))
+        # raw pcm: whole 16-bit samples are all the cache's integrity check can ask of it
+        return BufferedSpeechStream(SynthesizedAudio(request.text.encode() * 10, AudioFormat.PCM))
 
     async def close(self) -> None:
         return None
@@ -51,7 +53,7 @@ class SteppedBackend:
 
     name = "stepped"
 
-    def __init__(self, *, size: int = 4 * KIB, answer: AudioFormat = AudioFormat.OPUS) -> None:
+    def __init__(self, *, size: int = 4 * KIB, answer: AudioFormat = AudioFormat.PCM) -> None:
         self.requests: list[SpeechRequest] = []
         self.size = size
         self.answer = answer
@@ -62,8 +64,15 @@ class SteppedBackend:
         self.gated = True
 
     def body(self, request: SpeechRequest) -> bytes:
+        """``size`` bytes of intact audio of the ``answer`` format (raw pcm, or pcm in a WAV header)."""
         seed = request.text.encode() or b"-"
-        return (seed * (self.size // len(seed) + 1))[: self.size]
+        samples = (seed * (self.size // len(seed) + 1))[: self.size & ~1]
+        if self.answer is AudioFormat.WAV:
+            samples = samples[: len(samples) - 44]
+            header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(samples), b"WAVE", b"fmt ", 16, 1, 1,
+                                 24_000, 48_000, 2, 16, b"data", len(samples))
+            return header + samples
+        return samples
 
     def step(self, n: int = 1) -> None:
         for _ in range(n):
@@ -210,7 +219,7 @@ async def test_a_miss_streams_while_it_downloads_and_a_joiner_replays_then_follo
     assert whole == backend.body(request())
     assert (await joiner_task).data == whole
     assert len(backend.requests) == 1
-    assert await fetch(cache, request()) == (SynthesizedAudio(whole, AudioFormat.OPUS), Origin.MEMORY)
+    assert await fetch(cache, request()) == (SynthesizedAudio(whole, AudioFormat.PCM), Origin.MEMORY)
 
 
 async def test_failures_reach_every_waiter_and_are_not_cached() -> None:

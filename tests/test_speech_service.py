@@ -42,7 +42,8 @@ class Engine_:
             await self.gate.wait()
         if self.fail:
             raise SpeechServiceError("The speech service is having problems.", status=503)
-        return BufferedSpeechStream(SynthesizedAudio(b"OggS" + request.text.encode(), AudioFormat.OPUS))
+        data = request.text.encode()
+        return BufferedSpeechStream(SynthesizedAudio(data + b"\0" * (len(data) % 2), AudioFormat.PCM))
 
     async def close(self) -> None:
         return None

@@ -38,8 +38,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from bot.audio.decode import AudioDecodeError
 from bot.audio.formats import AudioFormat
-from bot.speech.errors import SpeechError
+from bot.audio.validate import check_audio
+from bot.speech.errors import SpeechError, SpeechServiceError
 from bot.speech.models import BufferedSpeechStream, SpeechBackend, SpeechRequest, SpeechStream, SynthesizedAudio
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,16 @@ class CacheStats:
             f"{self.shared_hits}), {self.misses} misses, hit rate {rate}; memory {_size(self.memory_bytes)} in "
             f"{self.memory_entries} entries, disk {_size(self.disk_bytes)} in {self.disk_entries} entries"
         )
+
+
+async def _check_intact(audio: SynthesizedAudio, engine: str) -> None:
+    """Damaged audio (a bad checksum, a body cut short, garbage after a valid start) is never cached, uploaded
+    or replayed: the readers get a SpeechServiceError instead. Decoding runs off the event loop."""
+    try:
+        await asyncio.to_thread(check_audio, audio.data, audio.format)
+    except AudioDecodeError as exc:
+        log.warning("the speech service (%s) sent damaged %s audio, not used: %s", engine, audio.format.value, exc)
+        raise SpeechServiceError("The speech service sent damaged audio. Try again.", detail=str(exc)) from None
 
 
 def _size(n: int) -> str:
@@ -509,6 +521,7 @@ class AudioCache:
                     await stream.aclose()
                 assert flight.format is not None
                 audio = SynthesizedAudio(b"".join(flight.chunks), flight.format)
+                await _check_intact(audio, backend.name)
         except asyncio.CancelledError:
             self._forget(flight)
             flight.finish(SynthesisAbandoned("The speech request was stopped."))
