@@ -2,8 +2,9 @@
 starts like audio and continues with garbage (a proxy's error page glued on, a cut connection) never reaches a
 member as a file.
 
-What can be checked depends on the format: Ogg pages carry a CRC-32 each (checked page by page, then every
-Opus packet decoded); FLAC frames carry CRC-16s (frames that fail are dropped by the decoder, so the decoded
+What can be checked depends on the format: Ogg pages carry a CRC-32 each (checked page by page), the stream
+must start with Opus's two headers, and every Opus packet must be framed as RFC 6716 requires (the framing
+checks a decoder makes, without the decoding: the voice path sends these packets as they are); FLAC frames carry CRC-16s (frames that fail are dropped by the decoder, so the decoded
 sample count must match the one the stream header declares); ADTS AAC and MP3 are decoded frame by frame and any
 frame the decoder rejects fails the body; WAV and raw PCM carry no checksum, so only their structure (header,
 declared sizes, whole samples) can be.
@@ -18,9 +19,10 @@ import av
 from bot.audio.decode import AudioDecodeError
 from bot.audio.formats import AudioFormat
 from bot.audio.ogg import OggPacketReader
+from bot.audio.opus import check_packet
 from bot.audio.wav import WavDecoder
 
-_DEMUXERS = {AudioFormat.OPUS: "ogg", AudioFormat.FLAC: "flac", AudioFormat.AAC: "aac", AudioFormat.MP3: "mp3"}
+_DEMUXERS = {AudioFormat.FLAC: "flac", AudioFormat.AAC: "aac", AudioFormat.MP3: "mp3"}
 #: Make FFmpeg's decoders check every CRC they can and fail on a damaged frame instead of concealing it.
 _STRICT = {"err_detect": "crccheck+bitstream+buffer+explode"}
 
@@ -41,10 +43,22 @@ def check_audio(data: bytes, fmt: AudioFormat) -> None:
             raise AudioDecodeError("the WAV body has no audio samples")
         return
     if fmt is AudioFormat.OPUS:
-        reader = OggPacketReader()
-        reader.feed(data)  # every page's CRC
-        reader.end()
+        _check_ogg_opus(data)
+        return
     _decode_strictly(data, fmt)
+
+
+def _check_ogg_opus(data: bytes) -> None:
+    reader = OggPacketReader()
+    packets = reader.feed(data)  # every page's CRC
+    reader.end()
+    if len(packets) < 3 or not packets[0].startswith(b"OpusHead") or not packets[1].startswith(b"OpusTags"):
+        raise AudioDecodeError("the Ogg body is not Opus audio (no OpusHead and OpusTags headers, or no audio)")
+    for index, packet in enumerate(packets[2:], start=1):
+        try:
+            check_packet(packet)
+        except ValueError as exc:
+            raise AudioDecodeError(f"Opus packet {index} is malformed: {exc}") from None
 
 
 def _decode_strictly(data: bytes, fmt: AudioFormat) -> None:

@@ -10,6 +10,7 @@ import pytest
 from bot.audio.decode import AudioDecodeError
 from bot.audio.encode import encode_pcm
 from bot.audio.formats import AudioFormat
+from bot.audio.ogg import ogg_crc
 from bot.audio.validate import check_audio
 
 RATE = 24_000
@@ -58,3 +59,45 @@ def test_damaged_compressed_audio_is_refused(fmt: AudioFormat, damage: str) -> N
 def test_the_reason_says_what_is_wrong(data: bytes, fmt: AudioFormat, reason: str) -> None:
     with pytest.raises(AudioDecodeError, match=reason):
         check_audio(data, fmt)
+
+
+def ogg_page(packet: bytes, sequence: int, *, first: bool = False, last: bool = False) -> bytes:
+    """One Ogg page holding ``packet`` (under 255 bytes), with a correct CRC: framing intact, content not."""
+    assert len(packet) < 255
+    flags = (2 if first else 0) | (4 if last else 0)
+    header = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, 0, 1234, sequence, 0, 1) + bytes([len(packet)])
+    page = header + packet
+    return page[:22] + struct.pack("<I", ogg_crc(page)) + page[26:]
+
+
+def ogg_opus(*audio_packets: bytes) -> bytes:
+    head = b"OpusHead" + bytes([1, 1]) + struct.pack("<HIhB", 312, 24_000, 0, 0)
+    pages = [ogg_page(head, 0, first=True), ogg_page(b"OpusTags" + struct.pack("<I", 0) + struct.pack("<I", 0), 1)]
+    pages += [ogg_page(p, i + 2, last=i == len(audio_packets) - 1) for i, p in enumerate(audio_packets)]
+    return b"".join(pages)
+
+
+def test_well_framed_pages_of_well_formed_packets_pass() -> None:
+    check_audio(ogg_opus(b"\xf8\xff\xfe", b"\xf8" + bytes(40)), AudioFormat.OPUS)
+
+
+@pytest.mark.parametrize(
+    ("packet", "why"),
+    [
+        (b"", "empty"),
+        (b"\xf9" + bytes(41), "odd payload"),  # code 1: two equal frames cannot share 41 bytes
+        (b"\xfa\xfd\x04" + bytes(10), "shorter than its first frame"),  # code 2: first frame 253+16 bytes
+        (b"\xfb\x00", "zero frames"),  # code 3 with no frame
+        (b"\xfb\x07" + bytes(14), "at most 120"),  # 7 × 20 ms
+        (b"\xfb\x03" + bytes(10), "equal frames"),  # CBR: 10 bytes do not split into 3
+    ],
+)
+def test_ogg_pages_with_a_correct_crc_but_a_malformed_opus_packet_are_refused(packet: bytes, why: str) -> None:
+    with pytest.raises(AudioDecodeError, match=why):
+        check_audio(ogg_opus(b"\xf8\xff\xfe", packet), AudioFormat.OPUS)
+
+
+def test_ogg_that_is_not_opus_is_refused() -> None:
+    body = b"".join(ogg_page(b"\x01vorbis" + bytes(20), i, first=i == 0, last=i == 2) for i in range(3))
+    with pytest.raises(AudioDecodeError, match="not Opus"):
+        check_audio(body, AudioFormat.OPUS)
