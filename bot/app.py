@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot.command_sync import CommandSyncState, sync_commands
 from bot.errors import UserFacingError
 from bot.interactions import send_ephemeral
+from bot.option_check import check_options
 from bot.speech.errors import SpeechError
 from bot.storage import StorageError
 
@@ -53,7 +54,12 @@ def intents(*, message_content: bool = True) -> discord.Intents:
 
 
 class SpeechTree(app_commands.CommandTree["SpeechBot"]):
-    """One place that turns command failures into short ephemeral replies."""
+    """One place that checks every option (``bot.option_check``) and turns command failures into short
+    ephemeral replies."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        check_options(self, interaction)  # raises InvalidOption, answered by on_error
+        return True
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         original = getattr(error, "original", error)
