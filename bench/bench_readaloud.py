@@ -44,8 +44,8 @@ from bot.speech.factory import SERVICE_LABEL, cache_namespace, make_speech_backe
 from bot.speech.failover import Engine, FailoverSpeech
 from bot.speech_service import SpeechService
 from bot.storage import Store
-from bot.usage import UsageLedger
 from bot.text import MessageInput
+from bot.usage import UsageLedger
 from bot.voice.sessions import VoiceLimits, VoiceSession, VoiceSessions
 
 ROOT = Path(__file__).resolve().parent.parent

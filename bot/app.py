@@ -102,7 +102,7 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
             message = "Something went wrong on my side. Please try again."
         try:
             await send_ephemeral(interaction, message)
-        except Exception as exc:  # best effort: the interaction may have expired, or the bot be shutting down
+        except Exception as exc:  # noqa: BLE001 - best effort: the interaction may have expired, or we stop
             log.warning("could not send an error reply (interaction=%s): %s", interaction.id, type(exc).__name__)
 
 

@@ -16,8 +16,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.permissions import require_moderator
 from bot.interactions import NO_MENTIONS, reply_ephemeral
+from bot.permissions import require_moderator
 from bot.storage import DictionaryEntry, Store, parse_entries
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
+from bot.interactions import SpeedOption, reply_ephemeral, voice_choices
 from bot.permissions import caller_is_moderator
-from bot.interactions import NO_MENTIONS, SpeedOption, reply_ephemeral, voice_choices
 from bot.policy import check_speed, check_voice
 from bot.settings_view import render_usage
 from bot.speech.models import MAX_INSTRUCTIONS_CHARS
@@ -116,8 +116,10 @@ class PreferencesCog(commands.Cog):
         lines = [
             f"• Voice: {options.voice} ({source(prefs.voice, guild.default_voice)})",
             f"• Speed: {options.speed:g}× ({source(prefs.speed, server_speed)})",
-            f"• Instructions: {options.instructions or 'none'} "
-            f"({source(prefs.instructions, guild.default_instructions)})",
+            (
+                f"• Instructions: {options.instructions or 'none'} "
+                f"({source(prefs.instructions, guild.default_instructions)})"
+            ),
             f"• Spoken name: {prefs.spoken_name or 'your name in this server'}",
         ]
         notice = f"\n\n{options.notice}" if options.notice else ""

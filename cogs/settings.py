@@ -14,13 +14,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.permissions import require_moderator
 from bot.interactions import (
-    FORMAT_CHOICES, NO_MENTIONS, OUTPUT_CHOICES, SpeedOption, reply_ephemeral, voice_choices,
+    FORMAT_CHOICES,
+    NO_MENTIONS,
+    OUTPUT_CHOICES,
+    SpeedOption,
+    reply_ephemeral,
+    voice_choices,
 )
+from bot.permissions import require_moderator
 from bot.policy import check_speed, check_voice
 from bot.settings_view import describe_changes, labels, render_sections
-from bot.speech.models import MAX_INSTRUCTIONS_CHARS, MAX_INPUT_CHARS
+from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS
 from bot.storage import GuildSettings, Store
 from bot.storage.models import MAX_BUDGET_CHARS, CodeMode, EmojiMode, LinkMode, NameMode, SayName
 

@@ -13,7 +13,12 @@ from discord.ext import commands
 from bot.audio.formats import AudioFormat
 from bot.errors import UserFacingError
 from bot.interactions import (
-    FORMAT_CHOICES, NO_MENTIONS, OUTPUT_CHOICES, SpeedOption, caller_voice_channel, voice_choices,
+    FORMAT_CHOICES,
+    NO_MENTIONS,
+    OUTPUT_CHOICES,
+    SpeedOption,
+    caller_voice_channel,
+    voice_choices,
 )
 from bot.speech.models import (
     MAX_INPUT_CHARS,

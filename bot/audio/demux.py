@@ -121,7 +121,7 @@ class ThreadedDecoder:
                         if self._cancelled:
                             return
                         self._frames.append(frame)
-        except Exception as exc:  # handed to the caller's thread by _take
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread by _take
             with self._condition:
                 self._error = exc
         finally:

@@ -18,8 +18,8 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from bot.audio.formats import AudioFormat
 from bot.errors import UserFacingError
@@ -248,7 +248,7 @@ class ReadAloud:
         utterance = await self._utterance(guild_id, settings, server.voice, server.speed, server.instructions,
                                           None, text)
         # Ordered among the member's messages by the time it happened, like a snowflake.
-        order = int((datetime.now(UTC).timestamp() * 1000 - DISCORD_EPOCH_MS)) << 22
+        order = int(datetime.now(UTC).timestamp() * 1000 - DISCORD_EPOCH_MS) << 22
         self._guild(guild_id).push(-next(_announcement_ids), user_id, utterance, order=order)
 
     def forget(self, guild_id: int) -> None:
@@ -396,8 +396,8 @@ class GuildReader:
     def _prefetch(self, entry: Entry[Utterance]) -> None:
         try:
             request = self._request(entry, waiting=len(self.queue), commit=False)
-        except Exception:
-            return  # reported when the message itself is taken
+        except Exception:  # noqa: BLE001 - reported when the message itself is taken
+            return
         if request is None:
             return
         self.queue.protect(entry.message_id)

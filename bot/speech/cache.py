@@ -379,7 +379,7 @@ class AudioCache:
         self._producers: set[asyncio.Task[None]] = set()
         self._writes: set[asyncio.Task[None]] = set()
         self._scan: asyncio.Task[None] | None = None
-        self._counts = {origin: 0 for origin in Origin}
+        self._counts = dict.fromkeys(Origin, 0)
         self._write_failed = False
         self._stopped = False
 
@@ -513,7 +513,7 @@ class AudioCache:
             self._forget(flight)
             flight.finish(SynthesisAbandoned("The speech request was stopped."))
             raise
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - every waiter on the flight gets it instead
             self._forget(flight)
             flight.finish(error)
             return

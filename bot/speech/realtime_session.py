@@ -261,7 +261,7 @@ class RealtimeSession:
                         self._dispatch(event)
                 elif message.type is aiohttp.WSMsgType.ERROR:
                     break
-        except Exception as exc:  # the reader must never die silently: the session is just broken
+        except Exception as exc:  # noqa: BLE001 - the reader must never die silently: the session is broken
             log.info("realtime reader stopped: %s", type(exc).__name__)
         code = self._ws.close_code
         if code not in (None, 1000):
@@ -296,12 +296,11 @@ class RealtimeSession:
                 feed.put(event)
                 if feed.abandoned:
                     self._end_abandoned(feed)
-        elif kind in _RESPONSE_EVENTS:
-            if feed is not None and event.get("response_id") == feed.response_id:
-                if kind == "response.output_audio.delta":
-                    self.spoken = True
-                if not feed.abandoned:
-                    feed.put(event)
+        elif kind in _RESPONSE_EVENTS and feed is not None and event.get("response_id") == feed.response_id:
+            if kind == "response.output_audio.delta":
+                self.spoken = True
+            if not feed.abandoned:
+                feed.put(event)
 
     def _on_error(self, error: dict[str, Any]) -> None:
         about, code = error.get("event_id"), error.get("code")

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
-from bot.speech.models import MAX_INSTRUCTIONS_CHARS, MAX_INPUT_CHARS, MIN_SPEED, MAX_SPEED
+from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS, MAX_SPEED, MIN_SPEED
 from bot.storage.errors import DictionaryError, SettingsError
 from bot.text.dictionary import MAX_ENTRIES, validate_entry
 

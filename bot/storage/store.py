@@ -174,7 +174,8 @@ class Store:
     async def get_user_prefs(self, user_id: int, guild_id: int | None) -> UserPrefs:
         """The user's choices in that server, each falling back to their global one (``guild_id`` None: global)."""
         scope = _scope(guild_id)
-        return await self._cached(CacheKey("prefs", scope, user_id), lambda conn: self._load_prefs(conn, user_id, scope))
+        key = CacheKey("prefs", scope, user_id)
+        return await self._cached(key, lambda conn: self._load_prefs(conn, user_id, scope))
 
     async def set_user_prefs(self, user_id: int, guild_id: int | None, **changes: object) -> UserPrefs:
         """Change some of the user's choices in that scope (None clears one); return the scope's choices."""

@@ -261,7 +261,7 @@ class VoiceSessions:
                 voice_client = guild.voice_client
                 if not isinstance(voice_client, discord.VoiceClient):
                     raise UserFacingError("I could not join the voice channel. Try again.") from None
-            except (asyncio.TimeoutError, discord.ConnectionClosed, OSError):
+            except (TimeoutError, discord.ConnectionClosed, OSError):
                 log.warning("voice connect failed (guild=%s channel=%s)", guild.id, channel.id)
                 raise UserFacingError("I could not connect to the voice channel. Try again later.") from None
             session = VoiceSession(self, voice_client)
