@@ -4,6 +4,7 @@ checks on who is in which voice channel. Cogs import these; they never import ea
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import discord
@@ -11,6 +12,7 @@ from discord import app_commands
 
 from bot.audio.formats import REQUESTABLE_FORMATS
 from bot.errors import UserFacingError
+from bot.setting_choices import SpeakOutput
 from bot.speech.models import MAX_SPEED, MIN_SPEED
 
 if TYPE_CHECKING:
@@ -47,11 +49,14 @@ async def reply_ephemeral(interaction: discord.Interaction, message: str) -> Non
 #: A speed option: the widest range any engine takes; each engine's own range is checked after (no silent clamp).
 SpeedOption = app_commands.Range[float, MIN_SPEED, MAX_SPEED]
 FORMAT_CHOICES = [app_commands.Choice(name=f.value, value=f.value) for f in REQUESTABLE_FORMATS]
-OUTPUT_CHOICES = [
-    app_commands.Choice(name="file", value="file"),
-    app_commands.Choice(name="voice", value="voice"),
-    app_commands.Choice(name="both", value="both"),
-]
+
+
+def choices_of(kind: type[StrEnum]) -> list[app_commands.Choice[str]]:
+    """A setting's values as Discord choices, named by their value ("on_change" shows as "on change")."""
+    return [app_commands.Choice(name=member.value.replace("_", " "), value=member.value) for member in kind]
+
+
+OUTPUT_CHOICES = choices_of(SpeakOutput)
 
 
 def voice_choices(voices: tuple[str, ...], current: str) -> list[app_commands.Choice[str]]:

@@ -26,6 +26,7 @@ from bot.errors import UserFacingError
 from bot.policy import resolve_options
 from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.queue import Entry, FairQueue
+from bot.setting_choices import NameMode, SayName
 from bot.speech.errors import SpeechError
 from bot.speech.models import (
     MAX_INPUT_CHARS,
@@ -35,7 +36,6 @@ from bot.speech.models import (
     validate_request,
 )
 from bot.storage import DictionaryEntry, GuildSettings, Store, UserPrefs
-from bot.storage.models import NameMode, SayName
 from bot.text import (
     CleaningOptions,
     MessageInput,
@@ -102,9 +102,9 @@ class Utterance:
 
 def cleaning_options(settings: GuildSettings) -> CleaningOptions:
     return CleaningOptions(
-        emoji_mode=settings.emoji_mode.value,  # type: ignore[arg-type]
-        link_mode=settings.link_mode.value,  # type: ignore[arg-type]
-        code_mode=settings.code_mode.value,  # type: ignore[arg-type]
+        emoji_mode=settings.emoji_mode,
+        link_mode=settings.link_mode,
+        code_mode=settings.code_mode,
         max_chars=settings.max_message_chars,
         max_repeat=settings.max_repeat_chars,
     )
@@ -240,7 +240,7 @@ class ReadAloud:
             return
         prefs = await self.store.get_user_prefs(user_id, guild_id)
         name = display_name_for_speech(
-            spoken_name(names, settings.name_mode, prefs.spoken_name), emoji_mode=settings.emoji_mode.value
+            spoken_name(names, settings.name_mode, prefs.spoken_name), emoji_mode=settings.emoji_mode
         )
         text = f"{name} {'joined' if joined else 'left'}."
         # Announcements speak in the server's voice, not the member's.
