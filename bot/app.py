@@ -137,7 +137,8 @@ class SpeechBot(commands.AutoShardedBot):
             tree_cls=SpeechTree,
             connector=connector,
             shard_count=settings.shard_count,
-            shard_ids=list(settings.shard_ids) if settings.shard_ids is not None else None,
+            # discord.py types this as a list, but takes None (its default) as "every shard"
+            shard_ids=list(settings.shard_ids) if settings.shard_ids is not None else None,  # type: ignore[arg-type]
             activity=PRESENCE,
             status=discord.Status.online,
         )

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from dotenv import find_dotenv, load_dotenv
 
@@ -193,6 +193,7 @@ def _log_task_stacks() -> None:
 async def _say(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
+    from bot.audio.formats import AudioFormat
     from bot.discord_endpoints import tls_context
     from bot.speech.cache import AudioCache
     from bot.speech.errors import SpeechError
@@ -208,7 +209,7 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
                 SpeechRequest(
                     text=text,
                     voice=args.voice or settings.default_voice,
-                    format=fmt,
+                    format=cast(AudioFormat, fmt),  # a name from the command line: validate_request checks it
                     speed=args.speed,
                     instructions=args.instructions,
                 ),

@@ -92,6 +92,7 @@ def skip_gateway_leave(voice_client: discord.VoiceClient) -> None:
     async def leave_without_op4() -> None:
         connection._disconnected.set()  # nothing to wait for: no op 4, no confirming voice state
 
+    # replacing one instance's method, on purpose (this seam's whole point)
     connection._voice_disconnect = leave_without_op4  # type: ignore[method-assign]
 
 
@@ -114,6 +115,7 @@ def take_nonce(voice_client: discord.VoiceClient) -> int:
 
 def set_player(voice_client: discord.VoiceClient, player: object) -> None:
     """Put a shared-sender playback where discord.py keeps its player (``is_playing``, ``stop`` ... use it)."""
+    # discord.py types the slot as its AudioPlayer thread; the shared sender's playback has the methods it uses
     voice_client._player = player  # type: ignore[assignment]
 
 

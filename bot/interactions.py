@@ -73,7 +73,8 @@ def caller_voice_channel(interaction: discord.Interaction) -> discord.VoiceChann
         raise UserFacingError("This command only works in a server.")
     if voice is None or voice.channel is None:
         raise UserFacingError("Join a voice channel first, then try again.")
-    return voice.channel
+    channel: discord.VoiceChannel | discord.StageChannel = voice.channel
+    return channel
 
 
 def require_session_control(interaction: discord.Interaction, session: VoiceSession | None) -> VoiceSession:

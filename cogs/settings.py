@@ -8,7 +8,7 @@ offer, channels the bot can see, roles). Clearing an optional value is ``/settin
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -63,7 +63,8 @@ class SettingsCog(commands.Cog):
         self.store = store
         self.config = config  # the bot's own settings (``settings`` is the command group)
 
-    async def interaction_check(self, interaction: discord.Interaction[SpeechBot]) -> bool:
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """Moderators only (``discord.py`` types this for any client; every interaction here is the bot's)."""
         return await require_moderator(interaction)
 
     async def _apply(self, interaction: discord.Interaction[SpeechBot], changes: GuildSettingsChanges) -> None:

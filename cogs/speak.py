@@ -98,7 +98,7 @@ class SpeakCog(commands.Cog):
         caption = speak_caption(interaction.user.mention, request.text)
 
         if output == SpeakOutput.VOICE:
-            assert session is not None
+            assert session is not None and channel is not None
             ahead = session.enqueue(
                 PlayItem(
                     request,
@@ -108,7 +108,7 @@ class SpeakCog(commands.Cog):
                     on_done=lambda: self.speaking.release(admitted),
                 )
             )
-            where = f" in {session.channel.mention}" + (f" (after {ahead} other)" if ahead else "")
+            where = f" in {(session.channel or channel).mention}" + (f" (after {ahead} other)" if ahead else "")
             await interaction.followup.send(caption + where, allowed_mentions=NO_MENTIONS)
             await self._tell(interaction, admitted.notice)
             return True

@@ -336,9 +336,9 @@ class GuildReader:
         done: asyncio.Event | None = None  # set when the item handed to the player has left it
         try:
             while True:
-                entry = await self._wait_ready()
+                ready = await self._wait_ready()
                 if done is not None and not done.is_set():
-                    self._prefetch(entry)  # synthesis overlaps the current playback
+                    self._prefetch(ready)  # synthesis overlaps the current playback
                     await done.wait()
                 entry = self.queue.pop_ready(self.service.clock())
                 if entry is None:  # deleted (or pushed back by an edit) while the previous item played

@@ -244,6 +244,7 @@ class RealtimeSession:
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
             log.info("realtime send failed: %s", type(exc).__name__)
             self._break(SpeechConnectionError(MSG_CUT, retryable=True, code="closed"))
+            # set by _break (mypy still narrows it to None from the check above, across the await)
             raise self.broken from None  # type: ignore[misc]
 
     # -- the reader --
@@ -278,7 +279,8 @@ class RealtimeSession:
             if self._update is not None and not self._update[1].done():
                 self._update[1].set_result(None)
         elif kind == "error":
-            self._on_error(event.get("error") if isinstance(event.get("error"), dict) else {})
+            error = event.get("error")
+            self._on_error(error if isinstance(error, dict) else {})
         elif kind == "rate_limits.updated":
             self.rate_limit_reset = exhausted_limit_reset(event.get("rate_limits"))
         elif kind == "response.created":

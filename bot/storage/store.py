@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any, TypeVar, Unpack
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import RowMapping, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -238,9 +238,8 @@ class Store:
         )
         async with self._write(guild_id=guild_id) as conn:
             await conn.execute(statement)
-            count = await conn.scalar(
-                select(func.count()).select_from(dictionary_entries).where(dictionary_entries.c.guild_id == guild_id)
-            )
+            entries = select(func.count()).select_from(dictionary_entries)
+            count: int = (await conn.execute(entries.where(dictionary_entries.c.guild_id == guild_id))).scalar_one()
             if count > MAX_DICTIONARY_ENTRIES:
                 raise DictionaryError(f"The dictionary is full ({MAX_DICTIONARY_ENTRIES} entries); remove some first.")
         return entry
@@ -462,7 +461,7 @@ def _prefs_cache_guild(scope: int) -> int | None:
     return None if scope == GLOBAL_SCOPE else scope
 
 
-def _prefs_from_row(row: Mapping[str, Any]) -> UserPrefs:
+def _prefs_from_row(row: RowMapping) -> UserPrefs:
     return UserPrefs(**{name: row[name] for name in _PREFS_COLUMNS})
 
 

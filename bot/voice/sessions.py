@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import discord
 from discord.voice_state import VoiceConnectionState
@@ -88,9 +88,9 @@ class SessionVoiceClient(discord.VoiceClient):
         return SessionConnectionState(self)
 
     def play(self, source: discord.AudioSource, *, after: Callable[[Exception | None], object] | None = None,
-             **encoder_options: object) -> None:
+             **encoder_options: Any) -> None:
         if self._sender is None or not isinstance(source, NonBlockingSource):
-            super().play(source, after=after, **encoder_options)  # type: ignore[arg-type]
+            super().play(source, after=after, **encoder_options)
             return
         if not self.is_connected():
             raise discord.ClientException("Not connected to voice.")
@@ -138,8 +138,9 @@ class VoiceSession:
         self._alone_timer: asyncio.Task[None] | None = None
 
     @property
-    def channel(self) -> discord.abc.Connectable | None:
-        return self.voice_client.channel
+    def channel(self) -> discord.VoiceChannel | discord.StageChannel | None:
+        """The channel the session is in (discord.py types it as any ``Connectable``; a guild's is one of these)."""
+        return cast("discord.VoiceChannel | discord.StageChannel | None", self.voice_client.channel)
 
     def enqueue(self, item: PlayItem) -> int:
         self._cancel_idle_timer()
@@ -247,6 +248,7 @@ class VoiceSessions:
             if session is not None:  # a stale session (connection lost): start afresh
                 await self._drop(guild.id)
             check_can_join(channel)
+            voice_client: discord.VoiceProtocol | None
             try:
                 voice_client = await channel.connect(
                     timeout=CONNECT_TIMEOUT,
@@ -359,7 +361,7 @@ class VoiceSessions:
             asyncio.get_running_loop().create_task(self._end_lost_session(session), name=f"voice-end-{guild_id}")
 
     async def _end_lost_session(self, session: VoiceSession) -> None:
-        come_back_to: discord.abc.Connectable | None = None
+        come_back_to: discord.VoiceChannel | discord.StageChannel | None = None
         async with self._locks.setdefault(session.guild_id, asyncio.Lock()):
             if self._sessions.get(session.guild_id) is not session:
                 return
