@@ -46,7 +46,8 @@ from bot.speech_service import SpeechService
 from bot.storage import Store
 from bot.text import MessageInput
 from bot.usage import UsageLedger
-from bot.voice.sessions import VoiceLimits, VoiceSession, VoiceSessions
+from bot.voice.guild_session import VoiceSession
+from bot.voice.sessions import VoiceLimits, VoiceSessions
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

@@ -16,7 +16,7 @@ from bot.setting_choices import SpeakOutput
 from bot.speech.models import MAX_SPEED, MIN_SPEED
 
 if TYPE_CHECKING:
-    from bot.voice.sessions import VoiceSession
+    from bot.voice.guild_session import VoiceSession
 
 log = logging.getLogger(__name__)
 
