@@ -33,7 +33,7 @@ from bot.speech.client import OpenAISpeechClient
 from bot.speech.models import SpeechBackend, SpeechRequest, read_all
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.loopback.speech_server import SpeechEndpoint  # noqa: E402
+from tests.loopback.speech_server import SpeechEndpoint
 
 KEY = "sk-bench-0123456789"
 RATE = 24_000

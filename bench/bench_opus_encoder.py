@@ -88,7 +88,7 @@ def decode(packets: list[bytes]) -> np.ndarray:
 def quality(reference: np.ndarray, decoded: np.ndarray) -> tuple[float, float]:
     """(SNR dB, LSD dB) at the alignment (codec delay) with the best SNR."""
     best = (-np.inf, 0)
-    for lag in range(0, 600):
+    for lag in range(600):
         n = min(len(reference), len(decoded) - lag)
         error = decoded[lag : lag + n] - reference[:n]
         snr = 10 * np.log10(np.sum(reference[:n] ** 2) / np.sum(error**2))

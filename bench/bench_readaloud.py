@@ -44,9 +44,10 @@ from bot.speech.factory import SERVICE_LABEL, cache_namespace, make_speech_backe
 from bot.speech.failover import Engine, FailoverSpeech
 from bot.speech_service import SpeechService
 from bot.storage import Store
-from bot.usage import UsageLedger
 from bot.text import MessageInput
-from bot.voice.sessions import VoiceLimits, VoiceSession, VoiceSessions
+from bot.usage import UsageLedger
+from bot.voice.guild_session import VoiceSession
+from bot.voice.sessions import VoiceLimits, VoiceSessions
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

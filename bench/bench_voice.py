@@ -164,7 +164,7 @@ async def _bot() -> None:
                     try:
                         await sessions.join(guild.voice_channels[0])
                         return
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - retried; the last failure ends the run
                         _emit("warning", error=f"join {guild.id} attempt {attempt + 1}: {exc!r}")
                 raise RuntimeError(f"could not join guild {guild.id}")
 
@@ -258,7 +258,7 @@ async def _bot() -> None:
                     _emit("bye")
                     await sessions.close()
                     await client.close()
-        except Exception as exc:  # a broken run must be visible, not a silent missing packet
+        except Exception as exc:  # noqa: BLE001 - a broken run must be visible, not a silent missing packet
             _emit("error", error=repr(exc))
 
     @client.event
@@ -346,7 +346,8 @@ class Bench:
         self.text_channels = {place.guild.id: place.text for place in places}
         self.bot: BotProcess | None = None
         self.idle_rate = 0.0  # CPU seconds per second while nothing plays (measure_idle)
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-voice-bot-", suffix=".log", delete=False)
+        # the bot process's stderr for the whole run, read back by name afterwards
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-voice-bot-", suffix=".log", delete=False)  # noqa: SIM115
 
     async def start(self) -> None:
         await self.emu.start()
@@ -468,14 +469,14 @@ class Bench:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # every stream has played and gone quiet
             await asyncio.sleep(0.1)
-            if all(any(heard(p) for p in s.packets[m:]) for s, m in zip(sessions, marks)):
+            if all(any(heard(p) for p in s.packets[m:]) for s, m in zip(sessions, marks, strict=True)):
                 break
         await self.quiet(sessions, quiet=0.3, timeout=120)
         watch.cancel()
         after = await self.cpu()
         audio_seconds, lateness, silences = 0.0, [], 0
         steady: list[float] = []  # lateness from 0.5 s into each stream on
-        for session, mark in zip(sessions, marks):
+        for session, mark in zip(sessions, marks, strict=True):
             packets = session.packets[mark:]
             sent = [i for i, p in enumerate(packets) if not p.is_silence]
             if not sent:
@@ -643,7 +644,7 @@ def report_rejoin(result: dict[str, list[float]]) -> None:
 
 def report_churn(rows: list[dict[str, float]]) -> None:
     print("\n(3b) DAVE: listeners join and leave while the bot speaks: frames the listeners in the group lost")
-    for hold, row in zip((True, False), rows):
+    for hold, row in zip((True, False), rows, strict=True):
         print(f"  key switch held until the transition executes: {'yes' if hold else 'no (davey: at commit)':<24}"
               f"{row['transitions']:>4.0f} transitions, {row['lost']:>4.0f} frames lost, "
               f"{row['per_transition']:.2f} per transition")

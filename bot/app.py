@@ -108,7 +108,7 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
             message = "Something went wrong on my side. Please try again."
         try:
             await send_ephemeral(interaction, message)
-        except Exception as exc:  # best effort: the interaction may have expired, or the bot be shutting down
+        except Exception as exc:  # noqa: BLE001 - best effort: the interaction may have expired, or we stop
             log.warning("could not send an error reply (interaction=%s): %s", interaction.id, type(exc).__name__)
 
 
@@ -143,7 +143,8 @@ class SpeechBot(commands.AutoShardedBot):
             tree_cls=SpeechTree,
             connector=connector,
             shard_count=settings.shard_count,
-            shard_ids=list(settings.shard_ids) if settings.shard_ids is not None else None,
+            # discord.py types this as a list, but takes None (its default) as "every shard"
+            shard_ids=list(settings.shard_ids) if settings.shard_ids is not None else None,  # type: ignore[arg-type]
             activity=PRESENCE,
             status=discord.Status.online,
         )

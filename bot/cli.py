@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from dotenv import find_dotenv, load_dotenv
 
@@ -143,8 +143,9 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
             message_content=message_content,
         )
         loop = asyncio.get_running_loop()
+        closing: set[asyncio.Task[None]] = set()  # the close task, referenced until it is done
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _request_close, bot)
+            loop.add_signal_handler(sig, _request_close, bot, closing)
         loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
         try:
             async with bot:
@@ -172,22 +173,27 @@ _GATEWAY_REFUSALS = {
 }
 
 
-def _request_close(bot: discord.Client) -> None:
+def _request_close(bot: discord.Client, closing: set[asyncio.Task[None]]) -> None:
     log.info("shutting down (signal)")
-    asyncio.ensure_future(bot.close())
+    task = asyncio.ensure_future(bot.close())
+    closing.add(task)
+    task.add_done_callback(closing.discard)
 
 
 def _log_task_stacks() -> None:
     """``kill -USR1 <pid>``: write where every asyncio task is waiting to the log (for a bot that seems stuck)."""
     for task in asyncio.all_tasks():
         frames = task.get_stack(limit=8)
-        where = " <- ".join(f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}" for f in frames)
+        where = " <- ".join(
+            f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}" for f in frames
+        )
         log.warning("task %s: %s", task.get_name(), where or "not started")
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
+    from bot.audio.formats import AudioFormat
     from bot.discord_endpoints import tls_context
     from bot.speech.cache import AudioCache
     from bot.speech.errors import SpeechError
@@ -203,7 +209,7 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
                 SpeechRequest(
                     text=text,
                     voice=args.voice or settings.default_voice,
-                    format=fmt,
+                    format=cast(AudioFormat, fmt),  # a name from the command line: validate_request checks it
                     speed=args.speed,
                     instructions=args.instructions,
                 ),
@@ -226,7 +232,10 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     output = Path(args.output or f"speech.{audio.format.extension}")
     _write_atomically(output, audio.data)
-    note = "" if audio.format == request.format else f" (the service sent {audio.format.value}, not {request.format.value})"
+    note = (
+        "" if audio.format == request.format
+        else f" (the service sent {audio.format.value}, not {request.format.value})"
+    )
     if said_by := served.note(request.voice):
         note += f" {said_by}"
     print(f"wrote {output} ({audio.format.value}, {len(audio.data)} bytes){note}", file=sys.stderr)

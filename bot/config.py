@@ -152,7 +152,9 @@ VARIABLES: dict[str, str] = {
     "SPEECH_TIMEOUT": "Seconds to wait for the speech API's first byte (and between chunks).",
     "SPEECH_BREAKER_FAILURES": "Failures in a row (5xx, timeouts) after which speech requests fail fast for a while.",
     "SPEECH_BREAKER_COOLDOWN": "Seconds speech requests fail fast once the endpoint keeps failing; then one is tried.",
-    "SPEECH_FALLBACK": "Engines tried in order when the API is down, out of credit or its model is gone: local or none.",
+    "SPEECH_FALLBACK": (
+        "Engines tried in order when the API is down, out of credit or its model is gone: local or none."
+    ),
     "SPEECH_REALTIME_SESSIONS": "Most Realtime API sessions (WebSockets) open at once; idle ones are kept warm.",
     "VOICE_IDLE_TIMEOUT": "Seconds with nothing to play before the bot leaves a voice channel.",
     "VOICE_ALONE_TIMEOUT": "Seconds the bot stays in a voice channel with no human left in it.",

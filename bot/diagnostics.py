@@ -203,7 +203,7 @@ async def check_speech(settings: Settings, session: aiohttp.ClientSession) -> Fi
     try:
         async with session.get(url, headers=headers, timeout=_TIMEOUT) as resp:
             status = resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return Finding(
             False,
             f"speech: cannot reach {settings.speech_api_base_url}",
@@ -265,7 +265,7 @@ async def _discord_get(settings: Settings, session: aiohttp.ClientSession, path:
                 if wait is None or retry == _RATE_LIMIT_RETRIES:
                     return resp.status, (data if resp.status == 200 else None)
             await asyncio.sleep(wait)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, ValueError):
         raise DiscordUnreachable from None
     raise AssertionError("unreachable")
 

@@ -60,7 +60,8 @@ SEAMS: tuple[Seam, ...] = (
          ("self", "resume")),
     Seam(VoiceConnectionState, "_recover_from_invalid_commit", "op 31 and a new key package (DAVE)",
          ("self", "transition_id")),
-    Seam(VoiceConnectionState, "_execute_transition", "discord.py's own op 22 handling, kept", ("self", "transition_id")),
+    Seam(VoiceConnectionState, "_execute_transition", "discord.py's own op 22 handling, kept",
+         ("self", "transition_id")),
     Seam(VoiceConnectionState, "_state_event", "the event the race-free wait waits on"),
     Seam(VoiceConnectionState, "_runner", "whether the connection had been up before a reconnect"),
     Seam(VoiceConnectionState, "reinit_dave_session", "a new DAVE session resets the bot's E2EE state", ("self",)),
@@ -91,6 +92,7 @@ def skip_gateway_leave(voice_client: discord.VoiceClient) -> None:
     async def leave_without_op4() -> None:
         connection._disconnected.set()  # nothing to wait for: no op 4, no confirming voice state
 
+    # replacing one instance's method, on purpose (this seam's whole point)
     connection._voice_disconnect = leave_without_op4  # type: ignore[method-assign]
 
 
@@ -113,6 +115,7 @@ def take_nonce(voice_client: discord.VoiceClient) -> int:
 
 def set_player(voice_client: discord.VoiceClient, player: object) -> None:
     """Put a shared-sender playback where discord.py keeps its player (``is_playing``, ``stop`` ... use it)."""
+    # discord.py types the slot as its AudioPlayer thread; the shared sender's playback has the methods it uses
     voice_client._player = player  # type: ignore[assignment]
 
 

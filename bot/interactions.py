@@ -4,6 +4,7 @@ checks on who is in which voice channel. Cogs import these; they never import ea
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import discord
@@ -11,10 +12,11 @@ from discord import app_commands
 
 from bot.audio.formats import REQUESTABLE_FORMATS
 from bot.errors import UserFacingError
+from bot.setting_choices import SpeakOutput
 from bot.speech.models import MAX_SPEED, MIN_SPEED
 
 if TYPE_CHECKING:
-    from bot.voice.sessions import VoiceSession
+    from bot.voice.guild_session import VoiceSession
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,14 @@ async def reply_ephemeral(interaction: discord.Interaction, message: str) -> Non
 #: A speed option: the widest range any engine takes; each engine's own range is checked after (no silent clamp).
 SpeedOption = app_commands.Range[float, MIN_SPEED, MAX_SPEED]
 FORMAT_CHOICES = [app_commands.Choice(name=f.value, value=f.value) for f in REQUESTABLE_FORMATS]
-OUTPUT_CHOICES = [
-    app_commands.Choice(name="file", value="file"),
-    app_commands.Choice(name="voice", value="voice"),
-    app_commands.Choice(name="both", value="both"),
-]
+
+
+def choices_of(kind: type[StrEnum]) -> list[app_commands.Choice[str]]:
+    """A setting's values as Discord choices, named by their value ("on_change" shows as "on change")."""
+    return [app_commands.Choice(name=member.value.replace("_", " "), value=member.value) for member in kind]
+
+
+OUTPUT_CHOICES = choices_of(SpeakOutput)
 
 
 def voice_choices(voices: tuple[str, ...], current: str) -> list[app_commands.Choice[str]]:
@@ -68,7 +73,8 @@ def caller_voice_channel(interaction: discord.Interaction) -> discord.VoiceChann
         raise UserFacingError("This command only works in a server.")
     if voice is None or voice.channel is None:
         raise UserFacingError("Join a voice channel first, then try again.")
-    return voice.channel
+    channel: discord.VoiceChannel | discord.StageChannel = voice.channel
+    return channel
 
 
 def require_session_control(interaction: discord.Interaction, session: VoiceSession | None) -> VoiceSession:

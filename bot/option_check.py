@@ -18,7 +18,6 @@ import discord
 from discord import AppCommandOptionType as OptionType
 from discord import app_commands
 
-
 _SNOWFLAKE = re.compile(r"[0-9]{1,20}")
 #: Discord's longest string option value (a declared max_length can only be lower).
 MAX_STRING_OPTION = 6000

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from bot.audio.formats import AudioFormat
 from bot.config import Settings
 from bot.errors import UserFacingError
-from bot.storage import GuildSettings, Store, UserPrefs
-from bot.storage.models import SpeakOutput
+from bot.setting_choices import SpeakOutput
+from bot.storage import GuildSettings, Store, UserPrefs, UserPrefsChanges
 
 RATE_WINDOW_SECONDS = 60.0
 
@@ -169,19 +169,31 @@ class Policy:
         return guild
 
     async def options_for(
-        self, guild_id: int | None, user_id: int, guild: GuildSettings, **asked: object
+        self,
+        guild_id: int | None,
+        user_id: int,
+        guild: GuildSettings,
+        *,
+        voice: str | None = None,
+        speed: float | None = None,
+        format: AudioFormat | None = None,
+        instructions: str | None = None,
+        output: SpeakOutput | None = None,
     ) -> SpeakOptions:
-        """:func:`resolve_options` with the user's stored preferences (``asked``: its keyword arguments).
+        """:func:`resolve_options` with the user's stored preferences (what was asked for: its keyword arguments).
 
         A stored voice or speed the bot no longer offers is cleared here, so the user is told exactly once.
         """
         prefs = await self.store.get_user_prefs(user_id, guild_id)
-        options = resolve_options(self.settings, guild, prefs, **asked)  # type: ignore[arg-type]
+        options = resolve_options(
+            self.settings, guild, prefs, voice=voice, speed=speed, format=format, instructions=instructions,
+            output=output,
+        )
         if options.notice is not None:
             offered, speeds = self.settings.speech_voices, self.settings.speed_range
             for scope in {None, guild_id}:
                 stored = await self.store.get_user_prefs(user_id, scope)
-                stale: dict[str, object] = {}
+                stale: UserPrefsChanges = {}
                 if stored.voice not in (None, *offered):
                     stale["voice"] = None
                 if stored.speed is not None and stored.speed not in speeds:

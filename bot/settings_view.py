@@ -8,23 +8,32 @@ and which never ping (the bot disables all mentions).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from bot.config import Settings
+from bot.setting_choices import CodeMode, EmojiMode, LinkMode, NameMode, SayName
 from bot.storage import GuildSettings, Usage
 from bot.storage.schema import FORGOTTEN_USER
 
 #: Read channels shown by name before "and N more" (an embed field holds 1024 characters).
 MAX_CHANNELS_SHOWN = 20
 
-_ON_OFF = {True: "on", False: "off"}
-_MODES = {
-    "on_change": "when the speaker changes",
-    "always": "always",
-    "never": "never",
-    "display": "display name",
-    "nickname": "server nickname",
-    "username": "username",
+#: How each choice reads in ``/settings show``.
+_SAY_NAME_WORDS = {SayName.ON_CHANGE: "when the speaker changes", SayName.ALWAYS: "always", SayName.NEVER: "never"}
+_NAME_MODE_WORDS = {
+    NameMode.DISPLAY: "display name", NameMode.NICKNAME: "server nickname", NameMode.USERNAME: "username",
 }
+_EMOJI_WORDS = {EmojiMode.NAME: "read their names", EmojiMode.SKIP: "skip"}
+_LINK_WORDS = {LinkMode.DOMAIN: "say the domain", LinkMode.SKIP: "skip"}
+_CODE_WORDS = {CodeMode.READ: "read", CodeMode.SKIP: "skip"}
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def _choice(words: dict[Any, str]) -> Callable[[str], str]:
+    return lambda value: words[value]
 
 
 def _channels(ids: tuple[int, ...]) -> str:
@@ -46,8 +55,8 @@ def _seconds(default: float) -> Callable[[int | None], str]:
     return lambda value: f"bot default ({default:g} s)" if value is None else f"{value} s"
 
 
-def _formatters(bot: Settings) -> dict[str, tuple[str, Callable[[object], str]]]:
-    """Field name → (label, how to show its value)."""
+def _formatters(bot: Settings) -> dict[str, tuple[str, Callable[[Any], str]]]:
+    """Field name → (label, how to show its value); each shows the type of its field of :class:`GuildSettings`."""
     return {
         "default_voice": ("Default voice", lambda v: (
             f"bot default ({bot.default_voice})" if not v
@@ -60,29 +69,29 @@ def _formatters(bot: Settings) -> dict[str, tuple[str, Callable[[object], str]]]
         "default_instructions": ("Default instructions", lambda v: f"“{v}”" if v else "none"),
         "speak_output": ("/speak output", str),
         "read_channel_ids": ("Read channels", _channels),
-        "autojoin": ("Auto-join", _ON_OFF.get),
-        "skip_bots": ("Skip bots", _ON_OFF.get),
-        "require_author_in_voice": ("Author must be in voice", _ON_OFF.get),
+        "autojoin": ("Auto-join", _on_off),
+        "skip_bots": ("Skip bots", _on_off),
+        "require_author_in_voice": ("Author must be in voice", _on_off),
         "optout_prefix": ("Opt-out prefix", lambda v: f"`{v}`" if v else "none"),
         "max_message_chars": ("Message length cap", _limit("characters")),
         "max_repeat_chars": ("Repeated-character cap", str),
-        "emoji_mode": ("Emoji", {"name": "read their names", "skip": "skip"}.get),
-        "link_mode": ("Links", {"domain": "say the domain", "skip": "skip"}.get),
-        "code_mode": ("Code", {"read": "read", "skip": "skip"}.get),
+        "emoji_mode": ("Emoji", _choice(_EMOJI_WORDS)),
+        "link_mode": ("Links", _choice(_LINK_WORDS)),
+        "code_mode": ("Code", _choice(_CODE_WORDS)),
         "backlog_speedup": ("Backlog speed-up", lambda v: "off" if v == 1 else f"up to {v:g}×"),
-        "say_name": ("Say who is speaking", _MODES.get),
+        "say_name": ("Say who is speaking", _choice(_SAY_NAME_WORDS)),
         "name_repeat_window": ("Name repeat window", lambda v: f"{v} s"),
-        "name_mode": ("Name used", _MODES.get),
+        "name_mode": ("Name used", _choice(_NAME_MODE_WORDS)),
         "idle_timeout": ("Idle timeout", _seconds(bot.voice_idle_timeout)),
         "alone_timeout": ("Alone timeout", _seconds(bot.voice_alone_timeout)),
-        "announce_joins": ("Join/leave announcements", _ON_OFF.get),
+        "announce_joins": ("Join/leave announcements", _on_off),
         "required_role_id": ("Required role", _role),
         "deny_role_id": ("Denied role", _role),
         "moderator_role_id": ("Moderator role", _role),
         "daily_char_budget": ("Daily budget", _limit("characters")),
         "monthly_char_budget": ("Monthly budget", _limit("characters")),
         "user_chars_per_minute": ("Per-member rate", _limit("characters per minute")),
-    }  # type: ignore[dict-item]
+    }
 
 
 #: ``/settings show`` sections, each a list of field names.

@@ -26,12 +26,12 @@ from bot.audio.formats import AudioFormat
 from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.policy import Policy, SpeakOptions
+from bot.setting_choices import SpeakOutput
 from bot.speech.cache import CacheStats
 from bot.speech.errors import SpeechError
 from bot.speech.failover import FailoverSpeech, Served
 from bot.speech.models import SpeechRequest, SynthesizedAudio, validate_request
 from bot.storage import GuildSettings
-from bot.storage.models import SpeakOutput
 from bot.usage import Reservation, UsageLedger
 
 log = logging.getLogger(__name__)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.permissions import require_moderator
 from bot.interactions import NO_MENTIONS, reply_ephemeral
+from bot.permissions import require_moderator
 from bot.storage import DictionaryEntry, Store, parse_entries
 
 if TYPE_CHECKING:
@@ -66,7 +66,8 @@ class ModerationCog(commands.Cog):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def interaction_check(self, interaction: discord.Interaction[SpeechBot]) -> bool:
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """Moderators only (``discord.py`` types this for any client; every interaction here is the bot's)."""
         return await require_moderator(interaction)
 
     @dictionary.command(name="add", description="Say a replacement wherever a word or pattern appears.")
@@ -111,7 +112,8 @@ class ModerationCog(commands.Cog):
         if not entries:
             await reply_ephemeral(interaction, "The dictionary is empty. Add entries with /dictionary add.")
             return
-        lines, length = [], 0
+        lines: list[str] = []
+        length = 0
         for entry in entries:
             line = _entry_line(entry)
             if length + len(line) > LIST_CHARS:

@@ -13,12 +13,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
+from bot.interactions import SpeedOption, reply_ephemeral, voice_choices
 from bot.permissions import caller_is_moderator
-from bot.interactions import NO_MENTIONS, SpeedOption, reply_ephemeral, voice_choices
 from bot.policy import check_speed, check_voice
 from bot.settings_view import render_usage
 from bot.speech.models import MAX_INSTRUCTIONS_CHARS
-from bot.storage import GuildSettings, Store, UserPrefs
+from bot.storage import GuildSettings, Store, UserPrefs, UserPrefsChanges
 from bot.storage.models import MAX_SPOKEN_NAME_CHARS
 from bot.usage import utc_today
 
@@ -87,13 +87,20 @@ class PreferencesCog(commands.Cog):
             check_voice(self.settings, voice)
         if speed is not None:
             check_speed(self.settings, speed)
-        given = dict(voice=voice, speed=speed, instructions=instructions, spoken_name=name)
-        changes = {key: value for key, value in given.items() if value is not None}
+        changes: UserPrefsChanges = {}
+        if voice is not None:
+            changes["voice"] = voice
+        if speed is not None:
+            changes["speed"] = speed
+        if instructions is not None:
+            changes["instructions"] = instructions
+        if name is not None:
+            changes["spoken_name"] = name
         if not changes:
             raise UserFacingError("Give at least one of voice, speed, instructions or name.")
         guild_id, where = _scope(interaction, scope)
         await self.store.set_user_prefs(interaction.user.id, guild_id, **changes)
-        lines = _describe(UserPrefs(**changes))  # type: ignore[arg-type]  # checked by set_user_prefs
+        lines = _describe(UserPrefs(**changes))
         await reply_ephemeral(interaction, f"Saved {where}:\n" + "\n".join(lines))
 
     @set_.autocomplete("voice")
@@ -116,8 +123,10 @@ class PreferencesCog(commands.Cog):
         lines = [
             f"• Voice: {options.voice} ({source(prefs.voice, guild.default_voice)})",
             f"• Speed: {options.speed:g}× ({source(prefs.speed, server_speed)})",
-            f"• Instructions: {options.instructions or 'none'} "
-            f"({source(prefs.instructions, guild.default_instructions)})",
+            (
+                f"• Instructions: {options.instructions or 'none'} "
+                f"({source(prefs.instructions, guild.default_instructions)})"
+            ),
             f"• Spoken name: {prefs.spoken_name or 'your name in this server'}",
         ]
         notice = f"\n\n{options.notice}" if options.notice else ""

@@ -14,7 +14,7 @@ from discord.ext import commands
 from bot.errors import UserFacingError
 from bot.readaloud.filters import MessageFacts
 from bot.readaloud.reader import InputBuilder, Names, ReadAloud, spoken_name
-from bot.storage.models import NameMode
+from bot.setting_choices import NameMode
 from bot.text import MessageInput
 from bot.voice.sessions import VoiceSessions
 

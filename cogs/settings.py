@@ -7,32 +7,37 @@ offer, channels the bot can see, roles). Clearing an optional value is ``/settin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.audio.formats import AudioFormat
 from bot.errors import UserFacingError
-from bot.permissions import require_moderator
 from bot.interactions import (
-    FORMAT_CHOICES, NO_MENTIONS, OUTPUT_CHOICES, SpeedOption, reply_ephemeral, voice_choices,
+    FORMAT_CHOICES,
+    NO_MENTIONS,
+    OUTPUT_CHOICES,
+    SpeedOption,
+    choices_of,
+    reply_ephemeral,
+    voice_choices,
 )
+from bot.permissions import require_moderator
 from bot.policy import check_speed, check_voice
+from bot.setting_choices import CodeMode, EmojiMode, LinkMode, NameMode, SayName, SpeakOutput
 from bot.settings_view import describe_changes, labels, render_sections
-from bot.speech.models import MAX_INSTRUCTIONS_CHARS, MAX_INPUT_CHARS
-from bot.storage import GuildSettings, Store
-from bot.storage.models import MAX_BUDGET_CHARS, CodeMode, EmojiMode, LinkMode, NameMode, SayName
+from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS
+from bot.storage import GuildSettings, GuildSettingsChanges, Store
+from bot.storage.models import MAX_BUDGET_CHARS
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
     from bot.config import Settings
 
 Budget = app_commands.Range[int, 1, MAX_BUDGET_CHARS]
-
-
-def _choices(kind: type) -> list[app_commands.Choice[str]]:
-    return [app_commands.Choice(name=member.value.replace("_", " "), value=member.value) for member in kind]
 
 
 def check_readable(channel: discord.TextChannel) -> None:
@@ -54,34 +59,36 @@ class SettingsCog(commands.Cog):
         default_permissions=discord.Permissions(manage_guild=True),
     )
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, config: Settings) -> None:
         self.store = store
-        self.settings = settings
+        self.config = config  # the bot's own settings (``settings`` is the command group)
 
-    async def interaction_check(self, interaction: discord.Interaction[SpeechBot]) -> bool:
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """Moderators only (``discord.py`` types this for any client; every interaction here is the bot's)."""
         return await require_moderator(interaction)
 
-    async def _apply(self, interaction: discord.Interaction[SpeechBot], **changes: object) -> None:
+    async def _apply(self, interaction: discord.Interaction[SpeechBot], changes: GuildSettingsChanges) -> None:
         """Store ``changes`` and say exactly what changed (nothing given is a refusal, not a silent no-op)."""
         if not changes:
             raise UserFacingError("Give at least one option to change.")
         assert interaction.guild_id is not None
-        store = self.store
-        before = await store.get_guild_settings(interaction.guild_id)
-        after = await store.update_guild_settings(interaction.guild_id, **changes)
-        lines = describe_changes(self.settings, before, after, changes)
-        await reply_ephemeral(interaction, "Settings changed:\n" + _bullets(lines))
+        before = await self.store.get_guild_settings(interaction.guild_id)
+        after = await self.store.update_guild_settings(interaction.guild_id, **changes)
+        await self._report(interaction, before, after, changes)
 
-    async def _apply_given(self, interaction: discord.Interaction[SpeechBot], **options: object) -> None:
-        """``_apply`` with only the options the moderator filled in (an empty option means "leave as is")."""
-        await self._apply(interaction, **{key: value for key, value in options.items() if value is not None})
+    async def _report(
+        self, interaction: discord.Interaction[SpeechBot], before: GuildSettings, after: GuildSettings,
+        fields: Iterable[str],
+    ) -> None:
+        lines = describe_changes(self.config, before, after, fields)
+        await reply_ephemeral(interaction, "Settings changed:\n" + _bullets(lines))
 
     @settings.command(name="show", description="Show every setting of this server.")
     async def show(self, interaction: discord.Interaction[SpeechBot]) -> None:
         assert interaction.guild is not None
         current = await self.store.get_guild_settings(interaction.guild.id)
         embed = discord.Embed(title=f"Text-to-speech settings of {interaction.guild.name}")
-        for title, text in render_sections(self.settings, current):
+        for title, text in render_sections(self.config, current):
             embed.add_field(name=title, value=text, inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -89,16 +96,16 @@ class SettingsCog(commands.Cog):
     @app_commands.describe(setting="The setting to reset; leave empty to reset everything.")
     async def reset(self, interaction: discord.Interaction[SpeechBot], setting: str | None = None) -> None:
         assert interaction.guild_id is not None
-        known = labels(self.settings)
+        known = labels(self.config)
+        store = self.store
+        before = await store.get_guild_settings(interaction.guild_id)
         if setting is None:
-            store = self.store
-            before = await store.get_guild_settings(interaction.guild_id)
             after = await store.reset_guild_settings(interaction.guild_id)
             changed = [field for field in known if getattr(before, field) != getattr(after, field)]
             if not changed:
                 await reply_ephemeral(interaction, "Every setting already had its default value; nothing changed.")
                 return
-            lines = describe_changes(self.settings, before, after, changed)
+            lines = describe_changes(self.config, before, after, changed)
             await reply_ephemeral(
                 interaction,
                 "Reset to the defaults (the dictionary, mutes and usage are kept):\n" + _bullets(lines),
@@ -106,14 +113,15 @@ class SettingsCog(commands.Cog):
             return
         if setting not in known:
             raise UserFacingError("Unknown setting: pick one from the list.")
-        await self._apply(interaction, **{setting: getattr(GuildSettings(), setting)})
+        after = await store.reset_guild_settings(interaction.guild_id, setting)
+        await self._report(interaction, before, after, [setting])
 
     @reset.autocomplete("setting")
     async def _setting_names(
         self, interaction: discord.Interaction[SpeechBot], current: str
     ) -> list[app_commands.Choice[str]]:
         current = current.lower()
-        names = labels(self.settings).items()
+        names = labels(self.config).items()
         return [app_commands.Choice(name=label, value=field) for field, label in names if current in label.lower()][:25]
 
     @settings.command(name="defaults", description="What /speak and read-aloud use when a member picks nothing.")
@@ -134,19 +142,26 @@ class SettingsCog(commands.Cog):
         instructions: app_commands.Range[str, 1, MAX_INSTRUCTIONS_CHARS] | None = None,
         output: str | None = None,
     ) -> None:
+        changes: GuildSettingsChanges = {}
         if voice is not None:
-            check_voice(self.settings, voice)
+            check_voice(self.config, voice)
+            changes["default_voice"] = voice
         if speed is not None:
-            check_speed(self.settings, speed)
-        given = dict(default_voice=voice, default_speed=speed, default_format=format,
-                     default_instructions=instructions, speak_output=output)
-        await self._apply_given(interaction, **given)
+            check_speed(self.config, speed)
+            changes["default_speed"] = speed
+        if format is not None:
+            changes["default_format"] = AudioFormat(format)
+        if instructions is not None:
+            changes["default_instructions"] = instructions
+        if output is not None:
+            changes["speak_output"] = SpeakOutput(output)
+        await self._apply(interaction, changes)
 
     @defaults.autocomplete("voice")
     async def _voices(
         self, interaction: discord.Interaction[SpeechBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        return voice_choices(self.settings.speech_voices, current)
+        return voice_choices(self.config.speech_voices, current)
 
     @settings.command(name="read-channels", description="Add or remove a channel whose messages are read aloud.")
     @app_commands.describe(add="A channel to read aloud.", remove="A channel to stop reading.")
@@ -163,11 +178,11 @@ class SettingsCog(commands.Cog):
             check_readable(add)
         current = (await self.store.get_guild_settings(interaction.guild_id)).read_channel_ids
         channels = (set(current) | {add.id} if add else set(current)) - ({remove.id} if remove else set())
-        await self._apply(interaction, read_channel_ids=channels)
+        await self._apply(interaction, {"read_channel_ids": channels})
 
     @settings.command(name="autojoin", description="Join the voice channel of whoever writes in a read channel.")
     async def autojoin(self, interaction: discord.Interaction[SpeechBot], enabled: bool) -> None:
-        await self._apply(interaction, autojoin=enabled)
+        await self._apply(interaction, {"autojoin": enabled})
 
     @settings.command(name="names", description="Whether and how read-aloud says who wrote a message.")
     @app_commands.describe(
@@ -175,7 +190,7 @@ class SettingsCog(commands.Cog):
         repeat_window="Seconds after which the same author's name is said again.",
         name_mode="Which name to say.",
     )
-    @app_commands.choices(say=_choices(SayName), name_mode=_choices(NameMode))
+    @app_commands.choices(say=choices_of(SayName), name_mode=choices_of(NameMode))
     async def names(
         self,
         interaction: discord.Interaction[SpeechBot],
@@ -183,8 +198,14 @@ class SettingsCog(commands.Cog):
         repeat_window: app_commands.Range[int, 0, 3600] | None = None,
         name_mode: str | None = None,
     ) -> None:
-        given = dict(say_name=say, name_repeat_window=repeat_window, name_mode=name_mode)
-        await self._apply_given(interaction, **given)
+        changes: GuildSettingsChanges = {}
+        if say is not None:
+            changes["say_name"] = SayName(say)
+        if repeat_window is not None:
+            changes["name_repeat_window"] = repeat_window
+        if name_mode is not None:
+            changes["name_mode"] = NameMode(name_mode)
+        await self._apply(interaction, changes)
 
     @settings.command(name="text", description="How read-aloud treats long messages, emoji, links and code.")
     @app_commands.describe(
@@ -194,7 +215,7 @@ class SettingsCog(commands.Cog):
         links="Say a link's domain, or skip it.",
         code="Read code blocks, or skip them.",
     )
-    @app_commands.choices(emoji=_choices(EmojiMode), links=_choices(LinkMode), code=_choices(CodeMode))
+    @app_commands.choices(emoji=choices_of(EmojiMode), links=choices_of(LinkMode), code=choices_of(CodeMode))
     async def text(
         self,
         interaction: discord.Interaction[SpeechBot],
@@ -204,9 +225,18 @@ class SettingsCog(commands.Cog):
         links: str | None = None,
         code: str | None = None,
     ) -> None:
-        given = dict(max_message_chars=max_length, max_repeat_chars=repeat_cap, emoji_mode=emoji,
-                     link_mode=links, code_mode=code)
-        await self._apply_given(interaction, **given)
+        changes: GuildSettingsChanges = {}
+        if max_length is not None:
+            changes["max_message_chars"] = max_length
+        if repeat_cap is not None:
+            changes["max_repeat_chars"] = repeat_cap
+        if emoji is not None:
+            changes["emoji_mode"] = EmojiMode(emoji)
+        if links is not None:
+            changes["link_mode"] = LinkMode(links)
+        if code is not None:
+            changes["code_mode"] = CodeMode(code)
+        await self._apply(interaction, changes)
 
     @settings.command(name="reading", description="Whose messages read-aloud reads.")
     @app_commands.describe(
@@ -221,9 +251,14 @@ class SettingsCog(commands.Cog):
         require_voice: bool | None = None,
         optout_prefix: app_commands.Range[str, 1, 5] | None = None,
     ) -> None:
-        prefix = "" if optout_prefix is not None and optout_prefix.lower() == "none" else optout_prefix
-        given = dict(skip_bots=skip_bots, require_author_in_voice=require_voice, optout_prefix=prefix)
-        await self._apply_given(interaction, **given)
+        changes: GuildSettingsChanges = {}
+        if skip_bots is not None:
+            changes["skip_bots"] = skip_bots
+        if require_voice is not None:
+            changes["require_author_in_voice"] = require_voice
+        if optout_prefix is not None:
+            changes["optout_prefix"] = "" if optout_prefix.lower() == "none" else optout_prefix
+        await self._apply(interaction, changes)
 
     @settings.command(name="roles", description="Roles that may, may not, or moderate text-to-speech.")
     @app_commands.describe(
@@ -238,11 +273,17 @@ class SettingsCog(commands.Cog):
         deny: discord.Role | None = None,
         moderator: discord.Role | None = None,
     ) -> None:
-        given = dict(required_role_id=required, deny_role_id=deny, moderator_role_id=moderator)
-        for role in given.values():
+        for role in (required, deny, moderator):
             if role is not None:
                 check_role(role)
-        await self._apply(interaction, **{k: v.id for k, v in given.items() if v is not None})
+        changes: GuildSettingsChanges = {}
+        if required is not None:
+            changes["required_role_id"] = required.id
+        if deny is not None:
+            changes["deny_role_id"] = deny.id
+        if moderator is not None:
+            changes["moderator_role_id"] = moderator.id
+        await self._apply(interaction, changes)
 
     @settings.command(name="timeouts", description="When the bot leaves a voice channel.")
     @app_commands.describe(
@@ -255,19 +296,23 @@ class SettingsCog(commands.Cog):
         idle: app_commands.Range[int, 10, 86_400] | None = None,
         alone: app_commands.Range[int, 0, 86_400] | None = None,
     ) -> None:
-        given = dict(idle_timeout=idle, alone_timeout=alone)
-        await self._apply_given(interaction, **given)
+        changes: GuildSettingsChanges = {}
+        if idle is not None:
+            changes["idle_timeout"] = idle
+        if alone is not None:
+            changes["alone_timeout"] = alone
+        await self._apply(interaction, changes)
 
     @settings.command(name="announce", description="Say when members join or leave the bot's voice channel.")
     async def announce(self, interaction: discord.Interaction[SpeechBot], enabled: bool) -> None:
-        await self._apply(interaction, announce_joins=enabled)
+        await self._apply(interaction, {"announce_joins": enabled})
 
     @settings.command(name="backlog", description="Speak faster while many messages wait to be read.")
     @app_commands.describe(speedup="Highest speed-up, 1.0 (off) to 1.5.")
     async def backlog(
         self, interaction: discord.Interaction[SpeechBot], speedup: app_commands.Range[float, 1.0, 1.5]
     ) -> None:
-        await self._apply(interaction, backlog_speedup=speedup)
+        await self._apply(interaction, {"backlog_speedup": speedup})
 
     @settings.command(name="budget", description="Limit the characters sent to the speech service.")
     @app_commands.describe(
@@ -282,8 +327,14 @@ class SettingsCog(commands.Cog):
         monthly: Budget | None = None,
         per_member: Budget | None = None,
     ) -> None:
-        given = dict(daily_char_budget=daily, monthly_char_budget=monthly, user_chars_per_minute=per_member)
-        await self._apply_given(interaction, **given)
+        changes: GuildSettingsChanges = {}
+        if daily is not None:
+            changes["daily_char_budget"] = daily
+        if monthly is not None:
+            changes["monthly_char_budget"] = monthly
+        if per_member is not None:
+            changes["user_chars_per_minute"] = per_member
+        await self._apply(interaction, changes)
 
 
 def _bullets(lines: list[str]) -> str:

@@ -13,8 +13,14 @@ from discord.ext import commands
 from bot.audio.formats import AudioFormat
 from bot.errors import UserFacingError
 from bot.interactions import (
-    FORMAT_CHOICES, NO_MENTIONS, OUTPUT_CHOICES, SpeedOption, caller_voice_channel, voice_choices,
+    FORMAT_CHOICES,
+    NO_MENTIONS,
+    OUTPUT_CHOICES,
+    SpeedOption,
+    caller_voice_channel,
+    voice_choices,
 )
+from bot.setting_choices import SpeakOutput
 from bot.speech.models import (
     MAX_INPUT_CHARS,
     MAX_INSTRUCTIONS_CHARS,
@@ -23,7 +29,6 @@ from bot.speech.models import (
     SynthesizedAudio,
 )
 from bot.speech_service import Admitted, SpeechService
-from bot.storage.models import SpeakOutput
 from bot.uploads import audio_filename, format_size, speak_caption
 from bot.voice.player import ErrorNotifier, PlayItem, StreamOpener
 from bot.voice.sessions import VoiceSessions
@@ -72,10 +77,10 @@ class SpeakCog(commands.Cog):
             [role.id for role in getattr(interaction.user, "roles", ())],
             text=text,
             voice=voice,
-            format=format and AudioFormat(format),
+            format=AudioFormat(format) if format else None,
             speed=speed,
             instructions=instructions,
-            output=output and SpeakOutput(output),
+            output=SpeakOutput(output) if output else None,
         )
         queued = False
         try:
@@ -87,13 +92,13 @@ class SpeakCog(commands.Cog):
     async def _speak(self, interaction: discord.Interaction[SpeechBot], admitted: Admitted) -> bool:
         """Speak ``admitted``; True when it was handed to the voice player (which settles or releases it)."""
         request, output = admitted.request, admitted.output
-        channel = caller_voice_channel(interaction) if output in ("voice", "both") else None
+        channel = caller_voice_channel(interaction) if output in (SpeakOutput.VOICE, SpeakOutput.BOTH) else None
         await interaction.response.defer(thinking=True)
         session = await self.voice.join(channel) if channel is not None else None
         caption = speak_caption(interaction.user.mention, request.text)
 
-        if output == "voice":
-            assert session is not None
+        if output == SpeakOutput.VOICE:
+            assert session is not None and channel is not None
             ahead = session.enqueue(
                 PlayItem(
                     request,
@@ -103,7 +108,7 @@ class SpeakCog(commands.Cog):
                     on_done=lambda: self.speaking.release(admitted),
                 )
             )
-            where = f" in {session.channel.mention}" + (f" (after {ahead} other)" if ahead else "")
+            where = f" in {(session.channel or channel).mention}" + (f" (after {ahead} other)" if ahead else "")
             await interaction.followup.send(caption + where, allowed_mentions=NO_MENTIONS)
             await self._tell(interaction, admitted.notice)
             return True

@@ -30,7 +30,8 @@ class VoiceCog(commands.Cog):
         channel = caller_voice_channel(interaction)
         await interaction.response.defer(thinking=True)
         session = await self.voice.join(channel)
-        await interaction.followup.send(f"🔊 Joined {session.channel.mention}.", allowed_mentions=NO_MENTIONS)
+        joined = session.channel or channel
+        await interaction.followup.send(f"🔊 Joined {joined.mention}.", allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="leave", description="Make the bot leave the voice channel.")
     @app_commands.guild_only()
@@ -67,8 +68,8 @@ class VoiceCog(commands.Cog):
         # The bot's own moves count too: after one, the people around it are different.
         if before.channel != after.channel:
             self.voice.on_members_changed(member.guild.id)
-            moved = before.channel is not None and after.channel is not None
-            if moved and self.bot.user is not None and member.id == self.bot.user.id:
+            bot_moved = self.bot.user is not None and member.id == self.bot.user.id
+            if bot_moved and before.channel is not None and after.channel is not None:
                 await self.voice.on_moved(member.guild.id, after.channel.id)
 
     @commands.Cog.listener()

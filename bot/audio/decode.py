@@ -55,7 +55,7 @@ def _decoded_frames(data: bytes, fmt: AudioFormat) -> list[av.AudioFrame]:
             raise AudioDecodeError("pcm must be s16le: an odd number of bytes")
         return [s16_frame(data, PCM_SAMPLE_RATE)]
     try:
-        with av.open(io.BytesIO(data), format=_DEMUXERS[fmt]) as container:
+        with av.open(io.BytesIO(data), mode="r", format=_DEMUXERS[fmt]) as container:
             if not container.streams.audio:
                 raise AudioDecodeError(f"the {fmt} body has no audio stream")
             return list(container.decode(container.streams.audio[0]))

@@ -36,6 +36,7 @@ class _Pipe(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    # io.RawIOBase.readinto takes any writable buffer; PyAV only ever hands this pipe these two
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         with self._condition:
             while not self._data and not self._eof:
@@ -113,7 +114,9 @@ class ThreadedDecoder:
 
     def _run(self) -> None:
         try:
-            with av.open(self._pipe, format=self._demuxer, options=_OPEN_OPTIONS, buffer_size=_IO_BUFFER_SIZE) as box:
+            with av.open(
+                self._pipe, mode="r", format=self._demuxer, options=_OPEN_OPTIONS, buffer_size=_IO_BUFFER_SIZE
+            ) as box:
                 if not box.streams.audio:
                     raise AudioDecodeError(f"the {self._demuxer} body has no audio stream")
                 for frame in box.decode(box.streams.audio[0]):
@@ -121,7 +124,7 @@ class ThreadedDecoder:
                         if self._cancelled:
                             return
                         self._frames.append(frame)
-        except Exception as exc:  # handed to the caller's thread by _take
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread by _take
             with self._condition:
                 self._error = exc
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Protocol
+from typing import Protocol, cast
 
 import av
 import numpy as np
@@ -155,7 +155,10 @@ class _ContainerEncoder:
             rate = profile.rate or sample_rate
             if profile.codec == "libopus" and rate not in _OPUS_RATES:
                 rate = 48_000
-            self._stream = self._box.add_stream(profile.codec, rate=rate, layout="mono", format=profile.sample_format)
+            self._stream = cast(  # an audio codec, so an audio stream
+                av.AudioStream,
+                self._box.add_stream(profile.codec, rate=rate, layout="mono", format=profile.sample_format),
+            )
             if profile.bit_rate:
                 self._stream.bit_rate = profile.bit_rate
             self._stream.codec_context.options = dict(profile.options)
@@ -190,6 +193,7 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
+    # io.RawIOBase.write takes any buffer; PyAV only ever hands this sink bytes
     def write(self, data: bytes) -> int:  # type: ignore[override]
         self._parts.append(bytes(data))
         return len(data)

@@ -208,7 +208,7 @@ class _OpusEncoder:
 
     def __init__(self, bit_rate: int) -> None:
         self._bit_rate = bit_rate
-        self._context: av.CodecContext | None = None
+        self._context: av.AudioCodecContext | None = None
 
     def encode(self, frames: list[av.AudioFrame]) -> list[bytes]:
         packets: list[bytes] = []
@@ -224,7 +224,7 @@ class _OpusEncoder:
             return []
         return [bytes(packet) for packet in self._context.encode(None)]
 
-    def _open(self, first: av.AudioFrame) -> av.CodecContext:
+    def _open(self, first: av.AudioFrame) -> av.AudioCodecContext:
         context = av.CodecContext.create("libopus", "w")
         context.sample_rate = next(rate for rate in _OPUS_INPUT_RATES if rate >= min(first.sample_rate, SAMPLE_RATE))
         context.layout = "mono" if len(first.layout.channels) == 1 else "stereo"
@@ -280,7 +280,7 @@ class _OggOpusPipeline:
         self.passthrough: bool | None = None
         self._recent: deque[bytes] = deque(maxlen=_WARMUP_PACKETS)
         self._position = 0  # 48 kHz samples of audio packets read so far
-        self._decoder: av.CodecContext | None = None
+        self._decoder: av.AudioCodecContext | None = None
         self._encoder: _OpusEncoder | None = None
         self._held: tuple[int, list[av.AudioFrame]] | None = None  # last decoded packet: start, frames
 
@@ -329,7 +329,7 @@ class _OggOpusPipeline:
             raise AudioDecodeError("the Ogg Opus body has no OpusTags header")
         self._headers_left -= 1
 
-    def _start_transcoding(self) -> av.CodecContext:
+    def _start_transcoding(self) -> av.AudioCodecContext:
         decoder = av.CodecContext.create("libopus", "r")
         decoder.sample_rate = SAMPLE_RATE
         decoder.layout = "mono" if self._channels == 1 else "stereo"  # the encoder follows: mono stays mono
@@ -377,6 +377,7 @@ def _slice(frame: av.AudioFrame, start: int, stop: int) -> av.AudioFrame | None:
         return None
     step = 1 if frame.format.is_planar else len(frame.layout.channels)
     array = np.ascontiguousarray(frame.to_ndarray()[:, start * step : stop * step])
-    piece = av.AudioFrame.from_ndarray(array, format=frame.format.name, layout=frame.layout.name)
+    # the array has the frame's own sample format, so one of the dtypes from_ndarray takes
+    piece = av.AudioFrame.from_ndarray(array, format=frame.format.name, layout=frame.layout.name)  # type: ignore[arg-type]
     piece.sample_rate = frame.sample_rate
     return piece

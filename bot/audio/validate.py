@@ -2,12 +2,14 @@
 starts like audio and continues with garbage (a proxy's error page glued on, a cut connection) never reaches a
 member as a file.
 
-What can be checked depends on the format: Ogg pages carry a CRC-32 each (checked page by page), the stream
-must start with Opus's two headers, and every Opus packet must be framed as RFC 6716 requires (the framing
-checks a decoder makes, without the decoding: the voice path sends these packets as they are); FLAC frames carry CRC-16s (frames that fail are dropped by the decoder, so the decoded
-sample count must match the one the stream header declares); ADTS AAC and MP3 are decoded frame by frame and any
-frame the decoder rejects fails the body; WAV and raw PCM carry no checksum, so only their structure (header,
-declared sizes, whole samples) can be.
+What can be checked depends on the format:
+
+* Ogg Opus: every page's CRC-32, Opus's two headers first, and every packet framed as RFC 6716 requires (the
+  framing checks a decoder makes, without decoding: the voice path sends these packets as they are);
+* FLAC: frame CRCs (frames that fail are dropped by the decoder, so the decoded sample count must match the
+  one the stream header declares);
+* ADTS AAC and MP3: decoded frame by frame, and any frame the decoder rejects fails the body;
+* WAV and raw PCM carry no checksum: only their structure (header, declared sizes, whole samples).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _check_ogg_opus(data: bytes) -> None:
 
 def _decode_strictly(data: bytes, fmt: AudioFormat) -> None:
     try:
-        with av.open(io.BytesIO(data), format=_DEMUXERS[fmt]) as container:
+        with av.open(io.BytesIO(data), mode="r", format=_DEMUXERS[fmt]) as container:
             if not container.streams.audio:
                 raise AudioDecodeError(f"the {fmt} body has no audio stream")
             stream = container.streams.audio[0]

@@ -18,9 +18,10 @@ import itertools
 import os
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+_V = TypeVar("_V")
 
 
 class DeadlinePool:
@@ -29,7 +30,7 @@ class DeadlinePool:
     def __init__(self, workers: int | None = None, *, name: str = "audio-worker") -> None:
         self._size = workers or _usable_cores()
         self._name = name
-        self._jobs: list[tuple[float, int, _Job]] = []
+        self._jobs: list[tuple[float, int, _Job[Any]]] = []
         self._order = itertools.count()  # equal deadlines: first come, first served
         self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -72,32 +73,30 @@ def _usable_cores() -> int:
         return os.cpu_count() or 2
 
 
-class _Job:
+class _Job(Generic[T]):
     __slots__ = ("args", "call", "cancelled", "future", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, call: Callable[..., object], args: tuple[object, ...]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, call: Callable[..., T], args: tuple[object, ...]) -> None:
         self.loop = loop
         self.call = call
         self.args = args
-        self.future: asyncio.Future[object] = loop.create_future()
+        self.future: asyncio.Future[T] = loop.create_future()
         self.cancelled = False
 
     def run(self) -> None:
         try:
             result = self.call(*self.args)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, which decides
-            self._settle(None, exc)
+            self._settle(self.future.set_exception, exc)
         else:
-            self._settle(result, None)
+            self._settle(self.future.set_result, result)
 
-    def _settle(self, result: object, error: BaseException | None) -> None:
+    def _settle(self, outcome: Callable[[_V], object], value: _V) -> None:
+        """``outcome(value)`` on the caller's loop, unless the caller was cancelled meanwhile."""
+
         def settle() -> None:
-            if self.future.done():  # the caller was cancelled meanwhile
-                return
-            if error is not None:
-                self.future.set_exception(error)
-            else:
-                self.future.set_result(result)
+            if not self.future.done():
+                outcome(value)
 
         try:
             self.loop.call_soon_threadsafe(settle)

@@ -105,7 +105,7 @@ class FairQueue(Generic[T]):
     def peek_ready(self, now: float) -> Entry[T] | None:
         """The entry :meth:`pop_ready` would return at ``now``, left in place."""
         best: Entry[T] | None = None
-        for author_id, queue in self._authors.items():
+        for queue in self._authors.values():
             head = queue[0]
             if head.eligible_at <= now and (best is None or self._turn(head) < self._turn(best)):
                 best = head

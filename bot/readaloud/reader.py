@@ -18,14 +18,15 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from bot.audio.formats import AudioFormat
 from bot.errors import UserFacingError
 from bot.policy import resolve_options
 from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.queue import Entry, FairQueue
+from bot.setting_choices import NameMode, SayName
 from bot.speech.errors import SpeechError
 from bot.speech.models import (
     MAX_INPUT_CHARS,
@@ -35,7 +36,6 @@ from bot.speech.models import (
     validate_request,
 )
 from bot.storage import DictionaryEntry, GuildSettings, Store, UserPrefs
-from bot.storage.models import NameMode, SayName
 from bot.text import (
     CleaningOptions,
     MessageInput,
@@ -102,9 +102,9 @@ class Utterance:
 
 def cleaning_options(settings: GuildSettings) -> CleaningOptions:
     return CleaningOptions(
-        emoji_mode=settings.emoji_mode.value,  # type: ignore[arg-type]
-        link_mode=settings.link_mode.value,  # type: ignore[arg-type]
-        code_mode=settings.code_mode.value,  # type: ignore[arg-type]
+        emoji_mode=settings.emoji_mode,
+        link_mode=settings.link_mode,
+        code_mode=settings.code_mode,
         max_chars=settings.max_message_chars,
         max_repeat=settings.max_repeat_chars,
     )
@@ -240,7 +240,7 @@ class ReadAloud:
             return
         prefs = await self.store.get_user_prefs(user_id, guild_id)
         name = display_name_for_speech(
-            spoken_name(names, settings.name_mode, prefs.spoken_name), emoji_mode=settings.emoji_mode.value
+            spoken_name(names, settings.name_mode, prefs.spoken_name), emoji_mode=settings.emoji_mode
         )
         text = f"{name} {'joined' if joined else 'left'}."
         # Announcements speak in the server's voice, not the member's.
@@ -248,7 +248,7 @@ class ReadAloud:
         utterance = await self._utterance(guild_id, settings, server.voice, server.speed, server.instructions,
                                           None, text)
         # Ordered among the member's messages by the time it happened, like a snowflake.
-        order = int((datetime.now(UTC).timestamp() * 1000 - DISCORD_EPOCH_MS)) << 22
+        order = int(datetime.now(UTC).timestamp() * 1000 - DISCORD_EPOCH_MS) << 22
         self._guild(guild_id).push(-next(_announcement_ids), user_id, utterance, order=order)
 
     def forget(self, guild_id: int) -> None:
@@ -336,9 +336,9 @@ class GuildReader:
         done: asyncio.Event | None = None  # set when the item handed to the player has left it
         try:
             while True:
-                entry = await self._wait_ready()
+                ready = await self._wait_ready()
                 if done is not None and not done.is_set():
-                    self._prefetch(entry)  # synthesis overlaps the current playback
+                    self._prefetch(ready)  # synthesis overlaps the current playback
                     await done.wait()
                 entry = self.queue.pop_ready(self.service.clock())
                 if entry is None:  # deleted (or pushed back by an edit) while the previous item played
@@ -396,8 +396,8 @@ class GuildReader:
     def _prefetch(self, entry: Entry[Utterance]) -> None:
         try:
             request = self._request(entry, waiting=len(self.queue), commit=False)
-        except Exception:
-            return  # reported when the message itself is taken
+        except Exception:  # noqa: BLE001 - reported when the message itself is taken
+            return
         if request is None:
             return
         self.queue.protect(entry.message_id)

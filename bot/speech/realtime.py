@@ -202,7 +202,7 @@ class _RealtimeStream:
         engine = self._engine
         try:
             for index, piece in enumerate(self._pieces):
-                pcm = self._first if index == 0 else await self._begin(index)
+                pcm: bytes | None = self._first if index == 0 else await self._begin(index)
                 while True:
                     if pcm and (out := self._encoder.feed(pcm)):
                         yield out

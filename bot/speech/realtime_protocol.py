@@ -102,6 +102,7 @@ def session_update(event_id: str, *, voice: str | None, speed: float) -> Session
     return {
         "type": "session.update",
         "event_id": event_id,
+        # ``output`` is built up key by key above, so a plain dict; the loopback double validates the event
         "session": {"type": "realtime", "output_modalities": ["audio"], "audio": {"output": output}},  # type: ignore[typeddict-item]
     }
 

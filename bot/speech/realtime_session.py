@@ -244,6 +244,7 @@ class RealtimeSession:
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
             log.info("realtime send failed: %s", type(exc).__name__)
             self._break(SpeechConnectionError(MSG_CUT, retryable=True, code="closed"))
+            # set by _break (mypy still narrows it to None from the check above, across the await)
             raise self.broken from None  # type: ignore[misc]
 
     # -- the reader --
@@ -261,7 +262,7 @@ class RealtimeSession:
                         self._dispatch(event)
                 elif message.type is aiohttp.WSMsgType.ERROR:
                     break
-        except Exception as exc:  # the reader must never die silently: the session is just broken
+        except Exception as exc:  # noqa: BLE001 - the reader must never die silently: the session is broken
             log.info("realtime reader stopped: %s", type(exc).__name__)
         code = self._ws.close_code
         if code not in (None, 1000):
@@ -278,7 +279,8 @@ class RealtimeSession:
             if self._update is not None and not self._update[1].done():
                 self._update[1].set_result(None)
         elif kind == "error":
-            self._on_error(event.get("error") if isinstance(event.get("error"), dict) else {})
+            error = event.get("error")
+            self._on_error(error if isinstance(error, dict) else {})
         elif kind == "rate_limits.updated":
             self.rate_limit_reset = exhausted_limit_reset(event.get("rate_limits"))
         elif kind == "response.created":
@@ -296,12 +298,11 @@ class RealtimeSession:
                 feed.put(event)
                 if feed.abandoned:
                     self._end_abandoned(feed)
-        elif kind in _RESPONSE_EVENTS:
-            if feed is not None and event.get("response_id") == feed.response_id:
-                if kind == "response.output_audio.delta":
-                    self.spoken = True
-                if not feed.abandoned:
-                    feed.put(event)
+        elif kind in _RESPONSE_EVENTS and feed is not None and event.get("response_id") == feed.response_id:
+            if kind == "response.output_audio.delta":
+                self.spoken = True
+            if not feed.abandoned:
+                feed.put(event)
 
     def _on_error(self, error: dict[str, Any]) -> None:
         about, code = error.get("event_id"), error.get("code")

@@ -35,7 +35,7 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retry`` (1 for the first), or None when it must not happen."""
         if retry_after is not None:
             return retry_after if 0 <= retry_after <= self.max_retry_after else None
-        backoff = min(self.base_delay * 2 ** (retry - 1), self.max_delay)
+        backoff = min(self.base_delay * 2.0 ** (retry - 1), self.max_delay)
         return backoff * (1 - 0.25 * rng())
 
 

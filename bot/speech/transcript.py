@@ -18,10 +18,10 @@ DEFAULT_THRESHOLD = 0.2
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+)
+_TENS = ("_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred"))
 
 
@@ -43,8 +43,8 @@ class Deviation:
 def normalised_words(text: str) -> list[str]:
     """Lower-case words without punctuation or apostrophes; numbers as English words (below 10**12)."""
     words: list[str] = []
-    for word in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
-        word = word.replace("'", "").replace("’", "")
+    for found in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
+        word = found.replace("'", "").replace("’", "")
         if word.isascii() and word.isdigit():
             words.extend(number_words(int(word)) if len(word) <= 12 else list(map(_ONES.__getitem__, map(int, word))))
         else:

@@ -9,9 +9,11 @@ from bot.storage.models import (
     DictionaryEntry,
     EffectivePrefs,
     GuildSettings,
+    GuildSettingsChanges,
     Mute,
     Usage,
     UserPrefs,
+    UserPrefsChanges,
     VoiceRecord,
     parse_entries,
 )
@@ -22,6 +24,7 @@ __all__ = [
     "DictionaryError",
     "EffectivePrefs",
     "GuildSettings",
+    "GuildSettingsChanges",
     "Mute",
     "SchemaTooNewError",
     "SettingsError",
@@ -29,6 +32,7 @@ __all__ = [
     "Store",
     "Usage",
     "UserPrefs",
+    "UserPrefsChanges",
     "VoiceRecord",
     "parse_entries",
 ]

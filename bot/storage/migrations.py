@@ -6,7 +6,7 @@ database from these migrations and compares it with ``schema.py``.
 
 To change the schema: edit ``schema.py``, append a ``Migration(n + 1, ...)`` that makes the same change
 (new tables and indexes with ``Table.create``/``Index.create``, a new column with a constant
-``sqlalchemy.DDL("ALTER TABLE ... ADD COLUMN ...")``, data fixes with Core statements), and never edit a
+``sqlalchemy.text("ALTER TABLE ... ADD COLUMN ...")``, data fixes with Core statements), and never edit a
 migration that has been released.
 """
 
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import (
-    DDL,
     BigInteger,
     Boolean,
     Column,
@@ -36,6 +35,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -150,8 +150,8 @@ def _voice_sessions(conn: Connection) -> None:
 
 
 def _fallback_usage(conn: Connection) -> None:
-    conn.execute(DDL("ALTER TABLE usage ADD COLUMN fallback_characters BIGINT NOT NULL DEFAULT 0"))
-    conn.execute(DDL("ALTER TABLE usage ADD COLUMN fallback_requests INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE usage ADD COLUMN fallback_characters BIGINT NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE usage ADD COLUMN fallback_requests INTEGER NOT NULL DEFAULT 0"))
 
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypedDict, TypeGuard, TypeVar, Unpack
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
-from bot.speech.models import MAX_INSTRUCTIONS_CHARS, MAX_INPUT_CHARS, MIN_SPEED, MAX_SPEED
+from bot.setting_choices import CodeMode, EmojiMode, LinkMode, NameMode, SayName, SpeakOutput
+from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS, MAX_SPEED, MIN_SPEED
 from bot.storage.errors import DictionaryError, SettingsError
 from bot.text.dictionary import MAX_ENTRIES, validate_entry
 
@@ -31,39 +32,6 @@ MAX_DICTIONARY_ENTRIES = MAX_ENTRIES
 MAX_BUDGET_CHARS = 10**9
 
 _T = TypeVar("_T")
-
-
-class SpeakOutput(StrEnum):
-    FILE = "file"
-    VOICE = "voice"
-    BOTH = "both"
-
-
-class SayName(StrEnum):
-    ALWAYS = "always"
-    NEVER = "never"
-    ON_CHANGE = "on_change"
-
-
-class NameMode(StrEnum):
-    DISPLAY = "display"
-    NICKNAME = "nickname"
-    USERNAME = "username"
-
-
-class EmojiMode(StrEnum):
-    NAME = "name"
-    SKIP = "skip"
-
-
-class LinkMode(StrEnum):
-    DOMAIN = "domain"
-    SKIP = "skip"
-
-
-class CodeMode(StrEnum):
-    READ = "read"
-    SKIP = "skip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +71,48 @@ class GuildSettings:
     monthly_char_budget: int | None = None
     user_chars_per_minute: int | None = None
 
-    def replace(self, **changes: object) -> GuildSettings:
+    def replace(self, **changes: Unpack[GuildSettingsChanges]) -> GuildSettings:
         """A copy with ``changes`` applied, each checked and normalized; :class:`SettingsError` otherwise."""
-        return dataclasses.replace(self, **_validated(_GUILD_RULES, changes))
+        return self.with_values(changes)
+
+    def with_values(self, values: Mapping[str, object]) -> GuildSettings:
+        """:meth:`replace` for setting names known only at run time (a database row, a name picked from a list);
+        an unknown name is a :class:`SettingsError` too."""
+        return dataclasses.replace(self, **_validated(_GUILD_RULES, values))
+
+
+class GuildSettingsChanges(TypedDict, total=False):
+    """Some of :class:`GuildSettings`' fields, with the types callers pass (:meth:`GuildSettings.replace`,
+    ``Store.update_guild_settings``); the values are checked again when applied, against the rules below."""
+
+    read_channel_ids: Iterable[int]  # any order, repeats allowed: stored sorted, once each
+    autojoin: bool
+    default_voice: str | None
+    default_speed: float
+    default_format: AudioFormat | None
+    default_instructions: str | None
+    speak_output: SpeakOutput
+    say_name: SayName
+    name_repeat_window: int
+    name_mode: NameMode
+    max_message_chars: int
+    max_repeat_chars: int
+    emoji_mode: EmojiMode
+    link_mode: LinkMode
+    code_mode: CodeMode
+    skip_bots: bool
+    require_author_in_voice: bool
+    optout_prefix: str
+    required_role_id: int | None
+    deny_role_id: int | None
+    moderator_role_id: int | None
+    idle_timeout: int | None
+    alone_timeout: int | None
+    announce_joins: bool
+    backlog_speedup: float
+    daily_char_budget: int | None
+    monthly_char_budget: int | None
+    user_chars_per_minute: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +124,7 @@ class UserPrefs:
     instructions: str | None = None
     spoken_name: str | None = None
 
-    def replace(self, **changes: object) -> UserPrefs:
+    def replace(self, **changes: Unpack[UserPrefsChanges]) -> UserPrefs:
         """A copy with ``changes`` applied and checked; ``None`` clears a choice."""
         return dataclasses.replace(self, **_validated(_USER_RULES, changes))
 
@@ -139,6 +146,15 @@ class UserPrefs:
     @property
     def is_empty(self) -> bool:
         return self == UserPrefs()
+
+
+class UserPrefsChanges(TypedDict, total=False):
+    """Some of :class:`UserPrefs`' fields (``None`` clears a choice); checked again when applied."""
+
+    voice: str | None
+    speed: float | None
+    instructions: str | None
+    spoken_name: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +255,8 @@ class Usage:
 Rule = Callable[[str, object], object]
 
 
-def _validated(rules: Mapping[str, Rule], changes: Mapping[str, object]) -> dict[str, object]:
-    normalized = {}
+def _validated(rules: Mapping[str, Rule], changes: Mapping[str, object]) -> dict[str, Any]:
+    normalized: dict[str, Any] = {}
     for name, value in changes.items():
         rule = rules.get(name)
         if rule is None:
@@ -284,10 +300,12 @@ def _number(label: str, low: float, high: float, *, optional: bool = False) -> R
 
 def _choice(label: str, kind: type[StrEnum]) -> Rule:
     def check(name: str, value: object) -> StrEnum:
-        try:
-            return kind(value)
-        except ValueError:
-            raise SettingsError(name, f"{label} must be one of: {', '.join(kind)}.") from None
+        if isinstance(value, str):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        raise SettingsError(name, f"{label} must be one of: {', '.join(kind)}.")
 
     return check
 
@@ -329,9 +347,9 @@ def _optout_prefix(name: str, value: object) -> str:
 
 def _role(label: str) -> Rule:
     def check(name: str, value: object) -> int | None:
-        if value is not None and not _is_id(value):
-            raise SettingsError(name, f"{label} must be a role ID, or none.")
-        return value
+        if value is None or _is_id(value):
+            return value
+        raise SettingsError(name, f"{label} must be a role ID, or none.")
 
     return check
 
@@ -347,7 +365,7 @@ def _channels(name: str, value: object) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def _is_id(value: object) -> bool:
+def _is_id(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
 
@@ -392,3 +410,14 @@ _USER_RULES: dict[str, Rule] = {
     "instructions": _text("The instructions", MAX_INSTRUCTIONS_CHARS, one_line=False),
     "spoken_name": _text("The spoken name", MAX_SPOKEN_NAME_CHARS),
 }
+
+
+def _check_changes_match(kind: type, changes: type, rules: Mapping[str, Rule]) -> None:
+    """The typed changes, the dataclass and its rules name the same settings (checked once, at import)."""
+    fields = {f.name for f in dataclasses.fields(kind)}
+    if set(changes.__annotations__) != fields or set(rules) != fields:
+        raise RuntimeError(f"{changes.__name__} and the rules must name exactly the fields of {kind.__name__}")
+
+
+_check_changes_match(GuildSettings, GuildSettingsChanges, _GUILD_RULES)
+_check_changes_match(UserPrefs, UserPrefsChanges, _USER_RULES)

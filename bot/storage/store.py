@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import RowMapping, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -35,9 +35,11 @@ from bot.storage.models import (
     MAX_DICTIONARY_ENTRIES,
     DictionaryEntry,
     GuildSettings,
+    GuildSettingsChanges,
     Mute,
     Usage,
     UserPrefs,
+    UserPrefsChanges,
     VoiceRecord,
     check_entry_set,
 )
@@ -124,12 +126,25 @@ class Store:
         """The server's settings (the defaults if it never changed any)."""
         return await self._cached(CacheKey("settings", guild_id), lambda conn: self._load_settings(conn, guild_id))
 
-    async def update_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
-        """Apply ``changes`` (field names of :class:`GuildSettings`) atomically and return the new settings.
+    async def update_guild_settings(self, guild_id: int, **changes: Unpack[GuildSettingsChanges]) -> GuildSettings:
+        """Apply ``changes`` atomically and return the new settings.
 
-        Raises :class:`SettingsError`, writing nothing, for an unknown setting or a value out of range.
+        Raises :class:`SettingsError`, writing nothing, for a value out of range.
         """
-        checked = GuildSettings().replace(**changes)
+        return await self._update_guild_settings(guild_id, changes)
+
+    async def reset_guild_settings(self, guild_id: int, *names: str) -> GuildSettings:
+        """The settings called ``names`` back to their defaults, or, with no names, every setting (the dictionary,
+        mutes and usage stay); :class:`SettingsError` for a name that is no setting."""
+        if names:
+            defaults = GuildSettings()
+            return await self._update_guild_settings(guild_id, {name: getattr(defaults, name, None) for name in names})
+        async with self._write(guild_id=guild_id) as conn:
+            await conn.execute(delete(guild_settings).where(guild_settings.c.guild_id == guild_id))
+        return GuildSettings()
+
+    async def _update_guild_settings(self, guild_id: int, changes: Mapping[str, object]) -> GuildSettings:
+        checked = GuildSettings().with_values(changes)
         columns = {name: _plain(getattr(checked, name)) for name in changes if name in _SETTINGS_COLUMNS}
         # One upsert: it inserts the defaults plus the changes, or updates just the changed columns, and
         # either way holds the row's lock until commit (so the channel rows below are written under it too).
@@ -149,12 +164,6 @@ class Store:
                     )
             return await self._load_settings(conn, guild_id)
 
-    async def reset_guild_settings(self, guild_id: int) -> GuildSettings:
-        """Back to the defaults (the dictionary, mutes and usage stay)."""
-        async with self._write(guild_id=guild_id) as conn:
-            await conn.execute(delete(guild_settings).where(guild_settings.c.guild_id == guild_id))
-        return GuildSettings()
-
     async def _load_settings(self, conn: AsyncConnection, guild_id: int) -> GuildSettings:
         # One statement, so the settings and the channel list come from the same snapshot.
         query = (
@@ -167,16 +176,19 @@ class Store:
             return GuildSettings()
         stored = {name: rows[0]._mapping[name] for name in _SETTINGS_COLUMNS}
         channels = [row.channel_id for row in rows if row.channel_id is not None]
-        return GuildSettings().replace(read_channel_ids=channels, **stored)
+        return GuildSettings().with_values({"read_channel_ids": channels, **stored})
 
     # --- user preferences ---
 
     async def get_user_prefs(self, user_id: int, guild_id: int | None) -> UserPrefs:
         """The user's choices in that server, each falling back to their global one (``guild_id`` None: global)."""
         scope = _scope(guild_id)
-        return await self._cached(CacheKey("prefs", scope, user_id), lambda conn: self._load_prefs(conn, user_id, scope))
+        key = CacheKey("prefs", scope, user_id)
+        return await self._cached(key, lambda conn: self._load_prefs(conn, user_id, scope))
 
-    async def set_user_prefs(self, user_id: int, guild_id: int | None, **changes: object) -> UserPrefs:
+    async def set_user_prefs(
+        self, user_id: int, guild_id: int | None, **changes: Unpack[UserPrefsChanges]
+    ) -> UserPrefs:
         """Change some of the user's choices in that scope (None clears one); return the scope's choices."""
         checked = UserPrefs().replace(**changes)
         columns = {name: getattr(checked, name) for name in changes}
@@ -189,7 +201,7 @@ class Store:
             if columns
             else upsert.on_conflict_do_nothing(index_elements=index)
         )
-        async with self._write(**_prefs_cache_scope(user_id, scope)) as conn:
+        async with self._write(user_id=user_id, guild_id=_prefs_cache_guild(scope)) as conn:
             await conn.execute(upsert)
             prefs = _prefs_from_row((await conn.execute(select(user_prefs).where(key))).one()._mapping)
             if prefs.is_empty:
@@ -199,7 +211,7 @@ class Store:
     async def reset_user_prefs(self, user_id: int, guild_id: int | None) -> bool:
         """Forget the user's choices in that scope; False if there were none."""
         scope = _scope(guild_id)
-        async with self._write(**_prefs_cache_scope(user_id, scope)) as conn:
+        async with self._write(user_id=user_id, guild_id=_prefs_cache_guild(scope)) as conn:
             result = await conn.execute(
                 delete(user_prefs).where(user_prefs.c.user_id == user_id, user_prefs.c.guild_id == scope)
             )
@@ -226,9 +238,8 @@ class Store:
         )
         async with self._write(guild_id=guild_id) as conn:
             await conn.execute(statement)
-            count = await conn.scalar(
-                select(func.count()).select_from(dictionary_entries).where(dictionary_entries.c.guild_id == guild_id)
-            )
+            entries = select(func.count()).select_from(dictionary_entries)
+            count: int = (await conn.execute(entries.where(dictionary_entries.c.guild_id == guild_id))).scalar_one()
             if count > MAX_DICTIONARY_ENTRIES:
                 raise DictionaryError(f"The dictionary is full ({MAX_DICTIONARY_ENTRIES} entries); remove some first.")
         return entry
@@ -444,12 +455,13 @@ def _scope(guild_id: int | None) -> int:
     return GLOBAL_SCOPE if guild_id is None else guild_id
 
 
-def _prefs_cache_scope(user_id: int, scope: int) -> dict[str, int]:
-    """Global choices show through in every server; a server's only in that server."""
-    return {"user_id": user_id} if scope == GLOBAL_SCOPE else {"user_id": user_id, "guild_id": scope}
+def _prefs_cache_guild(scope: int) -> int | None:
+    """The guild whose cached choices a write in ``scope`` changes: global choices show through in every server
+    (None: all of them), a server's only in that server."""
+    return None if scope == GLOBAL_SCOPE else scope
 
 
-def _prefs_from_row(row: Mapping[str, Any]) -> UserPrefs:
+def _prefs_from_row(row: RowMapping) -> UserPrefs:
     return UserPrefs(**{name: row[name] for name in _PREFS_COLUMNS})
 
 

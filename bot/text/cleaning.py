@@ -27,8 +27,9 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
+from bot.setting_choices import EmojiMode
 from bot.text import describe, emoji, links, markdown, mentions, normalize
-from bot.text.models import CleaningOptions, EmojiMode, MessageInput
+from bot.text.models import CleaningOptions, MessageInput
 from bot.text.splitting import truncate
 
 #: Raw content beyond this is ignored (Discord's own limit is 4000).
@@ -92,13 +93,13 @@ def _speakable(text: str) -> str:
 
 
 def display_name_for_speech(
-    name: str, *, emoji_mode: EmojiMode = "name", max_chars: int = MAX_NAME_CHARS, fallback: str = "someone"
+    name: str, *, emoji_mode: EmojiMode = EmojiMode.NAME, max_chars: int = MAX_NAME_CHARS, fallback: str = "someone"
 ) -> str:
     """A display name cleaned like message text (emoji, repeats, markup), cut at a word, or ``fallback``.
 
     For "Alice said" prefixes, replies and join/leave announcements.
     """
-    options = _NAME_OPTIONS if emoji_mode == "name" else CleaningOptions(emoji_mode=emoji_mode)
+    options = _NAME_OPTIONS if emoji_mode == EmojiMode.NAME else CleaningOptions(emoji_mode=emoji_mode)
     cleaned = clean_text(name[: max_chars * 8], options)
     if len(cleaned) > max_chars:
         cut = cleaned.rfind(" ", 0, max_chars + 1)

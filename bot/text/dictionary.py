@@ -37,12 +37,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from re import _parser as sre_parse  # the stdlib's own parser: the only way to see a pattern's structure
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import regex
 
 from bot.errors import UserFacingError
+
+if TYPE_CHECKING:  # the same module under its old name, which has type stubs (importing it warns at run time)
+    import sre_parse
+else:  # the stdlib's own parser: the only way to see a pattern's structure
+    from re import _parser as sre_parse
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +129,7 @@ def apply_dictionary(
         if pattern is None or len(entry.replacement) > MAX_REPLACEMENT_CHARS:
             continue
         try:
-            replaced = pattern.sub(lambda m, r=entry.replacement: r if m.group(0) else "", head, timeout=left)
+            replaced = pattern.sub(_non_empty(entry.replacement), head, timeout=left)
         except TimeoutError:
             log.warning("dictionary entry %d took over the %.0f ms budget for one message: it and the entries "
                         "after it were skipped", index + 1, budget * 1000)
@@ -176,7 +180,7 @@ def _check_regex(pattern: str) -> None:
         raise DictionaryError(
             "The pattern can match an empty piece of text; make it always match at least one character."
         )
-    cost = _cost(list(parsed))
+    cost = _cost(parsed.data)
     if cost > MAX_COST:
         raise DictionaryError(
             "The pattern could be very slow: use at most one open-ended repetition (*, + or {n,}) "
@@ -184,7 +188,16 @@ def _check_regex(pattern: str) -> None:
         )
 
 
-def _cost(items: Sequence[tuple[object, object]]) -> int:
+def _non_empty(replacement: str) -> Callable[[regex.Match[str]], str]:
+    """``replacement`` for each non-empty match; an empty match stays empty (it would land between every letter)."""
+    return lambda match: replacement if match.group(0) else ""
+
+
+#: One parsed pattern item: an opcode and its argument, whose shape depends on the opcode.
+_Item = tuple[object, Any]
+
+
+def _cost(items: Sequence[_Item]) -> int:
     """Backtracking cost of a parsed sequence (module docstring); raises for forbidden constructs."""
     cost = 1
     for op, arg in items:
@@ -192,7 +205,7 @@ def _cost(items: Sequence[tuple[object, object]]) -> int:
         if name in _BACKREFERENCES:
             raise DictionaryError("Backreferences (like \\1) and conditionals are not allowed in patterns.")
         if name in _REPEATS:
-            low, high, body = arg  # type: ignore[misc]
+            _low, high, body = arg
             if high > 1 and _has_repeat_or_branch(body):
                 raise DictionaryError(
                     "Repeating a group that itself repeats or has alternatives (like (a+)+ or (a|b)*) "
@@ -201,20 +214,20 @@ def _cost(items: Sequence[tuple[object, object]]) -> int:
             count = MAX_INPUT_CHARS if high == sre_parse.MAXREPEAT or high > MAX_INPUT_CHARS else high
             cost *= (count + 1) * _cost(body)
         elif name == "BRANCH":
-            cost *= sum(_cost(alternative) for alternative in arg[1])  # type: ignore[index]
+            cost *= sum(_cost(alternative) for alternative in arg[1])
         elif name in ("SUBPATTERN", "ATOMIC_GROUP", "ASSERT", "ASSERT_NOT"):
-            cost *= _cost(arg[-1] if name != "ATOMIC_GROUP" else arg)  # type: ignore[index,arg-type]
+            cost *= _cost(arg[-1] if name != "ATOMIC_GROUP" else arg)
         cost = min(cost, MAX_COST * MAX_COST)
     return cost
 
 
-def _has_repeat_or_branch(items: Sequence[tuple[object, object]]) -> bool:
+def _has_repeat_or_branch(items: Sequence[_Item]) -> bool:
     for op, arg in items:
         name = str(op)
         if name in _REPEATS or name == "BRANCH":
             return True
-        if name in ("SUBPATTERN", "ASSERT", "ASSERT_NOT") and _has_repeat_or_branch(arg[-1]):  # type: ignore[index]
+        if name in ("SUBPATTERN", "ASSERT", "ASSERT_NOT") and _has_repeat_or_branch(arg[-1]):
             return True
-        if name == "ATOMIC_GROUP" and _has_repeat_or_branch(arg):  # type: ignore[arg-type]
+        if name == "ATOMIC_GROUP" and _has_repeat_or_branch(arg):
             return True
     return False

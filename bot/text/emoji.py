@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from bot.text.models import EmojiMode
+from bot.setting_choices import EmojiMode
 
 #: ``<:name:id>`` and animated ``<a:name:id>``.
 CUSTOM_EMOJI = re.compile(r"<a?:(\w+):(\d+)>")
@@ -106,7 +106,7 @@ def replace_emoji(text: str, mode: EmojiMode) -> str:
         between = match.string[previous_end : match.start()] if previous_end >= 0 else "x"
         repeated = key == previous_key and not between.strip()
         previous_key, previous_end = key, match.end()
-        if mode == "skip" or repeated:
+        if mode == EmojiMode.SKIP or repeated:
             return " "
         name = custom_emoji_name(custom) if custom is not None else unicode_emoji_name(key)
         return f" {name} "

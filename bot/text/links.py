@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from bot.text.models import LinkMode
+from bot.setting_choices import LinkMode
 
 # "www." counts only at the start of a word and before a host character ("wwwww." is laughter, not a link).
 _URL_START = r"(?:https?://|(?<![\w.@/-])www\.(?=[^\W_]))"
@@ -43,7 +43,7 @@ def link_host(url: str) -> str:
 
 def speak_link(url: str, mode: LinkMode) -> str:
     """The words for one link (padded with spaces so they never glue to neighbours)."""
-    if mode == "skip":
+    if mode == LinkMode.SKIP:
         return " "
     if _MESSAGE_LINK.match(url):
         return " a link to a Discord message "

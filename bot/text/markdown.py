@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from bot.text.models import CodeMode
+from bot.setting_choices import CodeMode
 
 CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
 SPOILER = re.compile(r"\|\|.+?\|\|", re.DOTALL)
@@ -27,7 +27,7 @@ def replace_blocks(text: str, code_mode: CodeMode) -> str:
     """Code blocks and spoilers become one word each; inline code is dropped in "skip" mode."""
     text = CODE_BLOCK.sub(" code block ", text)
     text = SPOILER.sub(" spoiler ", text)
-    if code_mode == "skip":
+    if code_mode == CodeMode.SKIP:
         text = INLINE_CODE.sub(" ", text)
     return text
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
-EmojiMode = Literal["name", "skip"]
-LinkMode = Literal["domain", "skip"]
-CodeMode = Literal["read", "skip"]
+from bot.setting_choices import CodeMode, EmojiMode, LinkMode
 
 #: Smallest accepted ``max_chars`` (the settings store allows 1; below about 20 there is no room for
 #: " and more" and the text is simply cut).
@@ -57,19 +54,19 @@ class CleaningOptions:
     included. ``max_repeat``: longest run of one character, short unit or word that is kept.
     """
 
-    emoji_mode: EmojiMode = "name"
-    link_mode: LinkMode = "domain"
-    code_mode: CodeMode = "read"
+    emoji_mode: EmojiMode = EmojiMode.NAME
+    link_mode: LinkMode = LinkMode.DOMAIN
+    code_mode: CodeMode = CodeMode.READ
     max_chars: int = 300
     max_repeat: int = 3
 
     def __post_init__(self) -> None:
-        if self.emoji_mode not in ("name", "skip"):
-            raise ValueError(f"emoji_mode must be 'name' or 'skip', not {self.emoji_mode!r}")
-        if self.link_mode not in ("domain", "skip"):
-            raise ValueError(f"link_mode must be 'domain' or 'skip', not {self.link_mode!r}")
-        if self.code_mode not in ("read", "skip"):
-            raise ValueError(f"code_mode must be 'read' or 'skip', not {self.code_mode!r}")
+        for name, kind in (("emoji_mode", EmojiMode), ("link_mode", LinkMode), ("code_mode", CodeMode)):
+            value = getattr(self, name)
+            if value not in tuple(kind):  # a plain string naming a member is taken as that member
+                allowed = " or ".join(repr(member.value) for member in kind)
+                raise ValueError(f"{name} must be {allowed}, not {value!r}")
+            object.__setattr__(self, name, kind(value))
         if self.max_chars < MIN_MAX_CHARS:
             raise ValueError(f"max_chars must be at least {MIN_MAX_CHARS}, not {self.max_chars}")
         if self.max_repeat < 1:

@@ -220,7 +220,7 @@ class DaveSafeVoiceWebSocket(DiscordVoiceWebSocket):
         if op == EXTERNAL_SENDER:
             try:
                 session.set_external_sender(msg[3:])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - libdave's refusal, whatever its type
                 if session.ready:  # already in a group with it: nothing to do
                     log.debug("external sender ignored (guild=%s): %s", guild_id, exc)
                 else:
@@ -237,7 +237,7 @@ class DaveSafeVoiceWebSocket(DiscordVoiceWebSocket):
             transition_id = struct.unpack_from(">H", msg, 3)[0]
             try:
                 session.process_welcome(msg[5:])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - libdave's refusal: ask to be added again
                 log.warning("could not process a DAVE welcome (guild=%s): %s; asking to be added again", guild_id, exc)
                 await state._recover_from_invalid_commit(transition_id)
             else:
@@ -256,7 +256,7 @@ class DaveSafeVoiceWebSocket(DiscordVoiceWebSocket):
         kind = davey.ProposalsOperationType.append if operation == 0 else davey.ProposalsOperationType.revoke
         try:
             result = state.dave_session.process_proposals(kind, proposals, expected)
-        except Exception as exc:  # libdave ignores proposals it cannot process, and so does the bot
+        except Exception as exc:  # noqa: BLE001 - libdave ignores proposals it cannot process, so does the bot
             log.warning("ignored DAVE proposals the bot cannot process (guild=%s): %s", state.guild.id, exc)
             return
         if isinstance(result, davey.CommitWelcome):
@@ -301,7 +301,7 @@ class DaveSafeVoiceWebSocket(DiscordVoiceWebSocket):
         assert state.dave_session is not None
         try:
             state.dave_session.process_commit(commit)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - libdave's refusal: ask to be added again
             log.warning("could not process a DAVE commit (guild=%s): %s; asking to be added again",
                         state.guild.id, exc)
             state.dave_pending_transitions.pop(transition_id, None)

@@ -220,9 +220,9 @@ class GuildPlayer:
                 if self._queue:
                     self._prepare(self._queue[0])
                 if prepared.source.buffered or not prepared.source.error:
-                    finished = loop.create_future()
+                    finished: asyncio.Future[Exception | None] = loop.create_future()
 
-                    def after(error: Exception | None, finished: asyncio.Future[None] = finished) -> None:
+                    def after(error: Exception | None, finished: asyncio.Future[Exception | None] = finished) -> None:
                         # Runs on discord.py's audio thread: hand control back to the loop, nothing more.
                         loop.call_soon_threadsafe(_resolve, finished, error)
 

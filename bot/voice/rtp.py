@@ -60,7 +60,8 @@ def _libsodium_seal() -> Seal | None:
         out = ffi.new("unsigned char[]", len(message) + _TAG_BYTES)
         if encrypt(out, null, message, len(message), header, len(header), null, nonce, key) != 0:
             raise RuntimeError("libsodium could not encrypt a voice packet")
-        return buffer(out)[:]
+        sealed: bytes = buffer(out)[:]
+        return sealed
 
     return seal
 

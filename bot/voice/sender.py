@@ -161,7 +161,7 @@ class SharedPlayback:
             # behind (the process was stalled) rejoins the clock now instead of sending a burst.
             self.due = self._sender.tick_after(max(self.due, now - _MAX_BEHIND) + _MIN_SPACING)
             return True
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ends this stream, reported to its owner
             self._error = exc
             return self._end()
 
@@ -228,7 +228,7 @@ class SharedPlayback:
         try:
             for _ in range(_END_SILENCE_FRAMES):
                 self._writer.send(SILENCE_FRAME)
-        except Exception:  # like discord.py: a failed silence frame is not worth reporting
+        except Exception:  # noqa: BLE001 - like discord.py: a failed silence frame is not worth reporting
             pass
 
     def _speak(self, state: SpeakingState) -> None:
@@ -349,7 +349,7 @@ class PacketSender:
             now, batch = due
             kept = [playback.step(now) for _, playback in batch]  # sending happens outside the lock
             with self._lock:
-                for (generation, playback), keep in zip(batch, kept):
+                for (generation, playback), keep in zip(batch, kept, strict=True):
                     if not keep:
                         playback.finished = True
                     elif playback.generation != generation:

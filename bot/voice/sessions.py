@@ -8,6 +8,9 @@ discord.py could not resume) is followed by one fresh join a second later.
 Sessions are written to a journal (the store) when they start or move, and struck out when they end for any
 reason but a shutdown: after a restart the bot rejoins exactly the channels it was in when it stopped
 (:meth:`VoiceSessions.rejoin`).
+
+One guild's session (player and leave timers) is :class:`bot.voice.guild_session.VoiceSession`; discord.py's
+voice client, adapted to the bot, is :class:`bot.voice.voice_client.SessionVoiceClient`.
 """
 
 from __future__ import annotations
@@ -19,21 +22,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import discord
-from discord.voice_state import VoiceConnectionState
 
-from bot.discord_internals import (
-    gateway_rate_limited,
-    reconnect_failed,
-    register_voice_client,
-    set_player,
-    skip_gateway_leave,
-)
+from bot.discord_internals import reconnect_failed, register_voice_client
 from bot.errors import UserFacingError
 from bot.speech.models import SpeechBackend
 from bot.storage.errors import StorageError
-from bot.voice.connection import SessionConnectionState
-from bot.voice.player import GuildPlayer, PlayItem
-from bot.voice.sender import NonBlockingSource, PacketSender
+from bot.voice.guild_session import VoiceSession
+from bot.voice.sender import PacketSender
+from bot.voice.voice_client import SessionVoiceClient
 
 log = logging.getLogger(__name__)
 
@@ -59,130 +55,6 @@ class VoiceLimits:
     alone_timeout: float
     max_queue: int
     stall_timeout: float
-
-
-class SessionVoiceClient(discord.VoiceClient):
-    """A VoiceClient that says when discord.py has given it up for good, sends on the shared sender, and runs
-    the connection of :mod:`bot.voice.connection` (discord.py's, with its races and DAVE gaps closed).
-
-    discord.py calls ``cleanup()`` exactly when a connection is over (``/leave``, a moderator's disconnect,
-    a deleted channel, a reconnect that failed), and not during its own reconnects, which briefly report
-    the bot as out of the channel. That makes it the one reliable signal for ending a session.
-
-    ``play`` hands non-blocking sources to the bot's one :class:`PacketSender` thread instead of starting a
-    thread per guild; any other source gets discord.py's own player.
-    """
-
-    def __init__(
-        self,
-        client: discord.Client,
-        channel: discord.abc.Connectable,
-        on_cleanup: Callable[[SessionVoiceClient], None],
-        sender: PacketSender | None = None,
-    ) -> None:
-        super().__init__(client, channel)
-        self._on_cleanup = on_cleanup
-        self._sender = sender
-
-    def create_connection_state(self) -> VoiceConnectionState:
-        return SessionConnectionState(self)
-
-    def play(self, source: discord.AudioSource, *, after: Callable[[Exception | None], object] | None = None,
-             **encoder_options: object) -> None:
-        if self._sender is None or not isinstance(source, NonBlockingSource):
-            super().play(source, after=after, **encoder_options)  # type: ignore[arg-type]
-            return
-        if not self.is_connected():
-            raise discord.ClientException("Not connected to voice.")
-        if self.is_playing():
-            raise discord.ClientException("Already playing audio.")
-        set_player(self, self._sender.play(self, source, after))
-
-    def cleanup(self) -> None:
-        super().cleanup()
-        self._on_cleanup(self)
-
-    def gateway_saturated(self) -> bool:
-        """True when this shard's gateway send budget (110 a minute) is spent: a leave now would wait for
-        the next window, up to a minute."""
-        return gateway_rate_limited(self.client, self.guild.id)
-
-    async def disconnect_without_leaving(self) -> None:
-        """Close this voice connection without the gateway's "leave" (op 4).
-
-        Only for shutdown past the gateway's send budget: Discord drops every voice state of a session when
-        the gateway connection closes a moment later, so nobody is left with a ghost bot, and shutdown does
-        not wait a minute per 110 channels. discord.py has no public switch for this (``bot.discord_internals``).
-        """
-        skip_gateway_leave(self)
-        await self.disconnect(force=True)
-
-
-class VoiceSession:
-    """The bot in one voice channel of one guild, with its player and its leave timers."""
-
-    def __init__(self, manager: VoiceSessions, voice_client: discord.VoiceClient) -> None:
-        self.manager = manager
-        self.voice_client = voice_client
-        self.guild_id = voice_client.guild.id
-        limits = manager.limits
-        self.player = GuildPlayer(
-            voice_client,
-            manager.speech,
-            max_queue=limits.max_queue,
-            stall_timeout=limits.stall_timeout,
-            on_idle=self._start_idle_timer,
-            on_first_packet=manager.on_first_packet,
-        )
-        self._idle_timer: asyncio.Task[None] | None = None
-        self._alone_timer: asyncio.Task[None] | None = None
-
-    @property
-    def channel(self) -> discord.abc.Connectable | None:
-        return self.voice_client.channel
-
-    def enqueue(self, item: PlayItem) -> int:
-        self._cancel_idle_timer()
-        return self.player.enqueue(item)
-
-    def _start_idle_timer(self) -> None:
-        self._cancel_idle_timer()
-        self._idle_timer = asyncio.create_task(self._leave_after("idle"), name=f"voice-idle-{self.guild_id}")
-
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def update_alone_timer(self) -> None:
-        """Start the alone timer when no human is left in the channel; stop it when one comes back."""
-        channel = self.voice_client.channel
-        humans = [m for m in getattr(channel, "members", []) if not m.bot]
-        if humans:
-            if self._alone_timer is not None:
-                self._alone_timer.cancel()
-                self._alone_timer = None
-        elif self._alone_timer is None:
-            self._alone_timer = asyncio.create_task(self._leave_after("alone"), name=f"voice-alone-{self.guild_id}")
-
-    async def _leave_after(self, reason: str) -> None:
-        """Wait the server's timeout (read when the timer starts, so a moderator's change applies), then leave.
-
-        The leave runs as its own task: leaving closes this session, which cancels this timer.
-        """
-        idle, alone = await self.manager.timeouts_for(self.guild_id)
-        await asyncio.sleep(idle if reason == "idle" else alone)
-        asyncio.get_running_loop().create_task(
-            self.manager.leave(self.guild_id, reason=reason), name=f"voice-leave-{self.guild_id}"
-        )
-
-    async def close(self) -> None:
-        """Stop playback and timers (idempotent); the caller disconnects."""
-        self._cancel_idle_timer()
-        if self._alone_timer is not None:
-            self._alone_timer.cancel()
-            self._alone_timer = None
-        await self.player.close()
 
 
 class VoiceSessions:
@@ -247,6 +119,7 @@ class VoiceSessions:
             if session is not None:  # a stale session (connection lost): start afresh
                 await self._drop(guild.id)
             check_can_join(channel)
+            voice_client: discord.VoiceProtocol | None
             try:
                 voice_client = await channel.connect(
                     timeout=CONNECT_TIMEOUT,
@@ -261,7 +134,7 @@ class VoiceSessions:
                 voice_client = guild.voice_client
                 if not isinstance(voice_client, discord.VoiceClient):
                     raise UserFacingError("I could not join the voice channel. Try again.") from None
-            except (asyncio.TimeoutError, discord.ConnectionClosed, OSError):
+            except (TimeoutError, discord.ConnectionClosed, OSError):
                 log.warning("voice connect failed (guild=%s channel=%s)", guild.id, channel.id)
                 raise UserFacingError("I could not connect to the voice channel. Try again later.") from None
             session = VoiceSession(self, voice_client)
@@ -359,7 +232,7 @@ class VoiceSessions:
             asyncio.get_running_loop().create_task(self._end_lost_session(session), name=f"voice-end-{guild_id}")
 
     async def _end_lost_session(self, session: VoiceSession) -> None:
-        come_back_to: discord.abc.Connectable | None = None
+        come_back_to: discord.VoiceChannel | discord.StageChannel | None = None
         async with self._locks.setdefault(session.guild_id, asyncio.Lock()):
             if self._sessions.get(session.guild_id) is not session:
                 return

@@ -13,7 +13,7 @@ DISCORD_FREE = ("bot/text", "bot/audio", "bot/speech", "bot/storage", "bot/reada
 #: discord.py modules that are not its public API: only these files may import them.
 PRIVATE_DISCORD_MODULES = ("discord.gateway", "discord.http", "discord.state", "discord.voice_state")
 PRIVATE_DISCORD_IMPORTERS = ("bot/discord_internals.py", "bot/discord_endpoints.py", "bot/voice/connection.py",
-                             "bot/voice/sessions.py")
+                             "bot/voice/voice_client.py")
 
 
 def imports(path: Path) -> set[str]:

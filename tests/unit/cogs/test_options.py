@@ -117,7 +117,7 @@ async def test_random_interactions_each_get_one_answer_and_invalid_options_are_n
         fillable = all(o["type"] in simple for o in declared if o.get("required"))
         options = [{"name": o["name"], "type": o["type"], "value": valid_value(rng, o)}
                    for o in declared if o["type"] in simple and (o.get("required") or rng.random() < 0.5)]
-        if fillable and path[0] not in NO_VALID_RUN and not ("output" in {o["name"] for o in options}) \
+        if fillable and path[0] not in NO_VALID_RUN and "output" not in {o["name"] for o in options} \
                 and rng.random() < 0.4:
             before = len(speech.requests)
             sent.append((await dispatch(emu, path, options, command), None))
