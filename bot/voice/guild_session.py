@@ -32,6 +32,7 @@ class VoiceSession:
             stall_timeout=limits.stall_timeout,
             on_idle=self._start_idle_timer,
             on_first_packet=manager.on_first_packet,
+            on_crash=lambda: manager.end_crashed(self),
         )
         self._idle_timer: asyncio.Task[None] | None = None
         self._alone_timer: asyncio.Task[None] | None = None
@@ -72,9 +73,7 @@ class VoiceSession:
         """
         idle, alone = await self.manager.timeouts_for(self.guild_id)
         await asyncio.sleep(idle if reason == "idle" else alone)
-        asyncio.get_running_loop().create_task(
-            self.manager.leave(self.guild_id, reason=reason), name=f"voice-leave-{self.guild_id}"
-        )
+        self.manager.tasks.spawn(self.manager.leave(self.guild_id, reason=reason), name=f"voice-leave-{self.guild_id}")
 
     async def close(self) -> None:
         """Stop playback and timers (idempotent); the caller disconnects."""

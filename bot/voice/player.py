@@ -104,7 +104,9 @@ class _Prepared:
 class GuildPlayer:
     """Plays :class:`PlayItem`s in order on one ``VoiceClient``; the next item is synthesized in advance.
 
-    ``on_idle`` is awaited whenever the queue runs dry, so the owner can start its idle timer.
+    ``on_idle`` is called whenever the queue runs dry, so the owner can start its idle timer. ``on_crash`` is
+    called if the player's loop itself fails (a bug, not a failed item): the player has then stopped accepting
+    work and given every waiting item back, and the owner ends the session.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class GuildPlayer:
         stall_timeout: float,
         on_idle: Callable[[], None] | None = None,
         on_first_packet: Callable[[float], None] | None = None,
+        on_crash: Callable[[], None] | None = None,
     ) -> None:
         self.voice_client = voice_client
         self._speech = speech
@@ -123,12 +126,13 @@ class GuildPlayer:
         self._stall_timeout = stall_timeout
         self._on_idle = on_idle
         self._on_first_packet = on_first_packet  # seconds from queueing to the first packet (metrics)
+        self._on_crash = on_crash
         self._queue: deque[PlayItem] = deque()
         self._prepared: dict[int, _Prepared] = {}
         self._wakeup = asyncio.Event()
         self._current: _Prepared | None = None
         self._closed = False
-        self._task = asyncio.create_task(self._run(), name=f"guild-player-{voice_client.guild.id}")
+        self._task = asyncio.create_task(self._run_guarded(), name=f"guild-player-{voice_client.guild.id}")
 
     @property
     def queued(self) -> int:
@@ -201,6 +205,18 @@ class GuildPlayer:
                 item, self._speech, self._stall_timeout, self._on_first_packet
             )
         return prepared
+
+    async def _run_guarded(self) -> None:
+        """The loop; if it fails, nothing more is accepted and nothing waits forever for a player that is gone."""
+        try:
+            await self._run()
+        except Exception:
+            log.exception("the voice player failed (guild=%s); ending the voice session", self.voice_client.guild.id)
+            self._closed = True
+            self.clear()
+            self.skip()
+            if self._on_crash is not None:
+                self._on_crash()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -25,8 +25,10 @@ import discord
 
 from bot.discord_internals import reconnect_failed, register_voice_client
 from bot.errors import UserFacingError
+from bot.locks import KeyedLock
 from bot.speech.models import SpeechBackend
 from bot.storage.errors import StorageError
+from bot.tasks import Supervisor
 from bot.voice.guild_session import VoiceSession
 from bot.voice.sender import PacketSender
 from bot.voice.voice_client import SessionVoiceClient
@@ -34,6 +36,8 @@ from bot.voice.voice_client import SessionVoiceClient
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 20.0
+#: Said in the voice channel's chat when its player failed and the session was ended.
+CRASH_NOTICE = "Something went wrong with playback here, so I left the voice channel. Use /join to bring me back."
 #: After a voice connection was lost without anyone sending the bot away, how long before it joins again.
 _REJOIN_DELAY = 1.0
 
@@ -75,9 +79,11 @@ class VoiceSessions:
         self._guild_timeouts = guild_timeouts
         self._journal = journal
         self._sessions: dict[int, VoiceSession] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._locks: KeyedLock[int] = KeyedLock()
         self._closing = False
         self.sender = PacketSender()
+        #: Leaves and session ends run in the background; kept, logged on failure, awaited on close.
+        self.tasks = Supervisor("voice sessions")
 
     def get(self, guild_id: int) -> VoiceSession | None:
         return self._sessions.get(guild_id)
@@ -110,7 +116,7 @@ class VoiceSessions:
         guild = channel.guild
         if self._closing:
             raise UserFacingError("I'm restarting; try again in a moment.")
-        async with self._locks.setdefault(guild.id, asyncio.Lock()):
+        async with self._locks.hold(guild.id):
             session = self._sessions.get(guild.id)
             if session is not None and session.voice_client.is_connected():
                 if session.channel is not None and session.channel.id != channel.id:
@@ -149,7 +155,7 @@ class VoiceSessions:
 
         The journal forgets it, unless ``come_back`` (a shutdown): then the next start rejoins the channel.
         """
-        async with self._locks.setdefault(guild_id, asyncio.Lock()):
+        async with self._locks.hold(guild_id):
             session = self._sessions.get(guild_id)
             if session is None:
                 return False
@@ -199,7 +205,7 @@ class VoiceSessions:
 
     async def on_moved(self, guild_id: int, channel_id: int) -> None:
         """The bot was moved to ``channel_id`` (discord.py follows by itself): remember where it is now."""
-        async with self._locks.setdefault(guild_id, asyncio.Lock()):
+        async with self._locks.hold(guild_id):
             if guild_id in self._sessions and not self._closing:
                 await self._remember(guild_id, channel_id)
 
@@ -224,16 +230,34 @@ class VoiceSessions:
         if session is not None:
             await session.close()
 
+
     def _on_cleanup(self, voice_client: discord.VoiceClient) -> None:
         """discord.py gave up the connection: end the session that used it (unless it already ended)."""
         guild_id = voice_client.guild.id
         session = self._sessions.get(guild_id)
         if session is not None and session.voice_client is voice_client:
-            asyncio.get_running_loop().create_task(self._end_lost_session(session), name=f"voice-end-{guild_id}")
+            self.tasks.spawn(self._end_lost_session(session), name=f"voice-end-{guild_id}")
+
+    def end_crashed(self, session: VoiceSession) -> None:
+        """A session's player failed: leave, and say so in the channel (``/join`` starts a fresh session)."""
+        if not self._closing:
+            self.tasks.spawn(self._end_crashed(session), name=f"voice-crashed-{session.guild_id}")
+
+    async def _end_crashed(self, session: VoiceSession) -> None:
+        channel = session.channel
+        if self._sessions.get(session.guild_id) is not session or not await self.leave(
+            session.guild_id, reason="player failed"
+        ):
+            return
+        if isinstance(channel, discord.abc.Messageable):
+            try:
+                await channel.send(CRASH_NOTICE, allowed_mentions=discord.AllowedMentions.none())
+            except discord.HTTPException as exc:
+                log.info("could not say the voice player failed (guild=%s): %s", session.guild_id, exc.status)
 
     async def _end_lost_session(self, session: VoiceSession) -> None:
         come_back_to: discord.VoiceChannel | discord.StageChannel | None = None
-        async with self._locks.setdefault(session.guild_id, asyncio.Lock()):
+        async with self._locks.hold(session.guild_id):
             if self._sessions.get(session.guild_id) is not session:
                 return
             channel = session.channel
@@ -293,11 +317,10 @@ class VoiceSessions:
         self._closing = True
         for guild_id in list(self._sessions):
             await self.leave(guild_id, reason="shutdown", come_back=True)
-        for lock in list(self._locks.values()):
-            async with lock:
-                pass
+        await self._locks.wait_idle()
         for guild_id in list(self._sessions):  # joined (e.g. rejoined at start-up) while the others were left
             await self.leave(guild_id, reason="shutdown", come_back=True)
+        await self.tasks.close()
         await asyncio.to_thread(self.sender.close)
 
 

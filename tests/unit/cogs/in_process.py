@@ -61,6 +61,7 @@ class InProcessBot:
     services: Services
     speech: ScriptedSpeech
     emu: DiscordEmulator
+    errors: ErrorRecords
 
     @property
     def store(self) -> Store:

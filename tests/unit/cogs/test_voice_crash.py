@@ -1,0 +1,50 @@
+"""A voice player whose loop fails (a bug, not a failed item) ends its session cleanly: the bot leaves, says so
+in the channel, gives back what the queued items reserved, and the next ``/join`` starts a working session."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.voice.player import GuildPlayer
+from bot.voice.sessions import CRASH_NOTICE
+from tests.unit.cogs.in_process import InProcessBot
+
+
+async def test_a_crashed_player_ends_its_session_says_so_and_join_works_again(
+    in_process_bot: InProcessBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu, voice = in_process_bot.emu, in_process_bot.services.voice
+    joined = await emu.invoke("join", {})
+    await joined.wait_message(timeout=20)
+    assert emu.voice_connected()
+
+    real_prepare = GuildPlayer._prepare
+    calls = []
+
+    def broken_prepare(self: GuildPlayer, item: object) -> object:
+        calls.append(item)
+        raise RuntimeError("a bug in the player")
+
+    monkeypatch.setattr(GuildPlayer, "_prepare", broken_prepare)
+    spoken = await emu.invoke("speak", {"text": "this will not play", "output": "voice"})
+    await spoken.wait_message(timeout=10)
+    await emu.wait_for(lambda: any(m.content == CRASH_NOTICE for m in emu.channel_messages), timeout=10,
+                       what="the crash notice in the channel")
+    await emu.wait_for(lambda: not emu.voice_connected(), timeout=10, what="the bot out of voice")
+    assert voice.get(emu.guild.id) is None
+    [notice] = [m for m in emu.channel_messages if m.content == CRASH_NOTICE]
+    assert notice.channel_id == emu.voice_channel.id and notice.allowed_mentions == {"parse": []}
+    # the failure was logged once, with its traceback, for the operator
+    [record] = [r for r in in_process_bot.errors.records if "voice player failed" in r.getMessage()]
+    assert record.exc_info is not None
+    in_process_bot.errors.records.remove(record)
+
+    monkeypatch.setattr(GuildPlayer, "_prepare", real_prepare)
+    again = await emu.invoke("join", {})
+    await again.wait_message(timeout=20)
+    await emu.wait_for(emu.voice_connected, timeout=10, what="the bot back in voice")
+    spoken = await emu.invoke("speak", {"text": "and now it plays", "output": "voice"})
+    await spoken.wait_message(timeout=10)
+    session = emu.voice_session()
+    await emu.wait_for(lambda: len(session.audio_packets()) > 10, timeout=20, what="audio heard")
+    assert len(calls) == 1
