@@ -73,7 +73,7 @@ class GuildSettings:
 
 class GuildSettingsChanges(TypedDict, total=False):
     """Some of :class:`GuildSettings`' fields, with the types callers pass (:meth:`GuildSettings.replace`,
-    ``Store.update_guild_settings``); the values are checked again when applied, against the rules below."""
+    ``Store.update_guild_settings``); the values are checked again when applied (:mod:`bot.storage.rules`)."""
 
     read_channel_ids: Iterable[int]  # any order, repeats allowed: stored sorted, once each
     autojoin: bool
