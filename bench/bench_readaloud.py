@@ -38,7 +38,8 @@ from bot.audio.formats import AudioFormat
 from bot.config import load_settings
 from bot.policy import Policy
 from bot.readaloud.filters import MessageFacts
-from bot.readaloud.reader import Names, ReadAloud
+from bot.readaloud.reader import ReadAloud
+from bot.readaloud.utterance import Names
 from bot.speech.cache import AudioCache
 from bot.speech.factory import SERVICE_LABEL, cache_namespace, make_speech_backend
 from bot.speech.failover import Engine, FailoverSpeech

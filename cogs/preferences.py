@@ -19,7 +19,7 @@ from bot.policy import check_speed, check_voice
 from bot.settings_view import render_usage
 from bot.speech.models import MAX_INSTRUCTIONS_CHARS
 from bot.storage import GuildSettings, Store, UserPrefs, UserPrefsChanges
-from bot.storage.models import MAX_SPOKEN_NAME_CHARS
+from bot.storage.rules import MAX_SPOKEN_NAME_CHARS
 from bot.usage import utc_today
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.readaloud.filters import MessageFacts
-from bot.readaloud.reader import InputBuilder, Names, ReadAloud, spoken_name
+from bot.readaloud.reader import ReadAloud
+from bot.readaloud.utterance import InputBuilder, Names, spoken_name
 from bot.setting_choices import NameMode
 from bot.text import MessageInput
 from bot.voice.sessions import VoiceSessions

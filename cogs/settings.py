@@ -31,7 +31,7 @@ from bot.setting_choices import CodeMode, EmojiMode, LinkMode, NameMode, SayName
 from bot.settings_view import describe_changes, labels, render_sections
 from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS
 from bot.storage import GuildSettings, GuildSettingsChanges, Store
-from bot.storage.models import MAX_BUDGET_CHARS
+from bot.storage.rules import MAX_BUDGET_CHARS
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot

@@ -189,7 +189,7 @@ async def test_the_daily_budget_stops_what_would_pass_it(world: World) -> None:
 async def test_a_message_that_cannot_be_prepared_does_not_stop_the_guild(
     world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import bot.readaloud.reader as reader
+    import bot.readaloud.guild_reader as reader
 
     real = reader.clean_message
 

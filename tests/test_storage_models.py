@@ -8,12 +8,13 @@ import pytest
 
 from bot.audio.formats import AudioFormat
 from bot.storage import DictionaryEntry, DictionaryError, GuildSettings, SettingsError, UserPrefs, parse_entries
-from bot.storage.models import _GUILD_RULES, CodeMode, NameMode, SayName, SpeakOutput
+from bot.storage.models import CodeMode, NameMode, SayName, SpeakOutput
+from bot.storage.rules import GUILD_RULES
 
 
 def test_every_setting_has_a_rule_and_the_defaults_pass_it() -> None:
     names = [f.name for f in dataclasses.fields(GuildSettings)]
-    assert sorted(_GUILD_RULES) == sorted(names)
+    assert sorted(GUILD_RULES) == sorted(names)
     defaults = GuildSettings()
     assert defaults.replace(**{name: getattr(defaults, name) for name in names}) == defaults
 

@@ -1,35 +1,25 @@
-"""The stored values as frozen dataclasses, and the rules every written value must follow.
+"""The stored values as frozen dataclasses, and the typed changes callers make to them.
 
-The rules live here rather than in the commands so that every writer (slash commands, imports, a future
-dashboard) gets the same limits and the same user-facing messages. Values read back from the database go
-through the same rules (once per cache period), so a stored value that a newer rule forbids fails loudly; a
-change that narrows a rule therefore ships with a migration that fixes old rows.
+Every value written goes through the rules of :mod:`bot.storage.rules` (the same for every writer, and for
+values read back from the database).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, TypedDict, TypeGuard, TypeVar, Unpack
+from typing import TypedDict, TypeVar, Unpack
 
-from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
+from bot.audio.formats import AudioFormat
 from bot.setting_choices import CodeMode, EmojiMode, LinkMode, NameMode, SayName, SpeakOutput
-from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS, MAX_SPEED, MIN_SPEED
-from bot.storage.errors import DictionaryError, SettingsError
+from bot.storage.errors import DictionaryError
+from bot.storage.rules import GUILD_RULES, USER_RULES, Rule, is_id, validated
 from bot.text.dictionary import MAX_ENTRIES, validate_entry
 
-#: Discord IDs are stored as signed 64-bit integers (every real snowflake fits).
-MAX_ID = 2**63 - 1
-MAX_VOICE_CHARS = 100
-MAX_SPOKEN_NAME_CHARS = 50
-MAX_READ_CHANNELS = 50
 #: Every entry is applied to every message read aloud, so a guild's dictionary stays small.
 MAX_DICTIONARY_ENTRIES = MAX_ENTRIES
-MAX_BUDGET_CHARS = 10**9
 
 _T = TypeVar("_T")
 
@@ -78,12 +68,12 @@ class GuildSettings:
     def with_values(self, values: Mapping[str, object]) -> GuildSettings:
         """:meth:`replace` for setting names known only at run time (a database row, a name picked from a list);
         an unknown name is a :class:`SettingsError` too."""
-        return dataclasses.replace(self, **_validated(_GUILD_RULES, values))
+        return dataclasses.replace(self, **validated(GUILD_RULES, values))
 
 
 class GuildSettingsChanges(TypedDict, total=False):
     """Some of :class:`GuildSettings`' fields, with the types callers pass (:meth:`GuildSettings.replace`,
-    ``Store.update_guild_settings``); the values are checked again when applied, against the rules below."""
+    ``Store.update_guild_settings``); the values are checked again when applied (:mod:`bot.storage.rules`)."""
 
     read_channel_ids: Iterable[int]  # any order, repeats allowed: stored sorted, once each
     autojoin: bool
@@ -126,7 +116,7 @@ class UserPrefs:
 
     def replace(self, **changes: Unpack[UserPrefsChanges]) -> UserPrefs:
         """A copy with ``changes`` applied and checked; ``None`` clears a choice."""
-        return dataclasses.replace(self, **_validated(_USER_RULES, changes))
+        return dataclasses.replace(self, **validated(USER_RULES, changes))
 
     def over(self, fallback: UserPrefs) -> UserPrefs:
         """These choices, with the unset ones taken from ``fallback`` (server choices over global ones)."""
@@ -182,7 +172,7 @@ class DictionaryEntry:
             raise DictionaryError("The pattern and the replacement must be text.")
         if not isinstance(self.is_regex, bool):
             raise DictionaryError("is_regex must be true or false.")
-        if self.created_by is not None and not _is_id(self.created_by):
+        if self.created_by is not None and not is_id(self.created_by):
             raise DictionaryError("created_by must be a user ID.")
         validate_entry(self)
 
@@ -250,166 +240,8 @@ class Usage:
     fallback_requests: int = 0
 
 
-# --- validation rules: each returns the normalized value or raises SettingsError naming the setting ---
-
-Rule = Callable[[str, object], object]
-
-
-def _validated(rules: Mapping[str, Rule], changes: Mapping[str, object]) -> dict[str, Any]:
-    normalized: dict[str, Any] = {}
-    for name, value in changes.items():
-        rule = rules.get(name)
-        if rule is None:
-            raise SettingsError(name, f"There is no setting called {name!r}.")
-        normalized[name] = rule(name, value)
-    return normalized
-
-
-def _switch(label: str) -> Rule:
-    def check(name: str, value: object) -> bool:
-        if not isinstance(value, bool):
-            raise SettingsError(name, f"{label} must be on or off.")
-        return value
-
-    return check
-
-
-def _whole(label: str, low: int, high: int, unit: str, *, optional: bool = False) -> Rule:
-    def check(name: str, value: object) -> int | None:
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise SettingsError(name, f"{label} must be a whole number of {unit} between {low} and {high}.")
-        return value
-
-    return check
-
-
-def _number(label: str, low: float, high: float, *, optional: bool = False) -> Rule:
-    def check(name: str, value: object) -> float | None:
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise SettingsError(name, f"{label} must be between {low} and {high}.")
-        if not low <= value <= high:
-            raise SettingsError(name, f"{label} must be between {low} and {high}.")
-        return float(value)
-
-    return check
-
-
-def _choice(label: str, kind: type[StrEnum]) -> Rule:
-    def check(name: str, value: object) -> StrEnum:
-        if isinstance(value, str):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-        raise SettingsError(name, f"{label} must be one of: {', '.join(kind)}.")
-
-    return check
-
-
-def _text(label: str, limit: int, *, optional: bool = True, one_line: bool = True) -> Rule:
-    """Stripped text of at most ``limit`` characters; empty clears it when ``optional``."""
-
-    def check(name: str, value: object) -> str | None:
-        if value is None and optional:
-            return None
-        if not isinstance(value, str):
-            raise SettingsError(name, f"{label} must be text.")
-        text = value.strip()
-        if not text and optional:
-            return None
-        if len(text) > limit:
-            raise SettingsError(name, f"{label} can be at most {limit} characters long.")
-        if one_line and not text.isprintable():
-            raise SettingsError(name, f"{label} must be a single line of plain text.")
-        return text
-
-    return check
-
-
-def _format(name: str, value: object) -> AudioFormat | None:
-    if value is None:
-        return None
-    allowed = [f.value for f in REQUESTABLE_FORMATS]
-    if value not in allowed:
-        raise SettingsError(name, f"The default format must be one of: {', '.join(allowed)}.")
-    return AudioFormat(value)
-
-
-def _optout_prefix(name: str, value: object) -> str:
-    if not isinstance(value, str) or len(value) > 5 or any(c.isspace() for c in value):
-        raise SettingsError(name, "The opt-out prefix must be at most 5 characters without spaces (empty = none).")
-    return value
-
-
-def _role(label: str) -> Rule:
-    def check(name: str, value: object) -> int | None:
-        if value is None or _is_id(value):
-            return value
-        raise SettingsError(name, f"{label} must be a role ID, or none.")
-
-    return check
-
-
-def _channels(name: str, value: object) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise SettingsError(name, "The read channels must be a list of channel IDs.")
-    ids = sorted(set(value))
-    if not all(_is_id(v) for v in ids):
-        raise SettingsError(name, "The read channels must be a list of channel IDs.")
-    if len(ids) > MAX_READ_CHANNELS:
-        raise SettingsError(name, f"At most {MAX_READ_CHANNELS} channels can be read aloud.")
-    return tuple(ids)
-
-
-def _is_id(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
-
-
 def _first_set(value: _T | None, fallback: _T) -> _T:
     return fallback if value is None else value
-
-
-_GUILD_RULES: dict[str, Rule] = {
-    "read_channel_ids": _channels,
-    "autojoin": _switch("Auto-join"),
-    "default_voice": _text("The default voice", MAX_VOICE_CHARS),
-    "default_speed": _number("The default speed", MIN_SPEED, MAX_SPEED),
-    "default_format": _format,
-    "default_instructions": _text("The default instructions", MAX_INSTRUCTIONS_CHARS, one_line=False),
-    "speak_output": _choice("Speak output", SpeakOutput),
-    "say_name": _choice("Say name", SayName),
-    "name_repeat_window": _whole("The name repeat window", 0, 3600, "seconds"),
-    "name_mode": _choice("Name mode", NameMode),
-    "max_message_chars": _whole("The message length limit", 1, MAX_INPUT_CHARS, "characters"),
-    "max_repeat_chars": _whole("The repeated-character limit", 1, 50, "characters"),
-    "emoji_mode": _choice("Emoji mode", EmojiMode),
-    "link_mode": _choice("Link mode", LinkMode),
-    "code_mode": _choice("Code mode", CodeMode),
-    "skip_bots": _switch("Skip bots"),
-    "require_author_in_voice": _switch("Require author in voice"),
-    "optout_prefix": _optout_prefix,
-    "required_role_id": _role("The required role"),
-    "deny_role_id": _role("The denied role"),
-    "moderator_role_id": _role("The moderator role"),
-    "idle_timeout": _whole("The idle timeout", 10, 86_400, "seconds", optional=True),
-    "alone_timeout": _whole("The alone timeout", 0, 86_400, "seconds", optional=True),
-    "announce_joins": _switch("Announce joins"),
-    "backlog_speedup": _number("The backlog speed-up", 1.0, 1.5),
-    "daily_char_budget": _whole("The daily budget", 1, MAX_BUDGET_CHARS, "characters", optional=True),
-    "monthly_char_budget": _whole("The monthly budget", 1, MAX_BUDGET_CHARS, "characters", optional=True),
-    "user_chars_per_minute": _whole("The per-user rate", 1, MAX_BUDGET_CHARS, "characters", optional=True),
-}
-
-_USER_RULES: dict[str, Rule] = {
-    "voice": _text("The voice", MAX_VOICE_CHARS),
-    "speed": _number("Speed", MIN_SPEED, MAX_SPEED, optional=True),
-    "instructions": _text("The instructions", MAX_INSTRUCTIONS_CHARS, one_line=False),
-    "spoken_name": _text("The spoken name", MAX_SPOKEN_NAME_CHARS),
-}
 
 
 def _check_changes_match(kind: type, changes: type, rules: Mapping[str, Rule]) -> None:
@@ -419,5 +251,5 @@ def _check_changes_match(kind: type, changes: type, rules: Mapping[str, Rule]) -
         raise RuntimeError(f"{changes.__name__} and the rules must name exactly the fields of {kind.__name__}")
 
 
-_check_changes_match(GuildSettings, GuildSettingsChanges, _GUILD_RULES)
-_check_changes_match(UserPrefs, UserPrefsChanges, _USER_RULES)
+_check_changes_match(GuildSettings, GuildSettingsChanges, GUILD_RULES)
+_check_changes_match(UserPrefs, UserPrefsChanges, USER_RULES)

@@ -12,25 +12,18 @@ server and are kept, without their author.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any, TypeVar, Unpack
+from typing import Any, Unpack
 
 from sqlalchemy import RowMapping, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.storage.cache import Cache, CacheKey
-from bot.storage.engine import create_engine, safe_url, write_transaction
-from bot.storage.errors import DictionaryError, StorageError
-from bot.storage.migrations import migrate
+from bot.storage.cache import CacheKey
+from bot.storage.database import Database
+from bot.storage.errors import DictionaryError
 from bot.storage.models import (
     MAX_DICTIONARY_ENTRIES,
     DictionaryEntry,
@@ -55,11 +48,6 @@ from bot.storage.schema import (
     voice_sessions,
 )
 
-#: Seconds a cached value may be served; only matters when several processes share one database.
-DEFAULT_CACHE_TTL = 10.0
-
-_T = TypeVar("_T")
-_DB_FAILURES = (DBAPIError, PoolTimeoutError, OSError)
 _SETTINGS_COLUMNS = tuple(f.name for f in dataclasses.fields(GuildSettings) if f.name != "read_channel_ids")
 _PREFS_COLUMNS = tuple(f.name for f in dataclasses.fields(UserPrefs))
 #: ``Usage``'s fields, summed, in its order.
@@ -75,50 +63,8 @@ def _plain(value: object) -> object:
 _DEFAULT_ROW = {"revision": 1, **{name: _plain(getattr(GuildSettings(), name)) for name in _SETTINGS_COLUMNS}}
 
 
-class Store:
-    """Stored settings for every server and user. Open with :meth:`open`, finish with :meth:`close`."""
-
-    def __init__(self, engine: AsyncEngine, *, cache_ttl: float = DEFAULT_CACHE_TTL) -> None:
-        self._engine = engine
-        self._cache = Cache(cache_ttl)
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        # SQLite has one writer at a time anyway; queueing here saves our own connections from busy-waiting.
-        self._write_lock: AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
-
-    @classmethod
-    async def open(
-        cls, database_url: str, *, schema: str | None = None, cache_ttl: float = DEFAULT_CACHE_TTL
-    ) -> Store:
-        """Connect and apply pending migrations.
-
-        Raises :class:`SchemaTooNewError` for a database from a newer speechbot, :class:`StorageError` when
-        the database cannot be reached or the URL is wrong. ``schema``: a PostgreSQL schema to use.
-        """
-        engine = create_engine(database_url, schema=schema)
-        try:
-            await migrate(engine)
-        except BaseException as exc:
-            await engine.dispose()
-            if isinstance(exc, _DB_FAILURES):
-                raise StorageError(f"Cannot open the database {safe_url(engine)}: {_reason(exc)}") from exc
-            raise
-        return cls(engine, cache_ttl=cache_ttl)
-
-    async def close(self) -> None:
-        await self._engine.dispose()
-
-    async def __aenter__(self) -> Store:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
-    async def ping(self) -> None:
-        """Return when the database answers a query; raise :class:`StorageError` otherwise (readiness)."""
-        async with self._read() as conn:
-            await conn.execute(select(1))
+class Store(Database):
+    """Stored settings for every server and user: every query, on :class:`Database`'s connections."""
 
     # --- guild settings ---
 
@@ -417,39 +363,6 @@ class Store:
                 update(dictionary_entries).where(dictionary_entries.c.created_by == user_id).values(created_by=None)
             )
 
-    # --- plumbing ---
-
-    async def _cached(self, key: CacheKey, load: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
-        value = self._cache.get(key)
-        if value is None:
-            token = self._cache.token()
-            async with self._read() as conn:
-                value = await load(conn)
-            self._cache.put(key, value, token)
-        return value
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.connect() as conn:
-                yield conn
-        except _DB_FAILURES as exc:
-            raise StorageError(f"The database is unavailable: {_reason(exc)}") from exc
-
-    @asynccontextmanager
-    async def _write(
-        self, *, guild_id: int | None = None, user_id: int | None = None, invalidate: bool = True
-    ) -> AsyncIterator[AsyncConnection]:
-        """One transaction; afterwards the cache forgets that guild and/or user (everything if neither)."""
-        try:
-            async with self._write_lock, write_transaction(self._engine) as conn:
-                yield conn
-        except _DB_FAILURES as exc:
-            raise StorageError(f"The database is unavailable: {_reason(exc)}") from exc
-        finally:
-            if invalidate:
-                self._cache.invalidate(guild_id=guild_id, user_id=user_id)
-
 
 def _scope(guild_id: int | None) -> int:
     return GLOBAL_SCOPE if guild_id is None else guild_id
@@ -472,8 +385,3 @@ def _entry_row(guild_id: int, entry: DictionaryEntry) -> dict[str, object]:
 def _utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything is stored in UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _reason(exc: BaseException) -> str:
-    """The driver's own complaint, without SQLAlchemy's statement dump."""
-    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
