@@ -44,8 +44,9 @@ class GuildReader:
         self._last_author: int | None = None
         self._last_time: float | None = None
         self._playing: tuple[int, PlayItem] | None = None  # (message id, item in the player)
-        self._prefetches: set[asyncio.Task[object]] = set()
-        self._task = asyncio.create_task(self._run(), name=f"read-aloud-{guild_id}")
+        self._prefetches: set[asyncio.Task[None]] = set()
+        self._task = service.tasks.spawn(self._run(), name=f"read-aloud-{guild_id}",
+                                         on_crash=lambda _error: service.reader_crashed(self))
 
     def push(self, message_id: int, author_id: int, utterance: Utterance, *, order: int | None = None) -> None:
         dropped = self.queue.push(message_id, author_id, utterance, self.service.clock(), order)
@@ -142,7 +143,8 @@ class GuildReader:
         if request is None:
             return
         self.queue.protect(entry.message_id)
-        task = asyncio.create_task(self._quiet_fetch(entry.author_id, request))
+        task = self.service.tasks.spawn(self._quiet_fetch(entry.author_id, request),
+                                        name=f"read-aloud-prefetch-{self.guild_id}")
         self._prefetches.add(task)
         task.add_done_callback(self._prefetches.discard)
 

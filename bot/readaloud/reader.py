@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.errors import UserFacingError
+from bot.locks import KeyedLock
 from bot.policy import resolve_options
 from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.guild_reader import GuildReader
@@ -34,6 +35,7 @@ from bot.speech.models import (
     SpeechStream,
 )
 from bot.storage import GuildSettings, Store, UserPrefs
+from bot.tasks import Supervisor
 from bot.text import (
     MessageInput,
     clean_message,
@@ -74,7 +76,9 @@ class ReadAloud:
         self._readers: dict[int, GuildReader] = {}
         # Deciding a message awaits the store, which can take longer for one message than for the next; one
         # lock per guild (asyncio locks are first come, first served) keeps messages in the order they came.
-        self._deciding: dict[int, asyncio.Lock] = {}
+        self._deciding: KeyedLock[int] = KeyedLock()
+        #: Each guild's reader loop and prefetches: kept, logged on failure, awaited on close.
+        self.tasks = Supervisor("read-aloud")
 
     def reader(self, guild_id: int) -> GuildReader | None:
         return self._readers.get(guild_id)
@@ -138,7 +142,7 @@ class ReadAloud:
         self, guild_id: int, message_id: int, facts: MessageFacts, names: Names, build: InputBuilder
     ) -> Skip | None:
         """Queue the message if it is to be read; returns why not otherwise."""
-        async with self._deciding.setdefault(guild_id, asyncio.Lock()):
+        async with self._deciding.hold(guild_id):
             utterance, reason = await self._decide(guild_id, facts, names, build)
             if utterance is None:
                 log.debug("not read (guild=%s message=%s): %s", guild_id, message_id, reason)
@@ -150,7 +154,7 @@ class ReadAloud:
         self, guild_id: int, message_id: int, facts: MessageFacts, names: Names, build: InputBuilder
     ) -> None:
         """A waiting message is read in its new form (or dropped if it no longer qualifies)."""
-        async with self._deciding.setdefault(guild_id, asyncio.Lock()):  # after the message itself is queued
+        async with self._deciding.hold(guild_id):  # after the message itself is queued
             reader = self._readers.get(guild_id)
             if reader is None or message_id not in reader.queue:
                 return
@@ -199,9 +203,11 @@ class ReadAloud:
             reader.close()
 
     async def close(self) -> None:
-        """Stop reading everywhere (idempotent); usage already counted is written by the ledger."""
+        """Stop reading everywhere and wait until every reader has stopped (idempotent); usage already counted
+        is written by the ledger."""
         for guild_id in list(self._readers):
             self.forget(guild_id)
+        await self.tasks.close()
 
     def _guild(self, guild_id: int) -> GuildReader:
         reader = self._readers.get(guild_id)
@@ -212,6 +218,14 @@ class ReadAloud:
     def reader_finished(self, reader: GuildReader) -> None:
         if self._readers.get(reader.guild_id) is reader:
             del self._readers[reader.guild_id]
+
+    def reader_crashed(self, reader: GuildReader) -> None:
+        """A guild's reader loop failed (a bug; logged by the supervisor): what it held is dropped and the voice
+        session ends with a word in the channel, so nobody waits for messages that will never be read."""
+        self.reader_finished(reader)
+        reader.queue.clear()
+        if (session := self.sessions.get(reader.guild_id)) is not None:
+            self.sessions.end_after_failure(session)
 
     async def fetch(self, guild_id: int, user_id: int, request: SpeechRequest) -> SpeechStream:
         """The audio of ``request``, streaming, admitted and counted by the speech service like any request; a

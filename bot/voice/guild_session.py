@@ -32,7 +32,7 @@ class VoiceSession:
             stall_timeout=limits.stall_timeout,
             on_idle=self._start_idle_timer,
             on_first_packet=manager.on_first_packet,
-            on_crash=lambda: manager.end_crashed(self),
+            on_crash=lambda: manager.end_after_failure(self),
         )
         self._idle_timer: asyncio.Task[None] | None = None
         self._alone_timer: asyncio.Task[None] | None = None

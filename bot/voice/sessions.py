@@ -36,8 +36,8 @@ from bot.voice.voice_client import SessionVoiceClient
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 20.0
-#: Said in the voice channel's chat when its player failed and the session was ended.
-CRASH_NOTICE = "Something went wrong with playback here, so I left the voice channel. Use /join to bring me back."
+#: Said in the voice channel's chat when its player or reader failed and the session was ended.
+CRASH_NOTICE = "Something went wrong on my side, so I left the voice channel. Use /join to bring me back."
 #: After a voice connection was lost without anyone sending the bot away, how long before it joins again.
 _REJOIN_DELAY = 1.0
 
@@ -238,22 +238,23 @@ class VoiceSessions:
         if session is not None and session.voice_client is voice_client:
             self.tasks.spawn(self._end_lost_session(session), name=f"voice-end-{guild_id}")
 
-    def end_crashed(self, session: VoiceSession) -> None:
-        """A session's player failed: leave, and say so in the channel (``/join`` starts a fresh session)."""
+    def end_after_failure(self, session: VoiceSession) -> None:
+        """Something serving the session failed (its player, its reader): leave, and say so in the channel
+        (``/join`` starts a fresh session)."""
         if not self._closing:
-            self.tasks.spawn(self._end_crashed(session), name=f"voice-crashed-{session.guild_id}")
+            self.tasks.spawn(self._end_after_failure(session), name=f"voice-failed-{session.guild_id}")
 
-    async def _end_crashed(self, session: VoiceSession) -> None:
+    async def _end_after_failure(self, session: VoiceSession) -> None:
         channel = session.channel
         if self._sessions.get(session.guild_id) is not session or not await self.leave(
-            session.guild_id, reason="player failed"
+            session.guild_id, reason="failure"
         ):
             return
         if isinstance(channel, discord.abc.Messageable):
             try:
                 await channel.send(CRASH_NOTICE, allowed_mentions=discord.AllowedMentions.none())
             except discord.HTTPException as exc:
-                log.info("could not say the voice player failed (guild=%s): %s", session.guild_id, exc.status)
+                log.info("could not say why the voice session ended (guild=%s): %s", session.guild_id, exc.status)
 
     async def _end_lost_session(self, session: VoiceSession) -> None:
         come_back_to: discord.VoiceChannel | discord.StageChannel | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.readaloud.guild_reader import GuildReader
 from bot.voice.player import GuildPlayer
 from bot.voice.sessions import CRASH_NOTICE
 from tests.unit.cogs.in_process import InProcessBot
@@ -48,3 +49,33 @@ async def test_a_crashed_player_ends_its_session_says_so_and_join_works_again(
     session = emu.voice_session()
     await emu.wait_for(lambda: len(session.audio_packets()) > 10, timeout=20, what="audio heard")
     assert len(calls) == 1
+
+
+async def test_a_crashed_reader_ends_the_session_says_so_and_reading_works_after_a_new_join(
+    in_process_bot: InProcessBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu, read_aloud = in_process_bot.emu, in_process_bot.services.read_aloud
+    joined = await emu.invoke("join", {})
+    await joined.wait_message(timeout=20)
+
+    real_wait = GuildReader._wait_ready
+
+    async def broken_wait(self: GuildReader) -> object:
+        raise RuntimeError("a bug in the reader")
+
+    monkeypatch.setattr(GuildReader, "_wait_ready", broken_wait)
+    await emu.chat.send(emu.user, emu.voice_channel, "Hello world.")
+    await emu.wait_for(lambda: any(m.content == CRASH_NOTICE for m in emu.channel_messages), timeout=10,
+                       what="the crash notice in the channel")
+    await emu.wait_for(lambda: not emu.voice_connected(), timeout=10, what="the bot out of voice")
+    assert read_aloud.reader(emu.guild.id) is None and in_process_bot.speech.requests == []
+    [record] = [r for r in in_process_bot.errors.records if "read-aloud-" in r.getMessage()]
+    in_process_bot.errors.records.remove(record)
+
+    monkeypatch.setattr(GuildReader, "_wait_ready", real_wait)
+    again = await emu.invoke("join", {})
+    await again.wait_message(timeout=20)
+    await emu.wait_for(emu.voice_connected, timeout=10, what="the bot back in voice")
+    await emu.chat.send(emu.user, emu.voice_channel, "Good morning everyone.")
+    await emu.wait_for(lambda: in_process_bot.speech.requests, timeout=10, what="the message synthesized")
+    assert [r.text for r in in_process_bot.speech.requests] == ["Alice said, Good morning everyone."]
