@@ -52,6 +52,14 @@ class Services:
             assert self.settings.metrics_port is not None
             await self.health.start(self.settings.metrics_host, self.settings.metrics_port)
 
+    async def forget_guild(self, guild_id: int) -> None:
+        """The bot was removed from a server (or it was deleted): end what ran there and drop what was kept for
+        it in memory; what is stored stays (a server that adds the bot back finds its settings)."""
+        await self.voice.leave(guild_id, reason="removed from the server")
+        self.read_aloud.forget(guild_id)
+        self.ledger.forget_guild(guild_id)
+        self.store.forget_cached(guild_id=guild_id)
+
     async def stop_voice(self) -> None:
         """Stop reading and leave every voice channel (remembered for the next start); while the gateway is up."""
         await self.read_aloud.close()

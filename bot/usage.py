@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from bot.errors import UserFacingError
+from bot.locks import KeyedLock
 from bot.storage import GuildSettings, Store
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class UsageLedger:
         self._today = today
         self._clock = clock
         self._totals: dict[int, _Totals] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._locks: KeyedLock[int] = KeyedLock()  # a lock per server only while a reservation is being taken
         self._pending: defaultdict[tuple[int, int, date, bool], list[int]] = defaultdict(lambda: [0, 0])
         self._writer: asyncio.Task[None] | None = None
 
@@ -88,8 +89,7 @@ class UsageLedger:
 
     async def reserve(self, guild_id: int, user_id: int, characters: int, guild: GuildSettings) -> Reservation:
         """Take ``characters`` from the server's budgets, or refuse (UserFacingError, nothing taken)."""
-        lock = self._locks.setdefault(guild_id, asyncio.Lock())
-        async with lock:
+        async with self._locks.hold(guild_id):
             totals = await self._current(guild_id, guild)
             check_budgets(guild, characters, used_today=totals.today + totals.reserved,
                           used_this_month=totals.month + totals.reserved)
@@ -105,7 +105,6 @@ class UsageLedger:
         totals = self._totals.get(reservation.guild_id)
         if totals is not None and totals.day == reservation.day:
             totals.reserved = max(0, totals.reserved - reservation.characters)
-        self._prune(reservation.guild_id)
 
     async def settle(self, reservation: Reservation, *, fallback: bool = False, batched: bool = False) -> None:
         """The request was spoken by the speech service (``fallback``: by a fallback engine instead): count it."""
@@ -168,11 +167,16 @@ class UsageLedger:
         totals = self._totals[guild_id] = _Totals(day, today + unwritten, month + unwritten, now, reserved)
         return totals
 
-    def _prune(self, guild_id: int) -> None:
-        """Forget a server's lock once nothing is reserved and nobody waits (servers come and go)."""
-        totals, lock = self._totals.get(guild_id), self._locks.get(guild_id)
-        if totals is not None and totals.reserved == 0 and lock is not None and not lock.locked():
-            del self._locks[guild_id]
+    def forget_guild(self, guild_id: int) -> None:
+        """The bot left the server: drop its cached totals (read again from the store if it comes back), unless a
+        request is still reserved against them."""
+        totals = self._totals.get(guild_id)
+        if totals is not None and totals.reserved == 0:
+            del self._totals[guild_id]
+
+    def __len__(self) -> int:
+        """Servers whose totals are cached."""
+        return len(self._totals)
 
 
 def check_budgets(guild: GuildSettings, characters: int, *, used_today: int, used_this_month: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -20,9 +21,12 @@ log = logging.getLogger(__name__)
 
 
 class VoiceCog(commands.Cog):
-    def __init__(self, bot: SpeechBot, voice: VoiceSessions) -> None:
+    def __init__(
+        self, bot: SpeechBot, voice: VoiceSessions, forget_guild: Callable[[int], Awaitable[None]]
+    ) -> None:
         self.bot = bot
         self.voice = voice
+        self.forget_guild = forget_guild
 
     @app_commands.command(name="join", description="Bring the bot into your voice channel.")
     @app_commands.guild_only()
@@ -73,6 +77,10 @@ class VoiceCog(commands.Cog):
                 await self.voice.on_moved(member.guild.id, after.channel.id)
 
     @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        await self.forget_guild(guild.id)
+
+    @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
         session = self.voice.get(channel.guild.id)
         if session is not None and session.channel is not None and session.channel.id == channel.id:
@@ -80,4 +88,4 @@ class VoiceCog(commands.Cog):
 
 
 async def setup(bot: SpeechBot) -> None:
-    await bot.add_cog(VoiceCog(bot, bot.services.voice))
+    await bot.add_cog(VoiceCog(bot, bot.services.voice, bot.services.forget_guild))

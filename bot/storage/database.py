@@ -44,6 +44,10 @@ class Database:
             asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
 
+    def forget_cached(self, *, guild_id: int) -> None:
+        """Drop what the read cache holds for a server the bot left (nothing stored changes)."""
+        self._cache.invalidate(guild_id=guild_id)
+
     @classmethod
     async def open(
         cls, database_url: str, *, schema: str | None = None, cache_ttl: float = DEFAULT_CACHE_TTL
