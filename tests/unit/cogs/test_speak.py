@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -93,3 +94,23 @@ async def test_text_with_nothing_visible_is_refused_and_nothing_is_synthesized(
     reply = await interaction.wait_message()
     assert reply.ephemeral and reply.content == "There is nothing to say: the text has only invisible characters."
     assert in_process_bot.speech.requests == []
+
+
+async def test_concurrent_speak_against_a_budget_with_room_for_three_admits_exactly_three(
+    in_process_bot: InProcessBot,
+) -> None:
+    emu, speech = in_process_bot.emu, in_process_bot.speech
+    setting = await emu.invoke("settings budget", {"daily": 30}, user=emu.owner)
+    await setting.wait_message()
+    # 20 members' requests of 10 characters each, all dispatched before the first is answered
+    interactions = await asyncio.gather(*(emu.invoke("speak", {"text": f"request{n:03d}"}) for n in range(20)))
+    replies = [await interaction.wait_message(timeout=20) for interaction in interactions]
+
+    spoken = [reply for reply in replies if reply.attachments]
+    refused = [reply for reply in replies if reply.ephemeral]
+    assert len(spoken) == 3 and len(refused) == 17
+    assert all("budget" in reply.content for reply in refused)
+    assert len(speech.requests) == 3
+    await in_process_bot.services.ledger.flush()
+    usage = await in_process_bot.store.usage_since(emu.guild.id, in_process_bot.services.ledger.today())
+    assert usage.characters == 30
