@@ -32,6 +32,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.preferences",
     "cogs.moderation",
     "cogs.readaloud",
+    "cogs.help",
 )
 
 

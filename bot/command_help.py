@@ -1,0 +1,74 @@
+"""``/help``'s text, generated from the command tree itself (never a hand-kept list): every slash command,
+subcommand and context menu with one line, and a lock on what the caller may not use here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import discord
+from discord import app_commands
+
+LOCKED = "🔒"
+#: Discord's limit for an embed's description.
+_DESCRIPTION_LIMIT = 4096
+_MENU_PLACES = {discord.AppCommandType.message: "a message", discord.AppCommandType.user: "a member"}
+
+
+def help_embeds(
+    tree: app_commands.CommandTree[Any], *, guild: discord.abc.Snowflake | None, permissions: discord.Permissions
+) -> list[discord.Embed]:
+    """The help as embeds (one unless the commands outgrow an embed's description)."""
+    lines = list(_lines(tree, guild, permissions))
+    if any(line.endswith(f" {LOCKED}") for line in lines):
+        lines.append(f"\n{LOCKED} needs a permission you don't have here (or works only in a server).")
+    embeds: list[discord.Embed] = []
+    chunk: list[str] = []
+    for line in lines:
+        if sum(len(part) + 1 for part in chunk) + len(line) > _DESCRIPTION_LIMIT:
+            embeds.append(discord.Embed(description="\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    embeds.append(discord.Embed(description="\n".join(chunk)))
+    embeds[0].title = "What I can do"
+    return embeds
+
+
+def _lines(tree: app_commands.CommandTree[Any], guild: discord.abc.Snowflake | None,
+           permissions: discord.Permissions) -> Iterator[str]:
+    """Slash commands alphabetically (guild-specific ones win over global ones of the same name), then menus."""
+    slash: dict[str, app_commands.Command[Any, ..., Any] | app_commands.Group] = {}
+    menus: dict[tuple[str, discord.AppCommandType], app_commands.ContextMenu] = {}
+    scopes = [None] if guild is None else [None, guild]
+    for scope in scopes:
+        for command in tree.get_commands(guild=scope):
+            if isinstance(command, app_commands.ContextMenu):
+                menus[(command.name, command.type)] = command
+            else:
+                slash[command.name] = command
+    for name in sorted(slash):
+        yield from _slash_lines(slash[name], guild, permissions)
+    for (name, kind), menu in sorted(menus.items(), key=lambda item: item[0][0]):
+        lock = _lock(menu.default_permissions, menu.guild_only, guild, permissions)
+        yield f"**Apps → {name}** (on {_MENU_PLACES.get(kind, 'a message')}){lock}"
+
+
+def _slash_lines(command: app_commands.Command[Any, ..., Any] | app_commands.Group,
+                 guild: discord.abc.Snowflake | None, permissions: discord.Permissions,
+                 root: app_commands.Command[Any, ..., Any] | app_commands.Group | None = None) -> Iterator[str]:
+    root = root or command
+    if isinstance(command, app_commands.Group):
+        for sub in sorted(command.commands, key=lambda c: c.name):
+            yield from _slash_lines(sub, guild, permissions, root)
+        return
+    lock = _lock(root.default_permissions, root.guild_only, guild, permissions)
+    yield f"`/{command.qualified_name}` — {command.description}{lock}"
+
+
+def _lock(needed: discord.Permissions | None, guild_only: bool, guild: discord.abc.Snowflake | None,
+          permissions: discord.Permissions) -> str:
+    if guild_only and guild is None:
+        return f" {LOCKED}"
+    if needed is not None and guild is not None and not permissions.is_superset(needed):
+        return f" {LOCKED}"
+    return ""
