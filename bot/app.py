@@ -79,6 +79,12 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
             message = "This command only works in a server."
         elif isinstance(error, app_commands.CheckFailure):
             message = str(error) or "You cannot use this command here."
+        elif isinstance(error, (app_commands.CommandNotFound, app_commands.CommandSignatureMismatch)):
+            # Discord's client still offers a command this process does not have (yet): after a deploy, commands
+            # reach clients with a delay. Nothing is wrong with the bot.
+            log.warning("command %r is not one this process has, or has changed: %s", getattr(error, "name", "?"),
+                        type(error).__name__)
+            message = "I don't know that command (it may have just changed). Try again in a minute."
         elif isinstance(original, discord.HTTPException) and (original.status == 429 or original.status >= 500):
             # Discord's side, and discord.py already retried what can be retried: one line, no traceback.
             banned = _cloudflare_ban(original)

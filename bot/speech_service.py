@@ -98,6 +98,12 @@ class SpeechService:
     async def options_for(self, guild_id: int | None, user_id: int, guild: GuildSettings) -> SpeakOptions:
         return await self.policy.options_for(guild_id, user_id, guild)
 
+    async def voice_of(self, guild_id: int, user_id: int) -> SpeakOptions:
+        """Another member's voice, speed and style in a server, as their own requests get them ("Speak with their
+        voice")."""
+        guild = await self.policy.store.get_guild_settings(guild_id)
+        return await self.policy.options_for(guild_id, user_id, guild)
+
     async def check_member(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> GuildSettings:
         return await self.policy.check_member(guild_id, user_id, role_ids)
 

@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.audio.formats import AudioFormat
+from bot.discord_messages import input_builder, names_of
 from bot.errors import UserFacingError
 from bot.interactions import (
     FORMAT_CHOICES,
@@ -20,6 +21,7 @@ from bot.interactions import (
     caller_voice_channel,
     voice_choices,
 )
+from bot.readaloud.reader import ReadAloud
 from bot.setting_choices import SpeakOutput
 from bot.speech.models import (
     MAX_INPUT_CHARS,
@@ -45,10 +47,74 @@ async def _buffered(audio: SynthesizedAudio) -> SpeechStream:
 
 
 class SpeakCog(commands.Cog):
-    def __init__(self, speaking: SpeechService, voice: VoiceSessions, settings: Settings) -> None:
+    def __init__(
+        self, bot: SpeechBot, speaking: SpeechService, voice: VoiceSessions, read_aloud: ReadAloud, settings: Settings
+    ) -> None:
+        self.bot = bot
         self.speaking = speaking
         self.voice = voice
+        self.read_aloud = read_aloud
         self.settings = settings
+        in_servers = app_commands.AppCommandContext(guild=True)
+        #: Message context menus (Apps → …): discord.py cannot declare them inside a cog, so they are added here.
+        self.menus = [
+            app_commands.ContextMenu(name="Speak this message", callback=self.speak_message,
+                                     allowed_contexts=in_servers),
+            app_commands.ContextMenu(name="Speak with their voice", callback=self.speak_with_their_voice,
+                                     allowed_contexts=in_servers),
+        ]
+
+    async def cog_load(self) -> None:
+        for menu in self.menus:
+            self.bot.tree.add_command(menu)
+
+    async def cog_unload(self) -> None:
+        for menu in self.menus:
+            self.bot.tree.remove_command(menu.name, type=menu.type)
+
+    async def speak_message(self, interaction: discord.Interaction[SpeechBot], message: discord.Message) -> None:
+        """Apps → Speak this message: the message as read-aloud would say it, in the invoker's voice."""
+        await self._speak_message(interaction, message, their_voice=False)
+
+    async def speak_with_their_voice(
+        self, interaction: discord.Interaction[SpeechBot], message: discord.Message
+    ) -> None:
+        """Apps → Speak with their voice: the same, in the voice, speed and style its author chose."""
+        await self._speak_message(interaction, message, their_voice=True)
+
+    async def _speak_message(
+        self, interaction: discord.Interaction[SpeechBot], message: discord.Message, *, their_voice: bool
+    ) -> None:
+        """Into the invoker's voice channel when the bot is there with them, otherwise as a file; the same
+        policy as ``/speak`` (mutes, roles, budgets, rate) applies to the invoker."""
+        guild_id = interaction.guild_id
+        if guild_id is None:
+            raise UserFacingError("This only works in a server.")
+        author = message.author
+        text = await self.read_aloud.message_text(guild_id, author.id, names_of(author), input_builder(message))
+        if not text:
+            raise UserFacingError("That message has nothing I can read aloud.")
+        chosen = await self.speaking.voice_of(guild_id, author.id) if their_voice else None
+        session = self.voice.get(guild_id)
+        caller = getattr(getattr(interaction.user, "voice", None), "channel", None)
+        together = session is not None and session.channel is not None and caller is not None \
+            and caller.id == session.channel.id
+        admitted = await self.speaking.admit(
+            guild_id,
+            interaction.user.id,
+            [role.id for role in getattr(interaction.user, "roles", ())],
+            text=text,
+            voice=chosen.voice if chosen else None,
+            speed=chosen.speed if chosen else None,
+            instructions=chosen.instructions if chosen else None,
+            output=SpeakOutput.VOICE if together else SpeakOutput.FILE,
+        )
+        queued = False
+        try:
+            queued = await self._speak(interaction, admitted)
+        finally:
+            if not queued:
+                self.speaking.release(admitted)
 
     @app_commands.command(name="speak", description="Turn text into speech: post it as a file or say it in voice.")
     @app_commands.describe(
@@ -187,4 +253,4 @@ class SpeakCog(commands.Cog):
 
 async def setup(bot: SpeechBot) -> None:
     services = bot.services
-    await bot.add_cog(SpeakCog(services.speaking, services.voice, services.settings))
+    await bot.add_cog(SpeakCog(bot, services.speaking, services.voice, services.read_aloud, services.settings))

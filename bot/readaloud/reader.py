@@ -30,17 +30,10 @@ from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.guild_reader import GuildReader
 from bot.readaloud.utterance import InputBuilder, Names, Utterance, cleaning_options, spoken_name
 from bot.speech.errors import SpeechError
-from bot.speech.models import (
-    SpeechRequest,
-    SpeechStream,
-)
+from bot.speech.models import MAX_INPUT_CHARS, SpeechRequest, SpeechStream
 from bot.storage import GuildSettings, Store, UserPrefs
 from bot.tasks import Supervisor
-from bot.text import (
-    MessageInput,
-    clean_message,
-    display_name_for_speech,
-)
+from bot.text import MessageInput, apply_dictionary, clean_message, display_name_for_speech, truncate
 from bot.voice.sessions import VoiceSessions
 
 if TYPE_CHECKING:
@@ -114,6 +107,17 @@ class ReadAloud:
             return None, Skip.EMPTY
         voice = await self.speaking.options_for(guild_id, facts.author_id, settings)
         return await self._utterance(guild_id, settings, voice.voice, voice.speed, voice.instructions, message), None
+
+    async def message_text(self, guild_id: int, author_id: int, names: Names, build: InputBuilder) -> str:
+        """A message's text as read-aloud says it, without "Alice said": the server's name, emoji, link and code
+        settings, attachments described, its dictionary and the length limit. For speaking one message on
+        request ("Speak this message"); "" when nothing is left to say."""
+        settings = await self.store.get_guild_settings(guild_id)
+        prefs = await self.store.get_user_prefs(author_id, guild_id)
+        message = build(spoken_name(names, settings.name_mode, prefs.spoken_name), settings.name_mode)
+        text = clean_message(message, cleaning_options(settings))
+        dictionary = await self.store.list_entries(guild_id)
+        return truncate(apply_dictionary(text, dictionary), MAX_INPUT_CHARS).strip()
 
     async def _utterance(
         self,

@@ -35,9 +35,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.loopback.discord_chat import GATEWAY_MESSAGE_CONTENT_LIMITED, Chat
+from tests.loopback.discord_chat import GATEWAY_MESSAGE_CONTENT_LIMITED, Chat, ChatMessage
 from tests.loopback.discord_gateway import Gateway, GatewaySession, OpHook
-from tests.loopback.discord_interactions import build_interaction
+from tests.loopback.discord_interactions import build_interaction, build_menu_interaction
 from tests.loopback.discord_messages import Changes, EmulatedInteraction, Message
 from tests.loopback.discord_rest import API_PREFIX, Fault, RestAPI, RestCall
 from tests.loopback.discord_state import (
@@ -321,6 +321,19 @@ class DiscordEmulator:
         interaction = build_interaction(
             self, command, dict(options or {}), user=user or self.user, guild=guild or self.guild,
             channel=channel or self.text_channel, attachment_size_limit=attachment_size_limit, locale=locale)
+        self.interactions[interaction.id] = interaction
+        interaction.dispatched_at = self.loop_time()
+        await self.dispatch("INTERACTION_CREATE", interaction.payload)
+        return interaction
+
+    async def invoke_menu(self, name: str, target: ChatMessage, *, user: User | None = None,
+                          channel: Channel | None = None) -> EmulatedInteraction:
+        """Dispatch INTERACTION_CREATE for a message context menu ("Apps → ``name``") on ``target``."""
+        guild = self.guild_by_id(target.guild_id)
+        interaction = build_menu_interaction(
+            self, name, target.payload, user=user or self.user, guild=guild,
+            channel=channel or self.find_channel(target.channel_id) or self.text_channel,
+            attachment_size_limit=DEFAULT_ATTACHMENT_SIZE_LIMIT, locale="en-US")
         self.interactions[interaction.id] = interaction
         interaction.dispatched_at = self.loop_time()
         await self.dispatch("INTERACTION_CREATE", interaction.payload)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
 STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER, ATTACHMENT = 3, 4, 5, 6, 7, 8, 9, 10, 11
+MESSAGE_COMMAND = 3  # application command type of a message context menu
 APPLICATION_COMMAND = 2
 GUILD_INSTALL = "0"
 
@@ -138,6 +139,29 @@ def build_interaction(emulator: DiscordEmulator, command_line: str, options: dic
         return emulator.rest.uploads[attachment_id].to_payload()
 
     data = _data(command, words, options, guild, upload)
+    return _interaction(emulator, data, " ".join(words), user=user, guild=guild, channel=channel,
+                        attachment_size_limit=attachment_size_limit, locale=locale)
+
+
+def build_menu_interaction(emulator: DiscordEmulator, name: str, target: dict[str, Any], *, user: User, guild: Guild,
+                           channel: Channel, attachment_size_limit: int, locale: str) -> EmulatedInteraction:
+    """A message context menu ("Apps → name" on ``target``, a message payload) as Discord's client sends it: the
+    target message resolved whole, its content included whatever the bot's intents (interactions are exempt
+    from the Message Content rule)."""
+    command = next((c for scope in (guild.id, None) for c in emulator.commands.get(scope, [])
+                    if c["name"] == name and c.get("type") == MESSAGE_COMMAND), None)
+    if command is None:
+        raise LookupError(f"no message context menu named {name!r} is registered")
+    data: dict[str, Any] = {"id": command["id"], "name": name, "type": MESSAGE_COMMAND, "target_id": target["id"],
+                            "resolved": {"messages": {target["id"]: target}}}
+    if "guild_id" in command:
+        data["guild_id"] = command["guild_id"]
+    return _interaction(emulator, data, name, user=user, guild=guild, channel=channel,
+                        attachment_size_limit=attachment_size_limit, locale=locale)
+
+
+def _interaction(emulator: DiscordEmulator, data: dict[str, Any], name: str, *, user: User, guild: Guild,
+                 channel: Channel, attachment_size_limit: int, locale: str) -> EmulatedInteraction:
     member = guild.member(user.id)  # StopIteration: the user is not in that guild
     bot_member = guild.member(emulator.bot_user.id)
     interaction_id, token = emulator.snowflake(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(96)
@@ -162,5 +186,5 @@ def build_interaction(emulator: DiscordEmulator, command_line: str, options: dic
         "context": 0,
     }
     return EmulatedInteraction(
-        emulator=emulator, id=interaction_id, token=token, name=" ".join(words), user=user, guild_id=guild.id,
+        emulator=emulator, id=interaction_id, token=token, name=name, user=user, guild_id=guild.id,
         channel_id=channel.id, payload=payload, attachment_size_limit=attachment_size_limit)
