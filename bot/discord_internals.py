@@ -12,12 +12,15 @@ they override here as well.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import discord
+from discord import http as http_module
 from discord.gateway import DiscordVoiceWebSocket, DiscordWebSocket
-from discord.http import Route
+from discord.http import HTTPClient, Route, handle_message_parameters
 from discord.state import ConnectionState
 from discord.voice_state import VoiceConnectionState
 
@@ -26,7 +29,7 @@ from discord.voice_state import VoiceConnectionState
 class Seam:
     """One private attribute or method the bot relies on."""
 
-    owner: type
+    owner: type | ModuleType
     name: str
     why: str
     parameters: tuple[str, ...] | None = None  # for an overridden or called method: its parameters, in order
@@ -73,6 +76,12 @@ SEAMS: tuple[Seam, ...] = (
     Seam(DiscordVoiceWebSocket, "send_binary", "op 28", ("self", "opcode", "data")),
     Seam(DiscordVoiceWebSocket, "from_connection_state", "the websocket's constructor, called as discord.py does",
          ("state", "resume", "hook", "seq_ack")),
+    # -- voice messages (discord.py 2.7 cannot send them: no flag, no attachment metadata) ----------------------
+    Seam(discord.Client, "http", "the REST client that posts a voice message"),
+    Seam(HTTPClient, "send_message", "POST /channels/{id}/messages with the voice message",
+         ("self", "channel_id", "params")),
+    Seam(http_module, "handle_message_parameters", "the multipart body, with the IS_VOICE_MESSAGE flag"),
+    Seam(discord.File, "to_dict", "the attachment entry that carries duration_secs and waveform", ("self", "index")),
 )
 
 
@@ -123,3 +132,27 @@ def reconnect_failed(voice_client: discord.VoiceClient) -> bool:
     """Set by the bot's connection state when a reconnect after the connection had been up timed out."""
     return bool(getattr(voice_client._connection, "reconnect_failed", False))
 
+
+class _VoiceMessageFile(discord.File):
+    """An upload whose attachment entry carries a voice message's metadata."""
+
+    def __init__(self, data: bytes, duration: float, waveform: str) -> None:
+        super().__init__(io.BytesIO(data), filename="voice-message.ogg")
+        self.duration = duration
+        self.waveform = waveform
+
+    def to_dict(self, index: int) -> dict[str, Any]:
+        return {**super().to_dict(index), "duration_secs": self.duration, "waveform": self.waveform}
+
+
+async def send_voice_message(
+    client: discord.Client, channel_id: int, data: bytes, *, duration: float, waveform: str
+) -> dict[str, Any]:
+    """Post ``data`` (Ogg Opus) in the channel as a native voice message: the IS_VOICE_MESSAGE flag, one audio
+    attachment with its duration and waveform, no text (Discord's rules). Raises discord.HTTPException."""
+    flags = discord.MessageFlags()
+    flags.voice = True
+    with handle_message_parameters(file=_VoiceMessageFile(data, duration, waveform), flags=flags,
+                                   allowed_mentions=discord.AllowedMentions.none()) as params:
+        message: dict[str, Any] = await client.http.send_message(channel_id, params=params)  # type: ignore[assignment]
+    return message

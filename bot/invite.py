@@ -15,6 +15,7 @@ REQUIRED_PERMISSIONS = discord.Permissions(
     attach_files=True,  # /speak uploads outside interaction responses
     connect=True,  # join voice channels
     speak=True,  # play audio in them
+    send_voice_messages=True,  # /speak output:voice_message
 )
 
 SCOPES = ("bot", "applications.commands")

@@ -17,6 +17,7 @@ class SpeakOutput(StrEnum):
     FILE = "file"
     VOICE = "voice"
     BOTH = "both"
+    VOICE_MESSAGE = "voice_message"  # Discord's native voice message (Ogg Opus, with a waveform)
 
 
 class SayName(StrEnum):

@@ -83,9 +83,10 @@ class SpeechService:
             guild_id, user_id, guild, voice=voice, speed=speed, format=format, instructions=instructions,
             output=output,
         )
+        # a voice message is Ogg Opus whatever file format the member or the server chose
+        fmt = AudioFormat.OPUS if options.output is SpeakOutput.VOICE_MESSAGE else options.format
         request = self.validate(SpeechRequest(
-            text=text, voice=options.voice, format=options.format, speed=options.speed,
-            instructions=options.instructions,
+            text=text, voice=options.voice, format=fmt, speed=options.speed, instructions=options.instructions,
         ))
         admitted = await self.admit_request(guild_id, user_id, request, guild)
         admitted.notice, admitted.output = options.notice, options.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from typing import TYPE_CHECKING
@@ -11,6 +12,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.audio.formats import AudioFormat
+from bot.audio.transcode import transcode
+from bot.audio.waveform import voice_message_shape
+from bot.discord_internals import send_voice_message
 from bot.discord_messages import input_builder, names_of
 from bot.errors import UserFacingError
 from bot.interactions import (
@@ -158,6 +162,9 @@ class SpeakCog(commands.Cog):
     async def _speak(self, interaction: discord.Interaction[SpeechBot], admitted: Admitted) -> bool:
         """Speak ``admitted``; True when it was handed to the voice player (which settles or releases it)."""
         request, output = admitted.request, admitted.output
+        if output is SpeakOutput.VOICE_MESSAGE:
+            await self._voice_message(interaction, admitted)
+            return False
         channel = caller_voice_channel(interaction) if output in (SpeakOutput.VOICE, SpeakOutput.BOTH) else None
         await interaction.response.defer(thinking=True)
         session = await self.voice.join(channel) if channel is not None else None
@@ -215,6 +222,34 @@ class SpeakCog(commands.Cog):
             served.engine.name,
         )
         return False
+
+    async def _voice_message(self, interaction: discord.Interaction[SpeechBot], admitted: Admitted) -> None:
+        """Post the audio as Discord's native voice message in the channel (it cannot carry text, so the
+        deferred reply becomes the caption saying who asked)."""
+        if not interaction.app_permissions.send_voice_messages:
+            raise UserFacingError("I need the Send Voice Messages permission in this channel to post a voice message. "
+                                  "Ask a moderator, or choose another output.")
+        channel_id = interaction.channel_id
+        assert channel_id is not None
+        await interaction.response.defer(thinking=True)
+        audio, served = await self.speaking.read_whole(admitted)
+        data = audio.data if audio.format is AudioFormat.OPUS else await asyncio.to_thread(
+            transcode, audio.data, audio.format, AudioFormat.OPUS)
+        duration, waveform = await asyncio.to_thread(voice_message_shape, data)
+        try:
+            await send_voice_message(self.bot, channel_id, data, duration=duration, waveform=waveform)
+        except discord.Forbidden as exc:
+            log.info("voice message refused (guild=%s channel=%s): %s %s", interaction.guild_id, channel_id,
+                     exc.code, exc.text)
+            raise UserFacingError(
+                "Discord did not let me post a voice message in this channel. Check my Send Voice Messages and "
+                "Attach Files permissions here, or choose another output."
+            ) from None
+        caption = speak_caption(interaction.user.mention, admitted.request.text) + " — voice message below"
+        if note := served.note(admitted.request.voice):
+            caption += f"\n-# {note}"
+        await interaction.edit_original_response(content=caption, allowed_mentions=NO_MENTIONS)
+        await self._tell(interaction, admitted.notice)
 
     @staticmethod
     async def _tell(interaction: discord.Interaction[SpeechBot], notice: str | None) -> None:

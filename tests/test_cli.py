@@ -27,7 +27,7 @@ def test_invite_reads_the_application_id_from_the_token(tmp_path: Path) -> None:
     assert result.returncode == 0
     url = result.stdout.strip()
     assert url.startswith("https://discord.com/oauth2/authorize?client_id=123456789012345678")
-    assert "scope=bot+applications.commands" in url and "permissions=3197952" in url
+    assert "scope=bot+applications.commands" in url and "permissions=70368747375616" in url
     assert "secretpart" not in result.stdout + result.stderr
 
 

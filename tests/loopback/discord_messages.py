@@ -61,6 +61,8 @@ class Attachment:
     data: bytes
     url: str
     description: str | None = None
+    duration_secs: float | None = None  # voice messages
+    waveform: str | None = None  # voice messages: base64 amplitudes
 
     @property
     def content_type(self) -> str:
@@ -74,6 +76,8 @@ class Attachment:
                 "proxy_url": self.url, "content_type": self.content_type}
         if self.description is not None:
             data["description"] = self.description
+        if self.duration_secs is not None:
+            data.update(duration_secs=self.duration_secs, waveform=self.waveform, flags=0)
         return data
 
 

@@ -12,6 +12,7 @@ before its ``retry_after`` has passed is a violation.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import math
@@ -32,7 +33,9 @@ from tests.loopback.discord_messages import (
     InitialResponse,
     Message,
 )
-from tests.loopback.discord_state import Channel, iso_now
+from tests.loopback.discord_state import SEND_VOICE_MESSAGES, Channel, iso_now
+
+VOICE_MESSAGE = 1 << 13  # message flag IS_VOICE_MESSAGE
 
 if TYPE_CHECKING:
     from tests.loopback.discord import DiscordEmulator
@@ -308,7 +311,7 @@ class RestAPI:
                 attachment_id = self.emu.snowflake()
                 result.append(Attachment(attachment_id, filename, files[ref][1],
                                          f"{self.emu.http_base}/attachments/{channel_id}/{attachment_id}/{filename}",
-                                         entry.get("description")))
+                                         entry.get("description"), entry.get("duration_secs"), entry.get("waveform")))
             elif ref in kept:
                 result.append(kept[ref])
             else:
@@ -436,9 +439,35 @@ class RestAPI:
         if channel is None:
             raise DiscordError(404, 10003, "Unknown Channel")
         guild = self.emu.guild_by_id(channel.guild_id)
-        message = self._new_message(body.json or {}, body.files, channel, guild.upload_limit)
+        data = body.json or {}
+        if (data.get("flags") or 0) & VOICE_MESSAGE:
+            self._check_voice_message(data, body.files, channel)
+        message = self._new_message(data, body.files, channel, guild.upload_limit)
         self.emu.channel_messages.append(message)
         return message.to_payload()
+
+    def _check_voice_message(self, data: dict[str, Any], files: dict[int, tuple[str, bytes]], channel: Channel) -> None:
+        """Discord's rules for a message flagged IS_VOICE_MESSAGE (its errors 50173, 50159, 50160, 50161)."""
+        guild = self.emu.guild_by_id(channel.guild_id)
+        if not guild.channel_permissions(guild.member(self.emu.bot_user.id), channel) & SEND_VOICE_MESSAGES:
+            raise DiscordError(403, 50173, "Cannot send voice messages in this channel")
+        if data.get("content") or data.get("embeds") or data.get("sticker_ids") or data.get("components"):
+            raise DiscordError(400, 50159, "Voice messages do not support additional content.")
+        entries = data.get("attachments") or []
+        if len(entries) != 1 or len(files) != 1:
+            raise DiscordError(400, 50160, "Voice messages must have a single audio attachment.")
+        entry, (filename, blob) = entries[0], next(iter(files.values()))
+        duration, waveform = entry.get("duration_secs"), entry.get("waveform")
+        if not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration < 0 \
+                or not isinstance(waveform, str):
+            raise DiscordError(400, 50161, "Voice messages must have supporting metadata.")
+        try:
+            amplitudes = base64.b64decode(waveform, validate=True)
+        except ValueError:
+            raise DiscordError(400, 50035, "attachments[0].waveform is not base64") from None
+        if len(amplitudes) > 256 or not blob.startswith(b"OggS") or not (entry.get("filename") or filename).endswith(
+                ".ogg"):
+            raise DiscordError(400, 50161, "Voice messages must have supporting metadata.")
 
     # -- interaction routes -----------------------------------------------------------------------------
 
