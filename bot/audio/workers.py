@@ -61,7 +61,9 @@ class DeadlinePool:
                 while not self._jobs:
                     self._ready.wait()
                 _, _, job = heapq.heappop(self._jobs)
-            if not job.cancelled:
+            # ``future.cancelled()``: a caller's task.cancel() cancels the future it awaits at once, before the task
+            # itself runs again to set ``job.cancelled``; reading that flag from this thread is safe under the GIL.
+            if not job.cancelled and not job.future.cancelled():
                 job.run()
 
 
