@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     invite = sub.add_parser("invite", help="print the URL that adds the bot to a server")
     invite.add_argument("--client-id", type=int, help="application id (default: read from DISCORD_TOKEN)")
+    parser.set_defaults(command="run", sync=False)  # bare ``speechbot`` and ``python -m bot`` run the bot
     return parser
 
 
@@ -86,7 +87,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CLIError("configuration error: " + " ".join(exc.problems), EXIT_USAGE) from None
     secrets = [s.get_secret_value() for s in (settings.discord_token, settings.speech_api_key) if s]
-    command = args.command or "run"
+    command = args.command
     # One-shot commands print their own one-line result; their logs would only repeat it.
     quiet = command != "run" and settings.log_level != "DEBUG"
     setup_logging("ERROR" if quiet else settings.log_level, secrets)

