@@ -150,19 +150,49 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
         loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
         try:
             async with bot:
-                await bot.start(settings.discord_token.get_secret_value())
+                await _start_bounded(bot, settings)
         except discord.LoginFailure:
-            raise CLIError("Discord rejected DISCORD_TOKEN. Reset the token in the developer portal.") from None
+            raise CLIError("Discord rejected DISCORD_TOKEN. Reset the token in the developer portal.",
+                           EXIT_USAGE) from None
         except discord.PrivilegedIntentsRequired:
-            raise CLIError(f"Discord refused a privileged intent. Turn it on: {MESSAGE_CONTENT_HOWTO}") from None
+            raise CLIError(f"Discord refused a privileged intent. Turn it on: {MESSAGE_CONTENT_HOWTO}",
+                           EXIT_USAGE) from None
         except discord.ConnectionClosed as exc:
-            raise CLIError(_GATEWAY_REFUSALS.get(exc.code, f"Discord closed the gateway (code {exc.code}).")) from None
+            message = _GATEWAY_REFUSALS.get(exc.code, f"Discord closed the gateway (code {exc.code}).")
+            raise CLIError(message, EXIT_USAGE if exc.code in _GATEWAY_REFUSALS else EXIT_FAILURE) from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise CLIError(f"Could not connect to Discord: {type(exc).__name__}.") from None
         finally:
             await services.close()
     log.info("stopped")
     return EXIT_OK
+
+
+async def _start_bounded(bot: discord.Client, settings: Settings) -> None:
+    """``bot.start``, but a Discord API or gateway that does not answer at start-up ends the run with one line
+    after ``DISCORD_CONNECT_TIMEOUT`` instead of waiting forever (once connected, discord.py reconnects as usual)."""
+    timeout = settings.discord_connect_timeout
+    where = f" at {settings.discord_api_base}" if settings.discord_api_base else ""
+    assert settings.discord_token is not None
+    try:
+        await asyncio.wait_for(bot.login(settings.discord_token.get_secret_value()), timeout)
+    except TimeoutError:
+        raise CLIError(f"Discord's API{where} did not answer within {timeout:.0f} s. Check the network "
+                       "(and DISCORD_API_BASE if set); DISCORD_CONNECT_TIMEOUT sets the wait.") from None
+
+    # discord.py retries a shard that cannot connect forever, closed or not: the first connection is waited for
+    # here, and the connection task cancelled if it does not come.
+    gateway = asyncio.create_task(bot.connect(reconnect=True), name="gateway")
+    first = asyncio.create_task(bot.wait_for("connect"), name="first-gateway-connection")
+    done, _ = await asyncio.wait({gateway, first}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    first.cancel()
+    if not done:
+        gateway.cancel()
+        await asyncio.gather(gateway, first, return_exceptions=True)
+        raise CLIError(f"Discord's gateway did not answer within {timeout:.0f} s. Check the network (and "
+                       "DISCORD_GATEWAY_URL if set); DISCORD_CONNECT_TIMEOUT sets the wait.")
+    await asyncio.gather(first, return_exceptions=True)
+    await gateway  # until the bot closes; raises what ended the connection
 
 
 #: Gateway close codes after which discord.py gives up, and what to change.

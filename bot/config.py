@@ -91,6 +91,7 @@ class Settings:
     discord_gateway_url: str | None
     log_level: str
     speech_timeout: float = 20.0
+    discord_connect_timeout: float = 60.0
     speech_breaker_failures: int = 5
     speech_breaker_cooldown: float = 30.0
     voice_idle_timeout: float = 300.0
@@ -172,6 +173,7 @@ VARIABLES: dict[str, str] = {
     "SHARD_IDS": "Shards this process runs, e.g. 0,1 or 0-3 (needs SHARD_COUNT); empty = all of them.",
     "DISCORD_API_BASE": "Override Discord's REST base URL (a REST proxy, or the test double).",
     "DISCORD_GATEWAY_URL": "Override Discord's gateway URL (the test double).",
+    "DISCORD_CONNECT_TIMEOUT": "Seconds start-up waits for Discord's API and gateway before giving up (exit 1).",
     "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR.",
 }
 
@@ -268,6 +270,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if gateway_url is not None and urlsplit(gateway_url).scheme not in ("ws", "wss"):
         problems.append("DISCORD_GATEWAY_URL must be a ws:// or wss:// URL.")
 
+    connect_timeout = _number(get("DISCORD_CONNECT_TIMEOUT", "60"), "DISCORD_CONNECT_TIMEOUT", 1, 3600, problems)
+
     log_level = get("LOG_LEVEL", "INFO").upper()
     if log_level not in _LOG_LEVELS:
         problems.append(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}.")
@@ -292,6 +296,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         discord_gateway_url=gateway_url,
         log_level=log_level,
         speech_timeout=timeout,
+        discord_connect_timeout=connect_timeout,
         speech_breaker_failures=int(breaker_failures),
         speech_breaker_cooldown=breaker_cooldown,
         voice_idle_timeout=idle_timeout,
