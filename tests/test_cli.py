@@ -86,3 +86,13 @@ def test_without_the_offline_engine_a_keyless_bot_says_what_to_install(tmp_path:
     result = run_cli("say", "hello", "-o", str(tmp_path / "out.opus"), env=env, cwd=tmp_path)
     assert result.returncode != 0 and result.stderr.count("\n") == 1
     assert "pip install" in result.stderr and "Traceback" not in result.stderr and "numpy" not in result.stderr
+
+
+def test_a_data_dir_that_cannot_be_created_is_one_line_for_run_and_a_fix_for_check(tmp_path: Path) -> None:
+    env = {"DATA_DIR": "/proc/speechbot-data", "DISCORD_TOKEN": "x.y.z"}  # unwritable even for root
+    run = run_cli("run", env=env, cwd=tmp_path)
+    assert run.returncode == 1 and run.stderr.count("\n") == 1
+    assert "/proc/speechbot-data" in run.stderr and "DATA_DIR" in run.stderr and "unexpected" not in run.stderr
+    check = run_cli("check", env={**env, "DISCORD_API_BASE": "http://127.0.0.1:9/api/v10"}, cwd=tmp_path)
+    assert check.returncode == 1 and "unexpected" not in check.stderr
+    assert "[FIX] data directory /proc/speechbot-data is not writable" in check.stdout

@@ -82,7 +82,14 @@ def _parse(database_url: str) -> URL:
 def _sqlite_engine(url: URL) -> AsyncEngine:
     if not url.database or url.database == ":memory:":
         raise StorageError("DATABASE_URL needs a file for SQLite, e.g. sqlite:///data/speechbot.db.")
-    Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(url.database).expanduser().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"Cannot create the database's folder {folder}: {exc.strerror or type(exc).__name__}. Set DATA_DIR (or "
+            "DATABASE_URL) to a folder the bot's user can write."
+        ) from None
     engine = create_async_engine(url.set(drivername="sqlite+aiosqlite", database=str(Path(url.database).expanduser())))
 
     @event.listens_for(engine.sync_engine, "connect")
