@@ -143,7 +143,7 @@ async def test_two_processes_split_the_guilds_by_shard_and_share_one_postgres_da
                               tmp_path / "intruder.log")
         await intruder.start()
         assert intruder.process is not None
-        assert await asyncio.wait_for(intruder.process.wait(), 60) == 1
+        assert await asyncio.wait_for(intruder.process.wait(), 60) == 2  # a configuration to change: not restarted by the systemd unit
         assert "close code 4010" in intruder.log and "SHARD_IDS" in intruder.log
         assert log_problems(intruder.log, (emu.token, SPEECH_TEST_KEY)) == []
         await intruder.stop()
@@ -234,7 +234,7 @@ async def test_too_few_shards_for_discord_stops_with_what_to_change(
     bot = BotProcess({**emu.env(), "SHARD_COUNT": "1", "DATA_DIR": str(tmp_path)}, tmp_path / "bot.log")
     await bot.start()
     assert bot.process is not None
-    assert await asyncio.wait_for(bot.process.wait(), 60) == 1
+    assert await asyncio.wait_for(bot.process.wait(), 60) == 2  # a configuration to change: not restarted by the systemd unit
     await bot.stop()
     assert "close code 4011" in bot.log and "raise SHARD_COUNT" in bot.log
     assert log_problems(bot.log, (emu.token,)) == []

@@ -57,7 +57,7 @@ def test_values_are_normalized() -> None:
         ("default_speed", True, "The default speed must be between 0.25 and 4.0."),
         ("default_format", "mp3", "The default format must be one of: opus, wav, flac, aac, pcm."),
         ("default_instructions", "x" * 4097, "The default instructions can be at most 4096 characters long."),
-        ("speak_output", "radio", "Speak output must be one of: file, voice, both."),
+        ("speak_output", "radio", "Speak output must be one of: file, voice, both, voice_message."),
         ("say_name", None, "Say name must be one of: always, never, on_change."),
         ("name_repeat_window", -1, "The name repeat window must be a whole number of seconds between 0 and 3600."),
         ("name_repeat_window", 1.5, "The name repeat window must be a whole number of seconds between 0 and 3600."),
