@@ -19,6 +19,9 @@ from bot.speech.errors import SpeechError
 from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream
 from bot.voice.source import StreamedOpusSource
 
+#: How long an item ready during a voice reconnect waits for the connection before it is given up.
+RECONNECT_GRACE = 10.0
+
 log = logging.getLogger(__name__)
 
 #: Called with a short user-safe message when an item could not be played (whole).
@@ -198,6 +201,15 @@ class GuildPlayer:
         except asyncio.CancelledError:
             pass
 
+    async def _wait_reconnected(self) -> None:
+        """An item ready while discord.py is reconnecting (a voice server change, a DAVE reset) waits for the
+        connection to come back, rather than failing, for up to :data:`RECONNECT_GRACE` seconds."""
+        deadline = asyncio.get_running_loop().time() + RECONNECT_GRACE
+        while not self.voice_client.is_connected() and not self._closed:
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(0.05)  # discord.py offers no public event for "connected again"
+
     def _prepare(self, item: PlayItem) -> _Prepared:
         prepared = self._prepared.get(item.id)
         if prepared is None:
@@ -242,6 +254,8 @@ class GuildPlayer:
                         # Runs on discord.py's audio thread: hand control back to the loop, nothing more.
                         loop.call_soon_threadsafe(_resolve, finished, error)
 
+                    if not self.voice_client.is_connected():
+                        await self._wait_reconnected()
                     if not self.voice_client.is_connected():
                         prepared.source.end("I was disconnected from the voice channel.")
                     else:
