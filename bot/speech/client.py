@@ -256,11 +256,20 @@ async def _read_at_least(response: aiohttp.ClientResponse, size: int) -> bytes:
     return b"".join(parts)
 
 
+#: Containers told by a real magic number; mp3 and ADTS AAC are told by a frame sync word that raw pcm starts
+#: with by chance (a first sample of -1 is ``FF FF``: "mp3"), so it does not override an asked-for pcm.
+_MAGIC_FORMATS = frozenset({AudioFormat.OPUS, AudioFormat.WAV, AudioFormat.FLAC})
+
+
 def _sniff_body(head: bytes, requested: AudioFormat) -> AudioFormat:
     """The body's real format from its magic bytes; headerless pcm is accepted only when it was asked for."""
     if not head:
         raise SpeechServiceError(MSG_EMPTY, status=200)
     found = sniff(head)
+    if found is not None and found not in _MAGIC_FORMATS and requested is AudioFormat.PCM and not head.startswith(
+        b"ID3"
+    ):
+        found = None  # a sync word at the start of pcm: pcm it is (a real mp3 from a server says ID3 first)
     if found is None and requested is AudioFormat.PCM and not looks_like_text(head):
         found = AudioFormat.PCM
     if found is None:
