@@ -29,7 +29,7 @@ from bot.policy import Policy, SpeakOptions
 from bot.speech.cache import CacheStats
 from bot.speech.errors import SpeechError
 from bot.speech.failover import FailoverSpeech, Served
-from bot.speech.models import SpeechRequest, SynthesizedAudio, validate_request
+from bot.speech.models import PLAYBACK_FORMAT, SpeechRequest, SynthesizedAudio, validate_request
 from bot.storage import GuildSettings
 from bot.storage.models import SpeakOutput
 from bot.usage import Reservation, UsageLedger
@@ -83,9 +83,11 @@ class SpeechService:
             guild_id, user_id, guild, voice=voice, speed=speed, format=format, instructions=instructions,
             output=output,
         )
+        # In voice only, the file format setting has no say: playback asks for what is cheapest to play.
+        playback = options.output is SpeakOutput.VOICE
         request = self.validate(SpeechRequest(
-            text=text, voice=options.voice, format=options.format, speed=options.speed,
-            instructions=options.instructions,
+            text=text, voice=options.voice, format=PLAYBACK_FORMAT if playback else options.format,
+            speed=options.speed, instructions=options.instructions, playback=playback,
         ))
         admitted = await self.admit_request(guild_id, user_id, request, guild)
         admitted.notice, admitted.output = options.notice, options.output

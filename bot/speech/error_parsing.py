@@ -57,6 +57,7 @@ class ErrorDetail:
     message: str | None = None
     code: str | None = None
     type: str | None = None
+    param: str | None = None
 
 
 def parse_error_body(body: bytes) -> ErrorDetail:
@@ -71,18 +72,22 @@ def parse_error_body(body: bytes) -> ErrorDetail:
         return ErrorDetail(message=_raw_message(text))
     error = data.get("error")
     if isinstance(error, dict):
-        return ErrorDetail(_str(error.get("message")), _str(error.get("code")), _str(error.get("type")))
+        return ErrorDetail(
+            _str(error.get("message")), _str(error.get("code")), _str(error.get("type")), _str(error.get("param"))
+        )
     if isinstance(error, str):
         return ErrorDetail(message=error)
     detail = data.get("detail")
     if isinstance(detail, dict):
         return ErrorDetail(_str(detail.get("message")), _str(detail.get("error")), _str(detail.get("type")))
     if isinstance(detail, list):
-        return ErrorDetail(message=_fastapi_problems(detail))
+        return ErrorDetail(message=_fastapi_problems(detail), param=_fastapi_field(detail))
     if isinstance(detail, str):
         return ErrorDetail(message=detail)
     if "message" in data:
-        return ErrorDetail(_str(data.get("message")), _str(data.get("code")), _str(data.get("type")))
+        return ErrorDetail(
+            _str(data.get("message")), _str(data.get("code")), _str(data.get("type")), _str(data.get("param"))
+        )
     return ErrorDetail(message=_raw_message(text))
 
 
@@ -113,6 +118,7 @@ def error_from_response(
         "retryable": is_retryable(status, headers, quota=quota),
         "retry_after": retry_after_seconds(headers),
         "detail": detail,
+        "param": parsed.param,
     }
     if status == 401:
         return SpeechAuthError(MSG_AUTH, **kwargs)
@@ -147,6 +153,16 @@ def _fastapi_problems(items: list[Any]) -> str | None:
         loc = [str(part) for part in item.get("loc", []) if part != "body"]
         problems.append(f"{'.'.join(loc)}: {item['msg']}" if loc else item["msg"])
     return "; ".join(problems) or None
+
+
+def _fastapi_field(items: list[Any]) -> str | None:
+    """The body field the first FastAPI problem is about (``["body", "instructions"]`` → "instructions")."""
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("loc"), list):
+            loc = [str(part) for part in item["loc"] if part != "body"]
+            if loc:
+                return loc[0]
+    return None
 
 
 def _raw_message(text: str) -> str | None:

@@ -24,6 +24,7 @@ class SpeechError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         detail: str | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(user_message)
         self.user_message = user_message
@@ -32,6 +33,8 @@ class SpeechError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.detail = detail
+        #: The request field the endpoint blamed (OpenAI's ``error.param``, FastAPI's ``loc``), when it said.
+        self.param = param
 
     def __repr__(self) -> str:
         return (
