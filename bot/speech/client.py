@@ -225,6 +225,7 @@ class OpenAISpeechClient:
                             response.headers,
                             await _read_at_least(response, MAX_ERROR_BODY),
                             secrets=[self._key] if self._key else [],
+                            asked=body,
                         )
                     head = await _read_at_least(response, SNIFF_BYTES)
                     audio_format = _sniff_body(head, requested)
@@ -387,19 +388,29 @@ def _sniff_body(head: bytes, requested: AudioFormat) -> AudioFormat:
     return found
 
 
-_QUOTED = re.compile(r"""(["'`“‘]).*?(["'`”’])""", re.DOTALL)
+_QUOTED = re.compile(r"""(["'`“‘])(.*?)(["'`”’])""", re.DOTALL)
 
 
 def loggable_detail(detail: str | None, request: SpeechRequest) -> str | None:
-    """The server's reason with the user's words taken out: logs never carry message text.
+    """The server's reason with the user's words taken out: logs never carry message text, but keep the rest
+    of what the server said (the voice or format it names, what it can do instead).
 
-    Servers that echo input usually quote it, so quoted spans go too, and so does any verbatim copy of the
-    text or the instructions.
+    A verbatim copy of the text or the instructions goes, and so does a quoted span taken from them (servers
+    that echo input quote it, possibly cut or re-spaced).
     """
     if not detail:
         return detail
     for words in (request.text, request.instructions):
         if words:
             detail = detail.replace(words, "[text]")
-    return _QUOTED.sub("[quoted]", detail)
+    said = " ".join(f"{request.text} {request.instructions or ''}".split()).casefold()
+    names = {request.voice.casefold(), request.format.value}
+
+    def quoted(match: re.Match[str]) -> str:
+        inner = " ".join(match.group(2).split()).casefold().rstrip("….")
+        if inner and inner not in names and inner in said:
+            return "[quoted]"
+        return match.group(0)
+
+    return _QUOTED.sub(quoted, detail)
 

@@ -187,3 +187,15 @@ def test_what_the_server_does(server: RunningServer) -> None:
                          ({"model": "no-such-model"}, "unknown model")):
         status, _, body = server.post_speech({**base, "response_format": "wav", **extra})
         compat.fact(server.id, label, "ignored (200)" if status == 200 else f"{status} {body.decode()[:80]}")
+
+
+async def test_a_voice_the_server_lacks_is_named_not_retried(server: RunningServer, tmp_path: Path) -> None:
+    """loudness-tts answers a catalogue voice that is not downloaded with a 503: a refusal, not an outage."""
+    if server.name != "loudness-tts":
+        pytest.skip("local-tts-studio speaks its one configured voice whatever is asked")
+    code, _, err = await run_cli("say", "hello world", "--voice", "nova", "-o", str(tmp_path / "x.wav"),
+                                 env={**bot_env(server), "LOG_LEVEL": "INFO"}, cwd=tmp_path)
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert "doesn't know the voice 'nova'" in err and "is not downloaded yet" in err, err
+    assert "retrying" not in err
+    compat.record(server.id, "a voice it lacks (nova)", "503 'not downloaded': told at once, not retried")
