@@ -104,6 +104,7 @@ class OpenAISpeechClient:
         self._clock = clock
         self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
         self._refused_formats: set[AudioFormat] = set()
+        self._instructions_ok: bool | None = None
 
     def __repr__(self) -> str:
         return f"OpenAISpeechClient(url={self._url!r}, model={self.model!r})"
@@ -141,7 +142,31 @@ class OpenAISpeechClient:
                 )
         raise AssertionError("unreachable")
 
+    @property
+    def accepts_instructions(self) -> bool | None:
+        """Whether this endpoint took ``instructions`` (None: not sent yet); once refused they are left out."""
+        return self._instructions_ok
+
     async def _open(self, request: SpeechRequest) -> SpeechStream:
+        """One request, and once more without ``instructions`` when a strict server refused that field (a 4xx
+        naming it, such as FastAPI's 422 "Extra inputs are not permitted"): remembered for this endpoint."""
+        sends_instructions = "instructions" in self.request_body(request)
+        try:
+            stream = await self._open_once(request)
+        except SpeechRejectedError as error:
+            if not (sends_instructions and refuses_field(error, "instructions")):
+                raise
+            self._instructions_ok = False
+            log.warning(
+                "the speech service at %s does not accept instructions (HTTP %s: %s); sending requests without them",
+                self._url, error.status, error.detail,
+            )
+            return await self._open_once(request)
+        if sends_instructions:
+            self._instructions_ok = True
+        return stream
+
+    async def _open_once(self, request: SpeechRequest) -> SpeechStream:
         body = self.request_body(request)
         started = self._clock()
         attempt = 0
@@ -193,7 +218,7 @@ class OpenAISpeechClient:
         }
         if request.speed != 1.0:
             body["speed"] = request.speed
-        if request.instructions and self.model not in MODELS_WITHOUT_INSTRUCTIONS:
+        if request.instructions and self.model not in MODELS_WITHOUT_INSTRUCTIONS and self._instructions_ok is not False:
             body["instructions"] = request.instructions
         return body
 
@@ -344,6 +369,13 @@ def pcm_sample_rate(headers: Mapping[str, str]) -> int | None:
         if value.isdigit() and int(value) in _PCM_RATES:
             return int(value)
     return None
+
+
+def refuses_field(error: SpeechError, name: str) -> bool:
+    """Whether ``error`` is a refusal (400/415/422/501) blaming the request field ``name``."""
+    if error.status not in _REFUSAL_STATUSES:
+        return False
+    return error.param == name or re.search(rf"\b{re.escape(name)}\b", error.detail or "") is not None
 
 
 def refuses_format(error: SpeechError, fmt: AudioFormat) -> bool:
