@@ -115,12 +115,25 @@ async def test_say_writes_every_format_the_server_makes(server: RunningServer, t
     compat.record(server.id, f"say {fmt}", "works")
 
 
-async def test_check_passes(server: RunningServer, discord_emulator: DiscordEmulator, tmp_path: Path) -> None:
-    code, out, err = await run_cli("check", env={**discord_emulator.env(), **bot_env(server)}, cwd=tmp_path)
+async def test_check_synthesizes_and_names_what_to_change(
+    server: RunningServer, discord_emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    env = {**discord_emulator.env(), **bot_env(server)}
+    code, out, err = await run_cli("check", env=env, cwd=tmp_path)
     text = out.decode()
+    assert "API key" not in text and "Traceback" not in err
+    if not server.ffmpeg:  # the default format is opus, which it cannot make: said, with the setting to change
+        assert code == 1 and "the service cannot make opus audio" in text and "SPEECH_DEFAULT_FORMAT" in text, text
+        compat.record(server.id, "speechbot check (default opus)", "fails: names SPEECH_DEFAULT_FORMAT")
+        code, out, err = await run_cli("check", env={**env, "SPEECH_DEFAULT_FORMAT": "wav"}, cwd=tmp_path)
+        text = out.decode()
     assert code == 0, text + err
-    assert "API key was rejected" not in text
-    compat.record(server.id, "speechbot check", "passes")
+    assert f"{server.base_url}/audio/speech speaks (model gpt-4o-mini-tts, voice alloy" in text
+    playback = "opus" if server.ffmpeg else "wav (the service cannot make opus"
+    assert f"voice and read-aloud get {playback}" in text
+    assert "accepts instructions" in text  # both ignore the field
+    assert list(tmp_path.iterdir()) == []
+    compat.record(server.id, "speechbot check", "passes" + ("" if server.ffmpeg else " with SPEECH_DEFAULT_FORMAT=wav"))
 
 
 def wav_seconds_and_rate(data: bytes) -> tuple[float, int]:
