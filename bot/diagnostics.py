@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -18,6 +19,10 @@ from bot import __version__
 from bot.audio.formats import AudioFormat
 from bot.config import Settings
 from bot.speech.catalog import OPENAI_BASE_URL, RECOMMENDED_REALTIME_MODEL, shutdown_date
+
+if TYPE_CHECKING:
+    from bot.speech.errors import SpeechError
+    from bot.speech.models import SpeechRequest
 
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
 DISCORD_API_BASE = "https://discord.com/api/v10"

@@ -93,7 +93,7 @@ def ensure_installed(spec: ServerSpec, *, timeout: float = 900) -> Path:
         result = subprocess.run(
             [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
              *spec.requirements],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True, text=True, timeout=timeout, check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"installing {spec.requirements} failed:\n{result.stdout}\n{result.stderr}")

@@ -12,7 +12,7 @@ from bot.storage import Store
 from bot.storage.migrations import MIGRATIONS
 
 
-def settings_for(tmp_path: Path, **env: str):  # noqa: ANN201
+def settings_for(tmp_path: Path, **env: str):
     return load_settings({"DATA_DIR": str(tmp_path / "data"), **env})
 
 

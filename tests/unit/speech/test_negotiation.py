@@ -109,10 +109,11 @@ def test_pcm_sample_rate_from_headers(headers: dict[str, str], rate: int | None)
 @pytest.mark.parametrize(
     ("status", "body", "fmt", "refused"),
     [
-        (400, b'{"error": {"message": "response_format \'opus\' needs the ffmpeg binary on the server host",'
-              b' "type": "invalid_request_error", "param": null, "code": "unsupported_response_format"}}', "opus", True),
-        (400, b'{"error": {"message": "opus needs FFmpeg on the PATH; use wav or pcm, or install FFmpeg.",'
-              b' "type": "invalid_request_error", "code": "FORMAT_UNAVAILABLE"}}', "opus", True),  # loudness-tts
+        (400, (b'{"error": {"message": "response_format \'opus\' needs the ffmpeg binary on the server host",'
+               b' "type": "invalid_request_error", "param": null, "code": "unsupported_response_format"}}'),
+         "opus", True),
+        (400, (b'{"error": {"message": "opus needs FFmpeg on the PATH; use wav or pcm, or install FFmpeg.",'
+               b' "type": "invalid_request_error", "code": "FORMAT_UNAVAILABLE"}}'), "opus", True),  # loudness-tts
         (422, b'{"detail": [{"loc": ["body", "response_format"], "msg": "Input should be \'wav\' or \'pcm\'"}]}',
          "opus", True),
         (400, b'{"error": "No voice called \'zeus\'."}', "opus", False),

@@ -20,7 +20,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def fixed(body: bytes, content_type: str = "audio/pcm"):  # noqa: ANN201
+def fixed(body: bytes, content_type: str = "audio/pcm"):
     async def audio(_: Mapping[str, Any]) -> tuple[bytes, str]:
         return body, content_type
 

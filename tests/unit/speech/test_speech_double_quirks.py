@@ -15,9 +15,11 @@ BODY = {"model": "gpt-4o-mini-tts", "input": "hello world", "voice": "alloy", "r
 
 
 async def post(endpoint: SpeechEndpoint, **changes: Any) -> tuple[int, dict[str, str], bytes]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{endpoint.base_url}/audio/speech", json={**BODY, **changes}) as response:
-            return response.status, dict(response.headers), await response.read()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{endpoint.base_url}/audio/speech", json={**BODY, **changes}) as response,
+    ):
+        return response.status, dict(response.headers), await response.read()
 
 
 async def test_strict_server_rejects_unknown_fields_with_fastapis_422() -> None:
