@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.real_servers import SERVERS
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "COMPATIBILITY.md"
 
@@ -64,6 +66,8 @@ def render(results: dict[str, dict[str, str]], facts: dict[str, dict[str, str]],
         "the pinned version into its own environment, started offline with piper's joe voice, with and without an",
         "`ffmpeg` on its PATH (`+ffmpeg`), and driven by the real bot, `speechbot say` and `speechbot check`.",
         "Regenerate with `SPEECHBOT_WRITE_COMPAT=1 python -m pytest -m real_servers`; do not edit by hand.",
+        "",
+        "Pinned: " + "; ".join(f"`{' '.join(spec.requirements)}`" for spec in SERVERS.values()) + ".",
         "",
         "## What the bot does with each",
         "",

@@ -166,7 +166,9 @@ def _prepare_local_tts_studio(home: Path) -> tuple[list[str], dict[str, str]]:
         (voices / source.name).symlink_to(source)
     data = home / "data"
     data.mkdir(exist_ok=True)
-    settings = {"voices_dir": str(voices), "device": "cpu", "api_default_voice": JOE}
+    # noise 0: piper's output is the same every time (its API page setting), so recognition cannot be unlucky
+    settings = {"voices_dir": str(voices), "device": "cpu", "api_default_voice": JOE, "api_noise_scale": 0.0,
+                "api_noise_w_scale": 0.0}
     (data / "settings.json").write_text(json.dumps(settings))
     return ["local-tts", "--host", "127.0.0.1"], {"LOCAL_TTS_DATA_DIR": str(data), "HOME": str(home)}
 
