@@ -13,7 +13,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SPEECH_", "DEV_GUILD"))}
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
-        env={**base, **(env or {})},
+        env={**base, "PYTHONPATH": str(ROOT), **(env or {})},  # this checkout's code, whatever the venv installed
         cwd=cwd,
         capture_output=True,
         text=True,
