@@ -41,6 +41,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("SPEECHBOT_WRITE_COMPAT") != "1" or not (RESULTS or FACTS):
         return
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker holds only part of the results
+        raise pytest.UsageError("SPEECHBOT_WRITE_COMPAT=1 needs one process: run it without -n")
     DOC.write_text(render(RESULTS, FACTS, _FAILED))
 
 
