@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import discord
 
     from bot.config import Settings
+    from bot.speech.errors import SpeechError
 
 log = logging.getLogger("bot.cli")
 
@@ -224,7 +225,7 @@ def _log_task_stacks() -> None:
 async def _say(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
-    from bot.audio.formats import AudioFormat
+    from bot.audio.formats import PCM_SAMPLE_RATE, AudioFormat
     from bot.discord_endpoints import tls_context
     from bot.speech.cache import AudioCache
     from bot.speech.errors import SpeechError
@@ -256,7 +257,7 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
             finally:
                 await speech.close()
         except SpeechError as exc:
-            raise CLIError(exc.user_message) from None
+            raise CLIError(operator_message(exc)) from None
     if args.output == "-":
         sys.stdout.buffer.write(audio.data)
         sys.stdout.buffer.flush()
@@ -267,10 +268,20 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
         "" if audio.format == request.format
         else f" (the service sent {audio.format.value}, not {request.format.value})"
     )
+    if audio.format is AudioFormat.PCM:
+        note += f" (raw 16-bit mono at {PCM_SAMPLE_RATE} Hz)"
     if said_by := served.note(request.voice):
         note += f" {said_by}"
     print(f"wrote {output} ({audio.format.value}, {len(audio.data)} bytes){note}", file=sys.stderr)
     return EXIT_OK
+
+
+def operator_message(error: SpeechError) -> str:
+    """One line for the operator: what a user would be told, and the server's own reason when that leaves it out."""
+    message = error.user_message
+    if error.detail and error.detail not in message:
+        message += f" The server said: {error.detail}"
+    return " ".join(message.split())
 
 
 def _format_from_suffix(output: str | None) -> str | None:

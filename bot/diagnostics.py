@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
@@ -10,12 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from bot import __version__
+from bot.audio.formats import AudioFormat
 from bot.config import Settings
 from bot.speech.catalog import OPENAI_BASE_URL, RECOMMENDED_REALTIME_MODEL, shutdown_date
+
+if TYPE_CHECKING:
+    from bot.speech.errors import SpeechError
+    from bot.speech.models import SpeechRequest
 
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
 DISCORD_API_BASE = "https://discord.com/api/v10"
@@ -39,7 +46,7 @@ async def run_checks(settings: Settings, session: aiohttp.ClientSession) -> list
     if (cert := check_ssl_cert_file()) is not None:
         findings.append(cert)
     findings.append(await check_database(settings))
-    findings.append(await check_speech(settings, session))
+    findings.extend(await check_speech(settings, session))
     if (shutdown := check_model_shutdown(settings)) is not None:
         findings.append(shutdown)
     findings.append(check_fallback(settings))
@@ -61,15 +68,19 @@ def check_token_present(settings: Settings) -> Finding:
 
 
 def _not_writable(path: Path) -> str | None:
-    """Why files cannot be written in ``path`` (created if missing), or None."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
-    return None
+    """Why files could not be written in ``path``, or None; nothing is created or written (``check`` only looks:
+    a missing directory counts when its nearest existing parent would let ``run`` create it)."""
+    path = path.expanduser()
+    if path.exists():
+        if not path.is_dir():
+            return "Not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "Permission denied"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return "Not a directory"
+    return None if os.access(parent, os.W_OK | os.X_OK) else "Permission denied"
 
 
 def check_data_dir(settings: Settings) -> Finding:
@@ -93,20 +104,69 @@ def check_cache_dir(settings: Settings) -> Finding:
 
 
 async def check_database(settings: Settings) -> Finding:
-    """Open the store (which applies migrations, as ``run`` would) and ask it something."""
-    from bot.storage import StorageError, Store
+    """Read the schema version without changing anything (``run`` applies migrations; ``check`` only looks)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from bot.storage.migrations import MIGRATIONS
 
     try:
-        store = await Store.open(settings.database_url)
-    except StorageError as exc:
-        return Finding(False, "database: cannot be opened", f"{exc} Check DATABASE_URL.")
+        url = make_url(settings.database_url)
+    except ArgumentError:
+        return Finding(False, "database: cannot be opened", "DATABASE_URL must start with sqlite:/// or postgresql://.")
     try:
-        await store.ping()
-    except StorageError as exc:
-        return Finding(False, "database: does not answer", str(exc))
-    finally:
-        await store.close()
+        if url.drivername.startswith("sqlite"):
+            if not url.database or url.database == ":memory:":
+                return Finding(False, "database: cannot be opened", "DATABASE_URL needs a file for SQLite.")
+            path = Path(url.database).expanduser()  # noqa: ASYNC240 - string work, no I/O
+            if not await asyncio.to_thread(path.exists):
+                if why := _not_writable(path.parent):
+                    return Finding(False, f"database: {path} cannot be created", f"{why}. Check DATABASE_URL.")
+                return Finding(True, f"database: {path} does not exist yet (the first start creates it)")
+            version = await asyncio.to_thread(_sqlite_version, path)
+        elif url.drivername.startswith(("postgresql", "postgres")):
+            version = await _postgres_version(settings.database_url)
+        else:
+            return Finding(False, "database: cannot be opened", "DATABASE_URL must start with sqlite:/// or postgresql://.")
+    except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the operator gets one line
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        return Finding(False, "database: cannot be opened", f"{reason}. Check DATABASE_URL.")
+    latest = len(MIGRATIONS)
+    if version > latest:
+        return Finding(False, f"database: made by a newer speechbot (schema {version}, this one knows {latest})",
+                       "Upgrade speechbot, or point DATABASE_URL at another database.")
+    if version < latest:
+        return Finding(True, f"database: reachable; the next start applies {latest - version} migration(s)")
     return Finding(True, "database: reachable and up to date")
+
+
+def _sqlite_version(path: Path) -> int:
+    import sqlite3
+
+    # Read-only; with no write-ahead log beside it (no bot running), immutable too, so that SQLite does not create
+    # one (a WAL database opened read-only otherwise gets its -wal and -shm files).
+    wal = path.with_name(path.name + "-wal").exists()
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if wal else "&immutable=1")
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone():
+            return 0
+        return int(db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
+
+
+async def _postgres_version(database_url: str) -> int:
+    from sqlalchemy import text
+
+    from bot.storage.engine import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        async with asyncio.timeout(_TIMEOUT.total or 10), engine.connect() as conn:
+            exists = (await conn.execute(text("SELECT to_regclass('schema_version')"))).scalar()
+            if exists is None:
+                return 0
+            return int((await conn.execute(text("SELECT coalesce(max(version), 0) FROM schema_version"))).scalar_one())
+    finally:
+        await engine.dispose()
 
 
 def check_voice_support() -> Finding:
@@ -183,35 +243,129 @@ def speech_summary(settings: Settings, engines: Sequence[str]) -> list[tuple[int
     return lines
 
 
-async def check_speech(settings: Settings, session: aiohttp.ClientSession) -> Finding:
+async def check_speech(settings: Settings, session: aiohttp.ClientSession) -> list[Finding]:
     if settings.uses_realtime_engine:
-        return await check_realtime(settings, session)
+        return [await check_realtime(settings, session)]
     if settings.uses_local_engine:
         from bot.speech.local import INSTALL_HINT, LocalSpeechEngine
 
         if LocalSpeechEngine.is_installed():
-            return Finding(True, "speech: offline engine (piper) is installed")
-        return Finding(
+            return [Finding(True, "speech: offline engine (piper) is installed")]
+        return [Finding(
             False,
             "speech: no API key and the offline engine is not installed",
             f"Install it with: {INSTALL_HINT}, or set SPEECH_API_KEY.",
-        )
-    url = f"{settings.speech_api_base_url}/models"
-    headers = {}
-    if settings.speech_api_key:
-        headers["Authorization"] = f"Bearer {settings.speech_api_key.get_secret_value()}"
-    try:
-        async with session.get(url, headers=headers, timeout=_TIMEOUT) as resp:
-            status = resp.status
-    except (TimeoutError, aiohttp.ClientError):
-        return Finding(
-            False,
-            f"speech: cannot reach {settings.speech_api_base_url}",
-            "Check SPEECH_API_BASE_URL and the network.",
-        )
-    if status in (401, 403):
-        return Finding(False, f"speech: the API key was rejected ({status})", "Check SPEECH_API_KEY.")
-    return Finding(True, f"speech: {settings.speech_api_base_url} is reachable (model {settings.speech_model})")
+        )]
+    return await check_speech_api(settings, session)
+
+
+#: What ``check`` asks the speech service to say: one short word, so that it costs next to nothing.
+CHECK_WORD = "Hello."
+CHECK_INSTRUCTIONS = "Speak clearly."
+
+
+async def check_speech_api(settings: Settings, session: aiohttp.ClientSession) -> list[Finding]:
+    """Synthesize one short word as ``/speak`` would (model, default voice, default format), then as voice
+    playback would (Opus, or what the service can make), then with ``instructions``; validate each body; for a
+    failure, name the setting to change. Nothing is cached or written."""
+    from bot.audio.decode import AudioDecodeError
+    from bot.audio.validate import check_audio
+    from bot.speech.client import MODELS_WITHOUT_INSTRUCTIONS, OpenAISpeechClient, Timeouts
+    from bot.speech.errors import SpeechError
+    from bot.speech.models import PLAYBACK_FORMAT, SpeechRequest, read_all
+    from bot.speech.retry import RetryPolicy
+
+    base = settings.speech_api_base_url
+    client = OpenAISpeechClient(
+        session, base_url=base, api_key=settings.speech_api_key, model=settings.speech_model,
+        voices=settings.speech_voices, policy=RetryPolicy(max_attempts=1),
+        timeouts=Timeouts(first_byte=settings.speech_timeout, between_chunks=settings.speech_timeout),
+    )
+
+    async def say(request: SpeechRequest) -> tuple[AudioFormat, int] | Finding:
+        try:
+            audio = await read_all(await client.open(request))
+            await asyncio.to_thread(check_audio, audio.data, audio.format)
+        except SpeechError as exc:
+            return speech_problem(settings, exc, request)
+        except AudioDecodeError as exc:
+            return Finding(False, f"speech: the service sent damaged {request.format.value} audio ({exc})",
+                           "Try another SPEECH_DEFAULT_FORMAT, or check the speech server.")
+        return audio.format, len(audio.data)
+
+    voice, fmt = settings.default_voice, settings.default_format
+    made = await say(SpeechRequest(CHECK_WORD, voice, fmt))
+    if isinstance(made, Finding):
+        if "SPEECH_DEFAULT_FORMAT" not in made.detail:
+            return [made]  # nothing else can work either
+        findings = [made]
+        got = AudioFormat.WAV
+    else:
+        got, size = made
+        sent = "" if got is fmt else f", sent as {got.value}"
+        findings = [Finding(True, f"speech: {base}/audio/speech speaks (model {settings.speech_model}, voice {voice}, "
+                                  f"{fmt.value}{sent}: {size} bytes of valid audio)")]
+
+    played = await say(SpeechRequest(CHECK_WORD, voice, PLAYBACK_FORMAT, playback=True))
+    if isinstance(played, Finding):
+        findings.append(played)
+    elif client.refused_formats:
+        refused = ", ".join(sorted(f.value for f in client.refused_formats))
+        findings.append(Finding(True, f"speech: voice and read-aloud get {played[0].value} (the service cannot "
+                                      f"make {refused}; the bot transcodes for voice)"))
+    else:
+        findings.append(Finding(True, f"speech: voice and read-aloud get {played[0].value}"))
+
+    if settings.speech_model not in MODELS_WITHOUT_INSTRUCTIONS:
+        styled = await say(SpeechRequest(CHECK_WORD, voice, got, instructions=CHECK_INSTRUCTIONS))
+        if isinstance(styled, Finding):
+            findings.append(styled)
+        elif client.accepts_instructions is False:
+            findings.append(Finding(True, "speech: the service does not accept instructions (voice styles); the bot "
+                                          "sends requests without them", warning=True))
+        else:
+            findings.append(Finding(True, "speech: the service accepts instructions (voice styles)"))
+    return findings
+
+
+def speech_problem(settings: Settings, error: SpeechError, request: SpeechRequest) -> Finding:
+    """A failed synthesis as one finding naming the setting to change (and the server's own reason)."""
+    from bot.speech.client import refuses_field, refuses_format
+    from bot.speech.errors import SpeechAuthError, SpeechConnectionError, SpeechTimeoutError
+
+    base = settings.speech_api_base_url
+    said = f" The server said: {error.detail}" if error.detail else ""
+    if isinstance(error, SpeechConnectionError):
+        return Finding(False, f"speech: cannot reach {base}", "Check SPEECH_API_BASE_URL and the network.")
+    if isinstance(error, SpeechTimeoutError):
+        return Finding(False, f"speech: {base} did not answer within {settings.speech_timeout:g} s",
+                       "Check SPEECH_API_BASE_URL, or raise SPEECH_TIMEOUT for a slow server.")
+    if isinstance(error, SpeechAuthError) and error.status == 401:
+        if settings.speech_api_key:
+            return Finding(False, "speech: the API key was rejected (401)", "Check SPEECH_API_KEY." + said)
+        return Finding(False, "speech: the service wants an API key (401)", "Set SPEECH_API_KEY." + said)
+    if isinstance(error, SpeechAuthError):
+        return Finding(False, f"speech: the service refused the bot ({error.status})",
+                       "Check SPEECH_API_KEY and what it may use." + said)
+    if error.status in (404, 405) or (error.status == 200 and "not audio" in error.user_message):
+        hint = f" (e.g. SPEECH_API_BASE_URL={base}/v1)" if not base.rstrip("/").endswith("/v1") else ""
+        what = f"HTTP {error.status}" if error.status != 200 else "a page that is not audio"
+        if error.code in ("model_not_found", "invalid_model") or error.unavailable == "model":
+            return Finding(False, f"speech: the service does not know the model {settings.speech_model}",
+                           "Check SPEECH_MODEL." + said)
+        return Finding(False, f"speech: {base}/audio/speech answered {what}: not a speech endpoint",
+                       f"SPEECH_API_BASE_URL probably lacks its path{hint}." + said)
+    if error.unavailable == "model" or refuses_field(error, "model"):
+        return Finding(False, f"speech: the service does not know the model {settings.speech_model}",
+                       "Check SPEECH_MODEL." + said)
+    if error.unavailable == "voice" or refuses_field(error, "voice"):
+        return Finding(False, f"speech: the service does not know the voice {request.voice}",
+                       "Check SPEECH_DEFAULT_VOICE and SPEECH_VOICES." + said)
+    if error.unavailable == "format" or refuses_format(error, request.format):
+        return Finding(False, f"speech: the service cannot make {request.format.value} audio",
+                       "Set SPEECH_DEFAULT_FORMAT to a format it makes (wav and pcm always work on Piper servers)."
+                       + said)
+    return Finding(False, f"speech: {error.user_message}", ("Check SPEECH_API_BASE_URL and SPEECH_MODEL." + said))
 
 
 async def check_realtime(settings: Settings, session: aiohttp.ClientSession) -> Finding:

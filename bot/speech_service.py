@@ -30,7 +30,7 @@ from bot.setting_choices import SpeakOutput
 from bot.speech.cache import CacheStats
 from bot.speech.errors import SpeechError
 from bot.speech.failover import FailoverSpeech, Served
-from bot.speech.models import SpeechRequest, SynthesizedAudio, validate_request
+from bot.speech.models import PLAYBACK_FORMAT, SpeechRequest, SynthesizedAudio, validate_request
 from bot.storage import GuildSettings
 from bot.usage import Reservation, UsageLedger
 
@@ -83,10 +83,13 @@ class SpeechService:
             guild_id, user_id, guild, voice=voice, speed=speed, format=format, instructions=instructions,
             output=output,
         )
-        # a voice message is Ogg Opus whatever file format the member or the server chose
+        # A voice message is Ogg Opus whatever file format was chosen; in voice only, the file format setting has
+        # no say either: playback asks for what is cheapest to play (and accepts what the server can make).
+        playback = options.output is SpeakOutput.VOICE
         fmt = AudioFormat.OPUS if options.output is SpeakOutput.VOICE_MESSAGE else options.format
         request = self.validate(SpeechRequest(
-            text=text, voice=options.voice, format=fmt, speed=options.speed, instructions=options.instructions,
+            text=text, voice=options.voice, format=PLAYBACK_FORMAT if playback else fmt,
+            speed=options.speed, instructions=options.instructions, playback=playback,
         ))
         admitted = await self.admit_request(guild_id, user_id, request, guild)
         admitted.notice, admitted.output = options.notice, options.output

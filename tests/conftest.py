@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.loopback.realtime_fixtures",
     "tests.storage_fixtures",
     "tests.bot_fixtures",
+    "tests.e2e.compat",
 ]

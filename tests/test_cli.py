@@ -15,7 +15,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SPEECH_", "DEV_GUILD"))}
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
-        env={**base, **(env or {})},
+        env={**base, "PYTHONPATH": str(ROOT), **(env or {})},  # this checkout's code, whatever the venv installed
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -89,10 +89,14 @@ def test_without_the_offline_engine_a_keyless_bot_says_what_to_install(tmp_path:
 
 
 def test_a_data_dir_that_cannot_be_created_is_one_line_for_run_and_a_fix_for_check(tmp_path: Path) -> None:
-    env = {"DATA_DIR": "/proc/speechbot-data", "DISCORD_TOKEN": "x.y.z"}  # unwritable even for root
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    data_dir = blocker / "data"  # cannot be created, whoever runs the test (root included)
+    env = {"DATA_DIR": str(data_dir), "DISCORD_TOKEN": "x.y.z"}
     run = run_cli("run", env=env, cwd=tmp_path)
     assert run.returncode == 1 and run.stderr.count("\n") == 1
-    assert "/proc/speechbot-data" in run.stderr and "DATA_DIR" in run.stderr and "unexpected" not in run.stderr
+    assert str(data_dir) in run.stderr and "DATA_DIR" in run.stderr and "unexpected" not in run.stderr
     check = run_cli("check", env={**env, "DISCORD_API_BASE": "http://127.0.0.1:9/api/v10"}, cwd=tmp_path)
     assert check.returncode == 1 and "unexpected" not in check.stderr
-    assert "[FIX] data directory /proc/speechbot-data is not writable" in check.stdout
+    assert f"[FIX] data directory {data_dir} is not writable" in check.stdout
+    assert not data_dir.exists()

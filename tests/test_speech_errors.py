@@ -92,13 +92,13 @@ def test_every_body_shape_yields_its_message(shape: ErrorShape) -> None:
         (b'{"error": {"message": "m", "type": "t", "param": null, "code": null}}', ErrorDetail("m", None, "t")),
         (b'{"error": {"message": "m", "type": "t", "param": null, "code": 400}}', ErrorDetail("m", "400", "t")),
         (b'{"detail": [{"loc": ["body", "speed"], "msg": "too fast", "input": "the user text"},'
-         b' {"loc": ["body"], "msg": "bad"}]}', ErrorDetail("speed: too fast; bad")),
+         b' {"loc": ["body"], "msg": "bad"}]}', ErrorDetail("speed: too fast; bad", param="speed")),
         (b'{"detail": {"error": "invalid_model", "message": "No such model", "type": "invalid_request_error"}}',
          ErrorDetail("No such model", "invalid_model", "invalid_request_error")),
         (b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
          ErrorDetail("502 Bad Gateway")),
         (b"<h1>Forbidden</h1>", ErrorDetail("Forbidden")),
-        (b"x" * 1000, ErrorDetail("x" * 300)),
+        (b"x" * 2000, ErrorDetail("x" * 664 + " … " + "x" * 333)),
         (b"[1, 2]", ErrorDetail("[1, 2]")),
         (b'{"unexpected": true}', ErrorDetail('{"unexpected": true}')),
         (b"", ErrorDetail()),
@@ -129,7 +129,7 @@ def test_parse_edge_cases(body: bytes, expected: ErrorDetail) -> None:
         (500, b"oops", SpeechServiceError, MSG_SERVER, True),
         (503, b'{"message": "overloaded", "code": 503, "type": "ServiceUnavailableError"}', SpeechServiceError,
          MSG_SERVER, True),
-        (413, b"too large", SpeechRejectedError, "The speech service refused the request (HTTP 413).", False),
+        (413, b"too large", SpeechRejectedError, "The speech service refused the request (HTTP 413): too large", False),
     ],
 )
 def test_status_maps_to_a_short_message(
@@ -150,7 +150,8 @@ def test_rejections_quote_the_service_trimmed(status: int) -> None:
 
     assert error.user_message.startswith("The speech service rejected the request: Input is invalid because very")
     assert len(error.user_message) <= len("The speech service rejected the request: ") + 200
-    assert error.user_message.endswith("…")
+    assert " … " in error.user_message and error.user_message.endswith("very long.")  # start and end kept
+    assert error.detail == " ".join(long_message.split())  # the operator gets all of it
 
 
 def test_rejection_without_details_still_reads_well() -> None:

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 #: The backlog speed-up applies once this many messages wait (the one about to play included).
 BACKLOG_THRESHOLD = 4
-#: Read-aloud requests Ogg Opus: the player passes 20 ms Opus through without transcoding.
+#: Read-aloud asks for Ogg Opus first (passed through without transcoding); the request is for playback, so a
+#: server that cannot make it serves wav or pcm instead (``bot.speech.client``).
 READ_FORMAT = AudioFormat.OPUS
 
 
@@ -181,7 +182,8 @@ class GuildReader:
             speed = max(speed, min(self.service.speeds.high, round(speed * u.backlog_speedup, 2)))
         try:
             return validate_request(
-                SpeechRequest(text=text, voice=u.voice, format=READ_FORMAT, speed=speed, instructions=u.instructions),
+                SpeechRequest(text=text, voice=u.voice, format=READ_FORMAT, speed=speed, instructions=u.instructions,
+                              playback=True),
                 self.service.voices,
                 speeds=self.service.speeds,
             )

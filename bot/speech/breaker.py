@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from bot.speech.errors import SpeechError, SpeechServiceError, SpeechValidationError
+from bot.speech.errors import SpeechError, SpeechRejectedError, SpeechServiceError, SpeechValidationError
 from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class CircuitBreaker:
 def is_service_failure(error: SpeechError) -> bool:
     """5xx, 408/409, timeouts, connection failures and non-audio answers: the service is unwell. Refusals
     (4xx, invalid input caught before sending) are not."""
-    if isinstance(error, SpeechValidationError):
+    if isinstance(error, (SpeechValidationError, SpeechRejectedError)):  # a refusal, even one sent as a 5xx
         return False
     return error.status is None or error.status >= 500 or error.status in (200, 408, 409)
 

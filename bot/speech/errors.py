@@ -24,6 +24,8 @@ class SpeechError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         detail: str | None = None,
+        param: str | None = None,
+        unavailable: str | None = None,
     ) -> None:
         super().__init__(user_message)
         self.user_message = user_message
@@ -32,6 +34,10 @@ class SpeechError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.detail = detail
+        #: The request field the endpoint blamed (OpenAI's ``error.param``, FastAPI's ``loc``), when it said.
+        self.param = param
+        #: "voice", "model" or "format" when the endpoint said the one asked for is unknown or unavailable.
+        self.unavailable = unavailable
 
     def __repr__(self) -> str:
         return (
@@ -57,7 +63,8 @@ class SpeechRateLimitError(SpeechError):
 
 
 class SpeechRejectedError(SpeechError):
-    """The endpoint refused this request (400, 404, 422, other 4xx): sending it again will not help."""
+    """The endpoint refused this request (400, 404, 422, other 4xx, or a 5xx saying the voice, model or format
+    is unknown or unavailable): sending it again will not help."""
 
 
 class SpeechServiceError(SpeechError):

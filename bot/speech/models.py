@@ -33,6 +33,13 @@ class SpeechRequest:
     format: AudioFormat = AudioFormat.OPUS
     speed: float = 1.0
     instructions: str | None = None
+    #: For playing, not for a file: ``format`` is only a preference, and the backend may serve another one the
+    #: bot can play (wav, pcm) when the endpoint cannot make it (see ``bot.speech.client``).
+    playback: bool = False
+
+
+#: What voice playback and read-aloud ask for first: Ogg Opus at 20 ms is passed through without transcoding.
+PLAYBACK_FORMAT = AudioFormat.OPUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +122,8 @@ def validate_request(
         raise SpeechValidationError(
             f"The instructions are {len(instructions)} characters long; the limit is {MAX_INSTRUCTIONS_CHARS}."
         )
-    return SpeechRequest(text=text, voice=request.voice, format=fmt, speed=float(speed), instructions=instructions)
+    return SpeechRequest(text=text, voice=request.voice, format=fmt, speed=float(speed), instructions=instructions,
+                         playback=request.playback)
 
 
 async def read_all(stream: SpeechStream) -> SynthesizedAudio:

@@ -24,7 +24,7 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import TracebackType
 from typing import Any
@@ -129,13 +129,51 @@ class RecordedRequest:
     received_at: float
 
 
+#: The fields a strict server's request model declares when it knows nothing of ``instructions`` (pydantic
+#: ``extra="forbid"``): anything else is a 422 "Extra inputs are not permitted".
+CLASSIC_FIELDS = frozenset({"model", "input", "voice", "response_format", "speed"})
+
+
+@dataclass(frozen=True)
+class ServerQuirks:
+    """How real compatible servers differ from OpenAI (all off by default: the double is OpenAI).
+
+    ``formats``: what it can make; others get the 400 of a Piper server without ffmpeg (``wav_only()``).
+    ``fields``: a strict request model; a field outside is a 422 in FastAPI's shape (``strict()``).
+    ``pcm_rate``: pcm at this rate, announced by ``pcm_rate_header`` ("x-sample-rate": ``X-Sample-Rate``,
+    "content-type": ``audio/pcm;rate=N``, None: not at all). ``voices``: the voices it has; another is answered
+    ``unknown_voice_status`` with a reason (loudness-tts says 503 for a voice not downloaded). ``speeds``: the
+    range it clamps ``speed`` into (loudness-tts: 0.5-2). Every voice sounds the same (piper's joe) in any case.
+    """
+
+    formats: frozenset[str] | None = None
+    fields: frozenset[str] | None = None
+    pcm_rate: int = 24_000
+    pcm_rate_header: str | None = "x-sample-rate"
+    voices: frozenset[str] | None = None
+    unknown_voice_status: int = 503
+    speeds: tuple[float, float] | None = None
+
+    @classmethod
+    def wav_only(cls) -> ServerQuirks:
+        return cls(formats=frozenset({"wav", "pcm"}))
+
+    @classmethod
+    def strict(cls) -> ServerQuirks:
+        return cls(fields=CLASSIC_FIELDS)
+
+
 class SpeechEndpoint:
     """The endpoint double. ``await start()``, point the client at ``base_url``, ``await close()``."""
 
-    def __init__(self, *, api_key: str | None = None, audio: AudioSource | None = None, chunks: int = 4) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, audio: AudioSource | None = None, chunks: int = 4,
+        quirks: ServerQuirks | None = None,
+    ) -> None:
         self.api_key = api_key
         self._audio = audio or local_speech
         self._chunks = chunks
+        self.quirks = quirks or ServerQuirks()
         self.requests: list[RecordedRequest] = []
         self.served: list[bytes] = []
         self.failures: list[str] = []
@@ -200,6 +238,9 @@ class SpeechEndpoint:
             masked = f"{self.api_key[:3]}{'*' * 12}{self.api_key[-4:]}"
             return self._error(401, f"Incorrect API key provided: {masked}.", code="invalid_api_key")
 
+        if (quirk := self._quirk(body)) is not None:
+            return quirk
+        body = self._clamped(body)
         fault = self._faults.pop(0) if self._faults else Fault()
         if fault.hang:
             await self._closing.wait()
@@ -217,7 +258,55 @@ class SpeechEndpoint:
                 data, content_type = await self._audio(body)
             except SpeechError as exc:  # e.g. text with no speakable words: a real server refuses it too
                 return self._error(400, exc.user_message)
+        headers = {}
+        if body["response_format"] == "pcm" and fault.body is None and not fault.not_audio:
+            data, headers, content_type = self._pcm_at_rate(data, content_type)
+        if headers:
+            fault = replace(fault, headers={**headers, **fault.headers})
         return await self._stream(request, data, fault.content_type or content_type, fault)
+
+    def _quirk(self, body: Mapping[str, Any]) -> web.Response | None:
+        """A real server's refusal of a valid request (ServerQuirks), or None."""
+        quirks = self.quirks
+        if quirks.fields is not None and (extra := sorted(set(body) - quirks.fields)):
+            problems = [{"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted",
+                         "input": body[name]} for name in extra]
+            return web.json_response({"detail": problems}, status=422)
+        fmt = body["response_format"]
+        if quirks.formats is not None and fmt not in quirks.formats:
+            message = (f"response_format '{fmt}' needs the ffmpeg binary on the server host, which was not found. "
+                       f"Use 'wav' (default) or 'pcm', or install ffmpeg.")
+            return self._error(400, message, code="unsupported_response_format")
+        if quirks.voices is not None and body["voice"] not in quirks.voices:
+            message = f"Voice '{body['voice']}' not found: it is not downloaded and downloads are turned off."
+            return self._error(quirks.unknown_voice_status, message, code="voice_not_found", error_type="server_error")
+        return None
+
+    def _clamped(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.quirks.speeds is None or "speed" not in body:
+            return body
+        low, high = self.quirks.speeds
+        return {**body, "speed": min(high, max(low, float(body["speed"])))}
+
+    def _pcm_at_rate(self, data: bytes, content_type: str) -> tuple[bytes, dict[str, str], str]:
+        """24 kHz pcm as a server whose voice is ``quirks.pcm_rate`` sends it, announced as configured."""
+        rate = self.quirks.pcm_rate
+        if rate == 24_000:
+            return data, {}, content_type
+        import av
+        import numpy as np
+
+        frame = av.AudioFrame.from_ndarray(np.frombuffer(data, dtype="<i2").reshape(1, -1), format="s16",
+                                           layout="mono")
+        frame.sample_rate = 24_000
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        out = b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(frame) + resampler.resample(None))
+        match self.quirks.pcm_rate_header:
+            case "x-sample-rate":
+                return out, {"X-Sample-Rate": str(rate)}, "audio/pcm_s16le"
+            case "content-type":
+                return out, {}, f"audio/pcm;rate={rate}"
+        return out, {}, content_type
 
     def _models(self, request: web.Request) -> web.Response:
         """``GET /v1/models``, as OpenAI answers it: what ``speechbot check`` uses to test the key."""
