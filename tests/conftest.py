@@ -4,6 +4,6 @@ pytest_plugins = [
     "tests.loopback.discord_fixtures",
     "tests.loopback.speech_fixtures",
     "tests.loopback.realtime_fixtures",
-    "tests.storage_fixtures",
-    "tests.bot_fixtures",
+    "tests.support.storage_fixtures",
+    "tests.support.bot_fixtures",
 ]

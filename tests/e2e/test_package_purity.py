@@ -1,0 +1,17 @@
+"""Import boundaries checked in a fresh interpreter (the test process has everything imported already)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_the_package_stays_pure() -> None:
+    """bot.text must not pull in discord.py, the network or the database: the adapter owns those."""
+    code = (
+        "import sys, bot.text; "
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('discord', 'aiohttp', 'sqlalchemy')); "
+        "print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
