@@ -12,7 +12,7 @@ from tests.support.bot_process import running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
-from tests.e2e.test_metrics import free_port, sample
+from tests.support.metrics import free_port, sample
 from tests.support.voice_helpers import served_audio_packets
 
 TEXT = "Hello world, this is a test of the speech system."

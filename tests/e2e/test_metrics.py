@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -13,21 +11,7 @@ from tests.support.bot_process import running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of one Prometheus sample, or None if it is not exposed."""
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
-        if match and all(f'{key}="{value}"' in (match.group(1) or "") for key, value in labels.items()):
-            return float(match.group(2))
-    return None
+from tests.support.metrics import assert_gateway_latency_measured, free_port, sample
 
 
 async def test_metrics_and_health_follow_what_the_bot_does(
@@ -74,5 +58,5 @@ async def test_metrics_and_health_follow_what_the_bot_does(
         assert sample(text, "speechbot_speech_time_to_first_byte_seconds_count") == 2
         assert sample(text, "speechbot_voice_time_to_first_packet_seconds_count") == 1
         assert sample(text, "speechbot_voice_sessions") == 1
-        assert (sample(text, "speechbot_gateway_latency_seconds", shard="0") or 0) >= 0
+        assert_gateway_latency_measured(text, shard="0")
         assert "Hello world" not in text and SPEECH_TEST_KEY not in text

@@ -26,7 +26,7 @@ from tests.loopback.realtime_fixtures import REALTIME_MODEL
 from tests.loopback.realtime_server import Fault, FaultKind, RealtimeEndpoint
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.e2e.test_cli_speech import run_cli
-from tests.e2e.test_metrics import free_port, sample
+from tests.support.metrics import free_port, sample
 from tests.support.voice_helpers import current_session, heard_words, segments, speak_in_voice
 
 PHRASES = ["hello world", "good morning everyone", "please join the voice channel", "thank you for listening",
