@@ -6,7 +6,7 @@ What is asserted is what would reach the speech endpoint and the player: texts, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -91,6 +91,17 @@ class World:
     def sent(self) -> list[str]:
         return [request.text for request in self.backend.requests]
 
+    async def until(self, condition: Callable[[], bool], what: str) -> None:
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def waiting(self) -> int:
+        reader = self.service.reader(GUILD)
+        return 0 if reader is None else len(reader.queue)
+
     async def idle(self) -> None:
         reader = self.service.reader(GUILD)
         for _ in range(200):
@@ -145,10 +156,12 @@ async def test_a_backlog_is_read_faster_and_the_speed_returns_when_it_clears(wor
     await world.store.update_guild_settings(GUILD, backlog_speedup=1.5, say_name="never")
     world.session.release.clear()
     await world.say(ALICE, "one")
-    await asyncio.sleep(0.15)  # "one" plays (and holds the player) before the others arrive
+    # "one" plays (and holds the player) before the others arrive
+    await world.until(lambda: world.session.current is not None, "the first message playing")
     for text in ["two", "three", "four", "five", "six"]:
         await world.say(ALICE, text)
-    await asyncio.sleep(0.2)
+    # all five wait, and the first of them is past its hold and synthesized ahead while "one" plays
+    await world.until(lambda: world.waiting() == 5 and "two" in world.sent(), "two synthesized ahead")
     world.session.release.set()
     await world.idle()
     speeds = {item.request.text: item.request.speed for item in world.session.played}
@@ -161,8 +174,7 @@ async def test_deleted_and_edited_messages_and_a_deletion_while_playing(world: W
     await world.store.update_guild_settings(GUILD, say_name="never")
     world.session.release.clear()
     playing, _ = await world.say(ALICE, "first")
-    await asyncio.sleep(0.15)
-    assert world.session.current is not None
+    await world.until(lambda: world.session.current is not None, "the first message playing")
     deleted, _ = await world.say(ALICE, "deleted")
     edited, _ = await world.say(ALICE, "before the edit")
     world.service.on_delete(GUILD, [deleted])

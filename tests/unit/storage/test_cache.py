@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import time
+from types import SimpleNamespace
+
+import pytest
 
 from bot.storage.cache import Cache, CacheKey
 
@@ -12,11 +14,30 @@ B_PREFS = CacheKey("prefs", 2, 7)
 B_OTHER = CacheKey("prefs", 2, 8)
 
 
-def test_a_value_is_served_until_it_expires() -> None:
+class FakeClock:
+    """Stands in for the cache module's ``time``: only ``monotonic`` is read, and it moves when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr("bot.storage.cache.time", SimpleNamespace(monotonic=fake.monotonic))
+    return fake
+
+
+def test_a_value_is_served_until_it_expires(clock: FakeClock) -> None:
     cache = Cache(ttl=0.05)
     cache.put(A, "value", cache.token())
     assert cache.get(A) == "value"
-    time.sleep(0.06)
+    clock.now = 1000.0 + 0.049
+    assert cache.get(A) == "value"
+    clock.now = 1000.0 + 0.05  # exactly its time-to-live after it was put
     assert cache.get(A) is None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import date, timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import BigInteger, func, select
@@ -225,14 +226,19 @@ async def test_a_write_is_read_back_at_once_by_the_same_store(store: Store) -> N
     assert (await store.get_user_prefs(USER, GUILD)).voice == "echo"
 
 
-async def test_another_store_sees_writes_once_its_cache_expires(database: Database) -> None:
+async def test_another_store_sees_writes_once_its_cache_expires(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]  # the cache's clock, moved by the test instead of waiting out the time-to-live
+    monkeypatch.setattr("bot.storage.cache.time", SimpleNamespace(monotonic=lambda: now[0]))
     writer = await database.open()
     reader = await database.open(cache_ttl=0.3)
     assert (await reader.get_guild_settings(GUILD)).autojoin is False
 
     await writer.update_guild_settings(GUILD, autojoin=True)
+    now[0] = 1000.0 + 0.29
     assert (await reader.get_guild_settings(GUILD)).autojoin is False  # served from its cache
-    await asyncio.sleep(0.35)
+    now[0] = 1000.0 + 0.3  # exactly when the entry read at 1000.0 expires
     assert (await reader.get_guild_settings(GUILD)).autojoin is True
 
     await writer.close()
