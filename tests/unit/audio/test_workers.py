@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 import pytest
@@ -16,10 +17,10 @@ async def occupy(pool: DeadlinePool) -> tuple[asyncio.Task[None], threading.Even
 
     def blocker() -> None:
         started.set()
-        gate.wait(5)
+        gate.wait(60)  # a bound only for a broken test: the test always opens the gate
 
     task = asyncio.create_task(pool.run(0.0, blocker))
-    await asyncio.to_thread(started.wait, 5)
+    assert await asyncio.to_thread(started.wait, 60), "the pool's worker never started"
     return task, gate
 
 
@@ -29,7 +30,7 @@ async def test_queued_jobs_run_earliest_deadline_first() -> None:
     first, gate = await occupy(pool)
     jobs = [asyncio.create_task(pool.run(deadline, order.append, name)) for deadline, name in
             [(30.0, "late"), (10.0, "soon"), (20.0, "later"), (10.0, "soon, queued second")]]
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one turn of the loop: each task runs up to its queued job
     gate.set()
     await asyncio.gather(first, *jobs)
     assert order == ["soon", "soon, queued second", "later", "late"]
@@ -48,8 +49,12 @@ async def test_a_cancelled_job_that_has_not_started_never_runs() -> None:
     first, gate = await occupy(pool)
     dropped = asyncio.create_task(pool.run(1.0, ran.append, "dropped"))
     kept = asyncio.create_task(pool.run(2.0, ran.append, "kept"))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one turn of the loop: both jobs are queued
     dropped.cancel()
+    # the cancellation takes effect when the task handles it; the gate opens only then (opening it at once
+    # raced the worker thread against the event loop, and the worker sometimes won)
+    with contextlib.suppress(asyncio.CancelledError):
+        await dropped
     gate.set()
     await asyncio.gather(first, kept)
     assert dropped.cancelled()
