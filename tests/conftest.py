@@ -1,5 +1,15 @@
 """Shared fixtures. The loopback doubles live in ``tests/loopback`` and are loaded as plugins; the fixture that
-starts the real bot process (``bot``) is only visible to ``tests/e2e/`` (its conftest)."""
+starts the real bot process (``bot``) is only visible to ``tests/e2e/`` (its conftest).
+
+Every test is independent of the others, so the suite runs in parallel (``pytest -n auto``, pytest-xdist): each
+test has its own temporary directory (per worker, from xdist), its own loopback servers on ephemeral ports and
+its own PostgreSQL schema or database (``tests/support/storage_fixtures.py``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
 
 pytest_plugins = [
     "tests.loopback.discord_fixtures",
@@ -7,3 +17,16 @@ pytest_plugins = [
     "tests.loopback.realtime_fixtures",
     "tests.support.storage_fixtures",
 ]
+
+
+#: ``-n auto`` starts at most this many workers, whatever the machine.
+MAX_AUTO_WORKERS = 16
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one and a half workers per CPU. Most of the end-to-end time is waiting (audio plays in real
+    time, timeouts run out, discord.py backs off), so one worker per CPU leaves the CPUs half idle; two per CPU
+    starve the tests that synthesize and recognize speech against real-time deadlines when the machine is
+    shared. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it, as pytest-xdist documents."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(2, min(cpus + cpus // 2, MAX_AUTO_WORKERS))

@@ -25,6 +25,8 @@ from tests.support.audio_check import (
     recognize_audio,
 )
 
+pytestmark = pytest.mark.slow  # synthesizes real speech with piper and recognizes it
+
 VOICES = ["alloy", "echo", "nova"]
 SENTENCE = "please join the voice channel"
 PHRASES = [

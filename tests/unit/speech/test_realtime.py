@@ -32,6 +32,8 @@ from tests.loopback.realtime_fixtures import REALTIME_MODEL
 from tests.loopback.realtime_server import Fault, FaultKind, RealtimeEndpoint
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 
+pytestmark = pytest.mark.slow  # the Realtime double speaks real speech (piper), recognized by pocketsphinx
+
 PHRASES = ["hello world", "good morning everyone", "please join the voice channel", "thank you for listening"]
 VOICES = ("alloy", "marin", "cedar")
 

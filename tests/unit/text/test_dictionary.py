@@ -137,6 +137,7 @@ entries = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(texts, entries)
 def test_apply_never_raises_and_respects_growth(text: str, dictionary: list[DictionaryEntry]) -> None:
@@ -144,6 +145,7 @@ def test_apply_never_raises_and_respects_growth(text: str, dictionary: list[Dict
     assert len(result) <= growth_limit(len(text))
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(st.builds(DictionaryEntry, st.text(max_size=120), st.text(max_size=120), st.booleans()))
 def test_validate_only_raises_dictionary_error(entry: DictionaryEntry) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.text import CleaningOptions, MessageInput, clean_message, display_name_for_speech, split_for_speech
 from bot.text.cleaning import MAX_NAME_CHARS
 from bot.text.splitting import truncate
+
+pytestmark = pytest.mark.slow  # thousands of generated inputs per test
 
 #: Raw markup that must never be spoken.
 RAW_MARKUP = re.compile(r"<(?:@!?|@&|#)\d+>|<a?:\w+:\d+>")
