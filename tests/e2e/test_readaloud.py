@@ -6,7 +6,6 @@ What is checked is what a listener and the speech provider would notice: the wor
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from bot.storage import Store
@@ -125,10 +124,12 @@ async def test_autojoin_reads_the_read_channel_and_leaves_when_alone(
                                       announce_joins=True, name_mode="username")
     await store.close()
     await emu.move_member(emu.user, None)
-    async with voice_bot(emu, speech_endpoint, tmp_path, VOICE_ALONE_TIMEOUT="1"):
+    async with voice_bot(emu, speech_endpoint, tmp_path, VOICE_ALONE_TIMEOUT="1") as bot:
         await emu.move_member(emu.other_user, emu.voice_channel)  # bob joins: the bot follows
         await emu.wait_for(lambda: emu.voice_connected(), timeout=20, what="the bot autojoining")
-        await asyncio.sleep(0.5)  # the bot registers its session just after the voice connection is up
+        # the bot registers its session (and logs it) just after the voice connection is up
+        await emu.wait_for(lambda: f"joined voice (guild={emu.guild.id} " in bot.log, timeout=10,
+                           what="the bot's voice session")
         session = await current_session(emu)
         await emu.chat.send(emu.other_user, emu.text_channel, "Good morning everyone.")
         await emu.chat.send(emu.other_user, emu.voice_channel, "Not a read channel.")

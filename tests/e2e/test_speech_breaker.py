@@ -39,6 +39,6 @@ async def test_the_bot_fails_fast_while_the_endpoint_keeps_failing_and_recovers_
         assert len(speech_endpoint.requests) == sent  # failed fast: nothing reached the endpoint
 
         speech_endpoint.clear_faults()
-        await asyncio.sleep(2.2)  # the cool-down (a clock test above checks the rule; this checks the wiring)
+        await asyncio.sleep(2.2)  # the cool-down (tests/unit/speech/test_breaker.py checks the rule; this, the wiring)
         assert await speak() == "ok"
         assert await speak() == "ok"
