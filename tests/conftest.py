@@ -8,6 +8,7 @@ its own PostgreSQL schema or database (``tests/support/storage_fixtures.py``).""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     shared. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it, as pytest-xdist documents."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(2, min(cpus + cpus // 2, MAX_AUTO_WORKERS))
+
+
+def _cost_rank(item: pytest.Item) -> int:
+    """Heavy tests first: tests marked slow, then end-to-end tests, then the rest."""
+    if item.get_closest_marker("slow"):
+        return 0
+    return {"e2e": 1, "loopback_tests": 2}.get(item.path.relative_to(Path(__file__).parent).parts[0], 3)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the heavy tests first (a stable sort: the order within a file is kept), so that a parallel run does not
+    end on a worker still busy with a 20-second test while the others are idle."""
+    items.sort(key=_cost_rank)
