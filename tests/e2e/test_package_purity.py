@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+from tests.support.bot_process import checkout_pythonpath
 
 
 def test_the_package_stays_pure() -> None:
@@ -13,5 +16,6 @@ def test_the_package_stays_pure() -> None:
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('discord', 'aiohttp', 'sqlalchemy')); "
         "print(heavy)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": checkout_pythonpath()}  # this checkout's bot.text
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.strip() == "[]"

@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def checkout_pythonpath(*first: Path) -> str:
+    """``PYTHONPATH`` for a process that must run this checkout's ``bot`` (a git worktree too), whichever checkout
+    the venv installed in editable mode: ``first``, then the checkout, then the inherited ``PYTHONPATH``."""
+    inherited = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    return os.pathsep.join([*map(str, first), str(ROOT), *inherited])
+
+
 class BotProcess:
     """A bot process whose combined output goes to a log file that tests can scan."""
 
