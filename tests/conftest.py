@@ -25,12 +25,12 @@ MAX_AUTO_WORKERS = 16
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: one and a half workers per CPU. Most of the end-to-end time is waiting (audio plays in real
-    time, timeouts run out, discord.py backs off), so one worker per CPU leaves the CPUs half idle; two per CPU
-    starve the tests that synthesize and recognize speech against real-time deadlines when the machine is
-    shared. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it, as pytest-xdist documents."""
+    """``-n auto``: one worker per CPU this process may use (a container's cpuset, not the host's count), at least
+    two. More workers than CPUs would fill the time the end-to-end tests spend waiting, but they starve the tests
+    that synthesize and recognize speech against real-time deadlines, and on a shared two-core machine some of
+    those then time out. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it, as pytest-xdist documents."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(2, min(cpus + cpus // 2, MAX_AUTO_WORKERS))
+    return max(2, min(cpus, MAX_AUTO_WORKERS))
 
 
 def _cost_rank(item: pytest.Item) -> int:
