@@ -27,7 +27,9 @@ def bot_env(endpoint: SpeechEndpoint) -> dict[str, str]:
         "SPEECH_API_BASE_URL": endpoint.base_url,
         "SPEECH_API_KEY": SPEECH_TEST_KEY,
         "SPEECH_BACKEND": "openai",
-        "SPEECH_TIMEOUT": "3",
+        # No fault is injected here, and the loopback synthesizes before its first byte: a 3 s first-byte timeout
+        # made the bot retry (two requests for one /speak) on a loaded machine.
+        "SPEECH_TIMEOUT": "10",
     }
 
 
