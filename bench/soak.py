@@ -40,11 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.bot_process import BotProcess, log_problems  # noqa: E402
 from tests.loopback.discord import DiscordEmulator  # noqa: E402
 from tests.loopback.many_guilds import Place, add_guilds, commands_everywhere  # noqa: E402
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY  # noqa: E402
 from tests.loopback.speech_server import Fault, SpeechEndpoint, local_speech  # noqa: E402
+from tests.support.bot_process import BotProcess, log_problems  # noqa: E402
 
 PHRASES = ["hello world", "good morning everyone", "open the door", "thank you for listening"]
 NUMBERED = re.compile(r"\b(?:Soak|Chat) (\d+)\b")

@@ -2,7 +2,7 @@
 
 discord.py 2.7 offers no public way to do these; each is a small, deliberate reach into its internals, and the
 pin in ``pyproject.toml`` names the exact release they were written and tested against.
-``tests/test_discord_internals.py`` checks every entry of :data:`SEAMS` against the installed discord.py (the
+``tests/unit/test_discord_internals.py`` checks every entry of :data:`SEAMS` against the installed discord.py (the
 attribute exists, a method keeps its parameters), so an upgrade that moves one fails loudly, naming it.
 
 Callers use the functions below; the two classes that *override* discord.py's voice internals

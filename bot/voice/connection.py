@@ -2,7 +2,7 @@
 
 Everything here subclasses discord.py's voice connection state and voice websocket, whose internals are not a
 public API; every one it overrides or reads is listed in ``bot.discord_internals.SEAMS`` and checked against the
-pinned discord.py by ``tests/test_discord_internals.py``.
+pinned discord.py by ``tests/unit/test_discord_internals.py``.
 
 **DAVE.** Since 2026-03 Discord end-to-end encrypts every non-stage call (DAVE: an MLS group of the call's
 clients, the voice gateway as its external sender; ``docs`` and the DAVE whitepaper). discord.py 2.7.1 + davey
@@ -61,7 +61,7 @@ RECONNECT_CLOSE_CODE = 4000
 class SessionConnectionState(VoiceConnectionState):
     """discord.py's voice connection flow with two join races closed and DAVE made safe (module docstring).
 
-    Races, found by tests/test_e2e_voice_scale.py under CPU load (a hundred joins at once, a loaded machine):
+    Races, found by tests/e2e/test_voice_scale.py under CPU load (a hundred joins at once, a loaded machine):
 
     * A join is marked as under way only once its op 4 has been sent, so Discord's answer could be handled
       first, find the connection "disconnected" and be ignored: it is marked before sending instead.

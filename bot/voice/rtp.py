@@ -7,7 +7,7 @@ of the sender's CPU than the encryption itself. :class:`RtpWriter` does that set
 calls libsodium's ``crypto_aead_xchacha20poly1305_ietf_encrypt`` through the cffi module PyNaCl ships (its
 public binding, which does the same call after checks that cannot fail here, is the fallback).
 
-Nothing else changes: the datagrams are byte-identical to discord.py's (``tests/test_voice_rtp.py`` compares
+Nothing else changes: the datagrams are byte-identical to discord.py's (``tests/unit/voice/test_rtp.py`` compares
 them), the client's ``sequence``, ``timestamp`` and nonce counters advance exactly as discord.py advances them
 (so its own player can take the connection over at any time), DAVE frames are still encrypted by discord.py's
 DAVE session first, and a connection that negotiated any other transport mode goes through discord.py.

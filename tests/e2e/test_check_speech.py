@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, ServerQuirks, SpeechEndpoint
-from tests.test_cli_speech import run_cli
+from tests.e2e.test_cli_speech import run_cli
 
 
 async def check(emu: DiscordEmulator, tmp_path: Path, base_url: str, **env: str) -> tuple[int, str]:

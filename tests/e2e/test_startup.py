@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot_process import BotProcess
+from tests.support.bot_process import BotProcess
 from tests.loopback.discord import DiscordEmulator
 
 

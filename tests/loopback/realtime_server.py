@@ -173,6 +173,7 @@ class RealtimeEndpoint:
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         host, port = self._runner.addresses[0][:2]
         self.base_url = f"http://{host}:{port}/v1"
+        await warm_up()
 
     async def close(self) -> None:
         self._closing.set()
@@ -679,3 +680,10 @@ async def realtime_speech(text: str, speed: float) -> AsyncIterator[bytes]:
     finally:
         await stream.aclose()
     _SPEECH[key] = b"".join(parts)
+
+
+async def warm_up() -> None:
+    """Load piper's model now, once per process (see ``speech_server.warm_up``)."""
+    async with contextlib.aclosing(realtime_speech("Warming up.", 1.0)) as parts:
+        async for _ in parts:
+            pass

@@ -190,6 +190,8 @@ class SpeechEndpoint:
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         host, port = self._runner.addresses[0][:2]
         self.base_url = f"http://{host}:{port}/v1"
+        if self._audio is local_speech:
+            await warm_up()
 
     async def close(self) -> None:
         """Stop serving; hanging and paused handlers return at once."""
@@ -428,3 +430,10 @@ async def local_speech(body: Mapping[str, Any]) -> tuple[bytes, str]:
         audio = await read_all(await _engine.open(request))
         _SPEECH_CACHE[key] = (audio.data, CONTENT_TYPES[body["response_format"]])
     return _SPEECH_CACHE[key]
+
+
+async def warm_up() -> None:
+    """Load piper's model now, once per process, so that no request pays for it: in a parallel run any test can
+    be a worker's first, and a first request that loaded the model could outlast a client's first-byte timeout
+    on a loaded machine."""
+    await local_speech({"input": "Warming up.", "response_format": "pcm"})

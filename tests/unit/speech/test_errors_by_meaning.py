@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,8 +16,7 @@ from bot.speech.client import OpenAISpeechClient, loggable_detail
 from bot.speech.error_parsing import error_from_response, unavailable_subject
 from bot.speech.errors import SpeechRejectedError, SpeechServiceError
 from bot.speech.models import SpeechRequest
-from tests.loopback.speech_server import Fault, ServerQuirks, SpeechEndpoint
-from tests.test_cli_speech import run_cli
+from tests.loopback.speech_server import ServerQuirks, SpeechEndpoint
 
 LOUDNESS_503 = (b'{"error": {"message": "en_US-clean100-medium is not downloaded yet and downloads are turned off.",'
                 b' "type": "server_error", "code": "OFFLINE"}}')
@@ -89,13 +87,3 @@ async def test_an_unknown_voice_as_503_is_asked_once_and_does_not_trip_the_break
         assert caught.value.user_message == "The speech service doesn't know the voice 'nova'. Try another voice."
         assert "Voice 'nova' not found: it is not downloaded and downloads are turned off." in caplog.text
         await backend.open(SpeechRequest("hello world", "alloy", AudioFormat.WAV))  # others still work
-
-
-async def test_say_prints_the_servers_whole_reason_on_one_line(tmp_path: Path) -> None:
-    long_reason = "Cannot synthesize: " + "the engine said no. " * 30 + "Use wav or pcm instead."
-    async with SpeechEndpoint() as endpoint:
-        endpoint.inject(Fault(status=413, message=long_reason))
-        env = {"SPEECH_API_BASE_URL": endpoint.base_url, "SPEECH_BACKEND": "openai", "SPEECH_FALLBACK": "none"}
-        code, _, err = await run_cli("say", "hello world", "-o", str(tmp_path / "x.wav"), env=env, cwd=tmp_path)
-    assert code == 1 and err.strip().count("\n") == 0, err
-    assert "HTTP 413" in err and "Use wav or pcm instead." in err and "Cannot synthesize" in err

