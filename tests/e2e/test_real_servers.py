@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.real_servers, pytest.mark.timeout(600)]
 FILE_FORMATS = ["opus", "wav", "flac", "aac", "pcm"]
 #: What every server makes without ffmpeg (both say so in their refusals).
 NATIVE_FORMATS = {"wav", "pcm"}
+FILE_PHRASES = ["hello world", "thank you for listening", "please join the voice channel"]
 PHRASES = ["hello world", "good morning everyone", "open the door", "thank you for listening",
            "please join the voice channel", "alice said open the door", "alice said thank you for listening"]
 
@@ -72,7 +73,9 @@ async def test_speak_as_a_file_in_every_format(
             [attachment] = message.attachments
             if fmt != "pcm":
                 assert sniff(attachment.data[:12]) is AudioFormat(fmt)
-            assert recognize_audio(attachment.data, AudioFormat(fmt), PHRASES) == "hello world"
+            # candidates of different lengths: "open the door" was once taken for "hello world" in a compressed
+            # format on a loaded machine, which says nothing about the server or the bot
+            assert recognize_audio(attachment.data, AudioFormat(fmt), FILE_PHRASES) == "hello world"
             compat.record(server.id, f"/speak file {fmt}", "works")
 
 
