@@ -165,7 +165,7 @@ class World:
         return usage.characters, usage.requests
 
     def reserved(self) -> int:
-        totals = self.ledger._totals.get(GUILD)  # noqa: SLF001 - what is still held matters here
+        totals = self.ledger._totals.get(GUILD)  # what is still held matters here
         return 0 if totals is None else totals.reserved
 
 
