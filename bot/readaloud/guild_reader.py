@@ -188,6 +188,8 @@ class GuildReader:
         def finished() -> None:
             if self._playing is not None and self._playing[1] is item:
                 self._playing = None
+            if early is not None:  # left the player without asking for its audio (cleared, session over)
+                early.cancel()
             done.set()
 
         item.on_done = finished

@@ -91,6 +91,7 @@ class Player:
     skipped: list[int] = field(default_factory=list)
     busy: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: an item holds the player at its end
     current: PlayItem | None = None
+    clear_next: bool = False  # the next item leaves the player unopened (cleared, the session ending)
     _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -98,6 +99,10 @@ class Player:
         self.player = SimpleNamespace(skip_if=self._skip_if)
 
     def enqueue(self, item: PlayItem) -> int:
+        if self.clear_next:
+            assert item.on_done is not None
+            asyncio.get_running_loop().call_soon(item.on_done)
+            return 0
         self._tasks[item.id] = asyncio.get_running_loop().create_task(self._play(item))
         return 0
 
@@ -317,5 +322,15 @@ async def test_the_bot_leaving_voice_stops_what_is_held(world: World) -> None:
     world.service.forget(GUILD)
     await asyncio.sleep(0.05)
     assert world.backend.abandoned == ["never heard"]
+    assert world.player.played == []
+    assert world.reserved() == 0
+
+
+async def test_an_item_cleared_from_the_player_unopened_stops_its_synthesis(world: World) -> None:
+    world.backend.gate.clear()
+    world.player.clear_next = True
+    await world.say(ALICE, "cleared before it played")
+    await asyncio.sleep(HOLD + 0.1)
+    assert world.backend.abandoned == ["cleared before it played"]
     assert world.player.played == []
     assert world.reserved() == 0
