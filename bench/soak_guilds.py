@@ -105,7 +105,7 @@ async def main(guilds: int, voice_every: int, top: int) -> None:
                 kept = {
                     "guilds known to discord.py": len(bot.guilds),
                     "voice sessions": len(services.voice),
-                    "read-aloud readers": len(services.read_aloud._readers),  # noqa: SLF001 - a measurement
+                    "read-aloud readers": len(services.read_aloud._readers),
                     "usage totals cached": len(services.ledger),
                 }
             finally:
