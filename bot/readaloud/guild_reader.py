@@ -1,10 +1,11 @@
 """One guild's read-aloud: its fair, held queue and the task that hands the player one message at a time.
 
-In the ``early`` hold mode, a message that will be read as soon as its hold ends (nothing else waiting, the
-player idle) is synthesized during its hold (:mod:`bot.readaloud.early`): the player gets that stream when the
-hold is over. While a message plays, the next eligible one is synthesized ahead (the playback then joins or hits
-the audio cache). Kept apart from :class:`~bot.readaloud.reader.ReadAloud`, which decides what is read across guilds;
-this module turns queued :class:`~bot.readaloud.utterance.Utterance` s into speech requests, in order.
+In the ``early`` hold mode, a message that will be read as soon as its hold ends (nothing else waiting, no
+read-aloud message playing) is synthesized during its hold (:mod:`bot.readaloud.early`): the player gets that
+stream when the hold is over. While a message plays, the next eligible one is synthesized ahead (the playback
+then joins or hits the audio cache). Kept apart from :class:`~bot.readaloud.reader.ReadAloud`, which decides
+what is read across guilds; this module turns queued :class:`~bot.readaloud.utterance.Utterance` s into speech
+requests, in order.
 """
 
 from __future__ import annotations
@@ -91,9 +92,11 @@ class GuildReader:
 
     def _start_early(self, message_id: int, *, restart: bool = False) -> None:
         """Synthesize a queued message during its hold when the server's hold mode says so and the message will
-        be read as soon as its hold ends: nothing else waits before it and the player is idle (``restart``: it
-        was being synthesized before an edit). Anything else waits for its turn, where the prefetch while the
-        player is busy covers it; such a message could also still be dropped for room or sped up by a backlog."""
+        be read as soon as its hold ends: nothing else waits before it and no read-aloud message is playing
+        (``restart``: it was being synthesized before an edit). A ``/speak`` item in the player does not count: it
+        changes neither the order nor the backlog of read-aloud. Anything else waits for its turn, where the
+        prefetch while a message plays covers it; such a message could also still be dropped for room or sped up
+        by a backlog."""
         entry = self.queue.get(message_id)
         if entry is None or message_id in self._early or not entry.payload.early:
             return
