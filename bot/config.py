@@ -160,7 +160,8 @@ VARIABLES: dict[str, str] = {
     "VOICE_IDLE_TIMEOUT": "Seconds with nothing to play before the bot leaves a voice channel.",
     "VOICE_ALONE_TIMEOUT": "Seconds the bot stays in a voice channel with no human left in it.",
     "VOICE_QUEUE_SIZE": "Most items waiting to be played per server; more are refused with a message.",
-    "READ_ALOUD_HOLD": "Seconds a chat message waits before it is synthesized, so moderators and AutoMod can act.",
+    "READ_ALOUD_HOLD": "Seconds a chat message is held before it is played, so moderators and AutoMod can act "
+                       "(servers can set their own).",
     "METRICS_PORT": "Serve Prometheus /metrics, /healthz and /readyz on this port; empty = off.",
     "METRICS_HOST": "Address the metrics port listens on (127.0.0.1; 0.0.0.0 inside a container).",
     "CACHE_DIR": "Directory of the audio cache on disk; empty = DATA_DIR/cache. Files are named by a hash.",

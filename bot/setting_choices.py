@@ -55,3 +55,15 @@ class CodeMode(StrEnum):
 
     READ = "read"
     SKIP = "skip"
+
+
+class HoldMode(StrEnum):
+    """What read-aloud does while a message waits out the server's moderation hold.
+
+    ``EARLY``: its speech is requested at once and kept in memory; it plays when the hold ends (never before), and
+    a message deleted during the hold is never played, but its text may already have reached the speech service.
+    ``STRICT``: nothing about the message leaves the bot before the hold ends.
+    """
+
+    EARLY = "early"
+    STRICT = "strict"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bot.config import Settings
-from bot.setting_choices import CodeMode, EmojiMode, LinkMode, NameMode, SayName
+from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName
 from bot.storage import GuildSettings, Usage
 from bot.storage.schema import FORGOTTEN_USER
 
@@ -26,6 +26,10 @@ _NAME_MODE_WORDS = {
 _EMOJI_WORDS = {EmojiMode.NAME: "read their names", EmojiMode.SKIP: "skip"}
 _LINK_WORDS = {LinkMode.DOMAIN: "say the domain", LinkMode.SKIP: "skip"}
 _CODE_WORDS = {CodeMode.READ: "read", CodeMode.SKIP: "skip"}
+_HOLD_MODE_WORDS = {
+    HoldMode.EARLY: "early (speech requested during the hold, played when it ends)",
+    HoldMode.STRICT: "strict (nothing sent to the speech service before the hold ends)",
+}
 
 
 def _on_off(value: bool) -> str:
@@ -55,6 +59,10 @@ def _seconds(default: float) -> Callable[[int | None], str]:
     return lambda value: f"bot default ({default:g} s)" if value is None else f"{value} s"
 
 
+def _hold(default: float) -> Callable[[float | None], str]:
+    return lambda value: f"bot default ({default:g} s)" if value is None else f"{value:g} s"
+
+
 def _formatters(bot: Settings) -> dict[str, tuple[str, Callable[[Any], str]]]:
     """Field name → (label, how to show its value); each shows the type of its field of :class:`GuildSettings`."""
     return {
@@ -79,6 +87,8 @@ def _formatters(bot: Settings) -> dict[str, tuple[str, Callable[[Any], str]]]:
         "link_mode": ("Links", _choice(_LINK_WORDS)),
         "code_mode": ("Code", _choice(_CODE_WORDS)),
         "backlog_speedup": ("Backlog speed-up", lambda v: "off" if v == 1 else f"up to {v:g}×"),
+        "hold_seconds": ("Moderation hold", _hold(bot.read_hold)),
+        "hold_mode": ("Hold mode", _choice(_HOLD_MODE_WORDS)),
         "say_name": ("Say who is speaking", _choice(_SAY_NAME_WORDS)),
         "name_repeat_window": ("Name repeat window", lambda v: f"{v} s"),
         "name_mode": ("Name used", _choice(_NAME_MODE_WORDS)),
@@ -102,6 +112,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "read_channel_ids", "autojoin", "skip_bots", "require_author_in_voice", "optout_prefix",
             "max_message_chars", "max_repeat_chars", "emoji_mode", "link_mode", "code_mode", "backlog_speedup",
+            "hold_seconds", "hold_mode",
         ),
     ),
     ("Names", ("say_name", "name_repeat_window", "name_mode")),

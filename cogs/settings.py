@@ -27,11 +27,11 @@ from bot.interactions import (
 )
 from bot.permissions import require_moderator
 from bot.policy import check_speed, check_voice
-from bot.setting_choices import CodeMode, EmojiMode, LinkMode, NameMode, SayName, SpeakOutput
+from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName, SpeakOutput
 from bot.settings_view import describe_changes, labels, render_sections
 from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS
 from bot.storage import GuildSettings, GuildSettingsChanges, Store
-from bot.storage.rules import MAX_BUDGET_CHARS
+from bot.storage.rules import MAX_BUDGET_CHARS, MAX_HOLD_SECONDS
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
@@ -238,20 +238,29 @@ class SettingsCog(commands.Cog):
             changes["code_mode"] = CodeMode(code)
         await self._apply(interaction, changes)
 
-    @settings.command(name="reading", description="Whose messages read-aloud reads.")
+    @settings.command(name="reading", description="Whose messages read-aloud reads, and how long they are held.")
     @app_commands.describe(
         skip_bots="Skip messages from bots.",
         require_voice="Read only authors who are in the bot's voice channel.",
         optout_prefix="Messages starting with this are not read (up to 5 characters; 'none' for no prefix).",
+        hold="Seconds a message waits before it is read, so moderators can delete it (0 to 5).",
+        hold_mode="early: speech is requested during the hold (faster); strict: nothing is sent before it ends.",
     )
+    @app_commands.choices(hold_mode=choices_of(HoldMode))
     async def reading(
         self,
         interaction: discord.Interaction[SpeechBot],
         skip_bots: bool | None = None,
         require_voice: bool | None = None,
         optout_prefix: app_commands.Range[str, 1, 5] | None = None,
+        hold: app_commands.Range[float, 0.0, MAX_HOLD_SECONDS] | None = None,
+        hold_mode: str | None = None,
     ) -> None:
         changes: GuildSettingsChanges = {}
+        if hold is not None:
+            changes["hold_seconds"] = hold
+        if hold_mode is not None:
+            changes["hold_mode"] = HoldMode(hold_mode)
         if skip_bots is not None:
             changes["skip_bots"] = skip_bots
         if require_voice is not None:

@@ -56,10 +56,12 @@ class FairQueue(Generic[T]):
         return len(self._authors.get(author_id, ()))
 
     def push(
-        self, message_id: int, author_id: int, payload: T, now: float, order: int | None = None
+        self, message_id: int, author_id: int, payload: T, now: float, order: int | None = None,
+        hold: float | None = None,
     ) -> Entry[T] | None:
         """Queue a message; returns the entry dropped to make room, if any (possibly an older one of the same
-        author). A message id already queued is ignored (gateway replays).
+        author). A message id already queued is ignored (gateway replays). ``hold``: this message's hold, if
+        not the queue's (a server's own setting).
 
         An author's messages are kept in ``order`` (default: the message id, a snowflake, so Discord's order),
         not in the order they were pushed: the checks before pushing take different times per message.
@@ -67,7 +69,8 @@ class FairQueue(Generic[T]):
         if message_id in self._by_id:
             return None
         dropped = self._drop_for_room() if len(self._by_id) >= self.limit else None
-        entry = Entry(message_id, author_id, message_id if order is None else order, payload, now, now + self.hold)
+        held = self.hold if hold is None else hold
+        entry = Entry(message_id, author_id, message_id if order is None else order, payload, now, now + held)
         queue = self._authors.setdefault(author_id, deque())
         position = len(queue)
         while position and queue[position - 1].order > entry.order:
@@ -76,13 +79,13 @@ class FairQueue(Generic[T]):
         self._by_id[message_id] = entry
         return dropped
 
-    def update(self, message_id: int, payload: T, now: float) -> bool:
+    def update(self, message_id: int, payload: T, now: float, hold: float | None = None) -> bool:
         """An edit: the new payload replaces the old one and the hold starts again. False if not queued."""
         entry = self._by_id.get(message_id)
         if entry is None:
             return False
         entry.payload = payload
-        entry.eligible_at = max(entry.eligible_at, now + self.hold)
+        entry.eligible_at = max(entry.eligible_at, now + (self.hold if hold is None else hold))
         return True
 
     def remove(self, message_id: int) -> Entry[T] | None:

@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING
 from bot.errors import UserFacingError
 from bot.locks import KeyedLock
 from bot.policy import resolve_options
+from bot.readaloud.early import EarlyStats
 from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.guild_reader import GuildReader
 from bot.readaloud.utterance import InputBuilder, Names, Utterance, cleaning_options, spoken_name
+from bot.setting_choices import HoldMode
 from bot.speech.errors import SpeechError
 from bot.speech.models import MAX_INPUT_CHARS, SpeechRequest, SpeechStream
 from bot.storage import GuildSettings, Store, UserPrefs
@@ -37,7 +39,7 @@ from bot.text import MessageInput, apply_dictionary, clean_message, display_name
 from bot.voice.sessions import VoiceSessions
 
 if TYPE_CHECKING:
-    from bot.speech_service import SpeechService
+    from bot.speech_service import Admitted, SpeechService
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,10 @@ class ReadAloud:
         # Deciding a message awaits the store, which can take longer for one message than for the next; one
         # lock per guild (asyncio locks are first come, first served) keeps messages in the order they came.
         self._deciding: KeyedLock[int] = KeyedLock()
-        #: Each guild's reader loop and prefetches: kept, logged on failure, awaited on close.
+        #: Each guild's reader loop, prefetches and early syntheses: kept, logged on failure, awaited on close.
         self.tasks = Supervisor("read-aloud")
+        #: Synthesis during the hold, summed over guilds (``bot.readaloud.early``).
+        self.early = EarlyStats()
 
     def reader(self, guild_id: int) -> GuildReader | None:
         return self._readers.get(guild_id)
@@ -140,6 +144,8 @@ class ReadAloud:
             say_name=settings.say_name,
             name_window=float(settings.name_repeat_window),
             backlog_speedup=settings.backlog_speedup,
+            hold=self.hold if settings.hold_seconds is None else settings.hold_seconds,
+            early=settings.hold_mode is HoldMode.EARLY,
         )
 
     async def on_message(
@@ -227,19 +233,27 @@ class ReadAloud:
         """A guild's reader loop failed (a bug; logged by the supervisor): what it held is dropped and the voice
         session ends with a word in the channel, so nobody waits for messages that will never be read."""
         self.reader_finished(reader)
-        reader.queue.clear()
+        reader.close()
         if (session := self.sessions.get(reader.guild_id)) is not None:
             self.sessions.end_after_failure(session)
 
     async def fetch(self, guild_id: int, user_id: int, request: SpeechRequest) -> SpeechStream:
         """The audio of ``request``, streaming, admitted and counted by the speech service like any request; a
         budget or rate refusal is a :class:`SpeechError`."""
+        return await self.open(await self.admit(guild_id, user_id, request))
+
+    async def admit(self, guild_id: int, user_id: int, request: SpeechRequest) -> Admitted:
+        """:meth:`fetch`'s first half: the rate and the budgets reserved (a :class:`SpeechError` if refused)."""
         settings = await self.store.get_guild_settings(guild_id)
         try:
-            admitted = await self.speaking.admit_request(guild_id, user_id, request, settings)
+            return await self.speaking.admit_request(guild_id, user_id, request, settings)
         except UserFacingError as exc:
             log.info("read-aloud message not synthesized (guild=%s user=%s): budget or rate", guild_id, user_id)
             raise SpeechError(exc.message) from None
+
+    async def open(self, admitted: Admitted) -> SpeechStream:
+        """:meth:`fetch`'s second half: the audio, the reservation settled once the engine answered (released if
+        this is cancelled before)."""
         # Chat audio stays in memory: what was said in a channel is never written to disk.
         served = await self.speaking.open(admitted, persist=False, batched=True)
         return served.stream

@@ -53,6 +53,8 @@ class Utterance:
     say_name: SayName
     name_window: float
     backlog_speedup: float
+    hold: float = 1.0  # seconds the message is held (the server's setting, else the bot's READ_ALOUD_HOLD)
+    early: bool = False  # synthesize during the hold (HoldMode.EARLY) rather than after it
 
 
 def cleaning_options(settings: GuildSettings) -> CleaningOptions:

@@ -154,10 +154,16 @@ def _fallback_usage(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE usage ADD COLUMN fallback_requests INTEGER NOT NULL DEFAULT 0"))
 
 
+def _hold_settings(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE guild_settings ADD COLUMN hold_mode VARCHAR(16) NOT NULL DEFAULT 'early'"))
+    conn.execute(text("ALTER TABLE guild_settings ADD COLUMN hold_seconds FLOAT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "voice sessions to rejoin after a restart", _voice_sessions),
     Migration(3, "usage said by the fallback engine", _fallback_usage),
+    Migration(4, "read-aloud hold mode and length per server", _hold_settings),
 )
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TypedDict, TypeVar, Unpack
 
 from bot.audio.formats import AudioFormat
-from bot.setting_choices import CodeMode, EmojiMode, LinkMode, NameMode, SayName, SpeakOutput
+from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName, SpeakOutput
 from bot.storage.errors import DictionaryError
 from bot.storage.rules import GUILD_RULES, USER_RULES, Rule, is_id, validated
 from bot.text.dictionary import MAX_ENTRIES, validate_entry
@@ -29,7 +29,8 @@ class GuildSettings:
     """One server's configuration; the defaults are what a server that never changed anything gets.
 
     ``None`` means "use the bot's own setting" (voice, format, timeouts) or "no limit" (roles, budgets).
-    Times are whole seconds; budgets count characters sent to the speech engine.
+    Times are whole seconds (the moderation hold, ``hold_seconds``, may be a fraction); budgets count characters
+    sent to the speech engine.
     """
 
     read_channel_ids: tuple[int, ...] = ()
@@ -57,6 +58,8 @@ class GuildSettings:
     alone_timeout: int | None = None
     announce_joins: bool = False
     backlog_speedup: float = 1.0
+    hold_mode: HoldMode = HoldMode.EARLY
+    hold_seconds: float | None = None
     daily_char_budget: int | None = None
     monthly_char_budget: int | None = None
     user_chars_per_minute: int | None = None
@@ -100,6 +103,8 @@ class GuildSettingsChanges(TypedDict, total=False):
     alone_timeout: int | None
     announce_joins: bool
     backlog_speedup: float
+    hold_mode: HoldMode
+    hold_seconds: float | None
     daily_char_budget: int | None
     monthly_char_budget: int | None
     user_chars_per_minute: int | None

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, TypeGuard
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
-from bot.setting_choices import CodeMode, EmojiMode, LinkMode, NameMode, SayName, SpeakOutput
+from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName, SpeakOutput
 from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS, MAX_SPEED, MIN_SPEED
 from bot.storage.errors import SettingsError
 
@@ -25,6 +25,8 @@ MAX_VOICE_CHARS = 100
 MAX_SPOKEN_NAME_CHARS = 50
 MAX_READ_CHANNELS = 50
 MAX_BUDGET_CHARS = 10**9
+#: The longest moderation hold a server may set, in seconds.
+MAX_HOLD_SECONDS = 5.0
 
 Rule = Callable[[str, object], object]
 
@@ -171,6 +173,8 @@ GUILD_RULES: dict[str, Rule] = {
     "alone_timeout": _whole("The alone timeout", 0, 86_400, "seconds", optional=True),
     "announce_joins": _switch("Announce joins"),
     "backlog_speedup": _number("The backlog speed-up", 1.0, 1.5),
+    "hold_mode": _choice("The hold mode", HoldMode),
+    "hold_seconds": _number("The moderation hold", 0.0, MAX_HOLD_SECONDS, optional=True),
     "daily_char_budget": _whole("The daily budget", 1, MAX_BUDGET_CHARS, "characters", optional=True),
     "monthly_char_budget": _whole("The monthly budget", 1, MAX_BUDGET_CHARS, "characters", optional=True),
     "user_chars_per_minute": _whole("The per-user rate", 1, MAX_BUDGET_CHARS, "characters", optional=True),

@@ -82,6 +82,8 @@ guild_settings = Table(
     Column("daily_char_budget", BigInteger),
     Column("monthly_char_budget", BigInteger),
     Column("user_chars_per_minute", BigInteger),
+    Column("hold_mode", String(16), nullable=False, server_default="early"),
+    Column("hold_seconds", Float),
 )
 
 #: ``GuildSettings.read_channel_ids``; a table, so a deleted channel can be dropped from every server at once.

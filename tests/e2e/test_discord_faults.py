@@ -8,6 +8,8 @@ the voice channel, the ops the bot sent, and a clean log.
 
 from __future__ import annotations
 
+import asyncio
+
 import re
 from pathlib import Path
 
@@ -102,6 +104,9 @@ async def test_voice_keeps_playing_across_a_gateway_drop_and_reads_what_was_said
         await resumed(emu, gateway)
         await emu.wait_for(lambda: any(r.json["input"] == "Alice said, Hello world." for r in speech_endpoint.requests),
                            timeout=20, what="the missed message going to synthesis")
+        # Synthesis starts during the 1 s moderation hold (the default hold mode); the message joins the voice
+        # queue when the hold ends, so the /speak below comes after it.
+        await asyncio.sleep(1.5)
 
         reply = await (await speak_in_voice(emu, "Thank you for listening.")).wait_message(timeout=30)
         assert not reply.ephemeral and f"<#{emu.voice_channel.id}>" in reply.content

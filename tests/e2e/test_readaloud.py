@@ -69,18 +69,24 @@ async def test_voice_chat_is_read_with_skips_deletes_and_edits(
         await chat.send(emu.user, here, "Thank you for listening.")
         await wait_items(emu, session, 2)
         assert heard(session) == ["alice said hello world", "thank you for listening"]
-        # the next message is synthesized while one plays, so requests may arrive in either order
-        assert sorted(sent_texts(speech_endpoint)) == ["Alice said, Hello world!", "Thank you for listening."]
+        # the next message is synthesized while one plays, so requests may arrive in either order; on this shared
+        # machine a cold endpoint can pass the 2 s timeout, and a retried request is sent twice
+        first_texts = set(sent_texts(speech_endpoint))
+        assert first_texts == {"Alice said, Hello world!", "Thank you for listening."}
+        sent_before = len(speech_endpoint.requests)
 
         deleted = await chat.send(emu.user, here, "Good morning everyone.")
         edited = await chat.send(emu.user, here, "Open the door.")
         purged = [await chat.send(emu.user, here, text) for text in ("Open the door.", "Good morning everyone.")]
-        await chat.delete(deleted)  # within the hold: never synthesized
+        await chat.delete(deleted)  # within the hold: never heard
         await chat.edit(edited, "Hello world.")
         await chat.bulk_delete(purged)
         await wait_items(emu, session, 3)
         assert heard(session)[2:] == ["hello world"]
-        assert sent_texts(speech_endpoint)[2:] == ["Hello world."]
+        # The default hold mode asks for a message at once when nothing waits before it, so the deleted one may
+        # have reached the speech service (tests/e2e/test_hold.py: never in strict mode); the others waited.
+        assert set(sent_texts(speech_endpoint)[sent_before:]) in ({"Hello world."},
+                                                                  {"Good morning everyone.", "Hello world."})
 
         long = await chat.send(emu.user, here, "One two three four five six seven eight nine ten. " * 3)
         await emu.wait_for(lambda: len(segments(session)) >= 4 and len(segments(session)[3]) >= 25, timeout=40,

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, insert, inspect
 from sqlalchemy.engine import make_url
 
+from bot.setting_choices import HoldMode, SayName
 from bot.storage import SchemaTooNewError, Store, StorageError, Usage
 from bot.storage.engine import create_engine
 from bot.storage.migrations import MIGRATIONS, Migration, migrate
@@ -18,6 +19,8 @@ from bot.storage.store import _DEFAULT_ROW
 from tests.support.storage_fixtures import Database
 
 
+#: guild_settings columns added by migration 4.
+_ADDED_AFTER_3 = {"hold_mode", "hold_seconds"}
 NEXT = len(MIGRATIONS) + 1
 CURRENT = list(range(1, NEXT))
 
@@ -38,7 +41,8 @@ async def test_open_creates_every_table_from_empty(database: Database) -> None:
     assert await database.table_names() == set(metadata.tables)
     versions = [(row["version"], row["description"]) for row in await database.rows(schema_version)]
     assert versions == [(1, "initial schema"), (2, "voice sessions to rejoin after a restart"),
-                        (3, "usage said by the fallback engine")]
+                        (3, "usage said by the fallback engine"),
+                        (4, "read-aloud hold mode and length per server")]
 
 
 async def test_migrations_build_the_declared_schema(database: Database) -> None:
@@ -125,7 +129,8 @@ async def test_a_database_newer_than_the_code_is_refused(database: Database) -> 
 async def test_a_version_1_database_is_upgraded_and_keeps_its_data(database: Database) -> None:
     """A database from the release before voice sessions were remembered: settings stay, the table is added."""
     assert await migrate(database.engine, MIGRATIONS[:1]) == [1]
-    await database.execute(insert(guild_settings).values({**_DEFAULT_ROW, "guild_id": 42, "default_voice": "nova"}))
+    version_1 = {name: value for name, value in _DEFAULT_ROW.items() if name not in _ADDED_AFTER_3}
+    await database.execute(insert(guild_settings).values({**version_1, "guild_id": 42, "default_voice": "nova"}))
 
     store = await database.open()
     try:
@@ -152,7 +157,24 @@ async def test_a_version_2_database_keeps_its_usage_and_counts_fallback_usage_ap
         assert await store.usage_since(42, date(2026, 12, 1)) == Usage(320, 4, 50, 1)
     finally:
         await store.close()
-    assert [row["version"] for row in await database.rows(schema_version)] == [1, 2, 3]
+    assert [row["version"] for row in await database.rows(schema_version)] == CURRENT
+
+
+async def test_a_version_3_server_gets_the_default_hold_and_can_change_it(database: Database) -> None:
+    """Servers configured before the hold settings existed synthesize during the bot's own hold."""
+    assert await migrate(database.engine, MIGRATIONS[:3]) == [1, 2, 3]
+    version_3 = {name: value for name, value in _DEFAULT_ROW.items() if name not in _ADDED_AFTER_3}
+    await database.execute(insert(guild_settings).values({**version_3, "guild_id": 42, "say_name": "never"}))
+
+    store = await database.open()
+    try:
+        settings = await store.get_guild_settings(42)
+        assert (settings.say_name, settings.hold_mode, settings.hold_seconds) == (SayName.NEVER, HoldMode.EARLY, None)
+        changed = await store.update_guild_settings(42, hold_mode=HoldMode.STRICT, hold_seconds=2.5)
+        assert (changed.hold_mode, changed.hold_seconds) == (HoldMode.STRICT, 2.5)
+    finally:
+        await store.close()
+    assert [row["version"] for row in await database.rows(schema_version)] == CURRENT
 
 
 async def test_postgres_scheme_alias_is_accepted(database: Database) -> None:
