@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_server import Fault, SpeechEndpoint
-from tests.test_e2e_readaloud import heard, join, sent_texts, wait_items
-from tests.voice_helpers import current_session, segments, voice_bot
+from tests.e2e.test_readaloud import heard, join, sent_texts, wait_items
+from tests.support.voice_helpers import current_session, segments, voice_bot
 
 HOLD = 1.0
 
