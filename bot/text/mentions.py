@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
 SLASH_COMMAND = re.compile(r"</([-\w]+(?: [-\w]+){0,2}):(\d+)>")
 TIMESTAMP = re.compile(r"<t:(-?\d{1,20})(?::([tTdDfFR]))?>")
-EVERYONE = re.compile(r"(?<!\w)@(everyone|here)\b", re.IGNORECASE)
+# no trailing word boundary: "@everyone0" is read "everyone0", so cutting it short cannot make a new "@everyone"
+EVERYONE = re.compile(r"(?<!\w)@(everyone|here)", re.IGNORECASE)
 
 #: Looks up a mention: (kind, id) → spoken name, kind being "user", "role" or "channel".
 Resolver = Callable[[str, int], str]
