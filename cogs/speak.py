@@ -172,17 +172,39 @@ class SpeakCog(commands.Cog):
 
         if output == SpeakOutput.VOICE:
             assert session is not None and channel is not None
+            where = (session.channel or channel).mention
+            # The reply says only what is true: queued (or getting ready), then playing once the audio really
+            # starts, or not played when it fails (the requester also gets the reason, privately).
+            posted: asyncio.Future[discord.WebhookMessage | None] = asyncio.get_running_loop().create_future()
+            notify = self._error_notifier(interaction)
+
+            async def started() -> None:
+                if (message := await posted) is not None:
+                    await message.edit(content=f"{caption} — playing in {where}", allowed_mentions=NO_MENTIONS)
+
+            async def failed(reason: str) -> None:
+                await notify(reason)
+                if posted.done() and (message := posted.result()) is not None:
+                    await message.edit(content=f"{caption} — not played in {where}", allowed_mentions=NO_MENTIONS)
+
             ahead = session.enqueue(
                 PlayItem(
                     request,
                     interaction.user.id,
-                    on_error=self._error_notifier(interaction),
+                    on_error=failed,
                     open_stream=self._counted_stream(interaction, admitted),
                     on_done=lambda: self.speaking.release(admitted),
+                    on_start=started,
                 )
             )
-            where = f" in {(session.channel or channel).mention}" + (f" (after {ahead} other)" if ahead else "")
-            await interaction.followup.send(caption + where, allowed_mentions=NO_MENTIONS)
+            status = f"queued in {where} (after {ahead} other{'s' if ahead != 1 else ''})" if ahead \
+                else f"getting ready in {where}"
+            try:
+                posted.set_result(await interaction.followup.send(
+                    f"{caption} — {status}", allowed_mentions=NO_MENTIONS, wait=True))
+            except BaseException:
+                posted.set_result(None)  # nothing to edit later; the item still plays
+                raise
             await self._tell(interaction, admitted.notice)
             return True
 

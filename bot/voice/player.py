@@ -21,6 +21,8 @@ from bot.voice.source import StreamedOpusSource
 
 #: How long an item ready during a voice reconnect waits for the connection before it is given up.
 RECONNECT_GRACE = 10.0
+#: The longest the player waits for an item's "now playing" courtesy (a message edit) before going on.
+ON_START_TIMEOUT = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,16 @@ class QueueFullError(UserFacingError):
 
 @dataclass(eq=False)
 class PlayItem:
-    """Something to say in the voice channel. ``on_error`` tells the requester if it fails; ``on_done`` is
-    called once when the item leaves the player (played, failed, skipped, cleared, or the session closed)."""
+    """Something to say in the voice channel. ``on_error`` tells the requester if it fails; ``on_start`` is
+    awaited when its audio really starts playing; ``on_done`` is called once when the item leaves the player
+    (played, failed, skipped, cleared, or the session closed)."""
 
     request: SpeechRequest
     requester_id: int
     on_error: ErrorNotifier | None = None
     open_stream: StreamOpener | None = None
     on_done: Callable[[], None] | None = None
+    on_start: Callable[[], Awaitable[None]] | None = None
     id: int = field(default_factory=lambda: next(_ids))
     queued_at: float = field(default_factory=time.monotonic)
 
@@ -261,6 +265,8 @@ class GuildPlayer:
                     else:
                         log.debug("playing item %s (guild=%s)", item.id, self.voice_client.guild.id)
                         self.voice_client.play(prepared.source, after=after)
+                        if item.on_start is not None:
+                            await _started(item)
                         player_error = await finished
                         if isinstance(player_error, UserFacingError):  # e.g. encryption never became ready
                             playback_error = player_error.message
@@ -293,6 +299,15 @@ def _done(item: PlayItem) -> None:
 def _resolve(future: asyncio.Future[Exception | None], error: Exception | None) -> None:
     if not future.done():
         future.set_result(error)
+
+
+async def _started(item: PlayItem) -> None:
+    """Tell the requester their item is playing (a courtesy: it never holds up or stops the playback)."""
+    assert item.on_start is not None
+    try:
+        await asyncio.wait_for(item.on_start(), ON_START_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - the audio matters more than the status line
+        log.info("could not say item %s is playing: %s", item.id, type(exc).__name__)
 
 
 async def _notify(item: PlayItem, message: str) -> None:
