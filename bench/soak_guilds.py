@@ -22,19 +22,13 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import aiohttp
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.app import SpeechBot  # noqa: E402 - after the path set-up
-from bot.discord_endpoints import apply_endpoint_overrides, tls_context  # noqa: E402
-from bot.services import build_services  # noqa: E402
-from bot.speech.failover import Engine  # noqa: E402
-from bot.storage import Store  # noqa: E402
 from tests.loopback.discord import DiscordEmulator  # noqa: E402
-from tests.unit.cogs.in_process import ScriptedSpeech, in_process_settings  # noqa: E402
+from tests.unit.cogs.in_process import running_in_process  # noqa: E402
 
 #: Where allocations count as the bot's (its code and the libraries it drives), not the loopback's.
 OWN = ("/bot/", "/cogs/", "/discord/", "/aiohttp/", "/sqlalchemy/")
@@ -67,23 +61,11 @@ async def main(guilds: int, voice_every: int, top: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     tracemalloc.start(1)
     async with DiscordEmulator(token="soak-token") as emu:
-        import os
-
-        os.environ["SSL_CERT_FILE"] = emu.ca_pem_path
         with tempfile.TemporaryDirectory() as data_dir:
             # No audio cache: it is bounded by design (CACHE_MEMORY_MB, CACHE_DISK_MB), not kept per server.
-            settings = in_process_settings(emu, Path(data_dir), DEV_GUILD_ID="", CACHE_MEMORY_MB="0",
-                                           CACHE_DISK_MB="0")
-            apply_endpoint_overrides(settings.discord_api_base, settings.discord_gateway_url)
-            store = await Store.open(settings.database_url)
-            speech = ScriptedSpeech()
-            services = build_services(settings, store, [Engine("scripted", "the test voice", "scripted", speech)])
-            bot = SpeechBot(services, connector=aiohttp.TCPConnector(ssl=tls_context(), limit=0))
-            assert settings.discord_token is not None
-            runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
-            await emu.wait_ready()
-            await emu.wait_commands(guild_id=None)
-            try:
+            async with running_in_process(emu, Path(data_dir), DEV_GUILD_ID="", CACHE_MEMORY_MB="0",
+                                          CACHE_DISK_MB="0") as running:
+                bot, services, speech = running.bot, running.services, running.speech
                 warm = 50
                 for index in range(warm):
                     await cycle(emu, bot, index, voice=index % voice_every == 0)
@@ -108,10 +90,6 @@ async def main(guilds: int, voice_every: int, top: int) -> None:
                     "read-aloud readers": len(services.read_aloud._readers),
                     "usage totals cached": len(services.ledger),
                 }
-            finally:
-                await bot.close()
-                await services.close()
-                await asyncio.wait_for(runner, 10)
     growth = (after - before) / 2**20
     print(f"{guilds} servers added, used and removed in {elapsed:.0f} s "
           f"({guilds // voice_every} with a voice join and leave)")

@@ -6,15 +6,25 @@ by the loopback's REST half."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import aiohttp
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
 
 from bot.app import SpeechBot
 from bot.audio.encode import encode_pcm
 from bot.config import Settings, load_settings
-from bot.services import Services
+from bot.discord_endpoints import apply_endpoint_overrides, tls_context
+from bot.services import Services, build_services
+from bot.speech.failover import Engine
 from bot.speech.errors import SpeechError
 from bot.speech.models import BufferedSpeechStream, SpeechRequest, SpeechStream, SynthesizedAudio
 from bot.storage import Store
@@ -90,3 +100,40 @@ class ErrorRecords(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+@asynccontextmanager
+async def running_in_process(
+    emu: DiscordEmulator, data_dir: Path, errors: ErrorRecords | None = None, **env: str
+) -> AsyncIterator[InProcessBot]:
+    """The bot built by ``build_services`` with the scripted engine, started against ``emu`` and ready (commands
+    synced to ``DEV_GUILD_ID``, by default the emulator's guild; ``""``: globally); afterwards closed (services
+    in reverse order) and discord.py's endpoints and ``SSL_CERT_FILE`` put back."""
+    saved_cert = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = emu.ca_pem_path  # the voice websocket is TLS, as on Discord
+    settings = in_process_settings(emu, data_dir, **env)
+    saved_base, saved_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    apply_endpoint_overrides(settings.discord_api_base, settings.discord_gateway_url)
+    store = await Store.open(settings.database_url)
+    speech = ScriptedSpeech()
+    services = build_services(settings, store, [Engine("scripted", "the test voice", "scripted", speech)])
+    bot = SpeechBot(services, force_sync=True, connector=aiohttp.TCPConnector(ssl=tls_context(), limit=0))
+    assert settings.discord_token is not None
+    runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+    try:
+        await emu.wait_ready()
+        await emu.wait_commands(guild_id=settings.dev_guild_id)
+        # Not ``wait_until_ready``: discord.py holds READY back ~2 s waiting for more guilds; interactions are
+        # handled from the first GUILD_CREATE on, as in production.
+        yield InProcessBot(bot, services, speech, emu, errors or ErrorRecords())
+    finally:
+        await bot.close()
+        await services.close()
+        try:
+            await asyncio.wait_for(runner, 10)
+        finally:
+            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved_base, saved_gateway
+            if saved_cert is None:
+                os.environ.pop("SSL_CERT_FILE", None)
+            else:
+                os.environ["SSL_CERT_FILE"] = saved_cert
