@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 import math
-from array import array
+
+import numpy as np
 
 from bot.audio.decode import decode_to_pcm
 from bot.audio.formats import AudioFormat
@@ -18,12 +19,12 @@ _RATE = 8_000  # plenty to follow the loudness of speech, cheap to decode to
 
 def voice_message_shape(ogg_opus: bytes) -> tuple[float, str]:
     """(duration in seconds, base64 waveform) of an Ogg Opus body."""
-    pcm = array("h")
-    pcm.frombytes(decode_to_pcm(ogg_opus, AudioFormat.OPUS, rate=_RATE, channels=1))
+    pcm = np.abs(np.frombuffer(decode_to_pcm(ogg_opus, AudioFormat.OPUS, rate=_RATE, channels=1), "<i2")
+                 .astype(np.int32))
     duration = len(pcm) / _RATE
     count = max(1, min(MAX_SAMPLES, math.ceil(duration / SAMPLE_SECONDS)))
     size = max(1, math.ceil(len(pcm) / count))
-    peaks = [max((abs(s) for s in pcm[i : i + size]), default=0) for i in range(0, len(pcm), size)][:count] or [0]
-    loudest = max(peaks) or 1
-    amplitudes = bytes(min(255, round(255 * peak / loudest)) for peak in peaks)
-    return round(duration, 2), base64.b64encode(amplitudes).decode("ascii")
+    peaks = np.array([chunk.max() for chunk in np.array_split(pcm, range(size, len(pcm), size))][:count]
+                     if len(pcm) else [0])
+    amplitudes = np.round(255 * peaks / (peaks.max() or 1)).astype(np.uint8)
+    return round(duration, 2), base64.b64encode(amplitudes.tobytes()).decode("ascii")

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from bot.audio.formats import AudioFormat
 from bot.readaloud.early import EarlySynthesis, Waste
 from bot.readaloud.queue import Entry, FairQueue
-from bot.readaloud.utterance import Utterance
+from bot.readaloud.utterance import Utterance, with_dictionary
 from bot.setting_choices import SayName
 from bot.speech.errors import SpeechError
-from bot.speech.models import MAX_INPUT_CHARS, SpeechRequest, SpeechStream, read_all, validate_request
-from bot.text import apply_dictionary, clean_message, should_prefix_name, truncate
+from bot.speech.models import SpeechRequest, SpeechStream, read_all, validate_request
+from bot.text import clean_message, should_prefix_name
 from bot.voice.player import PlayItem, QueueFullError
 
 if TYPE_CHECKING:
@@ -256,7 +256,7 @@ class GuildReader:
             author = entry.author_id
         if commit:
             self._last_author, self._last_time = author, entry.arrived_at
-        text = truncate(apply_dictionary(text, u.dictionary), MAX_INPUT_CHARS).strip()
+        text = with_dictionary(text, u.dictionary)
         if not text:
             return None
         speed = u.speed

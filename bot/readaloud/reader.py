@@ -29,13 +29,13 @@ from bot.policy import resolve_options
 from bot.readaloud.early import EarlyStats
 from bot.readaloud.filters import MessageFacts, Skip, may_autojoin, skip_reason
 from bot.readaloud.guild_reader import GuildReader
-from bot.readaloud.utterance import InputBuilder, Names, Utterance, cleaning_options, spoken_name
+from bot.readaloud.utterance import InputBuilder, Names, Utterance, cleaning_options, spoken_name, with_dictionary
 from bot.setting_choices import HoldMode
 from bot.speech.errors import SpeechError
-from bot.speech.models import MAX_INPUT_CHARS, SpeechRequest, SpeechStream
+from bot.speech.models import SpeechRequest, SpeechStream
 from bot.storage import GuildSettings, Store, UserPrefs
 from bot.tasks import Supervisor
-from bot.text import MessageInput, apply_dictionary, clean_message, display_name_for_speech, truncate
+from bot.text import MessageInput, clean_message, display_name_for_speech
 from bot.voice.sessions import VoiceSessions
 
 if TYPE_CHECKING:
@@ -120,8 +120,7 @@ class ReadAloud:
         prefs = await self.store.get_user_prefs(author_id, guild_id)
         message = build(spoken_name(names, settings.name_mode, prefs.spoken_name), settings.name_mode)
         text = clean_message(message, cleaning_options(settings))
-        dictionary = await self.store.list_entries(guild_id)
-        return truncate(apply_dictionary(text, dictionary), MAX_INPUT_CHARS).strip()
+        return with_dictionary(text, await self.store.list_entries(guild_id))
 
     async def _utterance(
         self,

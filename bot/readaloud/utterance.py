@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.setting_choices import NameMode, SayName
+from bot.speech.models import MAX_INPUT_CHARS
 from bot.storage import DictionaryEntry, GuildSettings
-from bot.text import CleaningOptions, MessageInput
+from bot.text import CleaningOptions, MessageInput, apply_dictionary, truncate
 
 #: Builds the message from the author's spoken name and the server's name mode (for mentioned members and the
 #: author replied to); the cog closes over the discord.Message.
@@ -65,3 +66,8 @@ def cleaning_options(settings: GuildSettings) -> CleaningOptions:
         max_chars=settings.max_message_chars,
         max_repeat=settings.max_repeat_chars,
     )
+
+
+def with_dictionary(text: str, dictionary: tuple[DictionaryEntry, ...]) -> str:
+    """Cleaned text as it is sent: the server's dictionary applied, then cut to the speech request limit."""
+    return truncate(apply_dictionary(text, dictionary), MAX_INPUT_CHARS).strip()
