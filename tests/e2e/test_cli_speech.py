@@ -83,6 +83,32 @@ async def test_say_to_stdout_from_stdin_text(tmp_path: Path, speech_endpoint: Sp
     assert out == speech_endpoint.served[-1] and sniff(out[:12]) is AudioFormat.WAV
 
 
+async def test_say_converts_what_the_service_sent_to_the_format_the_file_name_says(
+    tmp_path: Path, speech_endpoint: SpeechEndpoint
+) -> None:
+    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY}
+    code, wav, err = await run_cli("say", "good morning everyone", "--format", "wav", "-o", "-", env=env, cwd=tmp_path)
+    assert code == 0 and sniff(wav[:12]) is AudioFormat.WAV, err
+    speech_endpoint.inject(Fault(body=wav, content_type="audio/ogg"))  # wav, whatever was asked (and labelled)
+    out = tmp_path / "x.opus"
+    code, _, err = await run_cli("say", "good morning everyone", "-o", str(out), env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert speech_endpoint.requests[-1].json["response_format"] == "opus" and speech_endpoint.served[-1] == wav
+    data = out.read_bytes()
+    assert sniff(data[:12]) is AudioFormat.OPUS and "converted from the service's wav" in err
+    assert abs(duration_seconds(data, AudioFormat.OPUS) - duration_seconds(wav, AudioFormat.WAV)) < 0.1
+    assert recognize_audio(data, AudioFormat.OPUS, PHRASES) == "good morning everyone"
+
+
+async def test_say_errors_address_the_operator(tmp_path: Path, speech_endpoint: SpeechEndpoint) -> None:
+    """On the command line the operator is the bot owner: no "ask the bot owner"."""
+    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY, "SPEECH_FALLBACK": "none"}
+    speech_endpoint.inject(Fault(status=401, message="Incorrect API key provided.", code="invalid_api_key"))
+    code, _, err = await run_cli("say", "hello world", "-o", str(tmp_path / "x.opus"), env=env, cwd=tmp_path)
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert "Check SPEECH_API_KEY" in err and "owner" not in err.lower() and KEY not in err
+
+
 async def test_say_failures_are_one_line_and_leave_no_file(tmp_path: Path, speech_endpoint: SpeechEndpoint) -> None:
     env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY, "SPEECH_FALLBACK": "none"}
     speech_endpoint.inject(Fault(status=429, code="insufficient_quota", error_type="insufficient_quota"))
