@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from bot.audio.formats import AudioFormat
     from bot.config import Settings
     from bot.speech.errors import SpeechError
+    from bot.speech.failover import FailoverSpeech, Served
+    from bot.speech.models import SpeechRequest, SpeechStream, SynthesizedAudio
 
 log = logging.getLogger("bot.cli")
 
@@ -256,7 +258,7 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
             speech = FailoverSpeech(AudioCache(engines[0].backend, namespace=engines[0].namespace, memory_bytes=0),
                                     engines)
             try:
-                audio, served = await speech.read_whole(request, persist=False)
+                audio, served = await _read_with_progress(speech, request)
             finally:
                 await speech.close()
         except SpeechError as exc:
@@ -277,6 +279,25 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
         note += f" {said_by}"
     print(f"wrote {output} ({request.format.value}, {len(data)} bytes){note}", file=sys.stderr)
     return EXIT_OK
+
+
+async def _read_with_progress(speech: FailoverSpeech, request: SpeechRequest) -> tuple[SynthesizedAudio, Served]:
+    """The whole file, with a progress line on stderr while it comes when stderr is a terminal."""
+    from bot.progress import CountedStream, TerminalProgress
+    from bot.speech.models import read_whole
+
+    progress = TerminalProgress.if_terminal(sys.stderr, f"synthesizing {len(request.text):,} characters")
+    if progress is None:
+        return await speech.read_whole(request, persist=False)
+    served: list[Served] = []
+
+    async def open_stream() -> SpeechStream:  # as FailoverSpeech.read_whole, with every chunk counted
+        served.append(await speech.open_tracked(request, persist=False))
+        return CountedStream(served[-1].stream, progress.received)
+
+    async with progress:
+        audio = await read_whole(open_stream)
+    return audio, served[-1]
 
 
 def operator_message(error: SpeechError) -> str:
