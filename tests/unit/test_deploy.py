@@ -79,6 +79,13 @@ def test_paths_named_by_the_compose_file_exist(compose: dict[str, Any]) -> None:
                 assert source in declared, f"{name}: {source}"
 
 
+def test_every_variable_the_compose_file_needs_is_in_env_example() -> None:
+    needed = set(re.findall(r"\$\{(\w+)", (DEPLOY / "compose.yaml").read_text()))
+    example = (ROOT / ".env.example").read_text()
+    assert needed == {"POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
+    assert all(re.search(rf"^#? ?{name}=", example, re.MULTILINE) for name in needed)
+
+
 def test_the_bot_service_uses_postgres_and_serves_metrics_to_the_network(compose: dict[str, Any]) -> None:
     env = service_environment(compose, "bot")
     settings = load_settings(env)  # what the bot itself makes of it
