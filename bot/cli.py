@@ -322,8 +322,9 @@ def _output_format(output: str | None, asked: str | None, default: str) -> str:
         raise CLIError(f"cannot write {suffix} files: name the output .opus, .ogg, .wav, .flac, .aac or .pcm.",
                        EXIT_USAGE)
     if asked and named and asked.lower() != named:
-        raise CLIError(f"-o {Path(output or '').name} names a {named} file but --format is {asked}: drop --format, "
-                       f"or name the file {Path(output or '').stem}.{asked.lower()}.", EXIT_USAGE)
+        name = Path(output or "")
+        raise CLIError(f"-o {name.name} is a name for {named} audio but --format is {asked}: drop --format, or name "
+                       f"the file {name.stem}.{asked.lower()}.", EXIT_USAGE)
     return asked or named or default
 
 

@@ -51,7 +51,7 @@ def test_invite_with_a_malformed_token_says_the_token_is_malformed(tmp_path: Pat
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    (("--format", "wav", "-o", "x.opus"), "-o x.opus names a opus file but --format is wav"),
+    (("--format", "wav", "-o", "x.opus"), "-o x.opus is a name for opus audio but --format is wav"),
     (("--format", "flac", "-o", "x.ogg"), "name the file x.flac"),
     (("-o", "x.mp3"), "cannot write .mp3 files"),
     (("--format", "opus", "-o", "x.M4A"), "cannot write .m4a files"),
