@@ -99,7 +99,7 @@ def build_services(
     metrics = metrics or Metrics()
     speech = build_speech(settings, engines, metrics)
     policy = Policy(settings, store)
-    ledger = UsageLedger(store)
+    ledger = UsageLedger(store, observer=metrics)
     speaking = SpeechService(speech, policy, ledger, settings)
 
     async def guild_timeouts(guild_id: int) -> tuple[float | None, float | None]:

@@ -13,6 +13,7 @@ import pytest
 from bot.audio.formats import AudioFormat
 from bot.config import load_settings
 from bot.errors import UserFacingError
+from bot.metrics import Metrics
 from bot.policy import Policy
 from bot.speech.cache import AudioCache
 from bot.speech.errors import SpeechServiceError, SpeechValidationError
@@ -21,6 +22,7 @@ from bot.speech.models import BufferedSpeechStream, SpeechRequest, SpeechStream,
 from bot.speech_service import SpeechService
 from bot.storage import Store
 from bot.usage import UsageLedger
+from tests.support.metrics import sample
 
 GUILD, ALICE, BOB = 1, 10, 11
 DAY = date(2026, 12, 2)
@@ -50,13 +52,19 @@ class Engine_:
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[tuple[SpeechService, Engine_, Store]]:
+def metrics() -> Metrics:
+    """The bot's metrics, which the ledger of ``service`` reports budget use to."""
+    return Metrics()
+
+
+@pytest.fixture
+async def service(tmp_path: Path, metrics: Metrics) -> AsyncIterator[tuple[SpeechService, Engine_, Store]]:
     settings = load_settings({"DATA_DIR": str(tmp_path), "SPEECH_VOICES": "alloy,echo", "SPEECH_FALLBACK": "none"})
     store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     engine = Engine_()
     speech = FailoverSpeech(AudioCache(engine, namespace="tts"),  # type: ignore[arg-type]
                             [Engine("openai", "the speech service", "tts", engine)])  # type: ignore[arg-type]
-    ledger = UsageLedger(store, today=lambda: DAY)
+    ledger = UsageLedger(store, today=lambda: DAY, observer=metrics)
     yield SpeechService(speech, Policy(settings, store), ledger, settings), engine, store
     await ledger.close()
     await store.close()
@@ -161,3 +169,17 @@ async def test_mutes_roles_and_options_are_applied_before_anything_is_reserved(s
     with pytest.raises(SpeechValidationError, match="Unknown voice"):
         await speaking.admit(GUILD, ALICE, [], text="hello", voice="nova")
     assert engine.requests == []
+
+
+async def test_budget_use_and_refusals_are_in_the_metrics(service, metrics: Metrics) -> None:  # noqa: ANN001
+    speaking, engine, store = service
+    await store.update_guild_settings(GUILD, daily_char_budget=22, monthly_char_budget=1000)
+    for n in range(2):
+        await speaking.read_whole(await speaking.admit(GUILD, ALICE, [], text=f"request {n:03d}"))
+    await speaking.read_whole(await speaking.admit(GUILD, BOB, [], text="request 000"))  # cached: not counted
+    with pytest.raises(UserFacingError, match="daily"):
+        await speaking.admit(GUILD, ALICE, [], text="request 999")
+    text = metrics.render().decode()
+    assert sample(text, "speechbot_budget_characters_total") == 22
+    assert sample(text, "speechbot_budget_refusals_total", period="daily") == 1
+    assert sample(text, "speechbot_budget_refusals_total", period="monthly") == 0
