@@ -48,6 +48,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.guilds = Gauge("speechbot_guilds", "Servers this process's shards are in.", registry=self.registry)
+        self.speech_errors = Counter(
+            "speechbot_speech_errors",
+            "Speech syntheses that failed, by backend and kind (timeout, connection, service, ratelimit, auth, ...).",
+            ["backend", "kind"],
+            registry=self.registry,
+        )
         self.voice_sessions = Gauge("speechbot_voice_sessions", "Voice channels the bot is in.", registry=self.registry)
         self.queue_depth = Gauge(
             "speechbot_voice_queue_depth", "Items waiting to be played, all guilds.", registry=self.registry
@@ -150,6 +157,7 @@ class MeteredSpeechBackend:
         except SpeechError as error:
             status = "" if error.status is None else str(error.status)
             self.metrics.speech_requests.labels(self.name, "error", status).inc()
+            self.metrics.speech_errors.labels(self.name, error_kind(error)).inc()
             raise
         self.metrics.speech_requests.labels(self.name, "ok", "200").inc()
         self.metrics.speech_characters.labels(self.name).inc(len(request.text))
@@ -161,6 +169,11 @@ class MeteredSpeechBackend:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def error_kind(error: SpeechError) -> str:
+    """``SpeechRateLimitError`` → ``ratelimit``: the error's class, shortened, as a metric label."""
+    return type(error).__name__.removeprefix("Speech").removesuffix("Error").lower() or "other"
 
 
 async def _not_attached() -> str | None:
