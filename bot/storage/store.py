@@ -48,6 +48,7 @@ from bot.storage.schema import (
     guild_read_channels,
     guild_settings,
     muted_users,
+    schema_version,
     usage,
     user_prefs,
     voice_sessions,
@@ -372,6 +373,11 @@ class Store(Database):
             else:
                 result = await conn.execute(delete(table).where(table.c[key] == value))
         return result.rowcount > 0
+
+    async def schema_version(self) -> int:
+        """The newest migration applied (0: none), for tools that read a database without migrating it."""
+        async with self._read() as conn:
+            return int((await conn.execute(select(func.max(schema_version.c.version)))).scalar_one() or 0)
 
     async def usage_everywhere(self, since: date) -> Usage:
         """Totals of every server from ``since`` (the owner's stats)."""
