@@ -112,3 +112,13 @@ async def test_owner_stats_count_servers_requests_cache_errors_and_budgets(in_pr
     assert f"server {emu.guild.id}: 8/1000 today" in text
     assert "blocked: 1 user(s), 0 server(s)" in text
     assert "engines switched off: none" in text
+
+
+async def test_a_blocked_users_message_is_not_spoken_on_request_either(in_process_bot: InProcessBot) -> None:
+    emu, speech = in_process_bot.emu, in_process_bot.speech
+    target = await emu.chat.send(emu.user, emu.text_channel, "Hello world")
+    await (await emu.invoke("owner block user", {"user": emu.user}, user=emu.owner)).wait_message()
+    for menu in ("Speak this message", "Speak with their voice"):
+        reply = await (await emu.invoke_menu(menu, target, user=emu.other_user)).wait_message(timeout=10)
+        assert reply.ephemeral and reply.content == "I don't read that user's messages."
+    assert speech.requests == []
