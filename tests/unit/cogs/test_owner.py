@@ -3,11 +3,14 @@ may use it; blocks and the kill switch reach every command and what is spoken, a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot.owner_controls import BLOCKED_GUILD, BLOCKED_USER
 from bot.owner_only import NOT_OWNER
 from bot.speech.failover import ALL_SWITCHED_OFF
 from bot.storage import OwnerState
-from tests.unit.cogs.in_process import InProcessBot
+from tests.loopback.discord import DiscordEmulator
+from tests.unit.cogs.in_process import InProcessBot, running_in_process
 
 
 async def say(running: InProcessBot, text: str, **kwargs: object):  # noqa: ANN201 - the emulator's interaction
@@ -122,3 +125,25 @@ async def test_a_blocked_users_message_is_not_spoken_on_request_either(in_proces
         reply = await (await emu.invoke_menu(menu, target, user=emu.other_user)).wait_message(timeout=10)
         assert reply.ephemeral and reply.content == "I don't read that user's messages."
     assert speech.requests == []
+
+
+async def test_help_locks_the_owner_commands_for_everyone_but_the_owner(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+
+    async def owner_lines(user: object) -> list[str]:
+        reply = await (await emu.invoke("help", {}, user=user)).wait_message()  # type: ignore[arg-type]
+        text = "\n".join(embed.get("description", "") for embed in reply.embeds)
+        return [line for line in text.splitlines() if line.startswith("`/owner ")]
+
+    member, owner = await owner_lines(emu.user), await owner_lines(emu.owner)
+    assert len(member) == len(owner) == 8
+    assert all(line.endswith("🔒") for line in member) and not any(line.endswith("🔒") for line in owner)
+
+
+async def test_owner_ids_replaces_the_application_owner(discord_emulator: DiscordEmulator, tmp_path: Path) -> None:
+    async with running_in_process(discord_emulator, tmp_path, OWNER_IDS=str(discord_emulator.user.id)) as running:
+        emu = running.emu
+        theirs = await (await emu.invoke("owner blocked", {}, user=emu.user)).wait_message()
+        assert theirs.content.startswith("**Blocked users** (0):")
+        app_owner = await (await emu.invoke("owner blocked", {}, user=emu.owner)).wait_message()
+        assert app_owner.content == NOT_OWNER
