@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.errors import UserFacingError
 from bot.interactions import NO_MENTIONS, SpeedOption, reply_ephemeral, voice_choices
 from bot.permissions import caller_is_moderator
 from bot.policy import check_speed, check_voice
@@ -115,6 +116,8 @@ class PreferencesCog(commands.Cog):
             interaction.guild_id, user_id, await self._guild_settings(interaction))).voice
 
         async def save(voice: str) -> str:
+            if refusal := await self.speaking.blocked(interaction.guild_id, user_id):  # blocked since the menu
+                raise UserFacingError(refusal)
             check_voice(self.settings, voice)  # the owner may have stopped offering it since the menu was shown
             await self.store.set_user_prefs(user_id, guild_id, voice=voice)
             return f"Saved {where}: your voice is now **{voice}**."

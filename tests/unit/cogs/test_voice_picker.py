@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import bot.voice_picker as voice_picker
+from bot.owner_controls import BLOCKED_USER
 from bot.voice_picker import NEXT_ID, NOT_YOURS, PREVIOUS_ID, SELECT_ID, TIMED_OUT
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_messages import Message
@@ -109,3 +110,12 @@ async def test_more_than_25_voices_are_offered_a_page_at_a_time(
         await (await emu.select(menu, SELECT_ID, ["voice29"])).wait_message()
         assert menu.content == "Saved in this server: your voice is now **voice29**."
         assert (await running.store.get_user_prefs(emu.user.id, emu.guild.id)).voice == "voice29"
+
+
+async def test_a_member_blocked_while_their_menu_is_open_cannot_use_it(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    menu = await (await emu.invoke("voice set", {})).wait_message()
+    await (await emu.invoke("owner block user", {"user": emu.user}, user=emu.owner)).wait_message()
+    refusal = await (await emu.select(menu, SELECT_ID, ["echo"])).wait_message()
+    assert refusal.ephemeral and refusal.content == BLOCKED_USER
+    assert (await in_process_bot.store.get_user_prefs(emu.user.id, emu.guild.id)).voice is None
