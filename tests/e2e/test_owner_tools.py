@@ -10,7 +10,11 @@ from pathlib import Path
 from bot.owner_controls import BLOCKED_USER
 from bot.owner_only import NOT_OWNER
 from bot.speech.failover import ALL_SWITCHED_OFF
+from bot.audio.formats import AudioFormat
 from tests.e2e.test_cli_speech import run_cli
+from tests.e2e.test_realtime import realtime_bot, speak_file
+from tests.loopback.realtime_server import RealtimeEndpoint
+from tests.support.audio_check import recognize_audio
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import SpeechEndpoint
@@ -88,3 +92,21 @@ async def test_stats_without_a_database_is_one_line_and_exit_1(tmp_path: Path) -
     code, out, err = await run_cli("stats", env={}, cwd=tmp_path)
     assert code == 1 and out == b""
     assert err.count("\n") == 1 and "no database at" in err and "Traceback" not in err
+
+
+async def test_switching_the_realtime_engine_off_lets_the_offline_voice_speak_until_it_is_back(
+    discord_emulator: DiscordEmulator, realtime_endpoint: RealtimeEndpoint, tmp_path: Path
+) -> None:
+    emu = discord_emulator
+    async with realtime_bot(emu, realtime_endpoint.base_url, tmp_path, SPEECH_FALLBACK="local"):
+        off = await reply_to(emu, "owner engine disable", {"name": "realtime"}, emu.owner)
+        assert off.content == "Switched realtime off. local speaks instead."  # type: ignore[attr-defined]
+        data, caption = await speak_file(emu, "Hello world.")
+        assert "Said by the offline voice instead of alloy, because the bot's owner switched it off for now." \
+            in caption
+        assert recognize_audio(data, AudioFormat.OPUS, ["hello world", "good morning everyone"]) == "hello world"
+        assert realtime_endpoint.responses == []  # the Realtime API was not asked
+
+        await reply_to(emu, "owner engine enable", {"name": "realtime"}, emu.owner)
+        data, caption = await speak_file(emu, "Good morning everyone.")
+        assert "Said by" not in caption and [r.text for r in realtime_endpoint.responses] == ["Good morning everyone."]
