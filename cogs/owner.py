@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.interactions import reply_ephemeral
+from bot.interactions import NO_MENTIONS, reply_ephemeral
 from bot.owner_only import OWNER_ONLY, ensure_owner
 from bot.stats import live_stats, render, stored_stats
 
@@ -63,7 +63,7 @@ class OwnerCog(commands.Cog):
             f"; shards {','.join(map(str, sorted(self.bot.shards)))} of {self.bot.shard_count}"
             if self.bot.shard_count and self.bot.shard_count > 1 else "")
         text = "\n".join(render(live, stored, live_source=source))
-        await interaction.followup.send(f"```\n{text[:1900]}\n```", ephemeral=True)
+        await interaction.followup.send(f"```\n{text[:1900]}\n```", ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     # -- blocklists --
 
