@@ -1,4 +1,4 @@
-"""The ``speechbot`` command: ``run``, ``say``, ``check``, ``invite``.
+"""The ``speechbot`` command: ``run``, ``say``, ``check``, ``stats``, ``invite``.
 
 The only place with process-level side effects (dotenv, logging, exit codes). Every failure is one line on
 stderr and a non-zero exit; tracebacks are for the log at DEBUG, never for the person at the terminal.
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from bot.speech.errors import SpeechError
     from bot.speech.failover import FailoverSpeech, Served
     from bot.speech.models import SpeechRequest, SpeechStream, SynthesizedAudio
+    from bot.stats import LiveStats
 
 log = logging.getLogger("bot.cli")
 
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--output", help="output file ('-' = standard output; default speech.<format>)")
 
     sub.add_parser("check", help="diagnose the configuration and say what to fix")
+
+    stats = sub.add_parser("stats", help="one screen for the owner: servers, voice, requests, cache, errors, budgets")
+    stats.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    stats.add_argument("--metrics-url", help="the running bot's /metrics (default: from METRICS_PORT when it is set)")
 
     invite = sub.add_parser("invite", help="print the URL that adds the bot to a server")
     invite.add_argument("--client-id", type=int, help="application id (default: read from DISCORD_TOKEN)")
@@ -104,6 +109,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_say(settings, args))
     if command == "check":
         return asyncio.run(_check(settings))
+    if command == "stats":
+        return asyncio.run(_stats(settings, args))
     return _invite(settings, args.client_id)
 
 
@@ -373,6 +380,72 @@ async def _check(settings: Settings) -> int:
     also = f" ({warnings} warning{'s' if warnings != 1 else ''})" if warnings else ""
     print(f"{problems} problem(s) found{also}." if problems else f"Everything looks ready{also}.")
     return EXIT_FAILURE if problems else EXIT_OK
+
+
+async def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    """The database's numbers always; the live ones from the bot's metrics endpoint when it answers. Reads only."""
+    import json
+    from datetime import UTC, datetime
+
+    from bot.stats import as_json, render, stored_stats
+    from bot.storage import StorageError, Store
+    from bot.storage.engine import create_engine
+    from bot.storage.migrations import MIGRATIONS
+
+    if missing := await asyncio.to_thread(_missing_sqlite_file, settings.database_url):
+        raise CLIError(f"no database at {missing} yet: the bot has not run with this DATABASE_URL.")
+    try:
+        store = Store(create_engine(settings.database_url))
+    except StorageError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        version = await store.schema_version()
+        if version != len(MIGRATIONS):
+            raise CLIError(f"the database is at schema {version}, this speechbot knows {len(MIGRATIONS)}: "
+                           "run this version of the bot once (it migrates on start), or upgrade speechbot.")
+        stored = await stored_stats(store, datetime.now(UTC).date())
+    except StorageError as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        await store.close()
+    live, source = await _live_stats(settings, args.metrics_url)
+    if args.json:
+        print(json.dumps(as_json(live, stored, live_source=source), indent=2))
+    else:
+        print("\n".join(render(live, stored, live_source=source)))
+    return EXIT_OK
+
+
+def _missing_sqlite_file(database_url: str) -> str | None:
+    """The SQLite file ``database_url`` names when it does not exist (opening it would create it)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.drivername.startswith("sqlite") and url.database and not Path(url.database).expanduser().exists():
+        return url.database
+    return None
+
+
+async def _live_stats(settings: Settings, metrics_url: str | None) -> tuple[LiveStats | None, str]:
+    """The bot's live numbers and where they came from, or None and why not."""
+    import aiohttp
+
+    from bot.stats import live_stats
+
+    if metrics_url is None:
+        if settings.metrics_port is None:
+            return None, "not available: the bot runs without METRICS_PORT (or pass --metrics-url)"
+        host = "127.0.0.1" if settings.metrics_host in ("0.0.0.0", "::", "") else settings.metrics_host
+        metrics_url = f"http://{host}:{settings.metrics_port}/metrics"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, \
+                session.get(metrics_url) as response:
+            response.raise_for_status()
+            text = await response.text()
+        return live_stats(text), f"the running bot's metrics at {metrics_url}, since it started"
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        why = type(exc).__name__ if not str(exc) else " ".join(str(exc).split())[:120]
+        return None, f"not available: {metrics_url} did not answer ({why}); is the bot running?"
 
 
 def _invite(settings: Settings, client_id: int | None) -> int:

@@ -84,6 +84,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.guilds = Gauge("speechbot_guilds", "Servers this process's shards are in.", registry=self.registry)
         self.voice_sessions = Gauge("speechbot_voice_sessions", "Voice channels the bot is in.", registry=self.registry)
         self.queue_depth = Gauge(
             "speechbot_voice_queue_depth", "Items waiting to be played, all guilds.", registry=self.registry

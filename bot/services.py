@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.metrics import HealthServer, MeteredSpeechBackend, Metrics
+from bot.owner_controls import OwnerControls
 from bot.policy import Policy
 from bot.readaloud.reader import ReadAloud
 from bot.speech.cache import AudioCache
@@ -44,9 +45,12 @@ class Services:
     voice: VoiceSessions
     read_aloud: ReadAloud
     health: HealthServer | None
+    controls: OwnerControls
 
     async def start(self) -> None:
-        """What must run before the bot connects: warm speech sessions, the health endpoints."""
+        """What must run before the bot connects: the owner's controls, warm speech sessions, the health
+        endpoints."""
+        await self.controls.refresh(force=True)
         await self.speech.start()
         if self.health is not None:
             assert self.settings.metrics_port is not None
@@ -77,7 +81,9 @@ class Services:
         await self.store.close()
 
 
-def build_speech(settings: Settings, engines: Sequence[Engine], metrics: Metrics) -> FailoverSpeech:
+def build_speech(
+    settings: Settings, engines: Sequence[Engine], metrics: Metrics, controls: OwnerControls | None = None
+) -> FailoverSpeech:
     """The audio cache in front of each engine (a hit is no speech request, and is served while the breaker is
     open), and the failover over them."""
     metered = [dataclasses.replace(engine, backend=MeteredSpeechBackend(engine.backend, metrics)) for engine in engines]
@@ -89,7 +95,8 @@ def build_speech(settings: Settings, engines: Sequence[Engine], metrics: Metrics
         disk_bytes=settings.cache_disk_bytes,
         on_lookup=metrics.count_cache_lookup,
     )
-    return FailoverSpeech(cache, metered, observer=metrics)
+    disabled = controls.disabled_engines if controls is not None else frozenset
+    return FailoverSpeech(cache, metered, observer=metrics, disabled=disabled)
 
 
 def build_services(
@@ -97,10 +104,11 @@ def build_services(
 ) -> Services:
     """Every service, wired (nothing started: see :meth:`Services.start`)."""
     metrics = metrics or Metrics()
-    speech = build_speech(settings, engines, metrics)
+    controls = OwnerControls(store)
+    speech = build_speech(settings, engines, metrics, controls)
     policy = Policy(settings, store)
     ledger = UsageLedger(store, observer=metrics)
-    speaking = SpeechService(speech, policy, ledger, settings)
+    speaking = SpeechService(speech, policy, ledger, settings, controls)
 
     async def guild_timeouts(guild_id: int) -> tuple[float | None, float | None]:
         guild = await store.get_guild_settings(guild_id)
@@ -121,4 +129,5 @@ def build_services(
     )
     read_aloud = ReadAloud(voice, store, speaking, hold=settings.read_hold, queue_limit=settings.voice_queue_size)
     health = HealthServer(metrics) if settings.metrics_port is not None else None
-    return Services(settings, store, metrics, engines, speech, policy, ledger, speaking, voice, read_aloud, health)
+    return Services(settings, store, metrics, engines, speech, policy, ledger, speaking, voice, read_aloud, health,
+                    controls)

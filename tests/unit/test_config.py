@@ -214,3 +214,12 @@ def test_the_container_image_keeps_its_data_dir_and_metrics_host_with_the_exampl
     env_file = dict(re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", example, flags=re.MULTILINE))
     settings = load_settings({**image_env, **env_file})
     assert str(settings.data_dir) == "/data" and settings.metrics_host == "0.0.0.0"
+
+
+def test_owner_ids_are_user_ids_and_a_bad_one_is_named() -> None:
+    assert load_settings({"OWNER_IDS": "123456789012345678, 223456789012345678"}).owner_ids == (
+        123456789012345678, 223456789012345678)
+    assert load_settings({}).owner_ids == ()
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"OWNER_IDS": "123, alice"})
+    assert any("OWNER_IDS" in problem and "'alice'" in problem for problem in raised.value.problems)

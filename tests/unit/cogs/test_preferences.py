@@ -19,9 +19,3 @@ async def test_a_members_voice_choice_is_what_their_speak_uses(in_process_bot: I
         ("in my voice", "shimmer", 0.75),
         ("in the default voice", "alloy", 1.0),
     ]
-
-
-async def test_a_voice_set_with_nothing_to_set_is_refused(in_process_bot: InProcessBot) -> None:
-    attempt = await in_process_bot.emu.invoke("voice set", {})
-    reply = await attempt.wait_message()
-    assert reply.ephemeral and "at least one" in reply.content

@@ -11,6 +11,7 @@ import pytest
 from bot.audio.formats import AudioFormat
 from bot.speech.cache import AudioCache, Origin
 from bot.speech.errors import (
+    SpeechUnavailableError,
     SpeechAuthError,
     SpeechConnectionError,
     SpeechError,
@@ -21,7 +22,7 @@ from bot.speech.errors import (
     SpeechTimeoutError,
     SpeechValidationError,
 )
-from bot.speech.failover import Engine, FailoverReason, FailoverSpeech, failover_reason
+from bot.speech.failover import ALL_SWITCHED_OFF, Engine, FailoverReason, FailoverSpeech, failover_reason
 from bot.speech.models import BufferedSpeechStream, SpeechRequest, SynthesizedAudio, read_all
 
 
@@ -70,14 +71,16 @@ class Observer:
 
 
 class World:
-    def __init__(self, *, fallback: bool = True) -> None:
+    def __init__(self, *, fallback: bool = True, disabled: set[str] | None = None) -> None:
+        self.disabled: set[str] = disabled if disabled is not None else set()
         self.primary, self.local = Backend("api"), Backend("local")
         self.clock, self.observer = Clock(), Observer()
         engines = [Engine("realtime", "the speech service", "realtime:https://api:m", self.primary)]
         if fallback:
             engines.append(Engine("local", "the offline voice", "local:piper", self.local))
         self.speech = FailoverSpeech(AudioCache(self.primary, namespace="realtime:https://api:m"), engines,
-                                     observer=self.observer, rest=60, clock=self.clock)
+                                     observer=self.observer, rest=60, clock=self.clock,
+                                     disabled=lambda: self.disabled)
 
     async def say(self, text: str = "hello") -> tuple[bytes, object]:
         served = await self.speech.open_tracked(SpeechRequest(text=text, voice="marin"))
@@ -213,3 +216,35 @@ async def test_a_whole_file_that_was_reworded_is_asked_for_once_more() -> None:
     world.primary.open = open_once_reworded  # type: ignore[method-assign]
     audio, served = await world.speech.read_whole(SpeechRequest(text="hello", voice="marin"))
     assert audio.data.rstrip(b"\0") == b"api:hello" and opened == ["hello", "hello"] and served.origin is Origin.SENT
+
+
+async def test_an_engine_switched_off_is_skipped_cache_included_until_switched_back_on() -> None:
+    world = World()
+    await world.say("cached")  # the primary's audio is in the cache
+    world.disabled.add("realtime")
+    data, served = await world.say("cached")
+    assert data == b"local:cached" and served.reason is FailoverReason.SWITCHED_OFF
+    assert served.note("marin") == (
+        "Said by the offline voice instead of marin, because the bot's owner switched it off for now.")
+    assert world.primary.requests == ["cached"] and not world.speech.has(SpeechRequest(text="cached", voice="marin"))
+    assert world.observer.failovers == [("local", "switched_off")]
+
+    world.disabled.clear()
+    data, served = await world.say("again")
+    assert data == b"api:again" and not served.fallback
+
+
+async def test_with_every_engine_switched_off_nothing_is_sent_and_the_caller_is_told() -> None:
+    world = World(disabled={"realtime", "local"})
+    with pytest.raises(SpeechUnavailableError) as raised:
+        await world.say()
+    assert raised.value.user_message == ALL_SWITCHED_OFF
+    assert world.primary.requests == [] and world.local.requests == []
+
+
+async def test_a_switched_off_fallback_is_not_asked_when_the_primary_fails() -> None:
+    world = World(disabled={"local"})
+    world.primary.errors.append(SpeechServiceError("5xx", status=503))
+    with pytest.raises(SpeechServiceError):
+        await world.say()
+    assert world.local.requests == []

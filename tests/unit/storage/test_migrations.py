@@ -42,7 +42,8 @@ async def test_open_creates_every_table_from_empty(database: Database) -> None:
     versions = [(row["version"], row["description"]) for row in await database.rows(schema_version)]
     assert versions == [(1, "initial schema"), (2, "voice sessions to rejoin after a restart"),
                         (3, "usage said by the fallback engine"),
-                        (4, "read-aloud hold mode and length per server")]
+                        (4, "read-aloud hold mode and length per server"),
+                        (5, "the owner's blocklists and engine kill switch")]
 
 
 async def test_migrations_build_the_declared_schema(database: Database) -> None:

@@ -15,10 +15,12 @@ from sqlalchemy import BigInteger, func, select
 
 from bot.audio.formats import AudioFormat
 from bot.storage import (
+    BudgetUse,
     DictionaryEntry,
     DictionaryError,
     EffectivePrefs,
     GuildSettings,
+    OwnerState,
     SettingsError,
     Store,
     Usage,
@@ -548,7 +550,8 @@ def test_every_column_naming_a_user_is_marked() -> None:
         and (column.name.endswith(("user_id", "_by")))
         and not column.info.get("user")
     ]
-    assert unmarked == []
+    # Kept on purpose: the owner's blocklist exists to stop abuse, and /forgetme must not lift a block.
+    assert unmarked == ["blocked_users.user_id"]
     assert {f"{t.name}.{c.name}" for t, c in _USER_COLUMNS} == {
         "user_prefs.user_id",
         "dictionary_entries.created_by",
@@ -594,3 +597,30 @@ async def test_forgetting_two_users_merges_their_anonymous_usage(store: Store) -
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+async def test_the_owners_blocks_and_kill_switch_persist_and_survive_forget_user(store: Store) -> None:
+    assert await store.set_user_blocked(USER, True)
+    assert not await store.set_user_blocked(USER, True)  # already
+    assert await store.set_guild_blocked(GUILD, True)
+    assert await store.set_engine_disabled("realtime", True)
+    await store.forget_user(USER)  # /forgetme does not lift a block
+    assert await store.owner_state() == OwnerState(frozenset({USER}), frozenset({GUILD}), frozenset({"realtime"}))
+
+    assert await store.set_user_blocked(USER, False)
+    assert not await store.set_guild_blocked(OTHER_GUILD, False)  # was never blocked
+    assert await store.set_engine_disabled("realtime", False)
+    assert await store.owner_state() == OwnerState(blocked_guilds=frozenset({GUILD}))
+
+
+async def test_budget_use_lists_servers_with_a_budget_fullest_first(store: Store) -> None:
+    await store.update_guild_settings(GUILD, daily_char_budget=100)
+    await store.update_guild_settings(OTHER_GUILD, monthly_char_budget=1000)
+    await store.add_usage(GUILD, USER, 10, DAY)
+    await store.add_usage(GUILD, USER, 30, DAY.replace(day=1))  # earlier this month: not today
+    await store.add_usage(OTHER_GUILD, USER, 900, DAY)
+    await store.add_usage(OTHER_GUILD, USER, 5, DAY.replace(month=2))  # last month: not counted
+
+    uses = await store.budget_use(DAY, DAY.replace(day=1))
+    assert uses == [BudgetUse(OTHER_GUILD, None, 1000, 900, 900), BudgetUse(GUILD, 100, None, 10, 40)]
+    assert await store.usage_everywhere(DAY) == Usage(910, 2)
