@@ -19,6 +19,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         env={**base, **(env or {})},
+        check=False,
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bot.audio.formats import AudioFormat, sniff
-from tests.support.audio_check import assert_duration_plausible, duration_seconds, recognize_audio
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_server import Fault, SpeechEndpoint
+from tests.support.audio_check import assert_duration_plausible, duration_seconds, recognize_audio
 from tests.support.bot_process import checkout_pythonpath
 
 KEY = "sk-test-SECRETKEY-0123456789"

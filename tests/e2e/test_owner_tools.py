@@ -7,17 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bot.audio.formats import AudioFormat
 from bot.owner_controls import BLOCKED_USER
 from bot.owner_only import NOT_OWNER
 from bot.speech.failover import ALL_SWITCHED_OFF
-from bot.audio.formats import AudioFormat
 from tests.e2e.test_cli_speech import run_cli
 from tests.e2e.test_realtime import realtime_bot, speak_file
-from tests.loopback.realtime_server import RealtimeEndpoint
-from tests.support.audio_check import recognize_audio
 from tests.loopback.discord import DiscordEmulator
+from tests.loopback.realtime_server import RealtimeEndpoint
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import SpeechEndpoint
+from tests.support.audio_check import recognize_audio
 from tests.support.bot_process import running_bot
 from tests.support.metrics import free_port
 

@@ -15,13 +15,13 @@ import pytest
 
 from bot.audio.formats import AudioFormat, sniff
 from bot.speech.error_parsing import parse_error_body
+from tests.e2e import compat
+from tests.e2e.real_servers import SERVERS, RunningServer, run_server
+from tests.e2e.test_cli_speech import run_cli
+from tests.loopback.discord import DiscordEmulator
 from tests.support.audio_check import recognize_audio
 from tests.support.bot_fixtures import speak
 from tests.support.bot_process import running_bot
-from tests.e2e import compat
-from tests.e2e.real_servers import SERVERS, RunningServer, run_server
-from tests.loopback.discord import DiscordEmulator
-from tests.e2e.test_cli_speech import run_cli
 from tests.support.voice_helpers import current_session, heard_words, join, segments, speak_in_voice
 
 pytestmark = [pytest.mark.real_servers, pytest.mark.timeout(600)]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bot.config import load_settings
+from bot.config import Settings, load_settings
 from bot.diagnostics import check_cache_dir, check_data_dir, check_database, check_engines_switched_off
 from bot.storage import Store
 from bot.storage.migrations import MIGRATIONS
 
 
-def settings_for(tmp_path: Path, **env: str):
+def settings_for(tmp_path: Path, **env: str) -> Settings:
     return load_settings({"DATA_DIR": str(tmp_path / "data"), **env})
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.owner_controls import BLOCKED_GUILD, BLOCKED_USER, OwnerControls
-from bot.storage import Store, StorageError
+from bot.storage import StorageError, Store
 
 GUILD, USER = 111_111_111_111_111_111, 333_333_333_333_333_333
 

@@ -104,7 +104,7 @@ async def test_room_for_exactly_three(service) -> None:  # noqa: ANN001
     engine.gate = asyncio.Event()
     admissions = await asyncio.gather(*(speaking.admit(GUILD, ALICE, [], text=f"request {n:03d}")
                                         for n in range(3)))
-    with pytest.raises(UserFacingError, match="only 0 are left|used its daily"):
+    with pytest.raises(UserFacingError, match=r"only 0 are left|used its daily"):
         await speaking.admit(GUILD, BOB, [], text="request 999")
     engine.gate.set()
     for admitted in admissions:
@@ -140,12 +140,12 @@ async def test_cached_audio_is_neither_checked_nor_counted(service) -> None:  # 
     await speaking.read_whole(await speaking.admit(GUILD, ALICE, [], text="request 001"))
     again = await speaking.admit(GUILD, BOB, [], text="request 001")  # the budget is used up, but it is cached
     assert again.reservation is None
-    audio, served = await speaking.read_whole(again)
+    _audio, served = await speaking.read_whole(again)
     assert not served.origin.sent and len(engine.requests) == 1 and await used(store) == 11
 
 
 async def test_batched_usage_is_visible_to_the_budget_before_it_is_written(service) -> None:  # noqa: ANN001
-    speaking, engine, store = service
+    speaking, _engine, store = service
     guild = await store.update_guild_settings(GUILD, daily_char_budget=22)
     for n in range(2):
         admitted = await speaking.admit_request(GUILD, ALICE, speaking.validate(
@@ -172,7 +172,7 @@ async def test_mutes_roles_and_options_are_applied_before_anything_is_reserved(s
 
 
 async def test_budget_use_and_refusals_are_in_the_metrics(service, metrics: Metrics) -> None:  # noqa: ANN001
-    speaking, engine, store = service
+    speaking, _engine, store = service
     await store.update_guild_settings(GUILD, daily_char_budget=22, monthly_char_budget=1000)
     for n in range(2):
         await speaking.read_whole(await speaking.admit(GUILD, ALICE, [], text=f"request {n:03d}"))

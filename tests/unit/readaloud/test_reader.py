@@ -14,16 +14,18 @@ from types import SimpleNamespace
 import pytest
 
 from bot.config import load_settings
+from bot.errors import UserFacingError
 from bot.owner_controls import OwnerControls
 from bot.policy import Policy
-from bot.speech_service import SpeechService
-from bot.usage import UsageLedger, utc_today
 from bot.readaloud.filters import MessageFacts, Skip
 from bot.readaloud.reader import Names, ReadAloud
 from bot.speech.cache import AudioCache
+from bot.speech.errors import SpeechError
 from bot.speech.failover import Engine, FailoverSpeech
+from bot.speech_service import SpeechService
 from bot.storage import Store
 from bot.text import MessageInput
+from bot.usage import UsageLedger, utc_today
 from bot.voice.player import PlayItem
 from tests.unit.speech.test_cache import CountingBackend
 
@@ -57,7 +59,7 @@ class RecordingSession:
                 pass
             self.played.append(item)
             await self.release.wait()
-        except Exception:
+        except (UserFacingError, SpeechError):
             pass  # refused before anything was sent (a budget); the real player reports it
         finally:
             self.current = None

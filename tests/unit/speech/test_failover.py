@@ -5,13 +5,13 @@ the cache is the real one. The same paths end to end, with real engines: tests/e
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 
 from bot.audio.formats import AudioFormat
 from bot.speech.cache import AudioCache, Origin
 from bot.speech.errors import (
-    SpeechUnavailableError,
     SpeechAuthError,
     SpeechConnectionError,
     SpeechError,
@@ -20,6 +20,7 @@ from bot.speech.errors import (
     SpeechRewordedError,
     SpeechServiceError,
     SpeechTimeoutError,
+    SpeechUnavailableError,
     SpeechValidationError,
 )
 from bot.speech.failover import ALL_SWITCHED_OFF, Engine, FailoverReason, FailoverSpeech, failover_reason
@@ -177,7 +178,7 @@ async def test_an_outage_is_asked_about_every_time_the_breaker_lets_it(caplog: p
     assert len(warnings) == 1 and "outage" in warnings[0].getMessage()  # told once per episode
     assert any("serves again" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
     assert world.observer.failovers == [("local", "outage")] * 3
-    assert all("hello" not in r.getMessage() and "a" != r.getMessage() for r in caplog.records)
+    assert all("hello" not in r.getMessage() and r.getMessage() != "a" for r in caplog.records)
 
 
 async def test_when_the_fallback_fails_too_the_primarys_error_is_raised() -> None:
@@ -200,7 +201,7 @@ async def test_a_whole_file_that_was_reworded_is_asked_for_once_more() -> None:
     world = World()
 
     class Reworded(BufferedSpeechStream):
-        async def __aiter__(self):  # type: ignore[override]
+        async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
             yield b"sure! here is"
             raise SpeechRewordedError("reworded", status=200)
 
