@@ -10,6 +10,8 @@ import asyncio
 import logging
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -102,6 +104,20 @@ class ErrorRecords(logging.Handler):
         self.records.append(record)
 
 
+_templates: dict[str, Path] = {}  # "sqlite": the migrated template of this process
+
+
+async def _migrated_sqlite() -> Path:
+    """An empty SQLite database with every migration applied, made once per process: each test starts from a
+    copy of it instead of running the migrations again (``Store.open`` still checks the version)."""
+    if "sqlite" not in _templates:
+        path = Path(tempfile.mkdtemp(prefix="speechbot-template-")) / "speechbot.db"
+        store = await Store.open(f"sqlite:///{path}")
+        await store.close()
+        _templates["sqlite"] = path
+    return _templates["sqlite"]
+
+
 @asynccontextmanager
 async def running_in_process(
     emu: DiscordEmulator, data_dir: Path, errors: ErrorRecords | None = None, **env: str
@@ -114,6 +130,9 @@ async def running_in_process(
     settings = in_process_settings(emu, data_dir, **env)
     saved_base, saved_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
     apply_endpoint_overrides(settings.discord_api_base, settings.discord_gateway_url)
+    if settings.database_url == f"sqlite:///{data_dir / 'speechbot.db'}" and not (data_dir / "speechbot.db").exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(await _migrated_sqlite(), data_dir / "speechbot.db")
     store = await Store.open(settings.database_url)
     speech = ScriptedSpeech()
     services = build_services(settings, store, [Engine("scripted", "the test voice", "scripted", speech)])
