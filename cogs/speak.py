@@ -214,8 +214,8 @@ class SpeakCog(commands.Cog):
         limit = interaction.filesize_limit
         if len(audio.data) > limit:
             raise UserFacingError(
-                f"The audio is {format_size(len(audio.data))}, over this server's upload limit of "
-                f"{format_size(limit)}. Try shorter text or the opus format."
+                "The audio is {size}, over this server's upload limit of {limit}. Try shorter text or the opus format.",
+                size=format_size(len(audio.data)), limit=format_size(limit),
             )
         if session is not None:
             session.enqueue(
@@ -249,8 +249,10 @@ class SpeakCog(commands.Cog):
         """Post the audio as Discord's native voice message in the channel (it cannot carry text, so the
         deferred reply becomes the caption saying who asked)."""
         if not interaction.app_permissions.send_voice_messages:
-            raise UserFacingError("I need the Send Voice Messages permission in this channel to post a voice message. "
-                                  "Ask a moderator, or choose another output.")
+            raise UserFacingError(
+                "I need the Send Voice Messages permission in this channel to post a voice message. Ask a moderator, "
+                "or choose another output."
+            )
         channel_id = interaction.channel_id
         assert channel_id is not None
         await interaction.response.defer(thinking=True)
