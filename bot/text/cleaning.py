@@ -45,6 +45,8 @@ DEFAULT_OPTIONS = CleaningOptions()
 _NAME_OPTIONS = CleaningOptions()
 #: What an unknown mention reads (translated in the server's language).
 _UNKNOWN = {"user": N_("someone"), "role": N_("a role"), "channel": N_("a channel")}
+#: After these, the next sentence needs no full stop of its own.
+_CLAUSE_ENDS = ".!?,;:…。！？、"
 #: Markup that must never reach the voice.
 FORBIDDEN = re.compile(
     rf"{mentions.MENTION.pattern}|{emoji.CUSTOM_EMOJI.pattern}|{links.URL_START.pattern}", re.IGNORECASE
@@ -165,16 +167,18 @@ def _descriptions(message: MessageInput, options: CleaningOptions, *, has_conten
         parts.append(describe.describe_poll(question, language))
     if not has_content and not any(parts):
         parts.append(describe.describe_embeds(message.embeds, language))
-    return _join_sentences([part for part in parts if part])
+    return _join_sentences([part for part in parts if part], language)
 
 
-def _join_sentences(parts: list[str]) -> str:
+def _join_sentences(parts: list[str], language: str) -> str:
+    # TRANSLATORS: ends a message before the description of its attachments: ". " in English ("hello. an image").
+    stop = translate(language, ". ")
     joined = ""
     for part in parts:
         if not part:
             continue
         if joined:
-            joined += " " if joined[-1] in ".!?,;:…" else ". "
+            joined += " " if joined[-1] in _CLAUSE_ENDS else stop
         joined += part
     return joined
 
@@ -185,7 +189,7 @@ def _fit(prefix: str, glue: str, content: str, suffix: str, limit: int, language
 
     def assemble(body: str) -> str:
         head = prefix + glue + body if prefix and body else prefix or body
-        return _join_sentences([head, suffix])
+        return _join_sentences([head, suffix], language)
 
     full = assemble(content)
     if len(full) <= limit:
