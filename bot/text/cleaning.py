@@ -125,9 +125,9 @@ def _one_pass(text: str, options: CleaningOptions, resolve: mentions.Resolver, c
     text = normalize.strip_invisible(text)
     text = markdown.replace_blocks(text, options.code_mode, options.language)
     text = links.replace_links(text, options.link_mode, options.language)
-    text = mentions.replace_mentions(text, resolve, created_at)
+    text = mentions.replace_mentions(text, resolve, created_at, options.language)
     text = emoji.replace_emoji(text, options.emoji_mode, options.language)
-    text = markdown.strip_markdown(normalize.strip_leftovers(text))
+    text = markdown.strip_markdown(normalize.strip_leftovers(text), options.language)
     text = normalize.join_lines(text)
     return normalize.collapse_spaces(normalize.cap_repeats(text, options.max_repeat))
 

@@ -34,6 +34,8 @@ def replace_blocks(text: str, code_mode: CodeMode, language: str = ENGLISH) -> s
     return text
 
 
-def strip_markdown(text: str) -> str:
-    """Drop emphasis characters and line markers, keeping the words."""
-    return LINE_MARKERS.sub("", TIMES.sub(" times ", text).translate(_DROPPED))
+def strip_markdown(text: str, language: str = ENGLISH) -> str:
+    """Drop emphasis characters and line markers, keeping the words ("5 * 3" reads "5 times 3", in ``language``)."""
+    # TRANSLATORS: "5 * 3" is read "5 times 3".
+    times = translate(language, "times")
+    return LINE_MARKERS.sub("", TIMES.sub(f" {times} ", text).translate(_DROPPED))
