@@ -155,3 +155,14 @@ async def test_a_caller_in_a_language_without_catalogue_gets_the_servers(in_proc
     emu.guild.preferred_locale = "ko"
     refused = await emu.invoke("skip", locale="it")
     assert (await refused.wait_message()).content == "음성 채널에 있지 않아요."
+
+
+async def test_read_aloud_asks_for_speech_in_the_servers_language(in_process_bot: InProcessBot) -> None:
+    """The request carries the language, so the offline engine can pick that language's voice (LOCAL_VOICES)."""
+    emu, speech = in_process_bot.emu, in_process_bot.speech
+    await in_process_bot.store.update_guild_settings(emu.guild.id, language=SpeechLanguage.JA)
+    joined = await emu.invoke("join", {}, locale="ja")
+    assert (await joined.wait_message(timeout=20)).content == f"🔊 <#{emu.voice_channel.id}>に参加しました。"
+    await emu.chat.send(emu.user, emu.voice_channel, "こんにちは")
+    await emu.wait_for(lambda: speech.requests, timeout=20, what="the message's speech request")
+    assert {(request.text, request.language) for request in speech.requests} == {("Aliceさん、こんにちは", "ja")}
