@@ -13,10 +13,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.command_sync import CommandSyncState, sync_commands
+from bot.command_translator import CatalogueTranslator
 from bot.errors import UserFacingError
-from bot.interactions import send_ephemeral
-from bot.option_check import check_options
+from bot.i18n import translate
+from bot.interactions import language_for, send_ephemeral
+from bot.option_check import InvalidOption, check_options
 from bot.owner_only import is_owner_only
+from bot.permissions import NotModerator
 from bot.speech.errors import SpeechError
 from bot.storage import StorageError
 
@@ -56,6 +59,14 @@ def intents(*, message_content: bool = True) -> discord.Intents:
     return chosen
 
 
+class Refused(app_commands.CheckFailure):
+    """A check that refuses with its own line (the owner's blocklists), said in the caller's language."""
+
+    def __init__(self, reason: UserFacingError) -> None:
+        super().__init__(reason.message)
+        self.reason = reason
+
+
 class SpeechTree(app_commands.CommandTree["SpeechBot"]):
     """One place that checks every option (``bot.option_check``) and turns command failures into short
     ephemeral replies."""
@@ -72,31 +83,41 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
             return True
         if interaction.type is discord.InteractionType.autocomplete:
             return False  # no suggestions; nothing to say there
-        raise app_commands.CheckFailure(refusal)  # one ephemeral line (on_error)
+        raise Refused(UserFacingError(refusal))  # one ephemeral line in the caller's language (on_error)
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         original = getattr(error, "original", error)
+        language = language_for(interaction)
         if isinstance(original, UserFacingError):
-            message = original.message
+            message = original.localized(language)
         elif isinstance(original, SpeechError):
             message = original.user_message
         elif isinstance(error, app_commands.CommandOnCooldown):
-            message = f"Slow down: try again in {error.retry_after:.0f} s."
+            message = translate(language, "Slow down: try again in {seconds} s.", seconds=round(error.retry_after))
         elif isinstance(error, app_commands.MissingPermissions):
-            message = "You need these permissions: " + ", ".join(p.replace("_", " ") for p in error.missing_permissions)
+            missing = ", ".join(p.replace("_", " ") for p in error.missing_permissions)
+            message = translate(language, "You need these permissions: {permissions}", permissions=missing)
         elif isinstance(error, app_commands.BotMissingPermissions):
             missing = ", ".join(p.replace("_", " ") for p in error.missing_permissions)
-            message = f"I need these permissions here: {missing}."
+            message = translate(language, "I need these permissions here: {permissions}.", permissions=missing)
         elif isinstance(error, app_commands.NoPrivateMessage):
-            message = "This command only works in a server."
+            message = translate(language, "This command only works in a server.")
+        elif isinstance(original, NotModerator):
+            message = original.text.render(language)
+        elif isinstance(original, InvalidOption):
+            message = translate(language, "That option isn't valid: {option}.", option=original.option)
+        elif isinstance(error, Refused):
+            message = error.reason.localized(language)
         elif isinstance(error, app_commands.CheckFailure):
-            message = str(error) or "You cannot use this command here."
+            message = translate(language, "You cannot use this command here.")
         elif isinstance(error, (app_commands.CommandNotFound, app_commands.CommandSignatureMismatch)):
             # Discord's client still offers a command this process does not have (yet): after a deploy, commands
             # reach clients with a delay. Nothing is wrong with the bot.
             log.warning("command %r is not one this process has, or has changed: %s", getattr(error, "name", "?"),
                         type(error).__name__)
-            message = "I don't know that command (it may have just changed). Try again in a minute."
+            message = translate(
+                language, "I don't know that command (it may have just changed). Try again in a minute."
+            )
         elif isinstance(original, discord.HTTPException) and (original.status == 429 or original.status >= 500):
             # Discord's side, and discord.py already retried what can be retried: one line, no traceback.
             banned = _cloudflare_ban(original)
@@ -113,7 +134,7 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
                 interaction.channel_id,
                 interaction.user.id,
             )
-            message = "Discord did not take my reply just now. Please try again in a moment."
+            message = translate(language, "Discord did not take my reply just now. Please try again in a moment.")
         else:
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error(
@@ -124,7 +145,7 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
                 interaction.user.id,
                 exc_info=original,
             )
-            message = "Something went wrong on my side. Please try again."
+            message = translate(language, "Something went wrong on my side. Please try again.")
         try:
             await send_ephemeral(interaction, message)
         except Exception as exc:  # noqa: BLE001 - best effort: the interaction may have expired, or we stop
@@ -184,6 +205,7 @@ class SpeechBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         await self.services.start()
+        await self.tree.set_translator(CatalogueTranslator())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.syncs_commands:

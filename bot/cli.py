@@ -119,6 +119,7 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
     import discord
 
     from bot.app import SpeechBot
+    from bot.config import local_voice_problems
     from bot.diagnostics import MESSAGE_CONTENT_HOWTO, message_content_allowed, speech_summary
     from bot.discord_endpoints import apply_endpoint_overrides, tls_context
     from bot.metrics import Metrics
@@ -129,6 +130,8 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
 
     if not settings.discord_token:
         raise CLIError("DISCORD_TOKEN is not set. Put your bot token in .env (see .env.example).", EXIT_USAGE)
+    if missing := local_voice_problems(settings):
+        raise CLIError(" ".join(missing), EXIT_USAGE)
     apply_endpoint_overrides(settings.discord_api_base, settings.discord_gateway_url)
     try:
         store = await Store.open(settings.database_url)

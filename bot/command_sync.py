@@ -19,8 +19,14 @@ from discord import app_commands
 log = logging.getLogger(__name__)
 
 
-def commands_fingerprint(tree: app_commands.CommandTree, guild: discord.abc.Snowflake | None) -> str:
-    payload = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
+async def commands_fingerprint(tree: app_commands.CommandTree, guild: discord.abc.Snowflake | None) -> str:
+    """The hash of what a sync would send, translations included (a catalogue change syncs too)."""
+    translator = tree.translator
+    commands = tree.get_commands(guild=guild)
+    if translator is None:
+        payload = [command.to_dict(tree) for command in commands]
+    else:
+        payload = [await command.get_translated_payload(tree, translator) for command in commands]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -63,7 +69,7 @@ async def sync_commands(
     if guild is not None:
         tree.copy_global_to(guild=guild)
     scope = f"{application_id}/{dev_guild_id or 'global'}"
-    fingerprint = commands_fingerprint(tree, guild)
+    fingerprint = await commands_fingerprint(tree, guild)
     if not force and state.get(scope) == fingerprint:
         log.info("slash commands unchanged (scope=%s), not syncing", scope)
         return False

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
+from bot.setting_choices import SpeechLanguage
 from bot.speech.catalog import (
     REALTIME_SPEEDS,
     REALTIME_VOICES,
@@ -111,6 +112,8 @@ class Settings:
     realtime_sessions: int = 8
     #: ``OWNER_IDS``: who may use ``/owner``; () = the application's owner or team, as Discord reports them.
     owner_ids: tuple[int, ...] = ()
+    #: ``LOCAL_VOICES``: (language, piper model path) pairs, languages as ``/settings language`` names them.
+    local_voices: tuple[tuple[str, Path], ...] = ()
 
     @property
     def audio_cache_dir(self) -> Path:
@@ -241,6 +244,13 @@ DECLARATIONS: tuple[Variable, ...] = (
     Variable(
         "SPEECH_REALTIME_SESSIONS", "Most Realtime API sessions (WebSockets) open at once; idle ones are kept warm.",
         default="8", low=1, high=64,
+    ),
+    Variable(
+        "LOCAL_VOICES",
+        "Piper voice models the offline engine uses per server language, e.g. ja=/voices/ja.onnx,de=/voices/de.onnx "
+        "(each .onnx with its .onnx.json); other languages use the built-in English voice.",
+        default_text="empty (every language uses the built-in English voice)",
+        allowed="`language=path` pairs separated by commas; languages as `/settings language` names them",
     ),
     Variable(
         "VOICE_IDLE_TIMEOUT", "Seconds with nothing to play before the bot leaves a voice channel.",
@@ -400,6 +410,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 
     fallback = _fallback(get("SPEECH_FALLBACK"), problems)
     realtime_sessions = number("SPEECH_REALTIME_SESSIONS")
+    local_voices = _local_voices(get("LOCAL_VOICES"), problems)
 
     cache_memory_mb = number("CACHE_MEMORY_MB")
     cache_disk_mb = number("CACHE_DISK_MB")
@@ -479,7 +490,40 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         cache_disk_bytes=int(cache_disk_mb * 1024 * 1024),
         speech_fallback=fallback,
         realtime_sessions=int(realtime_sessions),
+        local_voices=local_voices,
     )
+
+
+def _local_voices(raw: str, problems: list[str]) -> tuple[tuple[str, Path], ...]:
+    """``ja=/path/model.onnx,de=...`` → pairs; the files themselves are checked by :func:`local_voice_problems`
+    (``speechbot check`` reports them, ``speechbot run`` refuses to start without them)."""
+    pairs: dict[str, Path] = {}
+    languages = ", ".join(language.value for language in SpeechLanguage)
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        language, equals, path = (piece.strip() for piece in item.partition("="))
+        if not equals or not path:
+            problems.append(f"LOCAL_VOICES entries are language=/path/to/model.onnx, not {item[:60]!r}.")
+        elif language not in tuple(SpeechLanguage):
+            problems.append(f"LOCAL_VOICES: {language[:20]!r} is not a language the bot speaks ({languages}).")
+        elif language in pairs:
+            problems.append(f"LOCAL_VOICES names {language} twice.")
+        elif not path.endswith(".onnx"):
+            problems.append(f"LOCAL_VOICES: the {language} voice must be a piper .onnx model, not {path[:80]!r}.")
+        else:
+            pairs[language] = Path(path).expanduser()
+    return tuple(pairs.items())
+
+
+def local_voice_problems(settings: Settings) -> list[str]:
+    """What is missing of the ``LOCAL_VOICES`` models: each needs its ``.onnx`` and the ``.onnx.json`` beside it."""
+    problems = []
+    for language, model in settings.local_voices:
+        config = model.with_name(model.name + ".json")
+        if not model.is_file():
+            problems.append(f"LOCAL_VOICES: the {language} voice model {model} does not exist.")
+        elif not config.is_file():
+            problems.append(f"LOCAL_VOICES: the {language} voice model needs its config {config} beside it.")
+    return problems
 
 
 def _fallback(raw: str, problems: list[str]) -> tuple[Fallback, ...] | None:

@@ -52,6 +52,7 @@ async def run_checks(settings: Settings, session: aiohttp.ClientSession) -> list
     if (shutdown := check_model_shutdown(settings)) is not None:
         findings.append(shutdown)
     findings.append(check_fallback(settings))
+    findings.extend(check_local_voices(settings))
     if settings.discord_token:
         findings.append(await check_discord_token(settings, session))
         if findings[-1].ok:
@@ -283,6 +284,20 @@ def check_fallback(settings: Settings) -> Finding:
         return Finding(False, "speech fallback: SPEECH_FALLBACK=local, but the offline engine is not installed",
                        f"Install it with: {INSTALL_HINT}, or set SPEECH_FALLBACK=none.")
     return Finding(True, f"speech fallback: {fallback_description([name.value for name in fallback_names(settings)])}")
+
+
+def check_local_voices(settings: Settings) -> list[Finding]:
+    """Each ``LOCAL_VOICES`` model is there with its config (nothing configured: no line)."""
+    from bot.config import local_voice_problems
+
+    if not settings.local_voices:
+        return []
+    problems = local_voice_problems(settings)
+    fix = "Download the piper voice (.onnx and .onnx.json) there, or change LOCAL_VOICES."
+    if problems:
+        return [Finding(False, problem.removesuffix("."), fix) for problem in problems]
+    languages = ", ".join(language for language, _ in settings.local_voices)
+    return [Finding(True, f"offline voices per language: {languages}")]
 
 
 def speech_summary(settings: Settings, engines: Sequence[str]) -> list[tuple[int, str]]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 
 from bot.audio.formats import REQUESTABLE_FORMATS
 from bot.errors import UserFacingError
+from bot.i18n import ENGLISH, language_of, translate, translate_plural
 from bot.setting_choices import SpeakOutput
 from bot.speech.models import MAX_SPEED, MIN_SPEED
 
@@ -21,6 +22,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def language_for(interaction: discord.Interaction[Any]) -> str:
+    """The language to answer in: the caller's Discord client's, else (for a language without a catalogue) the
+    server's, else English. A caller whose client is in English gets English, whatever the server's."""
+    own = interaction.locale.value
+    language = language_of(own)
+    if language != ENGLISH or own.startswith("en"):
+        return language
+    guild = interaction.guild_locale
+    return language_of(guild.value if guild is not None else None)
+
+
+def tr(interaction: discord.Interaction[Any], message: str, /, **params: object) -> str:
+    """``message`` (an English message id of the catalogues) in the caller's language."""
+    return translate(language_for(interaction), message, **params)
+
+
+def tr_plural(
+    interaction: discord.Interaction[Any], singular: str, plural: str, count: int, /, **params: object
+) -> str:
+    """The caller's language's form of ``singular``/``plural`` for ``count``."""
+    return translate_plural(language_for(interaction), singular, plural, count, **params)
 
 
 async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
@@ -86,5 +110,5 @@ def require_session_control(interaction: discord.Interaction, session: VoiceSess
     in_channel = voice is not None and voice.channel is not None and voice.channel.id == session.channel.id
     perms = getattr(member, "guild_permissions", None)
     if not in_channel and not (perms and (perms.move_members or perms.manage_guild)):
-        raise UserFacingError(f"Join {session.channel.mention} to control what I play.")
+        raise UserFacingError("Join {channel} to control what I play.", channel=session.channel.mention)
     return session

@@ -30,7 +30,8 @@ class InvalidOption(app_commands.CheckFailure):
     """An option value the command does not declare; the message names the option and is shown to the member."""
 
     def __init__(self, option: str) -> None:
-        super().__init__(f"That option isn't valid: {option[:32]}.")
+        self.option = option[:32]
+        super().__init__(f"That option isn't valid: {self.option}.")
 
 
 def check_options(tree: app_commands.CommandTree[Any], interaction: discord.Interaction[Any]) -> None:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from bot.i18n import N_
 from bot.storage import OwnerState, StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,8 @@ log = logging.getLogger(__name__)
 #: Seconds another process's block or kill switch can stay unseen here.
 DEFAULT_TTL = 30.0
 
-BLOCKED_GUILD = "This bot is not available in this server."
-BLOCKED_USER = "You can't use this bot."
+BLOCKED_GUILD = N_("This bot is not available in this server.")
+BLOCKED_USER = N_("You can't use this bot.")
 
 
 class OwnerControls:

@@ -13,12 +13,18 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from bot.i18n import N_, Text
+
 if TYPE_CHECKING:
     from bot.app import SpeechBot
 
 
 class NotModerator(app_commands.CheckFailure):
-    """Refusal shown to the caller as it is (``SpeechTree.on_error`` shows a CheckFailure's message)."""
+    """Refusal shown to the caller in their language (``SpeechTree.on_error`` renders ``text``)."""
+
+    def __init__(self, text: Text) -> None:
+        self.text = text
+        super().__init__(str(text))
 
 
 def is_moderator(*, manage_guild: bool, role_ids: Iterable[int], moderator_role_id: int | None) -> bool:
@@ -46,7 +52,7 @@ async def require_moderator(interaction: discord.Interaction[SpeechBot]) -> bool
     if await caller_is_moderator(interaction):
         return True
     settings = await interaction.client.services.store.get_guild_settings(interaction.guild_id)
-    needed = "the Manage Server permission"
     if settings.moderator_role_id is not None:
-        needed += f" or the <@&{settings.moderator_role_id}> role"
-    raise NotModerator(f"Only moderators can do this: you need {needed}.")
+        raise NotModerator(Text(N_("Only moderators can do this: you need the Manage Server permission or the {role} "
+                                   "role."), {"role": f"<@&{settings.moderator_role_id}>"}))
+    raise NotModerator(Text(N_("Only moderators can do this: you need the Manage Server permission.")))

@@ -90,22 +90,30 @@ def resolve_options(
 def check_voice(settings: Settings, voice: str) -> None:
     """Refuse a voice the bot does not offer (``SPEECH_VOICES``), listing those it does."""
     if voice not in settings.speech_voices:
-        raise UserFacingError(f"Unknown voice {voice[:40]!r}. Available voices: {', '.join(settings.speech_voices)}.")
+        raise UserFacingError(
+            "Unknown voice {voice}. Available voices: {voices}.", voice=repr(voice[:40]),
+            voices=", ".join(settings.speech_voices),
+        )
 
 
 def check_speed(settings: Settings, speed: float) -> None:
     """Refuse a speed the bot's voice engine cannot do (never clamped: the user says what they want)."""
     if speed not in settings.speed_range:
-        raise UserFacingError(f"This bot's voice engine speaks at speeds from {settings.speed_range}, not {speed:g}.")
+        raise UserFacingError(
+            "This bot's voice engine speaks at speeds from {range}, not {speed}.", range=str(settings.speed_range),
+            speed=speed,
+        )
 
 
 def check_roles(guild: GuildSettings, role_ids: Iterable[int]) -> None:
     """Refuse a member holding the denied role or lacking the required one."""
     roles = set(role_ids)
     if guild.deny_role_id is not None and guild.deny_role_id in roles:
-        raise UserFacingError(f"Members with the <@&{guild.deny_role_id}> role cannot use text-to-speech here.")
+        denied = f"<@&{guild.deny_role_id}>"
+        raise UserFacingError("Members with the {role} role cannot use text-to-speech here.", role=denied)
     if guild.required_role_id is not None and guild.required_role_id not in roles:
-        raise UserFacingError(f"You need the <@&{guild.required_role_id}> role to use text-to-speech here.")
+        required = f"<@&{guild.required_role_id}>"
+        raise UserFacingError("You need the {role} role to use text-to-speech here.", role=required)
 
 
 class RateLimiter:
@@ -120,7 +128,8 @@ class RateLimiter:
         """Count ``characters`` now, or refuse (counting nothing) if that would pass ``limit`` in the window."""
         if characters > limit:
             raise UserFacingError(
-                f"That is {characters:,} characters; this server allows each member {limit:,} per minute."
+                "That is {characters} characters; this server allows each member {limit} per minute.",
+                characters=characters, limit=limit,
             )
         now = self._clock()
         spent = self._spent[(guild_id, user_id)]
@@ -136,8 +145,8 @@ class RateLimiter:
                 if freed <= 0:
                     break
             raise UserFacingError(
-                f"Slow down: this server allows each member {limit:,} characters per minute. "
-                f"Try again in {math.ceil(wait)} s."
+                "Slow down: this server allows each member {limit} characters per minute. Try again in {seconds} s.",
+                limit=limit, seconds=math.ceil(wait),
             )
         spent.append((now, characters))
 

@@ -67,3 +67,16 @@ class HoldMode(StrEnum):
 
     EARLY = "early"
     STRICT = "strict"
+
+
+class SpeechLanguage(StrEnum):
+    """The language the bot speaks around a server's messages (``/settings language``): Discord's locale codes
+    of the languages ``bot.i18n`` has catalogues for, and English."""
+
+    EN = "en"
+    JA = "ja"
+    KO = "ko"
+    DE = "de"
+    FR = "fr"
+    ES = "es-ES"
+    PT_BR = "pt-BR"

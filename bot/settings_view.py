@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bot.config import Settings
+from bot.i18n import ENGLISH, babel_locale
 from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName
 from bot.storage import GuildSettings, Usage
 from bot.storage.schema import FORGOTTEN_USER
@@ -59,6 +60,12 @@ def _seconds(default: float) -> Callable[[int | None], str]:
     return lambda value: f"bot default ({default:g} s)" if value is None else f"{value} s"
 
 
+def language_name(language: str) -> str:
+    """A language by its own name, with its code: "日本語 (ja)", "English (en)" (CLDR names, from Babel)."""
+    name = babel_locale(language).display_name if language != ENGLISH else "English"
+    return f"{name} ({language})"
+
+
 def _hold(default: float) -> Callable[[float | None], str]:
     return lambda value: f"bot default ({default:g} s)" if value is None else f"{value:g} s"
 
@@ -89,6 +96,7 @@ def _formatters(bot: Settings) -> dict[str, tuple[str, Callable[[Any], str]]]:
         "backlog_speedup": ("Backlog speed-up", lambda v: "off" if v == 1 else f"up to {v:g}×"),
         "hold_seconds": ("Moderation hold", _hold(bot.read_hold)),
         "hold_mode": ("Hold mode", _choice(_HOLD_MODE_WORDS)),
+        "language": ("Spoken language", language_name),
         "say_name": ("Say who is speaking", _choice(_SAY_NAME_WORDS)),
         "name_repeat_window": ("Name repeat window", lambda v: f"{v} s"),
         "name_mode": ("Name used", _choice(_NAME_MODE_WORDS)),
@@ -112,7 +120,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "read_channel_ids", "autojoin", "skip_bots", "require_author_in_voice", "optout_prefix",
             "max_message_chars", "max_repeat_chars", "emoji_mode", "link_mode", "code_mode", "backlog_speedup",
-            "hold_seconds", "hold_mode",
+            "hold_seconds", "hold_mode", "language",
         ),
     ),
     ("Names", ("say_name", "name_repeat_window", "name_mode")),

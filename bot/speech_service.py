@@ -27,7 +27,7 @@ from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.owner_controls import OwnerControls
 from bot.policy import Policy, SpeakOptions
-from bot.setting_choices import SpeakOutput
+from bot.setting_choices import SpeakOutput, SpeechLanguage
 from bot.speech.cache import CacheStats
 from bot.speech.errors import SpeechError
 from bot.speech.failover import FailoverSpeech, Served
@@ -92,9 +92,11 @@ class SpeechService:
         # no say either: playback asks for what is cheapest to play (and accepts what the server can make).
         playback = options.output is SpeakOutput.VOICE
         fmt = AudioFormat.OPUS if options.output is SpeakOutput.VOICE_MESSAGE else options.format
+        # In a server set to another language, the offline engine speaks with that language's voice (LOCAL_VOICES)
+        language = None if guild.language is SpeechLanguage.EN else guild.language.value
         request = self.validate(SpeechRequest(
             text=text, voice=options.voice, format=PLAYBACK_FORMAT if playback else fmt,
-            speed=options.speed, instructions=options.instructions, playback=playback,
+            speed=options.speed, instructions=options.instructions, playback=playback, language=language,
         ))
         admitted = await self.admit_request(guild_id, user_id, request, guild)
         admitted.notice, admitted.output = options.notice, options.output

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from bot.errors import UserFacingError
+from bot.i18n import N_
 from bot.locks import KeyedLock
 from bot.storage import GuildSettings, Store
 
@@ -52,8 +53,8 @@ class BudgetObserver(Protocol):
 class BudgetExceededError(UserFacingError):
     """A request would take a server past its ``period`` ("daily" or "monthly") character budget."""
 
-    def __init__(self, message: str, period: str) -> None:
-        super().__init__(message)
+    def __init__(self, period: str, message: str, /, **params: object) -> None:
+        super().__init__(message, **params)
         self.period = period
 
 
@@ -207,20 +208,23 @@ class UsageLedger:
 
 def check_budgets(guild: GuildSettings, characters: int, *, used_today: int, used_this_month: int) -> None:
     """Refuse what would take the server past its daily or monthly character budget."""
-    for budget, used, period, resets in (
-        (guild.daily_char_budget, used_today, "daily", "at 00:00 UTC"),
-        (guild.monthly_char_budget, used_this_month, "monthly", "on the 1st (UTC)"),
+    for budget, used, period, spent, too_long in (
+        (guild.daily_char_budget, used_today, "daily", N_(
+            "This server has used its daily speech budget ({used} of {budget} characters). It resets at 00:00 UTC."
+        ), N_(
+            "That is {characters} characters, but only {left} are left in this server's daily speech budget. "
+            "Try something shorter, or wait until it resets at 00:00 UTC."
+        )),
+        (guild.monthly_char_budget, used_this_month, "monthly", N_(
+            "This server has used its monthly speech budget ({used} of {budget} characters). It resets on the 1st "
+            "(UTC)."
+        ), N_(
+            "That is {characters} characters, but only {left} are left in this server's monthly speech budget. "
+            "Try something shorter, or wait until it resets on the 1st (UTC)."
+        )),
     ):
         if budget is None or used + characters <= budget:
             continue
         if used >= budget:
-            raise BudgetExceededError(
-                f"This server has used its {period} speech budget ({used:,} of {budget:,} characters). "
-                f"It resets {resets}.",
-                period,
-            )
-        raise BudgetExceededError(
-            f"That is {characters:,} characters, but only {budget - used:,} are left in this server's "
-            f"{period} speech budget. Try something shorter, or wait until it resets {resets}.",
-            period,
-        )
+            raise BudgetExceededError(period, spent, used=used, budget=budget)
+        raise BudgetExceededError(period, too_long, characters=characters, left=budget - used)

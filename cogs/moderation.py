@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.interactions import NO_MENTIONS, reply_ephemeral
+from bot.interactions import NO_MENTIONS, reply_ephemeral, tr
 from bot.permissions import require_moderator
 from bot.storage import DictionaryEntry, Store, parse_entries
 
@@ -41,11 +41,11 @@ def read_entries_json(data: bytes, *, created_by: int) -> list[DictionaryEntry]:
     try:
         records = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserFacingError(f"The file is not valid JSON ({exc}). Nothing was changed.") from None
+        raise UserFacingError("The file is not valid JSON ({error}). Nothing was changed.", error=str(exc)) from None
     if not isinstance(records, list):
         raise UserFacingError(
-            'The file must hold a JSON list of entries like {"pattern": "lol", "replacement": "laughing"}. '
-            "Nothing was changed."
+            "The file must hold a JSON list of entries like {example}. Nothing was changed.",
+            example='{"pattern": "lol", "replacement": "laughing"}',
         )
     return parse_entries(records, created_by=created_by)
 
@@ -87,15 +87,16 @@ class ModerationCog(commands.Cog):
         entry = await self.store.add_entry(
             interaction.guild_id, pattern, replacement, is_regex=regex, created_by=interaction.user.id
         )
-        await reply_ephemeral(interaction, "Dictionary entry saved:\n" + _entry_line(entry))
+        await reply_ephemeral(interaction, tr(interaction, "Dictionary entry saved:") + "\n" + _entry_line(entry))
 
     @dictionary.command(name="remove", description="Remove a dictionary entry.")
     @app_commands.describe(pattern="The entry's pattern, exactly.")
     async def remove(self, interaction: discord.Interaction[SpeechBot], pattern: str) -> None:
         assert interaction.guild_id is not None
         if not await self.store.remove_entry(interaction.guild_id, pattern):
-            raise UserFacingError(f"There is no entry with the pattern {pattern[:100]!r}.")
-        await reply_ephemeral(interaction, f"Removed the entry for `{pattern.replace('`', 'ˋ')}`.")
+            raise UserFacingError("There is no entry with the pattern {pattern}.", pattern=repr(pattern[:100]))
+        quoted = "`" + pattern.replace("`", "ˋ") + "`"
+        await reply_ephemeral(interaction, tr(interaction, "Removed the entry for {pattern}.", pattern=quoted))
 
     @remove.autocomplete("pattern")
     async def _patterns(
@@ -110,7 +111,8 @@ class ModerationCog(commands.Cog):
         assert interaction.guild_id is not None
         entries = await self.store.list_entries(interaction.guild_id)
         if not entries:
-            await reply_ephemeral(interaction, "The dictionary is empty. Add entries with /dictionary add.")
+            await reply_ephemeral(interaction,
+                                  tr(interaction, "The dictionary is empty. Add entries with /dictionary add."))
             return
         lines: list[str] = []
         length = 0
@@ -121,7 +123,8 @@ class ModerationCog(commands.Cog):
                 break
             lines.append(line)
             length += len(line) + 1
-        title = f"**Dictionary ({len(entries)} entries, applied in this order):**"
+        title = tr(interaction, "Dictionary ({count} entries, applied in this order):", count=len(entries))
+        title = f"**{title}**"
         await reply_ephemeral(interaction, title + "\n" + "\n".join(lines))
 
     @dictionary.command(name="export", description="Download the dictionary as a JSON file.")
@@ -130,7 +133,8 @@ class ModerationCog(commands.Cog):
         entries = await self.store.list_entries(interaction.guild_id)
         file = discord.File(io.BytesIO(entries_json(entries)), filename="dictionary.json")
         await interaction.response.send_message(
-            f"The dictionary: {len(entries)} entries.", file=file, ephemeral=True, allowed_mentions=NO_MENTIONS
+            tr(interaction, "The dictionary: {count} entries.", count=len(entries)), file=file, ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
         )
 
     @dictionary.command(name="import", description="Replace the whole dictionary with a JSON file (from export).")
@@ -138,17 +142,22 @@ class ModerationCog(commands.Cog):
     async def import_(self, interaction: discord.Interaction[SpeechBot], file: discord.Attachment) -> None:
         assert interaction.guild_id is not None
         if file.size > MAX_IMPORT_BYTES:
-            raise UserFacingError(f"The file is too big ({file.size:,} bytes; at most {MAX_IMPORT_BYTES:,}).")
+            raise UserFacingError(
+                "The file is too big ({size} bytes; at most {limit}).", size=file.size, limit=MAX_IMPORT_BYTES
+            )
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             data = await file.read()
         except discord.HTTPException as exc:
-            raise UserFacingError(f"I could not download the file (HTTP {exc.status}); try again.") from None
+            raise UserFacingError(
+                "I could not download the file (HTTP {status}); try again.", status=str(exc.status)
+            ) from None
         entries = read_entries_json(data, created_by=interaction.user.id)
         previous = len(await self.store.list_entries(interaction.guild_id))
         count = await self.store.replace_entries(interaction.guild_id, entries)
         await interaction.followup.send(
-            f"Imported {count} entries; they replace the {previous} there were before.",
+            tr(interaction, "Imported {count} entries; they replace the {previous} there were before.", count=count,
+               previous=previous),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
@@ -159,9 +168,11 @@ class ModerationCog(commands.Cog):
     async def mute(self, interaction: discord.Interaction[SpeechBot], member: discord.Member) -> None:
         assert interaction.guild_id is not None
         if await self.store.mute(interaction.guild_id, member.id, by=interaction.user.id):
-            await reply_ephemeral(interaction, f"Muted {member.mention}: not read aloud, and /speak refuses them here.")
+            await reply_ephemeral(interaction, tr(interaction, "Muted {member}: not read aloud, and /speak refuses "
+                                                  "them here.", member=member.mention))
         else:
-            await reply_ephemeral(interaction, f"{member.mention} was already muted; nothing changed.")
+            await reply_ephemeral(interaction, tr(interaction, "{member} was already muted; nothing changed.",
+                                                  member=member.mention))
 
     @app_commands.command(name="unmute", description="Let a muted member be read aloud and use /speak again.")
     @app_commands.guild_only()
@@ -169,9 +180,11 @@ class ModerationCog(commands.Cog):
     async def unmute(self, interaction: discord.Interaction[SpeechBot], member: discord.Member) -> None:
         assert interaction.guild_id is not None
         if await self.store.unmute(interaction.guild_id, member.id):
-            await reply_ephemeral(interaction, f"Unmuted {member.mention}: read aloud and /speak work for them again.")
+            await reply_ephemeral(interaction, tr(interaction, "Unmuted {member}: read aloud and /speak work for them "
+                                                  "again.", member=member.mention))
         else:
-            await reply_ephemeral(interaction, f"{member.mention} was not muted; nothing changed.")
+            await reply_ephemeral(interaction, tr(interaction, "{member} was not muted; nothing changed.",
+                                                  member=member.mention))
 
 
 async def setup(bot: SpeechBot) -> None:

@@ -13,7 +13,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.interactions import NO_MENTIONS, SpeedOption, reply_ephemeral, voice_choices
+from bot.i18n import N_
+from bot.interactions import NO_MENTIONS, SpeedOption, reply_ephemeral, tr, voice_choices
 from bot.permissions import caller_is_moderator
 from bot.policy import check_speed, check_voice
 from bot.settings_view import render_usage
@@ -39,8 +40,8 @@ USAGE_TOP = 15
 def _scope(interaction: discord.Interaction, scope: str) -> tuple[int | None, str]:
     """The stored scope (a server ID, or None for everywhere) and how to name it."""
     if scope == "everywhere" or interaction.guild_id is None:
-        return None, "everywhere"
-    return interaction.guild_id, "in this server"
+        return None, N_("everywhere")
+    return interaction.guild_id, N_("in this server")
 
 
 def _describe(prefs: UserPrefs) -> list[str]:
@@ -160,10 +161,13 @@ class PreferencesCog(commands.Cog):
     @app_commands.choices(scope=SCOPE_CHOICES)
     async def reset(self, interaction: discord.Interaction[SpeechBot], scope: str = "server") -> None:
         guild_id, where = _scope(interaction, scope)
+        place = tr(interaction, where)
         if await self.store.reset_user_prefs(interaction.user.id, guild_id):
-            await reply_ephemeral(interaction, f"Deleted your voice, speed, instructions and spoken name {where}.")
+            await reply_ephemeral(interaction, tr(interaction, "Deleted your voice, speed, instructions and spoken "
+                                                  "name {where}.", where=place))
         else:
-            await reply_ephemeral(interaction, f"You had no choices saved {where}; nothing changed.")
+            await reply_ephemeral(interaction, tr(interaction, "You had no choices saved {where}; nothing changed.",
+                                                  where=place))
 
     @app_commands.command(name="voices", description="List the voices you can choose from.")
     async def voices(self, interaction: discord.Interaction[SpeechBot]) -> None:

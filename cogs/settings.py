@@ -23,12 +23,22 @@ from bot.interactions import (
     SpeedOption,
     choices_of,
     reply_ephemeral,
+    tr,
     voice_choices,
 )
 from bot.permissions import require_moderator
 from bot.policy import check_speed, check_voice
-from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName, SpeakOutput
-from bot.settings_view import describe_changes, labels, render_sections
+from bot.setting_choices import (
+    CodeMode,
+    EmojiMode,
+    HoldMode,
+    LinkMode,
+    NameMode,
+    SayName,
+    SpeakOutput,
+    SpeechLanguage,
+)
+from bot.settings_view import describe_changes, labels, language_name, render_sections
 from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS
 from bot.storage import GuildSettings, GuildSettingsChanges, Store
 from bot.storage.rules import MAX_BUDGET_CHARS, MAX_HOLD_SECONDS
@@ -38,12 +48,18 @@ if TYPE_CHECKING:
     from bot.config import Settings
 
 Budget = app_commands.Range[int, 1, MAX_BUDGET_CHARS]
+#: Each language by its own name (the same in every language: whoever looks for theirs finds it).
+LANGUAGE_CHOICES = [
+    app_commands.Choice(name=language_name(language.value), value=language.value) for language in SpeechLanguage
+]
 
 
 def check_readable(channel: discord.TextChannel) -> None:
     """Read-aloud needs to see the channel; refuse one the bot cannot see rather than go quiet there."""
     if not channel.permissions_for(channel.guild.me).view_channel:
-        raise UserFacingError(f"I can't see {channel.mention}: give me the View Channel permission there first.")
+        raise UserFacingError(
+            "I can't see {channel}: give me the View Channel permission there first.", channel=channel.mention
+        )
 
 
 def check_role(role: discord.Role) -> None:
@@ -81,7 +97,7 @@ class SettingsCog(commands.Cog):
         fields: Iterable[str],
     ) -> None:
         lines = describe_changes(self.config, before, after, fields)
-        await reply_ephemeral(interaction, "Settings changed:\n" + _bullets(lines))
+        await reply_ephemeral(interaction, tr(interaction, "Settings changed:") + "\n" + _bullets(lines))
 
     @settings.command(name="show", description="Show every setting of this server.")
     async def show(self, interaction: discord.Interaction[SpeechBot]) -> None:
@@ -103,12 +119,15 @@ class SettingsCog(commands.Cog):
             after = await store.reset_guild_settings(interaction.guild_id)
             changed = [field for field in known if getattr(before, field) != getattr(after, field)]
             if not changed:
-                await reply_ephemeral(interaction, "Every setting already had its default value; nothing changed.")
+                await reply_ephemeral(
+                    interaction, tr(interaction, "Every setting already had its default value; nothing changed.")
+                )
                 return
             lines = describe_changes(self.config, before, after, changed)
             await reply_ephemeral(
                 interaction,
-                "Reset to the defaults (the dictionary, mutes and usage are kept):\n" + _bullets(lines),
+                tr(interaction, "Reset to the defaults (the dictionary, mutes and usage are kept):") + "\n"
+                + _bullets(lines),
             )
             return
         if setting not in known:
@@ -268,6 +287,14 @@ class SettingsCog(commands.Cog):
         if optout_prefix is not None:
             changes["optout_prefix"] = "" if optout_prefix.lower() == "none" else optout_prefix
         await self._apply(interaction, changes)
+
+    @settings.command(
+        name="language", description="The language read-aloud speaks around messages: names, links, emoji."
+    )
+    @app_commands.describe(language="“Alice said”, links, attachments, emoji names and join/leave announcements.")
+    @app_commands.choices(language=LANGUAGE_CHOICES)
+    async def language(self, interaction: discord.Interaction[SpeechBot], language: str) -> None:
+        await self._apply(interaction, {"language": SpeechLanguage(language)})
 
     @settings.command(name="roles", description="Roles that may, may not, or moderate text-to-speech.")
     @app_commands.describe(

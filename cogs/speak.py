@@ -23,6 +23,8 @@ from bot.interactions import (
     OUTPUT_CHOICES,
     SpeedOption,
     caller_voice_channel,
+    tr,
+    tr_plural,
     voice_choices,
 )
 from bot.readaloud.reader import ReadAloud
@@ -182,12 +184,14 @@ class SpeakCog(commands.Cog):
 
             async def started() -> None:
                 if (message := await posted) is not None:
-                    await message.edit(content=f"{caption} — playing in {where}", allowed_mentions=NO_MENTIONS)
+                    playing = tr(interaction, "playing in {channel}", channel=where)
+                    await message.edit(content=f"{caption} — {playing}", allowed_mentions=NO_MENTIONS)
 
             async def failed(reason: str) -> None:
                 await notify(reason)
                 if posted.done() and (message := posted.result()) is not None:
-                    await message.edit(content=f"{caption} — not played in {where}", allowed_mentions=NO_MENTIONS)
+                    not_played = tr(interaction, "not played in {channel}", channel=where)
+                    await message.edit(content=f"{caption} — {not_played}", allowed_mentions=NO_MENTIONS)
 
             ahead = session.enqueue(
                 PlayItem(
@@ -199,8 +203,11 @@ class SpeakCog(commands.Cog):
                     on_start=started,
                 )
             )
-            status = f"queued in {where} (after {ahead} other{'s' if ahead != 1 else ''})" if ahead \
-                else f"getting ready in {where}"
+            if ahead:
+                status = tr_plural(interaction, "queued in {channel} (after {count} other)",
+                                   "queued in {channel} (after {count} others)", ahead, channel=where)
+            else:
+                status = tr(interaction, "getting ready in {channel}", channel=where)
             try:
                 posted.set_result(await interaction.followup.send(
                     f"{caption} — {status}", allowed_mentions=NO_MENTIONS, wait=True))
@@ -216,8 +223,8 @@ class SpeakCog(commands.Cog):
         limit = interaction.filesize_limit
         if len(audio.data) > limit:
             raise UserFacingError(
-                f"The audio is {format_size(len(audio.data))}, over this server's upload limit of "
-                f"{format_size(limit)}. Try shorter text or the opus format."
+                "The audio is {size}, over this server's upload limit of {limit}. Try shorter text or the opus format.",
+                size=format_size(len(audio.data)), limit=format_size(limit),
             )
         if session is not None:
             session.enqueue(
@@ -251,8 +258,10 @@ class SpeakCog(commands.Cog):
         """Post the audio as Discord's native voice message in the channel (it cannot carry text, so the
         deferred reply becomes the caption saying who asked)."""
         if not interaction.app_permissions.send_voice_messages:
-            raise UserFacingError("I need the Send Voice Messages permission in this channel to post a voice message. "
-                                  "Ask a moderator, or choose another output.")
+            raise UserFacingError(
+                "I need the Send Voice Messages permission in this channel to post a voice message. Ask a moderator, "
+                "or choose another output."
+            )
         channel_id = interaction.channel_id
         assert channel_id is not None
         await interaction.response.defer(thinking=True)
@@ -269,7 +278,8 @@ class SpeakCog(commands.Cog):
                 "Discord did not let me post a voice message in this channel. Check my Send Voice Messages and "
                 "Attach Files permissions here, or choose another output."
             ) from None
-        caption = speak_caption(interaction.user.mention, admitted.request.text) + " — voice message below"
+        below = tr(interaction, "voice message below")
+        caption = speak_caption(interaction.user.mention, admitted.request.text) + f" — {below}"
         if note := served.note(admitted.request.voice):
             caption += f"\n-# {note}"
         await interaction.edit_original_response(content=caption, allowed_mentions=NO_MENTIONS)

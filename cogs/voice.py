@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.interactions import NO_MENTIONS, caller_voice_channel, require_session_control
+from bot.interactions import NO_MENTIONS, caller_voice_channel, require_session_control, tr, tr_plural
 from bot.voice.sessions import VoiceSessions
 
 if TYPE_CHECKING:
@@ -35,7 +35,8 @@ class VoiceCog(commands.Cog):
         await interaction.response.defer(thinking=True)
         session = await self.voice.join(channel)
         joined = session.channel or channel
-        await interaction.followup.send(f"🔊 Joined {joined.mention}.", allowed_mentions=NO_MENTIONS)
+        joined_text = tr(interaction, "Joined {channel}.", channel=joined.mention)
+        await interaction.followup.send(f"🔊 {joined_text}", allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="leave", description="Make the bot leave the voice channel.")
     @app_commands.guild_only()
@@ -44,7 +45,8 @@ class VoiceCog(commands.Cog):
         require_session_control(interaction, self.voice.get(interaction.guild_id))
         await interaction.response.defer(thinking=True)
         await self.voice.leave(interaction.guild_id, reason="/leave")
-        await interaction.followup.send("👋 Left the voice channel.", allowed_mentions=NO_MENTIONS)
+        await interaction.followup.send("👋 " + tr(interaction, "Left the voice channel."),
+                                        allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="skip", description="Stop what is being read now and go on with the queue.")
     @app_commands.guild_only()
@@ -53,7 +55,7 @@ class VoiceCog(commands.Cog):
         session = require_session_control(interaction, self.voice.get(interaction.guild_id))
         if not session.player.skip():
             raise UserFacingError("Nothing is playing.")
-        await interaction.response.send_message("⏭️ Skipped.", allowed_mentions=NO_MENTIONS)
+        await interaction.response.send_message("⏭️ " + tr(interaction, "Skipped."), allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="clear", description="Drop everything waiting in the queue.")
     @app_commands.guild_only()
@@ -62,7 +64,8 @@ class VoiceCog(commands.Cog):
         session = require_session_control(interaction, self.voice.get(interaction.guild_id))
         dropped = session.player.clear()
         await interaction.response.send_message(
-            f"🧹 Cleared {dropped} waiting item{'s' if dropped != 1 else ''}.", allowed_mentions=NO_MENTIONS
+            "🧹 " + tr_plural(interaction, "Cleared {count} waiting item.", "Cleared {count} waiting items.", dropped),
+            allowed_mentions=NO_MENTIONS,
         )
 
     @commands.Cog.listener()

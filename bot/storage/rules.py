@@ -15,7 +15,16 @@ from enum import StrEnum
 from typing import Any, TypeGuard
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
-from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName, SpeakOutput
+from bot.setting_choices import (
+    CodeMode,
+    EmojiMode,
+    HoldMode,
+    LinkMode,
+    NameMode,
+    SayName,
+    SpeakOutput,
+    SpeechLanguage,
+)
 from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS, MAX_SPEED, MIN_SPEED
 from bot.storage.errors import SettingsError
 
@@ -175,6 +184,7 @@ GUILD_RULES: dict[str, Rule] = {
     "backlog_speedup": _number("The backlog speed-up", 1.0, 1.5),
     "hold_mode": _choice("The hold mode", HoldMode),
     "hold_seconds": _number("The moderation hold", 0.0, MAX_HOLD_SECONDS, optional=True),
+    "language": _choice("The language", SpeechLanguage),
     "daily_char_budget": _whole("The daily budget", 1, MAX_BUDGET_CHARS, "characters", optional=True),
     "monthly_char_budget": _whole("The monthly budget", 1, MAX_BUDGET_CHARS, "characters", optional=True),
     "user_chars_per_minute": _whole("The per-user rate", 1, MAX_BUDGET_CHARS, "characters", optional=True),

@@ -84,6 +84,7 @@ guild_settings = Table(
     Column("user_chars_per_minute", BigInteger),
     Column("hold_mode", String(16), nullable=False, server_default="early"),
     Column("hold_seconds", Float),
+    Column("language", String(16), nullable=False, server_default="en"),
 )
 
 #: ``GuildSettings.read_channel_ids``; a table, so a deleted channel can be dropped from every server at once.

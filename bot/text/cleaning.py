@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
+from bot.i18n import ENGLISH, N_, translate
 from bot.setting_choices import EmojiMode
 from bot.text import describe, emoji, links, markdown, mentions, normalize
 from bot.text.models import CleaningOptions, MessageInput
@@ -42,7 +43,10 @@ _MIN_CONTENT_CHARS = 40
 
 DEFAULT_OPTIONS = CleaningOptions()
 _NAME_OPTIONS = CleaningOptions()
-_UNKNOWN = {"user": "someone", "role": "a role", "channel": "a channel"}
+#: What an unknown mention reads (translated in the server's language).
+_UNKNOWN = {"user": N_("someone"), "role": N_("a role"), "channel": N_("a channel")}
+#: After these, the next sentence needs no full stop of its own.
+_CLAUSE_ENDS = ".!?,;:…。！？、"
 #: Markup that must never reach the voice.
 FORBIDDEN = re.compile(
     rf"{mentions.MENTION.pattern}|{emoji.CUSTOM_EMOJI.pattern}|{links.URL_START.pattern}", re.IGNORECASE
@@ -57,15 +61,20 @@ def clean_message(
     With ``include_author`` the text starts with "Alice said," (or "Alice replied to Bob,", "Alice sent" when
     there is no text); callers decide with :func:`bot.text.names.should_prefix_name`.
     """
-    resolve = _resolver(message, options.emoji_mode)
+    language = options.language
+    resolve = _resolver(message, options)
     content = clean_text(message.content, options, resolve, message.created_at)
-    reply = _name(message.reply_to_author, options.emoji_mode, "someone") if message.reply_to_author else None
+    someone = translate(language, "someone")
+    reply = _name(message.reply_to_author, options, someone) if message.reply_to_author else None
     suffix = _descriptions(message, options, has_content=bool(content))
     if include_author:
-        author = _name(message.author_name, options.emoji_mode, "someone")
-        return _speakable(_with_author(author, reply, message.is_forward, content, suffix, options.max_chars))
-    prefix = f"replying to {reply}" if reply else "a forwarded message" if message.is_forward else ""
-    return _speakable(_fit(prefix, ": ", content, suffix, options.max_chars))
+        author = _name(message.author_name, options, someone)
+        return _speakable(_with_author(author, reply, message.is_forward, content, suffix, options))
+    if reply:
+        prefix = translate(language, "replying to {name}", name=reply)
+    else:
+        prefix = translate(language, "a forwarded message") if message.is_forward else ""
+    return _speakable(_fit(prefix, ": ", content, suffix, options.max_chars, language))
 
 
 def clean_text(
@@ -75,7 +84,7 @@ def clean_text(
     created_at: datetime | None = None,
 ) -> str:
     """Message content alone to speakable text, without the ``max_chars`` cap (see the module docstring)."""
-    resolve = resolve or _resolver(MessageInput(), options.emoji_mode)
+    resolve = resolve or _resolver(MessageInput(), options)
     text = text[:MAX_INPUT_CHARS]
     for _ in range(MAX_PASSES):
         cleaned = _one_pass(text, options, resolve, created_at)
@@ -93,13 +102,17 @@ def _speakable(text: str) -> str:
 
 
 def display_name_for_speech(
-    name: str, *, emoji_mode: EmojiMode = EmojiMode.NAME, max_chars: int = MAX_NAME_CHARS, fallback: str = "someone"
+    name: str, *, emoji_mode: EmojiMode = EmojiMode.NAME, max_chars: int = MAX_NAME_CHARS, fallback: str = "someone",
+    language: str = ENGLISH,
 ) -> str:
     """A display name cleaned like message text (emoji, repeats, markup), cut at a word, or ``fallback``.
 
     For "Alice said" prefixes, replies and join/leave announcements.
     """
-    options = _NAME_OPTIONS if emoji_mode == EmojiMode.NAME else CleaningOptions(emoji_mode=emoji_mode)
+    if emoji_mode == EmojiMode.NAME and language == ENGLISH:
+        options = _NAME_OPTIONS
+    else:
+        options = CleaningOptions(emoji_mode=emoji_mode, language=language)
     cleaned = clean_text(name[: max_chars * 8], options)
     if len(cleaned) > max_chars:
         cut = cleaned.rfind(" ", 0, max_chars + 1)
@@ -110,16 +123,16 @@ def display_name_for_speech(
 
 def _one_pass(text: str, options: CleaningOptions, resolve: mentions.Resolver, created_at: datetime | None) -> str:
     text = normalize.strip_invisible(text)
-    text = markdown.replace_blocks(text, options.code_mode)
-    text = links.replace_links(text, options.link_mode)
-    text = mentions.replace_mentions(text, resolve, created_at)
-    text = emoji.replace_emoji(text, options.emoji_mode)
-    text = markdown.strip_markdown(normalize.strip_leftovers(text))
+    text = markdown.replace_blocks(text, options.code_mode, options.language)
+    text = links.replace_links(text, options.link_mode, options.language)
+    text = mentions.replace_mentions(text, resolve, created_at, options.language)
+    text = emoji.replace_emoji(text, options.emoji_mode, options.language)
+    text = markdown.strip_markdown(normalize.strip_leftovers(text), options.language)
     text = normalize.join_lines(text)
     return normalize.collapse_spaces(normalize.cap_repeats(text, options.max_repeat))
 
 
-def _resolver(message: MessageInput, emoji_mode: EmojiMode) -> mentions.Resolver:
+def _resolver(message: MessageInput, options: CleaningOptions) -> mentions.Resolver:
     tables: dict[str, Mapping[int, str]] = {
         "user": message.mentions,
         "role": message.role_mentions,
@@ -131,65 +144,84 @@ def _resolver(message: MessageInput, emoji_mode: EmojiMode) -> mentions.Resolver
         key = (kind, ident)
         if key not in cache:
             raw = tables[kind].get(ident)
-            cache[key] = _name(raw, emoji_mode, _UNKNOWN[kind]) if raw else _UNKNOWN[kind]
+            unknown = translate(options.language, _UNKNOWN[kind])
+            cache[key] = _name(raw, options, unknown) if raw else unknown
         return cache[key]
 
     return resolve
 
 
-def _name(raw: str | None, emoji_mode: EmojiMode, fallback: str) -> str:
-    return display_name_for_speech(raw or "", emoji_mode=emoji_mode, fallback=fallback)
+def _name(raw: str | None, options: CleaningOptions, fallback: str) -> str:
+    return display_name_for_speech(raw or "", emoji_mode=options.emoji_mode, fallback=fallback,
+                                   language=options.language)
 
 
 def _descriptions(message: MessageInput, options: CleaningOptions, *, has_content: bool) -> str:
-    parts = [describe.describe_attachments(message.attachments, message.is_voice_message)]
+    language = options.language
+    parts = [describe.describe_attachments(message.attachments, message.is_voice_message, language)]
     if message.sticker_names:
-        names = [display_name_for_speech(n, emoji_mode=options.emoji_mode, fallback="") for n in message.sticker_names]
-        parts.append(describe.describe_stickers(names))
+        names = [_name(n, options, "") for n in message.sticker_names]
+        parts.append(describe.describe_stickers(names, language))
     if message.has_poll or message.poll_question:
         question = clean_text(message.poll_question or "", options)
-        parts.append(describe.describe_poll(question))
+        parts.append(describe.describe_poll(question, language))
     if not has_content and not any(parts):
-        parts.append(describe.describe_embeds(message.embeds))
-    return _join_sentences([part for part in parts if part])
+        parts.append(describe.describe_embeds(message.embeds, language))
+    return _join_sentences([part for part in parts if part], language)
 
 
-def _join_sentences(parts: list[str]) -> str:
+def _join_sentences(parts: list[str], language: str) -> str:
+    # TRANSLATORS: ends a message before the description of its attachments: ". " in English ("hello. an image").
+    stop = translate(language, ". ")
     joined = ""
     for part in parts:
         if not part:
             continue
         if joined:
-            joined += " " if joined[-1] in ".!?,;:…" else ". "
+            joined += " " if joined[-1] in _CLAUSE_ENDS else stop
         joined += part
     return joined
 
 
-def _fit(prefix: str, glue: str, content: str, suffix: str, limit: int) -> str:
+def _fit(prefix: str, glue: str, content: str, suffix: str, limit: int, language: str) -> str:
     """``prefix`` + ``glue`` + content + descriptions, the content shortened first to fit ``limit``."""
+    more = translate(language, " and more")
 
     def assemble(body: str) -> str:
         head = prefix + glue + body if prefix and body else prefix or body
-        return _join_sentences([head, suffix])
+        return _join_sentences([head, suffix], language)
 
     full = assemble(content)
     if len(full) <= limit:
         return full
     room = limit - (len(full) - len(content))
     if content and room >= _MIN_CONTENT_CHARS:
-        fitted = assemble(truncate(content, room))
+        fitted = assemble(truncate(content, room, more))
         if len(fitted) <= limit:
             return fitted
-    return truncate(full, limit)
+    return truncate(full, limit, more)
 
 
-def _with_author(
-    author: str, reply: str | None, forward: bool, content: str, suffix: str, limit: int
-) -> str:
+def _with_author(author: str, reply: str | None, forward: bool, content: str, suffix: str,
+                 options: CleaningOptions) -> str:
+    """"Alice said, …" and its variants, worded in the server's language."""
+    language, limit = options.language, options.max_chars
     if not content and not suffix:
         return ""
     if not content:
-        verb = f"replied to {reply} with" if reply else "forwarded" if forward else "sent"
-        return truncate(f"{author} {verb} {suffix}", limit)
-    verb = f"replied to {reply}" if reply else "forwarded a message" if forward else "said"
-    return _fit(f"{author} {verb}", ", ", content, suffix, limit)
+        if reply:
+            sent = translate(language, "{name} replied to {target} with {things}", name=author, target=reply,
+                             things=suffix)
+        elif forward:
+            sent = translate(language, "{name} forwarded {things}", name=author, things=suffix)
+        else:
+            sent = translate(language, "{name} sent {things}", name=author, things=suffix)
+        return truncate(sent, limit, translate(language, " and more"))
+    if reply:
+        said = translate(language, "{name} replied to {target}", name=author, target=reply)
+    elif forward:
+        said = translate(language, "{name} forwarded a message", name=author)
+    else:
+        said = translate(language, "{name} said", name=author)
+    # TRANSLATORS: what separates "Alice said" from the message: ", " in English ("Alice said, hello").
+    return _fit(said, translate(language, ", "), content, suffix, limit, language)

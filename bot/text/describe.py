@@ -9,7 +9,11 @@ Names and questions given here must already be cleaned by the caller.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from babel.lists import format_list
+
+from bot.i18n import ENGLISH, babel_locale, translate, translate_plural
 
 _EXTENSION_KINDS = {
     "image": ("png", "jpg", "jpeg", "gif", "webp", "bmp", "heic", "avif", "svg", "tiff"),
@@ -33,44 +37,67 @@ def attachment_kind(filename: str, content_type: str | None) -> str:
     return "file"
 
 
-def count_phrase(count: int, noun: str) -> str:
-    """1 → "an image", 3 → "3 images"."""
-    if count == 1:
-        return ("an " if noun[0] in "aeiou" else "a ") + noun
-    return f"{count} {noun}s"
+#: Each kind, counted, in a language: 1 → "an image", 3 → "3 images" (and the catalogue's forms in others).
+_COUNTED: dict[str, Callable[[str, int], str]] = {
+    "voice message": lambda language, n: translate(language, "a voice message") if n == 1
+    else translate_plural(language, "{count} voice message", "{count} voice messages", n),
+    "image": lambda language, n: translate(language, "an image") if n == 1
+    else translate_plural(language, "{count} image", "{count} images", n),
+    "video": lambda language, n: translate(language, "a video") if n == 1
+    else translate_plural(language, "{count} video", "{count} videos", n),
+    "audio file": lambda language, n: translate(language, "an audio file") if n == 1
+    else translate_plural(language, "{count} audio file", "{count} audio files", n),
+    "file": lambda language, n: translate(language, "a file") if n == 1
+    else translate_plural(language, "{count} file", "{count} files", n),
+    "sticker": lambda language, n: translate(language, "a sticker") if n == 1
+    else translate_plural(language, "{count} sticker", "{count} stickers", n),
+    "embed": lambda language, n: translate(language, "an embed") if n == 1
+    else translate_plural(language, "{count} embed", "{count} embeds", n),
+}
 
 
-def describe_attachments(attachments: Sequence[tuple[str, str | None]], is_voice_message: bool = False) -> str:
+def counted(kind: str, count: int, language: str = ENGLISH) -> str:
+    """``count`` things of one kind in ``language`` ("an image", "3 images", "画像3枚")."""
+    return _COUNTED[kind](language, count)
+
+
+def describe_attachments(
+    attachments: Sequence[tuple[str, str | None]], is_voice_message: bool = False, language: str = ENGLISH
+) -> str:
     """All attachments in one phrase ("" when there are none)."""
     counts: dict[str, int] = {}
     for index, (filename, content_type) in enumerate(attachments):
         kind = "voice message" if is_voice_message and index == 0 else attachment_kind(filename, content_type)
         counts[kind] = counts.get(kind, 0) + 1
-    return join_words([count_phrase(counts[kind], kind) for kind in _KIND_ORDER if kind in counts])
+    return join_words([counted(kind, counts[kind], language) for kind in _KIND_ORDER if kind in counts], language)
 
 
-def describe_stickers(names: Sequence[str]) -> str:
+def describe_stickers(names: Sequence[str], language: str = ENGLISH) -> str:
     """"a sticker: wave", "stickers: wave and hi", "a sticker" when unnamed."""
     named = [name for name in names if name]
     if not names:
         return ""
     if not named:
-        return count_phrase(len(names), "sticker")
-    return ("a sticker: " if len(named) == 1 else "stickers: ") + join_words(named)
+        return counted("sticker", len(names), language)
+    if len(named) == 1:
+        return translate(language, "a sticker: {names}", names=named[0])
+    return translate(language, "stickers: {names}", names=join_words(named, language))
 
 
-def describe_poll(question: str | None) -> str:
+def describe_poll(question: str | None, language: str = ENGLISH) -> str:
     """"a poll: question", or "a poll"."""
-    return f"a poll: {question}" if question else "a poll"
+    return translate(language, "a poll: {question}", question=question) if question else translate(language, "a poll")
 
 
-def describe_embeds(count: int) -> str:
-    return count_phrase(count, "embed") if count > 0 else ""
+def describe_embeds(count: int, language: str = ENGLISH) -> str:
+    return counted("embed", count, language) if count > 0 else ""
 
 
-def join_words(items: Sequence[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
+def join_words(items: Sequence[str], language: str = ENGLISH) -> str:
+    """"a", "a and b", "a, b and c" (in other languages, CLDR's list pattern: "a、b、c", "a, b und c")."""
     items = [item for item in items if item]
     if len(items) <= 1:
         return "".join(items)
+    if language != ENGLISH:
+        return format_list(items, locale=babel_locale(language))
     return ", ".join(items[:-1]) + " and " + items[-1]

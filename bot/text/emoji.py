@@ -1,6 +1,10 @@
 """Emoji to words: custom Discord emoji (``<:name:id>``, ``<a:name:id>``) and Unicode emoji.
 
-Unicode emoji are named with :func:`unicodedata.name` (the ``emoji`` package is not a dependency), lowercased:
+In a server that speaks another language (``/settings language``), Unicode emoji are named from CLDR's
+annotations in that language as the ``emoji`` package carries them ("👍" → "サムズアップ" in Japanese,
+"daumen hoch" in German); an emoji it does not name there falls back to the English name below.
+
+In English, Unicode emoji are named with :func:`unicodedata.name`, lowercased:
 a ZWJ sequence reads as its parts ("👩‍💻" → "woman personal computer"), skin-tone modifiers and variation
 selectors are silent, keycaps read "keycap 1", flag pairs read "flag" and their letters ("🇺🇸" → "flag U S"),
 subdivision flags read "flag", a gender sign in a sequence reads "woman"/"man" first ("🤷‍♀️" → "woman
@@ -16,6 +20,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import emoji as emoji_package
+
+from bot.i18n import ENGLISH, language_of
 from bot.setting_choices import EmojiMode
 
 #: ``<:name:id>`` and animated ``<a:name:id>``.
@@ -94,7 +101,18 @@ def _regional_letter(char: str) -> str:
     return chr(ord(char) - 0x1F1E6 + ord("A"))
 
 
-def replace_emoji(text: str, mode: EmojiMode) -> str:
+def localized_emoji_name(sequence: str, language: str) -> str:
+    """The name of one Unicode emoji in ``language`` (CLDR, via the ``emoji`` package), or "" if none."""
+    code = language_of(language).split("-", 1)[0]
+    if code == ENGLISH or code not in emoji_package.LANGUAGES:
+        return ""
+    named = emoji_package.demojize(sequence, language=code, delimiters=("\x00", "\x00"))
+    if named == sequence or named.count("\x00") != 2 or not named.startswith("\x00"):
+        return ""  # unknown there, or only part of the sequence was named
+    return named.strip("\x00").replace("_", " ")
+
+
+def replace_emoji(text: str, mode: EmojiMode, language: str = ENGLISH) -> str:
     """Replace every custom and Unicode emoji by its name (a run of the same one named once) or by a space."""
     previous_key: str | None = None
     previous_end = -1
@@ -108,7 +126,10 @@ def replace_emoji(text: str, mode: EmojiMode) -> str:
         previous_key, previous_end = key, match.end()
         if mode == EmojiMode.SKIP or repeated:
             return " "
-        name = custom_emoji_name(custom) if custom is not None else unicode_emoji_name(key)
+        if custom is not None:
+            name = custom_emoji_name(custom)
+        else:
+            name = localized_emoji_name(key, language) or unicode_emoji_name(key)
         return f" {name} "
 
     return _ANY_EMOJI.sub(substitute, text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from bot.i18n import ENGLISH, translate
 from bot.setting_choices import LinkMode
 
 # "www." counts only at the start of a word and before a host character ("wwwww." is laughter, not a link).
@@ -41,18 +42,19 @@ def link_host(url: str) -> str:
     return ".".join(labels[-_MAX_LABELS:])
 
 
-def speak_link(url: str, mode: LinkMode) -> str:
-    """The words for one link (padded with spaces so they never glue to neighbours)."""
+def speak_link(url: str, mode: LinkMode, language: str = ENGLISH) -> str:
+    """The words for one link in ``language`` (padded with spaces so they never glue to neighbours)."""
     if mode == LinkMode.SKIP:
         return " "
     if _MESSAGE_LINK.match(url):
-        return " a link to a Discord message "
+        return " " + translate(language, "a link to a Discord message") + " "
     host = link_host(url)
-    return f" a link to {host} " if host else " a link "
+    words = translate(language, "a link to {host}", host=host) if host else translate(language, "a link")
+    return f" {words} "
 
 
-def replace_links(text: str, mode: LinkMode) -> str:
+def replace_links(text: str, mode: LinkMode, language: str = ENGLISH) -> str:
     """Masked links become their text; every other link becomes :func:`speak_link`."""
     text = MASKED_LINK.sub(lambda m: f" {m.group(1)} ", text)
-    text = ANGLE_URL.sub(lambda m: speak_link(m.group(1), mode), text)
-    return URL.sub(lambda m: speak_link(m.group(0), mode), text)
+    text = ANGLE_URL.sub(lambda m: speak_link(m.group(1), mode, language), text)
+    return URL.sub(lambda m: speak_link(m.group(0), mode, language), text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from bot.i18n import ENGLISH, translate
 from bot.setting_choices import CodeMode
 
 CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
@@ -23,15 +24,18 @@ LINE_MARKERS = re.compile(r"^[ \t]*(?:(?:>>>|>|-#|#+|[-+•])(?:[ \t]+|$))+", re
 _DROPPED = str.maketrans({"*": None, "~": None, "`": None, "|": " ", "\\": " ", "_": " "})
 
 
-def replace_blocks(text: str, code_mode: CodeMode) -> str:
-    """Code blocks and spoilers become one word each; inline code is dropped in "skip" mode."""
-    text = CODE_BLOCK.sub(" code block ", text)
-    text = SPOILER.sub(" spoiler ", text)
+def replace_blocks(text: str, code_mode: CodeMode, language: str = ENGLISH) -> str:
+    """Code blocks and spoilers become one word each (in ``language``); inline code is dropped in "skip" mode."""
+    code_block, spoiler = translate(language, "code block"), translate(language, "spoiler")
+    text = CODE_BLOCK.sub(lambda _: f" {code_block} ", text)
+    text = SPOILER.sub(lambda _: f" {spoiler} ", text)
     if code_mode == CodeMode.SKIP:
         text = INLINE_CODE.sub(" ", text)
     return text
 
 
-def strip_markdown(text: str) -> str:
-    """Drop emphasis characters and line markers, keeping the words."""
-    return LINE_MARKERS.sub("", TIMES.sub(" times ", text).translate(_DROPPED))
+def strip_markdown(text: str, language: str = ENGLISH) -> str:
+    """Drop emphasis characters and line markers, keeping the words ("5 * 3" reads "5 times 3", in ``language``)."""
+    # TRANSLATORS: "5 * 3" is read "5 times 3".
+    times = translate(language, "times")
+    return LINE_MARKERS.sub("", TIMES.sub(f" {times} ", text).translate(_DROPPED))

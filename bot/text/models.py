@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.i18n import ENGLISH
 from bot.setting_choices import CodeMode, EmojiMode, LinkMode
 
 #: Smallest accepted ``max_chars`` (the settings store allows 1; below about 20 there is no room for
@@ -50,7 +51,8 @@ class CleaningOptions:
 
     ``emoji_mode``: "name" reads emoji by name, "skip" drops them. ``link_mode``: "domain" reads
     "a link to example.com", "skip" drops links. ``code_mode``: "read" reads inline code as text, "skip" drops it
-    (code blocks are always "code block"). ``max_chars``: cap on the spoken text of one message, " and more"
+    (code blocks are always "code block", in ``language``). ``max_chars``: cap on the spoken text of one message,
+    " and more"
     included. ``max_repeat``: longest run of one character, short unit or word that is kept.
     """
 
@@ -59,6 +61,9 @@ class CleaningOptions:
     code_mode: CodeMode = CodeMode.READ
     max_chars: int = 300
     max_repeat: int = 3
+    #: The language the bot speaks around messages (``/settings language``): "Alice said", link and
+    #: attachment words, emoji names. A Discord locale code of ``bot.i18n``; the message text itself is untouched.
+    language: str = ENGLISH
 
     def __post_init__(self) -> None:
         for name, kind in (("emoji_mode", EmojiMode), ("link_mode", LinkMode), ("code_mode", CodeMode)):

@@ -21,11 +21,12 @@ _SPACE = re.compile(r"\s+")
 _TRAILING = " ,.;:!?-–—…"
 
 
-def truncate(text: str, limit: int) -> str:
-    """``text`` if it fits in ``limit`` characters, else its first words followed by " and more"."""
+def truncate(text: str, limit: int, more: str = MORE) -> str:
+    """``text`` if it fits in ``limit`` characters, else its first words followed by ``more`` (" and more", or
+    its translation)."""
     if len(text) <= limit:
         return text
-    room = limit - len(MORE)
+    room = limit - len(more)
     if room < 1:  # no room for " and more": whole words if any fit, else a hard cut
         cut = text.rfind(" ", 0, limit + 1)
         return (text[:cut] if cut > 0 else text[:limit]).rstrip()
@@ -33,7 +34,7 @@ def truncate(text: str, limit: int) -> str:
     head = (text[:cut] if cut > 0 else text[:room]).rstrip(_TRAILING)
     if not head:  # the room holds only punctuation, which cleaning would drop the next time: no head at all
         head = text[:room].rstrip(_TRAILING + " ")
-    return head + MORE if head else MORE.lstrip()
+    return head + more if head else more.lstrip()
 
 
 def split_for_speech(text: str, limit: int = REQUEST_LIMIT) -> list[str]:

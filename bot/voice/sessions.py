@@ -120,7 +120,7 @@ class VoiceSessions:
             session = self._sessions.get(guild.id)
             if session is not None and session.voice_client.is_connected():
                 if session.channel is not None and session.channel.id != channel.id:
-                    raise UserFacingError(f"I'm already in {session.channel.mention} on this server.")
+                    raise UserFacingError("I'm already in {channel} on this server.", channel=session.channel.mention)
                 return session
             if session is not None:  # a stale session (connection lost): start afresh
                 await self._drop(guild.id)
@@ -330,9 +330,9 @@ def check_can_join(channel: discord.VoiceChannel | discord.StageChannel) -> None
     me = channel.guild.me
     permissions = channel.permissions_for(me)
     if not permissions.connect:
-        raise UserFacingError(f"I don't have permission to connect to {channel.mention}.")
+        raise UserFacingError("I don't have permission to connect to {channel}.", channel=channel.mention)
     if not permissions.speak:
-        raise UserFacingError(f"I don't have permission to speak in {channel.mention}.")
+        raise UserFacingError("I don't have permission to speak in {channel}.", channel=channel.mention)
     limit = channel.user_limit
     if limit and len(channel.members) >= limit and not permissions.move_members:
-        raise UserFacingError(f"{channel.mention} is full.")
+        raise UserFacingError("{channel} is full.", channel=channel.mention)

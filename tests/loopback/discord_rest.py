@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.loopback.discord_commands import command_errors, discord_locales
 from tests.loopback.discord_messages import (
     EPHEMERAL,
     LOADING,
@@ -416,6 +417,8 @@ class RestAPI:
     async def put_commands(self, request: web.Request, body: Body) -> Any:
         """Bulk overwrite: echo with ids (stable per name, as on Discord), application id and version."""
         scope = self._command_scope(request)
+        if errors := command_errors(body.json or [], discord_locales(self.emu.spec.doc)):
+            raise DiscordError(400, 50035, "Invalid Form Body", errors={"_commands": errors})
         previous = {c["name"]: c["id"] for c in self.emu.commands.get(scope, [])}
         registered = []
         for command in body.json or []:

@@ -7,6 +7,7 @@ import pytest
 
 from bot.audio.formats import AudioFormat
 from bot.config import VARIABLES, ConfigError, Secret, SpeechBackendChoice, load_settings
+from bot.diagnostics import check_local_voices
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -223,3 +224,38 @@ def test_owner_ids_are_user_ids_and_a_bad_one_is_named() -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings({"OWNER_IDS": "123, alice"})
     assert any("OWNER_IDS" in problem and "'alice'" in problem for problem in raised.value.problems)
+
+
+def test_local_voices_name_a_model_per_language(tmp_path: Path) -> None:
+    raw = f" ja = {tmp_path}/ja.onnx , de={tmp_path}/de.onnx"
+    assert load_settings({"LOCAL_VOICES": raw}).local_voices == (("ja", tmp_path / "ja.onnx"),
+                                                                 ("de", tmp_path / "de.onnx"))
+    assert load_settings({}).local_voices == ()
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    ("ja", "LOCAL_VOICES entries are language=/path/to/model.onnx, not 'ja'."),
+    ("it=/v/it.onnx", "LOCAL_VOICES: 'it' is not a language the bot speaks (en, ja, ko, de, fr, es-ES, pt-BR)."),
+    ("ja=/v/a.onnx,ja=/v/b.onnx", "LOCAL_VOICES names ja twice."),
+    ("de=/v/de.onnx.json", "LOCAL_VOICES: the de voice must be a piper .onnx model, not '/v/de.onnx.json'."),
+])
+def test_a_bad_local_voices_entry_is_refused_and_named(raw: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"LOCAL_VOICES": raw})
+    assert info.value.problems == [problem]
+
+
+def test_missing_local_voice_files_are_fix_lines_of_speechbot_check(tmp_path: Path) -> None:
+    (tmp_path / "ja.onnx").write_bytes(b"model")
+    (tmp_path / "ja.onnx.json").write_text("{}")
+    (tmp_path / "ko.onnx").write_bytes(b"model")  # its .onnx.json is missing
+    settings = load_settings({"LOCAL_VOICES": f"ja={tmp_path}/ja.onnx,ko={tmp_path}/ko.onnx,de={tmp_path}/de.onnx"})
+    findings = check_local_voices(settings)
+    assert [(finding.ok, finding.what) for finding in findings] == [
+        (False, f"LOCAL_VOICES: the ko voice model needs its config {tmp_path}/ko.onnx.json beside it"),
+        (False, f"LOCAL_VOICES: the de voice model {tmp_path}/de.onnx does not exist"),
+    ]
+    fine = load_settings({"LOCAL_VOICES": f"ja={tmp_path}/ja.onnx"})
+    assert [(finding.ok, finding.what) for finding in check_local_voices(fine)] == [
+        (True, "offline voices per language: ja")]
+    assert check_local_voices(load_settings({})) == []

@@ -89,5 +89,7 @@ def cache_key(namespace: str, request: SpeechRequest) -> str:
         request.instructions or "",
         request.text,
     ]
+    if request.language:  # only then: the keys of requests without a language stay what they were
+        fields.append(request.language)
     return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, insert, inspect
 from sqlalchemy.engine import make_url
 
-from bot.setting_choices import HoldMode, SayName
+from bot.setting_choices import HoldMode, SayName, SpeechLanguage
 from bot.storage import SchemaTooNewError, StorageError, Store, Usage
 from bot.storage.engine import create_engine
 from bot.storage.migrations import MIGRATIONS, Migration, migrate
@@ -18,8 +18,9 @@ from bot.storage.schema import guild_settings, metadata, schema_version
 from bot.storage.store import _DEFAULT_ROW
 from tests.support.storage_fixtures import Database
 
-#: guild_settings columns added by migration 4.
-_ADDED_AFTER_3 = {"hold_mode", "hold_seconds"}
+#: guild_settings columns added by migrations 4 and 6 (5 added tables only).
+_ADDED_AFTER_4 = {"language"}
+_ADDED_AFTER_3 = {"hold_mode", "hold_seconds", *_ADDED_AFTER_4}
 NEXT = len(MIGRATIONS) + 1
 CURRENT = list(range(1, NEXT))
 
@@ -42,7 +43,8 @@ async def test_open_creates_every_table_from_empty(database: Database) -> None:
     assert versions == [(1, "initial schema"), (2, "voice sessions to rejoin after a restart"),
                         (3, "usage said by the fallback engine"),
                         (4, "read-aloud hold mode and length per server"),
-                        (5, "the owner's blocklists and engine kill switch")]
+                        (5, "the owner's blocklists and engine kill switch"),
+                        (6, "the language a server's read-aloud speaks around messages")]
 
 
 async def test_migrations_build_the_declared_schema(database: Database) -> None:
@@ -172,6 +174,24 @@ async def test_a_version_3_server_gets_the_default_hold_and_can_change_it(databa
         assert (settings.say_name, settings.hold_mode, settings.hold_seconds) == (SayName.NEVER, HoldMode.EARLY, None)
         changed = await store.update_guild_settings(42, hold_mode=HoldMode.STRICT, hold_seconds=2.5)
         assert (changed.hold_mode, changed.hold_seconds) == (HoldMode.STRICT, 2.5)
+    finally:
+        await store.close()
+    assert [row["version"] for row in await database.rows(schema_version)] == CURRENT
+
+
+async def test_a_version_4_server_speaks_english_and_can_change_it(database: Database) -> None:
+    """Servers configured before ``/settings language`` existed keep hearing English scaffolding."""
+    assert await migrate(database.engine, MIGRATIONS[:4]) == [1, 2, 3, 4]
+    version_4 = {name: value for name, value in _DEFAULT_ROW.items() if name not in _ADDED_AFTER_4}
+    await database.execute(insert(guild_settings).values({**version_4, "guild_id": 42, "hold_mode": "strict"}))
+
+    store = await database.open()
+    try:
+        settings = await store.get_guild_settings(42)
+        assert (settings.hold_mode, settings.language) == (HoldMode.STRICT, SpeechLanguage.EN)
+        changed = await store.update_guild_settings(42, language=SpeechLanguage.JA)
+        assert changed.language is SpeechLanguage.JA
+        assert (await store.get_guild_settings(42)).language is SpeechLanguage.JA
     finally:
         await store.close()
     assert [row["version"] for row in await database.rows(schema_version)] == CURRENT

@@ -116,6 +116,7 @@ async def test_every_setting_round_trips_at_its_limits(store: Store, database: D
         backlog_speedup=1.5,
         hold_mode="strict",
         hold_seconds=5,
+        language="pt-BR",
         daily_char_budget=10**9,
         monthly_char_budget=1,
         user_chars_per_minute=123_456,

@@ -1,0 +1,179 @@
+"""Issue 19 in-process: the command surface and the replies in the caller's language, from the catalogues.
+
+The catalogue checks need no bot: every language's catalogue must translate every message of the template
+(``bot/i18n/locales/speechbot.pot``), keep its placeholders, and hold no fuzzy or empty entry. The template must
+hold every message of the code and of the registered commands: with ``UPDATE_TEMPLATE=1`` the test rewrites it
+instead of failing (then run ``pybabel update``, see docs/languages.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import discord
+import pytest
+import regex
+from babel.messages.catalog import Catalog
+from babel.messages.pofile import read_po
+from discord import app_commands
+
+from bot.command_translator import context_of
+from bot.i18n import LANGUAGES
+from bot.i18n.catalogs import catalogue_path, placeholders
+from bot.i18n.extraction import TEMPLATE, code_messages, template, write_template
+from bot.setting_choices import SpeechLanguage
+from tests.unit.cogs.in_process import InProcessBot
+
+#: Discord's rule for command and option names (its docs, "Application Command Naming"); lowercase where the
+#: script has case.
+NAME = regex.compile(r"^[-_\p{L}\p{N}\p{sc=Deva}\p{sc=Thai}]{1,32}$")
+
+
+def _read(path: os.PathLike[str] | str, language: str | None = None) -> Catalog:
+    with open(path, "rb") as po:
+        return read_po(po, locale=LANGUAGES[language] if language else None)
+
+
+def _key(message: object) -> tuple[str | None, str]:
+    msgid = message.id  # type: ignore[attr-defined]
+    return (message.context, msgid if isinstance(msgid, str) else msgid[0])  # type: ignore[attr-defined]
+
+
+class Recorder(app_commands.Translator):
+    """Notes every string discord.py asks to translate, with its context and where it sits."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], str] = {}
+
+    async def translate(self, string: app_commands.locale_str, locale: discord.Locale,
+                        context: app_commands.TranslationContextTypes) -> str | None:
+        if locale is discord.Locale.japanese:
+            data = context.data
+            where = getattr(data, "qualified_name", None) or getattr(data, "name", None) or ""
+            self.seen.setdefault((context_of(context), string.message),
+                                 f"{context.location.name}: {where}")
+        return None
+
+
+async def surface(running: InProcessBot) -> dict[tuple[str, str], str]:
+    """Every string of every registered command, as discord.py hands them to the translator."""
+    recorder = Recorder()
+    tree = running.bot.tree
+    for command in tree.get_commands(guild=discord.Object(running.emu.guild.id)):
+        await command.get_translated_payload(tree, recorder)
+    return recorder.seen
+
+
+async def test_the_template_holds_every_message_of_the_code_and_the_commands(in_process_bot: InProcessBot) -> None:
+    seen = await surface(in_process_bot)
+    assert len(seen) > 100  # every command, option, description and choice
+    wanted = template([(context, message, where) for (context, message), where in seen.items()])
+    if os.environ.get("UPDATE_TEMPLATE") == "1":
+        write_template(wanted)
+    have = {_key(m) for m in _read(TEMPLATE) if m.id}
+    missing = sorted({_key(m) for m in wanted if m.id} - have, key=str)
+    assert not missing, f"not in {TEMPLATE.name} (run with UPDATE_TEMPLATE=1, then pybabel update): {missing}"
+    stale = sorted(have - {_key(m) for m in wanted if m.id}, key=str)
+    assert not stale, f"no longer used, still in {TEMPLATE.name} (run with UPDATE_TEMPLATE=1): {stale}"
+
+
+def test_the_code_marks_every_message_it_translates() -> None:
+    """The extractor finds the replies, errors and spoken phrases (a sample of each kind)."""
+    found = {_key(m)[1] for m in code_messages() if m.id}
+    assert {"Join a voice channel first, then try again.", "{name} said", "a link to {host}", "{count} image",
+            "Settings changed:", "Something went wrong on my side. Please try again."} <= found
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_every_catalogue_translates_every_message_with_its_placeholders(language: str) -> None:
+    wanted = {_key(m): m for m in _read(TEMPLATE) if m.id}
+    catalogue = _read(catalogue_path(language), language)
+    problems: list[str] = []
+    entries = {_key(m): m for m in catalogue if m.id}
+    for key, source in wanted.items():
+        entry = entries.get(key)
+        if entry is None:
+            problems.append(f"missing: {key}")
+            continue
+        if entry.fuzzy:
+            problems.append(f"fuzzy: {key}")
+        forms = [entry.string] if isinstance(entry.string, str) else list(entry.string)
+        expected = set().union(*(placeholders(text) for text in
+                                 ([source.id] if isinstance(source.id, str) else source.id)))
+        for form in forms:
+            if not form:
+                problems.append(f"empty: {key}")
+            elif placeholders(form) != expected:
+                problems.append(f"placeholders {sorted(placeholders(form))} instead of {sorted(expected)}: {key}")
+        if isinstance(source.id, tuple) and len(forms) != catalogue.num_plurals:
+            problems.append(f"{len(forms)} plural forms instead of {catalogue.num_plurals}: {key}")
+        context = key[0]
+        if context == "name" and not all(NAME.match(f) and f == f.lower() for f in forms):
+            problems.append(f"not a valid Discord command or option name: {forms}")
+        limit = 32 if context == "name" else 100
+        if context in ("name", "description", "choice", "menu") and any(len(f) > limit for f in forms):
+            problems.append(f"longer than {limit}: {forms}")
+    assert not problems, f"{catalogue_path(language)}:\n" + "\n".join(problems)
+
+
+async def test_commands_are_registered_with_every_languages_names_and_descriptions(
+    in_process_bot: InProcessBot,
+) -> None:
+    emu = in_process_bot.emu
+    [speak] = [c for c in emu.commands[emu.guild.id] if c["name"] == "speak"]
+    assert set(speak["name_localizations"]) >= {"ja", "ko", "de", "fr", "es-ES", "pt-BR"}
+    assert speak["name_localizations"]["ja"] == "読み上げ"
+    assert speak["description_localizations"]["de"].startswith("Text ")
+    [settings] = [c for c in emu.commands[emu.guild.id] if c["name"] == "settings"]
+    [language] = [o for o in settings["options"] if o["name"] == "language"]
+    assert language["name_localizations"]["ja"] == "言語"
+    [option] = language["options"]
+    assert [choice["value"] for choice in option["choices"]] == [language.value for language in SpeechLanguage]
+
+
+async def test_a_japanese_caller_gets_japanese_replies_and_an_english_one_english(
+    in_process_bot: InProcessBot,
+) -> None:
+    emu = in_process_bot.emu
+    refused = await emu.invoke("skip", locale="ja")
+    assert (await refused.wait_message()).content == "ボイスチャンネルにいません。"
+    english = await emu.invoke("skip", locale="en-GB")
+    assert (await english.wait_message()).content == "I'm not in a voice channel."
+
+
+async def test_a_moderator_sets_the_servers_spoken_language_in_german(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    changed = await emu.invoke("settings language", {"language": "de"}, user=emu.owner, locale="de")
+    reply = await changed.wait_message()
+    assert reply.ephemeral and reply.content.startswith("Einstellungen geändert:")
+    assert (await in_process_bot.store.get_guild_settings(emu.guild.id)).language is SpeechLanguage.DE
+
+
+async def test_a_caller_in_a_language_without_catalogue_gets_the_servers(in_process_bot: InProcessBot) -> None:
+    """Italian has no catalogue: the server's locale (Korean here) is the next best guess, then English."""
+    emu = in_process_bot.emu
+    emu.guild.preferred_locale = "ko"
+    refused = await emu.invoke("skip", locale="it")
+    assert (await refused.wait_message()).content == "음성 채널에 있지 않아요."
+
+
+async def test_read_aloud_asks_for_speech_in_the_servers_language(in_process_bot: InProcessBot) -> None:
+    """The request carries the language, so the offline engine can pick that language's voice (LOCAL_VOICES)."""
+    emu, speech = in_process_bot.emu, in_process_bot.speech
+    await in_process_bot.store.update_guild_settings(emu.guild.id, language=SpeechLanguage.JA)
+    joined = await emu.invoke("join", {}, locale="ja")
+    assert (await joined.wait_message(timeout=20)).content == f"🔊 <#{emu.voice_channel.id}>に参加しました。"
+    await emu.chat.send(emu.user, emu.voice_channel, "こんにちは")
+    await emu.wait_for(lambda: speech.requests, timeout=20, what="the message's speech request")
+    assert {(request.text, request.language) for request in speech.requests} == {("Aliceさん、こんにちは", "ja")}
+
+
+async def test_speak_in_a_server_set_to_german_asks_for_german_speech(in_process_bot: InProcessBot) -> None:
+    emu, speech = in_process_bot.emu, in_process_bot.speech
+    await emu.invoke("speak", {"text": "before"})
+    await emu.wait_for(lambda: len(speech.requests) == 1, timeout=20, what="the first speech request")
+    await in_process_bot.store.update_guild_settings(emu.guild.id, language=SpeechLanguage.DE)
+    await emu.invoke("speak", {"text": "Guten Morgen"})
+    await emu.wait_for(lambda: len(speech.requests) == 2, timeout=20, what="the second speech request")
+    assert [(request.text, request.language) for request in speech.requests] == [("before", None),
+                                                                                  ("Guten Morgen", "de")]
