@@ -18,13 +18,15 @@ from bot.speech.catalog import (
     REALTIME_VOICES,
     SPEECH_API_SPEEDS,
     SpeedRange,
+    default_voices,
     is_realtime_model,
     is_realtime_voice,
+    parse_speed_range,
 )
 
 DEFAULT_SPEECH_API_BASE_URL = "https://api.apimart.ai/v1"
 DEFAULT_SPEECH_MODEL = "gpt-4o-mini-tts"
-DEFAULT_SPEECH_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+
 DEFAULT_DATA_DIR = "data"
 
 
@@ -58,6 +60,14 @@ class SpeechBackendChoice(StrEnum):
     AUTO = "auto"
     OPENAI = "openai"
     LOCAL = "local"
+
+
+class SpeechProbe(StrEnum):
+    """``SPEECH_PROBE``: whether the bot measures the endpoint's speeds and voices once after start."""
+
+    AUTO = "auto"  # yes, unless the endpoint is a paid one (OpenAI, apimart): the measuring costs money there
+    ON = "on"
+    OFF = "off"
 
 
 class Fallback(StrEnum):
@@ -109,6 +119,11 @@ class Settings:
     #: engine when it is installed, which only the speech factory can tell), () = none.
     speech_fallback: tuple[Fallback, ...] | None = None
     realtime_sessions: int = 8
+    #: Whether ``SPEECH_VOICES`` was set: the operator's list then narrows what the server lists.
+    speech_voices_set: bool = False
+    speech_probe: SpeechProbe = SpeechProbe.AUTO
+    #: ``SPEECH_SPEED_RANGE``: the speeds the endpoint honours, as the operator declares them (no measuring).
+    declared_speeds: SpeedRange | None = None
 
     @property
     def audio_cache_dir(self) -> Path:
@@ -138,6 +153,14 @@ class Settings:
         """The speeds the primary engine can do; anything outside is refused, never clamped."""
         return REALTIME_SPEEDS if self.uses_realtime_engine else SPEECH_API_SPEEDS
 
+    @property
+    def probes_endpoint(self) -> bool:
+        """Whether the /audio/speech endpoint's speeds and voices are measured after start (``SPEECH_PROBE``):
+        never the Realtime API or the offline engine, never a paid host unless asked (it costs money)."""
+        if self.engine_name != "openai" or self.speech_probe is SpeechProbe.OFF:
+            return False
+        return self.speech_probe is SpeechProbe.ON or not _is_known_paid_host(self.speech_api_base_url)
+
 
 #: Every variable the loader reads, with its one-line documentation; ``.env.example`` is kept in sync with
 #: this by a test.
@@ -146,8 +169,12 @@ VARIABLES: dict[str, str] = {
     "SPEECH_API_BASE_URL": "Base URL of an OpenAI-compatible speech API (POST {base}/audio/speech).",
     "SPEECH_API_KEY": "Bearer key for the speech API. Empty = use the offline engine (with SPEECH_BACKEND=auto).",
     "SPEECH_MODEL": "Model name sent to the speech API; gpt-realtime... uses the Realtime API (a WebSocket).",
-    "SPEECH_VOICES": "Comma-separated voices offered to users; the first is the default unless SPEECH_DEFAULT_VOICE.",
-    "SPEECH_DEFAULT_VOICE": "Voice used when a user picks none (must be one of SPEECH_VOICES).",
+    "SPEECH_VOICES": "Comma-separated voices offered to users; empty = the server's own list (GET /audio/voices), "
+                     "else the model's. Set: only these (of those the server lists).",
+    "SPEECH_DEFAULT_VOICE": "Voice used when a user picks none (must be one of the voices offered).",
+    "SPEECH_PROBE": "auto, on or off: measure once after start which speeds the endpoint honours and whether its "
+                    "voices differ (auto: not on paid OpenAI or apimart).",
+    "SPEECH_SPEED_RANGE": "The speeds the endpoint really honours, e.g. 0.5-2; empty = measured (SPEECH_PROBE).",
     "SPEECH_DEFAULT_FORMAT": "Audio format for /speak uploads when a user picks none: opus, wav, flac, aac or pcm.",
     "SPEECH_BACKEND": "auto (the API when a key is set, else offline), openai, or local.",
     "SPEECH_TIMEOUT": "Seconds to wait for the speech API's first byte (and between chunks).",
@@ -200,7 +227,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     # The Realtime API is used unless the offline engine is (a key, or SPEECH_BACKEND=openai).
     realtime = is_realtime_model(model) and backend_raw != "local" and (bool(key) or backend_raw == "openai")
     voices = tuple(dict.fromkeys(v.strip() for v in get("SPEECH_VOICES").split(",") if v.strip()))
-    voices = voices or (REALTIME_VOICES if realtime else DEFAULT_SPEECH_VOICES)
+    voices_set = bool(voices)
+    voices = voices or (REALTIME_VOICES if realtime else default_voices(model, base_url))
     if bad := [v for v in voices if len(v) > 100 or not v.isprintable()]:
         problems.append(f"SPEECH_VOICES has an invalid voice name: {bad[0][:40]!r}.")
     elif realtime and (unknown := [v for v in voices if not is_realtime_voice(v)]):
@@ -211,6 +239,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
 
     default_voice = get("SPEECH_DEFAULT_VOICE", voices[0])
+    if default_voice not in voices and not voices_set and not realtime and default_voice.isprintable():
+        # the server's own list (asked for at start) decides; until then the chosen voice leads the default list
+        voices = (default_voice[:100], *voices)
     if default_voice not in voices:
         problems.append(f"SPEECH_DEFAULT_VOICE {default_voice!r} is not one of SPEECH_VOICES ({', '.join(voices)}).")
 
@@ -239,6 +270,19 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     alone_timeout = _number(get("VOICE_ALONE_TIMEOUT", "30"), "VOICE_ALONE_TIMEOUT", 0, 86_400, problems)
     queue_size = _number(get("VOICE_QUEUE_SIZE", "20"), "VOICE_QUEUE_SIZE", 1, 1000, problems)
     read_hold = _number(get("READ_ALOUD_HOLD", "1"), "READ_ALOUD_HOLD", 0, 10, problems)
+
+    probe = SpeechProbe.AUTO
+    try:
+        probe = SpeechProbe(get("SPEECH_PROBE", "auto").lower())
+    except ValueError:
+        problems.append(f"SPEECH_PROBE must be auto, on or off, not {get('SPEECH_PROBE')[:20]!r}.")
+    declared_speeds = None
+    if raw_speeds := get("SPEECH_SPEED_RANGE"):
+        declared_speeds = parse_speed_range(raw_speeds)
+        if declared_speeds is None:
+            problems.append(
+                f"SPEECH_SPEED_RANGE must be two speeds from 0.25 to 4, like 0.5-2, not {raw_speeds[:20]!r}."
+            )
 
     fallback = _fallback(get("SPEECH_FALLBACK"), problems)
     realtime_sessions = _number(get("SPEECH_REALTIME_SESSIONS", "8"), "SPEECH_REALTIME_SESSIONS", 1, 64, problems)
@@ -313,6 +357,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         cache_disk_bytes=int(cache_disk_mb * 1024 * 1024),
         speech_fallback=fallback,
         realtime_sessions=int(realtime_sessions),
+        speech_voices_set=voices_set,
+        speech_probe=probe,
+        declared_speeds=declared_speeds,
     )
 
 
