@@ -229,6 +229,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     voices = tuple(dict.fromkeys(v.strip() for v in get("SPEECH_VOICES").split(",") if v.strip()))
     voices_set = bool(voices)
     voices = voices or (REALTIME_VOICES if realtime else default_voices(model, base_url))
+    # the /audio/speech API: its own voice list, asked for at start, may offer other voices than these
+    lists_voices = not realtime and backend_raw != "local" and (bool(key) or backend_raw == "openai")
     if bad := [v for v in voices if len(v) > 100 or not v.isprintable()]:
         problems.append(f"SPEECH_VOICES has an invalid voice name: {bad[0][:40]!r}.")
     elif realtime and (unknown := [v for v in voices if not is_realtime_voice(v)]):
@@ -239,7 +241,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
 
     default_voice = get("SPEECH_DEFAULT_VOICE", voices[0])
-    if default_voice not in voices and not voices_set and not realtime and default_voice.isprintable():
+    if default_voice not in voices and not voices_set and lists_voices and default_voice.isprintable():
         # the server's own list (asked for at start) decides; until then the chosen voice leads the default list
         voices = (default_voice[:100], *voices)
     if default_voice not in voices:

@@ -25,6 +25,7 @@ from bot.audio.formats import AudioFormat
 from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.setting_choices import SpeakOutput
+from bot.speech.catalog import voices_text
 from bot.storage import GuildSettings, Store, UserPrefs, UserPrefsChanges
 
 RATE_WINDOW_SECONDS = 60.0
@@ -90,7 +91,7 @@ def resolve_options(
 def check_voice(settings: Settings, voice: str) -> None:
     """Refuse a voice the bot does not offer (``SPEECH_VOICES``), listing those it does."""
     if voice not in settings.speech_voices:
-        raise UserFacingError(f"Unknown voice {voice[:40]!r}. Available voices: {', '.join(settings.speech_voices)}.")
+        raise UserFacingError(f"Unknown voice {voice[:40]!r}. Available voices: {voices_text(settings.speech_voices)}.")
 
 
 def check_speed(settings: Settings, speed: float) -> None:

@@ -8,6 +8,7 @@ OpenAI's text-to-speech guide (the 2027-01-06 shutdowns).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -80,9 +81,7 @@ def shutdown_date(model: str) -> date | None:
 def default_voices(model: str, base_url: str) -> tuple[str, ...]:
     """The voices offered when neither the server lists its own nor ``SPEECH_VOICES`` is set: OpenAI's current
     list for its model when OpenAI itself serves it, else the six classic voices (resellers and compatible
-    servers that take OpenAI's model names list only those)."""
-    if is_realtime_model(model):
-        return REALTIME_VOICES
+    servers that take OpenAI's model names list only those). The Realtime API's are ``REALTIME_VOICES``."""
     if base_url.rstrip("/") != OPENAI_BASE_URL:
         return CLASSIC_VOICES
     if model in ("tts-1", "tts-1-hd"):
@@ -90,6 +89,14 @@ def default_voices(model: str, base_url: str) -> tuple[str, ...]:
     if model.startswith("gpt-4o-mini-tts"):
         return OPENAI_SPEECH_VOICES
     return CLASSIC_VOICES
+
+
+def voices_text(voices: Sequence[str], limit: int = 15) -> str:
+    """The offered voices for an error message: all of a short list, the start of a long one (a server may list
+    hundreds; a Discord message stops at 2,000 characters)."""
+    if len(voices) <= limit:
+        return ", ".join(voices)
+    return f"{', '.join(voices[:limit])} and {len(voices) - limit} more (type in the voice option to search them)"
 
 
 def parse_speed_range(raw: str) -> SpeedRange | None:

@@ -96,7 +96,6 @@ def test_the_default_list_follows_the_model_on_openai() -> None:
     assert default_voices("gpt-4o-mini-tts", openai) == OPENAI_SPEECH_VOICES
     assert "marin" in OPENAI_SPEECH_VOICES and "cedar" in OPENAI_SPEECH_VOICES and len(OPENAI_SPEECH_VOICES) == 13
     assert default_voices("tts-1", openai) == TTS1_VOICES and "ballad" not in TTS1_VOICES
-    assert default_voices("gpt-realtime-2.1-mini", openai)[0] == "alloy"
     assert default_voices("gpt-4o-mini-tts", "https://api.apimart.ai/v1") == (
         "alloy", "echo", "fable", "onyx", "nova", "shimmer")
     assert load_settings({"SPEECH_API_KEY": "k", "SPEECH_API_BASE_URL": openai}).speech_voices == OPENAI_SPEECH_VOICES
