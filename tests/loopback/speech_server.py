@@ -185,6 +185,8 @@ class SpeechEndpoint:
         self._chunks = chunks
         self.quirks = quirks or ServerQuirks()
         self.requests: list[RecordedRequest] = []
+        #: ``GET /v1/audio/voices`` requests (the bot asks at start and in ``check``), apart from ``requests``.
+        self.voice_list_requests: list[RecordedRequest] = []
         self.served: list[bytes] = []
         self.failures: list[str] = []
         self._faults: list[Fault] = []
@@ -233,13 +235,13 @@ class SpeechEndpoint:
             body: Any = json.loads(raw)
         except ValueError:
             body = None
-        self.requests.append(
-            RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body, time.monotonic())
-        )
+        recorded = RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body, time.monotonic())
+        if (request.method, request.path) == ("GET", VOICES_PATH):
+            self.voice_list_requests.append(recorded)  # asked at every start: kept apart from what tests count
+            return self._voices(request)
+        self.requests.append(recorded)
         if (request.method, request.path) == ("GET", MODELS_PATH):
             return self._models(request)
-        if (request.method, request.path) == ("GET", VOICES_PATH):
-            return self._voices(request)
         if (request.method, request.path) != ("POST", SPEECH_PATH):
             return self._violation(404, f"Invalid URL ({request.method} {request.path})", code="unknown_url")
         if request.content_type != "application/json":

@@ -50,7 +50,7 @@ async def test_an_endpoint_without_a_voice_list_has_none(session: aiohttp.Client
     """OpenAI's 404, an answer without voices, a single-page app's HTML on every GET (local-tts-studio)."""
     async with SpeechEndpoint(quirks=ServerQuirks(voice_list=answer)) as endpoint:
         assert await fetch_voice_list(session, endpoint.base_url, None) is None
-        assert [(r.method, r.path) for r in endpoint.requests] == [("GET", "/v1/audio/voices")]
+        assert [(r.method, r.path) for r in endpoint.voice_list_requests] == [("GET", "/v1/audio/voices")]
     assert endpoint.failures == []
 
 
@@ -58,7 +58,7 @@ async def test_the_voice_list_is_asked_with_the_key(session: aiohttp.ClientSessi
     async with SpeechEndpoint(api_key="sk-voices", quirks=ServerQuirks(voice_list={"voices": ["a"]})) as endpoint:
         assert await fetch_voice_list(session, endpoint.base_url, "sk-voices") == ("a",)
         assert await fetch_voice_list(session, endpoint.base_url, None) is None  # a 401: no list
-        assert endpoint.requests[0].headers["Authorization"] == "Bearer sk-voices"
+        assert endpoint.voice_list_requests[0].headers["Authorization"] == "Bearer sk-voices"
 
 
 def test_parse_voice_list_drops_what_is_not_a_name() -> None:
