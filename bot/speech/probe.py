@@ -4,7 +4,7 @@ Servers accept both fields and may ignore them (local-tts-studio speaks its conf
 speed whatever is asked), clamp or refuse speeds outside their range (loudness-tts takes 0.5-2), or have one
 voice under every name. Nothing in their answers says so; the audio does. One short phrase is synthesized at
 1×, then outward towards each end of the range the bot offers (2× and 4×, 0.5× and 0.25×) while the duration
-keeps changing; and with a second voice, compared with the first. At most seven short syntheses, never on a
+keeps changing; and with a second voice, compared with the first. At most eight short syntheses, never on a
 user's request path, never on a paid endpoint unless ``SPEECH_PROBE=on`` (see ``Settings.probes_endpoint``).
 """
 
@@ -35,6 +35,8 @@ SLOW_STEPS = (0.5, 0.25)
 #: A duration within this fraction of the previous step's counts as "no change" (piper rounds phonemes up to
 #: whole frames, so its 4× is measurably but not 4 times shorter than its 2×).
 SAME_DURATION = 0.06
+#: How many voices after the first are tried for the comparison (a listed voice may not be installed).
+OTHER_VOICES = 2
 #: Two voices whose decoded audio differs by less than this (RMS of the difference over RMS of the first) are one.
 SAME_VOICE = 0.05
 
@@ -69,9 +71,14 @@ async def probe_endpoint(
         low = await _honoured_end(seconds, base, [s for s in SLOW_STEPS if s >= offered.low])
         speeds = SpeedRange(low, high)
     honoured = None
-    if len(voices) > 1:
-        other = await _say(backend, voices[1], 1.0)
+    for other_voice in voices[1:1 + OTHER_VOICES]:
+        try:
+            other = await _say(backend, other_voice, 1.0)
+        except SpeechError as error:  # a listed voice it cannot speak (not downloaded): try the next one
+            log.info("measuring voices: %s failed (%s)", other_voice, error.detail or error.user_message)
+            continue
         honoured = not await asyncio.to_thread(same_sound, base_audio, other)
+        break
     return ProbeResult(speeds, honoured)
 
 
@@ -165,6 +172,6 @@ class CapabilityProbe:
                 log.info("the speech service at %s honours speeds from %s (measured)", where, result.speeds)
         caps.voice_honoured = result.voice_honoured
         if result.voice_honoured is False:
-            log.warning("every voice of the speech service at %s sounds the same (%s and %s gave the same audio), so "
-                        "choosing a voice changes nothing. Configure voices on the server, or set SPEECH_VOICES to one "
-                        "voice.", where, caps.voices[0], caps.voices[1])
+            log.warning("every voice of the speech service at %s sounds the same (%s and another voice gave the same "
+                        "audio), so choosing a voice changes nothing. Configure voices on the server, or set "
+                        "SPEECH_VOICES to one voice.", where, caps.voices[0])

@@ -93,7 +93,9 @@ def choose_voices(
 
     With a list: ``SPEECH_VOICES`` narrows it (a voice it names that the server lacks is dropped, with a warning;
     none left means the setting is kept, the server's refusals will say why); without ``SPEECH_VOICES`` the list is
-    the offer. The default voice stays when offered, else the first offered voice is the default (a warning).
+    the offer, with the default voice first when the server does not list it (servers map OpenAI's names onto
+    their voices; ``speechbot check`` tries it). A default voice ``SPEECH_VOICES`` leaves out gives way to the first
+    offered voice (a warning).
     """
     warnings: list[str] = []
     if not listed:
@@ -111,9 +113,13 @@ def choose_voices(
         voices = voices or tuple(configured)
     else:
         voices, source = tuple(listed), VoiceSource.SERVER
+        if default_voice not in voices:
+            # compatible servers take OpenAI's names for voices of their own (Kokoro-FastAPI's openai_mappings,
+            # loudness-tts's default voice) without listing them: the default voice stays, first
+            voices = (default_voice, *voices)[:MAX_VOICES]
     if default_voice not in voices:
         warnings.append(
-            f"the default voice {default_voice!r} is not one the speech server lists, so {voices[0]!r} is the "
+            f"the default voice {default_voice!r} is not one of the voices offered, so {voices[0]!r} is the "
             "default; set SPEECH_DEFAULT_VOICE to choose another."
         )
         default_voice = voices[0]

@@ -86,10 +86,9 @@ async def test_check_shows_the_voice_list_and_what_the_server_honours(
                           refused_speeds=(0.5, 2.0))
     async with SpeechEndpoint(quirks=quirks) as endpoint:
         code, text = await check(discord_emulator, tmp_path, endpoint.base_url, SPEECH_DEFAULT_FORMAT="wav")
-        assert {r.json["voice"] for r in endpoint.requests if r.method == "POST"} == {"en_joe", "en_amy"}
+        assert {r.json["voice"] for r in endpoint.requests if r.method == "POST"} == {"alloy", "en_joe"}
     assert code == 0, text
-    assert "speech: 2 voices offered, from the server's list (default en_joe)" in text
-    assert "the default voice 'alloy' is not one the speech server lists, so 'en_joe' is the default" in text
+    assert "speech: 3 voices offered, from the server's list (default alloy)" in text  # OpenAI's name stays
     assert "[!! ] speech: the service honours speeds from 0.5 to 2 only (measured), not 0.25 to 4" in text
     assert "SPEECH_SPEED_RANGE=0.5-2 declares it" in text
     assert "[!! ] speech: every voice of the service sounds the same (measured)" in text

@@ -105,7 +105,17 @@ def test_a_default_voice_outside_the_default_list_waits_for_the_server_list() ->
     settings = load_settings({"SPEECH_API_KEY": "k", "SPEECH_DEFAULT_VOICE": "af_heart"})
     assert settings.default_voice == "af_heart" and settings.speech_voices[0] == "af_heart"
     offer = choose_voices(settings.speech_voices, False, "af_heart", ["am_adam"])
-    assert offer.default_voice == "am_adam" and "SPEECH_DEFAULT_VOICE" in offer.warnings[0]
+    assert (offer.voices, offer.default_voice, offer.warnings) == (("af_heart", "am_adam"), "af_heart", [])
+
+
+def test_a_default_voice_the_server_does_not_list_stays_first_unless_speech_voices_leaves_it_out() -> None:
+    """Compatible servers take OpenAI's names for voices of their own without listing them (Kokoro-FastAPI's
+    openai_mappings, loudness-tts's default voice)."""
+    offer = choose_voices(("alloy", "echo"), False, "alloy", ["af_heart"])
+    assert (offer.voices, offer.default_voice, offer.source) == (("alloy", "af_heart"), "alloy", VoiceSource.SERVER)
+    narrowed = choose_voices(("nova", "echo"), True, "nova", ["echo", "onyx"])
+    assert (narrowed.voices, narrowed.default_voice) == (("echo",), "echo")
+    assert "nova" in narrowed.warnings[0] and "SPEECH_DEFAULT_VOICE" in narrowed.warnings[1]
 
 
 async def test_a_server_that_honours_everything_is_measured_so(session: aiohttp.ClientSession) -> None:
