@@ -129,8 +129,8 @@ def make_probe(
 ) -> CapabilityProbe | None:
     """The measuring of the endpoint's speeds and voices after start (``SPEECH_PROBE``), on a client of its own
     (one attempt per request, outside the breaker and the metrics: it is not users' speech), or None."""
-    if not settings.probes_endpoint:
-        return None
+    if not settings.probes_endpoint or (settings.declared_speeds is not None and len(settings.speech_voices) < 2):
+        return None  # nothing to measure
     from bot.speech.client import OpenAISpeechClient, Timeouts
     from bot.speech.probe import CapabilityProbe
     from bot.speech.retry import RetryPolicy
