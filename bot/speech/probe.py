@@ -83,7 +83,9 @@ async def probe_endpoint(
 
 
 async def _say(backend: SpeechBackend, voice: str, speed: float) -> SynthesizedAudio:
-    request = SpeechRequest(PHRASE, voice, AudioFormat.WAV, speed=speed, playback=True)
+    # wav: every server makes it (Piper servers without ffmpeg make nothing else), and its length is exact; not a
+    # playback request, so what voice playback gets (``capabilities.playback_format``) is left as it is
+    request = SpeechRequest(PHRASE, voice, AudioFormat.WAV, speed=speed)
     try:
         return await synthesize(backend, request)
     except SpeechRejectedError as error:

@@ -8,6 +8,7 @@ servers need none) and no fallback engine, so what is heard or read comes from t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,14 +213,25 @@ def test_what_the_server_does(server: RunningServer) -> None:
 async def test_a_voice_the_server_lacks_is_named_not_retried(server: RunningServer, tmp_path: Path) -> None:
     """loudness-tts answers a catalogue voice that is not downloaded with a 503: a refusal, not an outage."""
     if server.name != "loudness-tts":
-        compat.record(server.id, "a voice it lacks (nova)", "n/a: speaks its one configured voice whatever is asked")
+        compat.record(server.id, "a voice it does not list (nova)", "n/a: no list; speaks its one configured voice")
+        compat.record(server.id, "a listed voice it lacks", "n/a: speaks its one configured voice whatever is asked")
         pytest.skip("local-tts-studio speaks its one configured voice whatever is asked")
+    # It lists its whole catalogue (issue 13 item 1: the bot offers that list): a name outside is refused by the
+    # bot itself, before anything is sent
     code, _, err = await run_cli("say", "hello world", "--voice", "nova", "-o", str(tmp_path / "x.wav"),
                                  env={**bot_env(server), "LOG_LEVEL": "INFO"}, cwd=tmp_path)
     assert code == 1 and err.strip().count("\n") == 0, err
-    assert "doesn't know the voice 'nova'" in err and "is not downloaded yet" in err, err
+    assert "Unknown voice 'nova'. Available voices: alloy, en_US-joe-medium, " in err and "more" in err, err
+    compat.record(server.id, "a voice it does not list (nova)", "refused by the bot, the listed voices named")
+    # a listed voice it has not downloaded: the server's 503, told at once
+    status, _, body = server.get("/audio/voices")
+    lacking = next(v["id"] for v in json.loads(body)["data"] if v["id"] != "en_US-joe-medium")
+    code, _, err = await run_cli("say", "hello world", "--voice", lacking, "-o", str(tmp_path / "x.wav"),
+                                 env={**bot_env(server), "LOG_LEVEL": "INFO"}, cwd=tmp_path)
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert f"doesn't know the voice '{lacking}'" in err and "is not downloaded yet" in err, err
     assert "retrying" not in err
-    compat.record(server.id, "a voice it lacks (nova)", "503 'not downloaded': told at once, not retried")
+    compat.record(server.id, "a listed voice it lacks", "503 'not downloaded': told at once, not retried")
 
 
 async def test_check_finds_the_voices_and_speeds_the_server_honours(
