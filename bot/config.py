@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
 from bot.speech.catalog import (
+    CLASSIC_VOICES,
     REALTIME_SPEEDS,
     REALTIME_VOICES,
     SPEECH_API_SPEEDS,
@@ -162,50 +163,202 @@ class Settings:
         return self.speech_probe is SpeechProbe.ON or not _is_known_paid_host(self.speech_api_base_url)
 
 
-#: Every variable the loader reads, with its one-line documentation; ``.env.example`` is kept in sync with
-#: this by a test.
-VARIABLES: dict[str, str] = {
-    "DISCORD_TOKEN": "Bot token from the Discord developer portal (required for `speechbot run`).",
-    "SPEECH_API_BASE_URL": "Base URL of an OpenAI-compatible speech API (POST {base}/audio/speech).",
-    "SPEECH_API_KEY": "Bearer key for the speech API. Empty = use the offline engine (with SPEECH_BACKEND=auto).",
-    "SPEECH_MODEL": "Model name sent to the speech API; gpt-realtime... uses the Realtime API (a WebSocket).",
-    "SPEECH_VOICES": "Comma-separated voices offered to users; empty = the server's own list (GET /audio/voices), "
-                     "else the model's. Set: only these (of those the server lists).",
-    "SPEECH_DEFAULT_VOICE": "Voice used when a user picks none (must be one of the voices offered).",
-    "SPEECH_PROBE": "auto, on or off: measure once after start which speeds the endpoint honours and whether its "
-                    "voices differ (auto: not on paid OpenAI or apimart).",
-    "SPEECH_SPEED_RANGE": "The speeds the endpoint really honours, e.g. 0.5-2; empty = measured (SPEECH_PROBE).",
-    "SPEECH_DEFAULT_FORMAT": "Audio format for /speak uploads when a user picks none: opus, wav, flac, aac or pcm.",
-    "SPEECH_BACKEND": "auto (the API when a key is set, else offline), openai, or local.",
-    "SPEECH_TIMEOUT": "Seconds to wait for the speech API's first byte (and between chunks).",
-    "SPEECH_BREAKER_FAILURES": "Failures in a row (5xx, timeouts) after which speech requests fail fast for a while.",
-    "SPEECH_BREAKER_COOLDOWN": "Seconds speech requests fail fast once the endpoint keeps failing; then one is tried.",
-    "SPEECH_FALLBACK": (
-        "Engines tried in order when the API is down, out of credit or its model is gone: local or none."
-    ),
-    "SPEECH_REALTIME_SESSIONS": "Most Realtime API sessions (WebSockets) open at once; idle ones are kept warm.",
-    "VOICE_IDLE_TIMEOUT": "Seconds with nothing to play before the bot leaves a voice channel.",
-    "VOICE_ALONE_TIMEOUT": "Seconds the bot stays in a voice channel with no human left in it.",
-    "VOICE_QUEUE_SIZE": "Most items waiting to be played per server; more are refused with a message.",
-    "READ_ALOUD_HOLD": "Seconds a chat message is held before it is played, so moderators and AutoMod can act "
-                       "(servers can set their own).",
-    "METRICS_PORT": "Serve Prometheus /metrics, /healthz and /readyz on this port; empty = off.",
-    "METRICS_HOST": "Address the metrics port listens on (127.0.0.1; 0.0.0.0 inside a container).",
-    "CACHE_DIR": "Directory of the audio cache on disk; empty = DATA_DIR/cache. Files are named by a hash.",
-    "CACHE_MEMORY_MB": "Most audio the audio cache keeps in memory, in MiB (least recently used goes first); 0 = none.",
-    "CACHE_DISK_MB": "Most audio the audio cache keeps on disk, in MiB (least recently used goes first); 0 = off.",
-    "DATA_DIR": "Directory for the bot's own files (database, command-sync state, audio cache).",
-    "DATABASE_URL": "sqlite:///path/file.db (default: a file in DATA_DIR) or postgresql://user@host/db.",
-    "DEV_GUILD_ID": "Sync slash commands to this one server instantly (development); empty = global commands.",
-    "SHARD_COUNT": "Total shards across every bot process; empty = as many as Discord recommends, all in this process.",
-    "SHARD_IDS": "Shards this process runs, e.g. 0,1 or 0-3 (needs SHARD_COUNT); empty = all of them.",
-    "DISCORD_API_BASE": "Override Discord's REST base URL (a REST proxy, or the test double).",
-    "DISCORD_GATEWAY_URL": "Override Discord's gateway URL (the test double).",
-    "DISCORD_CONNECT_TIMEOUT": "Seconds start-up waits for Discord's API and gateway before giving up (exit 1).",
-    "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR.",
-}
-
+#: Discord's own ceiling is far lower for any real bot; this only catches typos.
+MAX_SHARDS = 65_536
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One environment variable, declared once: the loader takes its default and bounds from here, and the
+    configuration reference (``python -m bot.config_reference``, docs/configuration.md) is generated from it."""
+
+    name: str
+    #: One line: what the variable is for (also the comment above it in ``.env.example``).
+    meaning: str
+    #: What the loader uses when the variable is unset or empty ("" = no value).
+    default: str = ""
+    #: The default in words, when it depends on other settings or means "off".
+    default_text: str = ""
+    #: The values accepted, in words; a number's range comes from ``low`` and ``high`` instead.
+    allowed: str = ""
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def shown_default(self) -> str:
+        return self.default_text or (f"`{self.default}`" if self.default else "empty")
+
+    @property
+    def shown_allowed(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"a number from {_plain(self.low)} to {_plain(self.high)}"
+        return self.allowed
+
+
+def _plain(number: float) -> str:
+    """``3600.0`` as ``3600``, ``0.5`` as ``0.5``: how a person would write a bound."""
+    return str(int(number)) if number == int(number) else str(number)
+
+
+#: Every variable the loader reads, in the order of ``.env.example`` (a test keeps both in sync with the loader).
+DECLARATIONS: tuple[Variable, ...] = (
+    Variable(
+        "DISCORD_TOKEN", "Bot token from the Discord developer portal (required for `speechbot run`).",
+        default_text="none (`speechbot run` refuses to start without it)", allowed="the bot's token",
+    ),
+    Variable(
+        "SPEECH_API_BASE_URL", "Base URL of an OpenAI-compatible speech API (POST {base}/audio/speech).",
+        default=DEFAULT_SPEECH_API_BASE_URL, allowed="an `http://` or `https://` URL",
+    ),
+    Variable(
+        "SPEECH_API_KEY", "Bearer key for the speech API. Empty = use the offline engine (with SPEECH_BACKEND=auto).",
+        default_text="empty (the offline engine)", allowed="the key your speech service gave you",
+    ),
+    Variable(
+        "SPEECH_MODEL", "Model name sent to the speech API; gpt-realtime... uses the Realtime API (a WebSocket).",
+        default=DEFAULT_SPEECH_MODEL,
+        allowed="a model the endpoint serves; a name starting with `gpt-realtime` uses the Realtime API",
+    ),
+    Variable(
+        "SPEECH_VOICES",
+        "Comma-separated voices offered to users; empty = the server's own list (GET /audio/voices), else the "
+        "model's. Set: only these (of those the server lists).",
+        default_text="empty: the server's list; without one, OpenAI's voices for its model on api.openai.com, "
+                     f"`{','.join(CLASSIC_VOICES)}` elsewhere, with the Realtime API `{','.join(REALTIME_VOICES)}` "
+                     "(see [What the bot learns about its speech server](speech-capabilities.md))",
+        allowed="names separated by commas (printable, at most 100 characters each); with the Realtime API only "
+                "its voices and custom ones named `voice_...`",
+    ),
+    Variable(
+        "SPEECH_DEFAULT_VOICE", "Voice used when a user picks none (must be one of the voices offered).",
+        default_text="the first of the voices offered", allowed="one of the voices offered",
+    ),
+    Variable(
+        "SPEECH_PROBE",
+        "auto, on or off: measure once after start which speeds the endpoint honours and whether its voices "
+        "differ (auto: not on paid OpenAI or apimart).",
+        default=SpeechProbe.AUTO.value, allowed=", ".join(f"`{p.value}`" for p in SpeechProbe),
+    ),
+    Variable(
+        "SPEECH_SPEED_RANGE", "The speeds the endpoint really honours, e.g. 0.5-2; empty = measured (SPEECH_PROBE).",
+        default_text="empty (measured)", allowed="two speeds from 0.25 to 4, lowest first, like `0.5-2`",
+    ),
+    Variable(
+        "SPEECH_DEFAULT_FORMAT", "Audio format for /speak uploads when a user picks none: opus, wav, flac, aac or pcm.",
+        default=AudioFormat.OPUS.value, allowed=", ".join(f"`{f.value}`" for f in REQUESTABLE_FORMATS),
+    ),
+    Variable(
+        "SPEECH_BACKEND", "auto (the API when a key is set, else offline), openai, or local.",
+        default=SpeechBackendChoice.AUTO.value, allowed=", ".join(f"`{c.value}`" for c in SpeechBackendChoice),
+    ),
+    Variable(
+        "SPEECH_TIMEOUT", "Seconds to wait for the speech API's first byte (and between chunks).",
+        default="20", low=1, high=600,
+    ),
+    Variable(
+        "SPEECH_BREAKER_FAILURES",
+        "Failures in a row (5xx, timeouts) after which speech requests fail fast for a while.",
+        default="5", low=1, high=1000,
+    ),
+    Variable(
+        "SPEECH_BREAKER_COOLDOWN",
+        "Seconds speech requests fail fast once the endpoint keeps failing; then one is tried.",
+        default="30", low=1, high=3600,
+    ),
+    Variable(
+        "SPEECH_FALLBACK",
+        "Engines tried in order when the API is down, out of credit or its model is gone: local or none.",
+        default_text="`local` when the offline engine is installed, else `none`",
+        allowed=", ".join(f"`{f.value}`" for f in Fallback) + " (a comma-separated list, tried in order), or `none`",
+    ),
+    Variable(
+        "SPEECH_REALTIME_SESSIONS", "Most Realtime API sessions (WebSockets) open at once; idle ones are kept warm.",
+        default="8", low=1, high=64,
+    ),
+    Variable(
+        "VOICE_IDLE_TIMEOUT", "Seconds with nothing to play before the bot leaves a voice channel.",
+        default="300", low=1, high=86_400,
+    ),
+    Variable(
+        "VOICE_ALONE_TIMEOUT", "Seconds the bot stays in a voice channel with no human left in it.",
+        default="30", low=0, high=86_400,
+    ),
+    Variable(
+        "VOICE_QUEUE_SIZE", "Most items waiting to be played per server; more are refused with a message.",
+        default="20", low=1, high=1000,
+    ),
+    Variable(
+        "READ_ALOUD_HOLD", "Seconds a chat message is held before it is played, so moderators and AutoMod can act "
+                           "(servers can set their own).",
+        default="1", low=0, high=10,
+    ),
+    Variable(
+        "METRICS_PORT", "Serve Prometheus /metrics, /healthz and /readyz on this port; empty = off.",
+        default_text="empty (off)", low=1, high=65535,
+    ),
+    Variable(
+        "METRICS_HOST", "Address the metrics port listens on (127.0.0.1; 0.0.0.0 inside a container).",
+        default="127.0.0.1", allowed="an address of this machine, or `0.0.0.0` for all of them",
+    ),
+    Variable(
+        "CACHE_DIR", "Directory of the audio cache on disk; empty = DATA_DIR/cache. Files are named by a hash.",
+        default_text="`DATA_DIR/cache`", allowed="a directory (`~` is expanded)",
+    ),
+    Variable(
+        "CACHE_MEMORY_MB",
+        "Most audio the audio cache keeps in memory, in MiB (least recently used goes first); 0 = none.",
+        default="32", low=0, high=65_536,
+    ),
+    Variable(
+        "CACHE_DISK_MB", "Most audio the audio cache keeps on disk, in MiB (least recently used goes first); 0 = off.",
+        default="512", low=0, high=16_777_216,
+    ),
+    Variable(
+        "DATA_DIR", "Directory for the bot's own files (database, command-sync state, audio cache).",
+        default=DEFAULT_DATA_DIR, allowed="a directory (`~` is expanded); the container image sets `/data`",
+    ),
+    Variable(
+        "DATABASE_URL", "sqlite:///path/file.db (default: a file in DATA_DIR) or postgresql://user@host/db.",
+        default_text="`sqlite:///DATA_DIR/speechbot.db`",
+        allowed="`sqlite:///path/file.db`, `postgresql://user:password@host:port/db` (or `postgres://...`)",
+    ),
+    Variable(
+        "DEV_GUILD_ID", "Sync slash commands to this one server instantly (development); empty = global commands.",
+        default_text="empty (global commands)", allowed="a server ID",
+    ),
+    Variable(
+        "SHARD_COUNT",
+        "Total shards across every bot process; empty = as many as Discord recommends, all in this process.",
+        default_text="empty (Discord's recommendation, all in this process)",
+        allowed=f"a whole number from 1 to {MAX_SHARDS}",
+    ),
+    Variable(
+        "SHARD_IDS", "Shards this process runs, e.g. 0,1 or 0-3 (needs SHARD_COUNT); empty = all of them.",
+        default_text="empty (all of them)", allowed="numbers and ranges below `SHARD_COUNT`: `0,1`, `0-3`, `0-3,8`",
+    ),
+    Variable(
+        "DISCORD_API_BASE", "Override Discord's REST base URL (a REST proxy, or the test double).",
+        default_text="Discord's", allowed="an `http://` or `https://` URL ending in `/api/v10`",
+    ),
+    Variable(
+        "DISCORD_GATEWAY_URL", "Override Discord's gateway URL (the test double).",
+        default_text="Discord's", allowed="a `ws://` or `wss://` URL",
+    ),
+    Variable(
+        "DISCORD_CONNECT_TIMEOUT", "Seconds start-up waits for Discord's API and gateway before giving up (exit 1).",
+        default="60", low=1, high=3600,
+    ),
+    Variable(
+        "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.",
+        default="INFO", allowed=", ".join(f"`{level}`" for level in _LOG_LEVELS) + " (any case)",
+    ),
+)
+_DECLARED: dict[str, Variable] = {variable.name: variable for variable in DECLARATIONS}
+
+#: Every variable the loader reads, with its one-line documentation.
+VARIABLES: dict[str, str] = {variable.name: variable.meaning for variable in DECLARATIONS}
+
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -214,6 +367,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 
     def get(name: str, default: str = "") -> str:
         return (env.get(name) or "").strip() or default
+
+    def number(name: str, raw: str | None = None) -> float:
+        """A numeric variable, with the default and bounds it is declared with."""
+        declared = _DECLARED[name]
+        if declared.low is None or declared.high is None:
+            raise TypeError(f"{name} is not declared as a number")
+        return _number(get(name, declared.default) if raw is None else raw, name, declared.low, declared.high, problems)
 
     token = get("DISCORD_TOKEN")
     key = get("SPEECH_API_KEY")
@@ -265,13 +425,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if backend is SpeechBackendChoice.OPENAI and not key and _is_known_paid_host(base_url):
         problems.append("SPEECH_API_KEY is required when SPEECH_BACKEND=openai uses a hosted API.")
 
-    timeout = _number(get("SPEECH_TIMEOUT", "20"), "SPEECH_TIMEOUT", 1, 600, problems)
-    breaker_failures = _number(get("SPEECH_BREAKER_FAILURES", "5"), "SPEECH_BREAKER_FAILURES", 1, 1000, problems)
-    breaker_cooldown = _number(get("SPEECH_BREAKER_COOLDOWN", "30"), "SPEECH_BREAKER_COOLDOWN", 1, 3600, problems)
-    idle_timeout = _number(get("VOICE_IDLE_TIMEOUT", "300"), "VOICE_IDLE_TIMEOUT", 1, 86_400, problems)
-    alone_timeout = _number(get("VOICE_ALONE_TIMEOUT", "30"), "VOICE_ALONE_TIMEOUT", 0, 86_400, problems)
-    queue_size = _number(get("VOICE_QUEUE_SIZE", "20"), "VOICE_QUEUE_SIZE", 1, 1000, problems)
-    read_hold = _number(get("READ_ALOUD_HOLD", "1"), "READ_ALOUD_HOLD", 0, 10, problems)
+    timeout = number("SPEECH_TIMEOUT")
+    breaker_failures = number("SPEECH_BREAKER_FAILURES")
+    breaker_cooldown = number("SPEECH_BREAKER_COOLDOWN")
+    idle_timeout = number("VOICE_IDLE_TIMEOUT")
+    alone_timeout = number("VOICE_ALONE_TIMEOUT")
+    queue_size = number("VOICE_QUEUE_SIZE")
+    read_hold = number("READ_ALOUD_HOLD")
 
     probe = SpeechProbe.AUTO
     try:
@@ -287,14 +447,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             )
 
     fallback = _fallback(get("SPEECH_FALLBACK"), problems)
-    realtime_sessions = _number(get("SPEECH_REALTIME_SESSIONS", "8"), "SPEECH_REALTIME_SESSIONS", 1, 64, problems)
+    realtime_sessions = number("SPEECH_REALTIME_SESSIONS")
 
-    cache_memory_mb = _number(get("CACHE_MEMORY_MB", "32"), "CACHE_MEMORY_MB", 0, 65_536, problems)
-    cache_disk_mb = _number(get("CACHE_DISK_MB", "512"), "CACHE_DISK_MB", 0, 16_777_216, problems)
+    cache_memory_mb = number("CACHE_MEMORY_MB")
+    cache_disk_mb = number("CACHE_DISK_MB")
 
     metrics_port = None
     if raw_port := get("METRICS_PORT"):
-        metrics_port = int(_number(raw_port, "METRICS_PORT", 1, 65535, problems))
+        metrics_port = int(number("METRICS_PORT", raw_port))
 
     data_dir = Path(get("DATA_DIR", DEFAULT_DATA_DIR)).expanduser()
     database_url = get("DATABASE_URL", f"sqlite:///{data_dir / 'speechbot.db'}")
@@ -317,7 +477,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if gateway_url is not None and urlsplit(gateway_url).scheme not in ("ws", "wss"):
         problems.append("DISCORD_GATEWAY_URL must be a ws:// or wss:// URL.")
 
-    connect_timeout = _number(get("DISCORD_CONNECT_TIMEOUT", "60"), "DISCORD_CONNECT_TIMEOUT", 1, 3600, problems)
+    connect_timeout = number("DISCORD_CONNECT_TIMEOUT")
 
     log_level = get("LOG_LEVEL", "INFO").upper()
     if log_level not in _LOG_LEVELS:
@@ -377,10 +537,6 @@ def _fallback(raw: str, problems: list[str]) -> tuple[Fallback, ...] | None:
         problems.append(f"SPEECH_FALLBACK must be a comma-separated list of {choices} (none alone), not {raw[:40]!r}.")
         return None
     return tuple(dict.fromkeys(Fallback(name) for name in names))
-
-
-#: Discord's own ceiling is far lower for any real bot; this only catches typos.
-MAX_SHARDS = 65_536
 
 
 def _shards(raw_count: str, raw_ids: str, problems: list[str]) -> tuple[int | None, tuple[int, ...] | None]:

@@ -7,7 +7,7 @@ import binascii
 
 import discord
 
-#: Why each permission is needed: see the README's "Permissions" table.
+#: Why each permission is needed: see docs/discord-application.md (the permissions table).
 REQUIRED_PERMISSIONS = discord.Permissions(
     view_channel=True,  # see the channels it reads and answers in
     send_messages=True,  # notices in text channels (read-aloud)

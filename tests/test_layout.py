@@ -1,4 +1,4 @@
-"""The test tree's own rules (README, "Running parts of the tests"):
+"""The test tree's own rules (docs/testing.md, "Tests"):
 
 - every test file sits in ``tests/unit/`` (mirroring ``bot/`` and ``cogs/``), ``tests/e2e/`` or
   ``tests/loopback_tests/``; this file is the only flat ``tests/test_*.py``;
