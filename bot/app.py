@@ -16,6 +16,7 @@ from bot.command_sync import CommandSyncState, sync_commands
 from bot.errors import UserFacingError
 from bot.interactions import send_ephemeral
 from bot.option_check import check_options
+from bot.owner_only import is_owner_only
 from bot.speech.errors import SpeechError
 from bot.storage import StorageError
 
@@ -32,6 +33,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.preferences",
     "cogs.moderation",
     "cogs.readaloud",
+    "cogs.owner",
     "cogs.help",
 )
 
@@ -60,7 +62,17 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         check_options(self, interaction)  # raises InvalidOption, answered by on_error
-        return True
+        command = interaction.command
+        if command is not None and is_owner_only(command):
+            return True  # the owner's own check is the group's; blocklists never lock the owner out
+        client = interaction.client
+        assert isinstance(client, SpeechBot)
+        refusal = await client.services.speaking.blocked(interaction.guild_id, interaction.user.id)
+        if refusal is None:
+            return True
+        if interaction.type is discord.InteractionType.autocomplete:
+            return False  # no suggestions; nothing to say there
+        raise app_commands.CheckFailure(refusal)  # one ephemeral line (on_error)
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         original = getattr(error, "original", error)
@@ -148,6 +160,7 @@ class SpeechBot(commands.AutoShardedBot):
             intents=intents(message_content=message_content),
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=SpeechTree,
+            owner_ids=set(settings.owner_ids) or None,  # None: the application's owner or team (Discord says)
             connector=connector,
             shard_count=settings.shard_count,
             # discord.py types this as a list, but takes None (its default) as "every shard"
@@ -158,7 +171,7 @@ class SpeechBot(commands.AutoShardedBot):
         self.services = services
         self.settings = settings
         if services.health is not None:
-            services.health.attach(self._not_ready_because, self._refresh_gauges)
+            services.health.attach(self._not_ready_because, self.refresh_gauges)
         self._sync_state = CommandSyncState(settings.data_dir / "command-sync.json")
         self._force_sync = force_sync
         self._rejoined_shards: set[int] = set()
@@ -204,8 +217,10 @@ class SpeechBot(commands.AutoShardedBot):
             return "the database does not answer"
         return None
 
-    def _refresh_gauges(self) -> None:
+    def refresh_gauges(self) -> None:
+        """The gauges that describe the bot's state, read now (a scrape, ``/owner stats``)."""
         metrics, sessions = self.services.metrics, self.services.voice.all()
+        metrics.guilds.set(len(self.guilds))
         metrics.voice_sessions.set(len(sessions))
         metrics.queue_depth.set(sum(session.player.queued for session in sessions))
         metrics.set_cache_sizes(self.services.speech.stats)

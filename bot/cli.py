@@ -1,4 +1,4 @@
-"""The ``speechbot`` command: ``run``, ``say``, ``check``, ``invite``.
+"""The ``speechbot`` command: ``run``, ``say``, ``check``, ``stats``, ``invite``.
 
 The only place with process-level side effects (dotenv, logging, exit codes). Every failure is one line on
 stderr and a non-zero exit; tracebacks are for the log at DEBUG, never for the person at the terminal.
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -24,8 +25,12 @@ EXIT_USAGE = 2
 if TYPE_CHECKING:
     import discord
 
+    from bot.audio.formats import AudioFormat
     from bot.config import Settings
     from bot.speech.errors import SpeechError
+    from bot.speech.failover import FailoverSpeech, Served
+    from bot.speech.models import SpeechRequest, SpeechStream, SynthesizedAudio
+    from bot.stats import LiveStats
 
 log = logging.getLogger("bot.cli")
 
@@ -54,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--output", help="output file ('-' = standard output; default speech.<format>)")
 
     sub.add_parser("check", help="diagnose the configuration and say what to fix")
+
+    stats = sub.add_parser("stats", help="one screen for the owner: servers, voice, requests, cache, errors, budgets")
+    stats.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    stats.add_argument("--metrics-url", help="the running bot's /metrics (default: from METRICS_PORT when it is set)")
 
     invite = sub.add_parser("invite", help="print the URL that adds the bot to a server")
     invite.add_argument("--client-id", type=int, help="application id (default: read from DISCORD_TOKEN)")
@@ -89,9 +98,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         raise CLIError("configuration error: " + " ".join(exc.problems), EXIT_USAGE) from None
     secrets = [s.get_secret_value() for s in (settings.discord_token, settings.speech_api_key) if s]
     command = args.command
-    # One-shot commands print their own one-line result; their logs would only repeat it.
+    # One-shot commands print their own one-line result (with the server's reason); their logs, errors included,
+    # would only repeat it on a second line. LOG_LEVEL=DEBUG shows them.
     quiet = command != "run" and settings.log_level != "DEBUG"
-    setup_logging("ERROR" if quiet else settings.log_level, secrets)
+    setup_logging("CRITICAL" if quiet else settings.log_level, secrets)
 
     if command == "run":
         return asyncio.run(_run(settings, force_sync=args.sync))
@@ -99,6 +109,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_say(settings, args))
     if command == "check":
         return asyncio.run(_check(settings))
+    if command == "stats":
+        return asyncio.run(_stats(settings, args))
     return _invite(settings, args.client_id)
 
 
@@ -241,8 +253,8 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
     from bot.speech.models import SpeechRequest, validate_request
     from bot.speech.voices import offered_voices
 
+    fmt = _output_format(args.output, args.fmt, settings.default_format)
     text = sys.stdin.read() if args.text == "-" else args.text
-    fmt = args.fmt or _format_from_suffix(args.output) or settings.default_format
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
         settings, _ = await offered_voices(settings, session)  # the server's own voices, where it lists them
         try:
@@ -262,44 +274,92 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
             speech = FailoverSpeech(AudioCache(engines[0].backend, namespace=engines[0].namespace, memory_bytes=0),
                                     engines)
             try:
-                audio, served = await speech.read_whole(request, persist=False)
+                audio, served = await _read_with_progress(speech, request)
             finally:
                 await speech.close()
         except SpeechError as exc:
             raise CLIError(operator_message(exc)) from None
+    data, note = audio.data, ""
+    if audio.format != request.format:  # a server that sends wav whatever was asked: the file is what its name says
+        data = _converted(audio.data, audio.format, request.format)
+        note = f" (converted from the service's {audio.format.value})"
     if args.output == "-":
-        sys.stdout.buffer.write(audio.data)
+        sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return EXIT_OK
-    output = Path(args.output or f"speech.{audio.format.extension}")
-    _write_atomically(output, audio.data)
-    note = (
-        "" if audio.format == request.format
-        else f" (the service sent {audio.format.value}, not {request.format.value})"
-    )
-    if audio.format is AudioFormat.PCM:
+    output = Path(args.output or f"speech.{request.format.extension}")
+    _write_atomically(output, data)
+    if request.format is AudioFormat.PCM:
         note += f" (raw 16-bit mono at {PCM_SAMPLE_RATE} Hz)"
     if said_by := served.note(request.voice):
         note += f" {said_by}"
-    print(f"wrote {output} ({audio.format.value}, {len(audio.data)} bytes){note}", file=sys.stderr)
+    print(f"wrote {output} ({request.format.value}, {len(data)} bytes){note}", file=sys.stderr)
     return EXIT_OK
 
 
+async def _read_with_progress(speech: FailoverSpeech, request: SpeechRequest) -> tuple[SynthesizedAudio, Served]:
+    """The whole file, with a progress line on stderr while it comes when stderr is a terminal."""
+    from bot.progress import CountedStream, TerminalProgress
+    from bot.speech.models import read_whole
+
+    progress = TerminalProgress.if_terminal(sys.stderr, f"synthesizing {len(request.text):,} characters")
+    if progress is None:
+        return await speech.read_whole(request, persist=False)
+    served: list[Served] = []
+
+    async def open_stream() -> SpeechStream:  # as FailoverSpeech.read_whole, with every chunk counted
+        served.append(await speech.open_tracked(request, persist=False))
+        return CountedStream(served[-1].stream, progress.received)
+
+    async with progress:
+        audio = await read_whole(open_stream)
+    return audio, served[-1]
+
+
 def operator_message(error: SpeechError) -> str:
-    """One line for the operator: what a user would be told, and the server's own reason when that leaves it out."""
-    message = error.user_message
+    """One line for the operator: what a user would be told, and the server's own reason when that leaves it out.
+    On the command line the operator is the bot owner: "Ask the bot owner to check X" becomes "Check X"."""
+    message = _ASK_THE_OWNER.sub(r"Check \1", error.user_message)
     if error.detail and error.detail not in message:
         message += f" The server said: {error.detail}"
     return " ".join(message.split())
 
 
-def _format_from_suffix(output: str | None) -> str | None:
-    if output in (None, "-"):
-        return None
-    return _SUFFIX_FORMATS.get(Path(output).suffix.lower())
+_ASK_THE_OWNER = re.compile(r"Ask the bot owner to check (\w+)")
 
 
-_SUFFIX_FORMATS = {".opus": "opus", ".ogg": "opus", ".wav": "wav", ".flac": "flac", ".aac": "aac", ".pcm": "pcm"}
+def _output_format(output: str | None, asked: str | None, default: str) -> str:
+    """The format to write: ``--format``, else the one the ``-o`` file name says, else the default. A file name
+    that says another audio format than ``--format``, or one the bot cannot make, is refused (exit 2) rather than
+    written with content its name does not describe."""
+    suffix = "" if output in (None, "-") else Path(output).suffix.lower()
+    named = _SUFFIX_FORMATS.get(suffix)
+    if named is None and suffix in _OTHER_AUDIO_SUFFIXES:
+        raise CLIError(f"cannot write {suffix} files: name the output .opus, .ogg, .wav, .flac, .aac or .pcm.",
+                       EXIT_USAGE)
+    if asked and named and asked.lower() != named:
+        name = Path(output or "")
+        raise CLIError(f"-o {name.name} is a name for {named} audio but --format is {asked}: drop --format, or name "
+                       f"the file {name.stem}.{asked.lower()}.", EXIT_USAGE)
+    return asked or named or default
+
+
+_SUFFIX_FORMATS = {
+    ".opus": "opus", ".ogg": "opus", ".oga": "opus", ".wav": "wav", ".flac": "flac", ".aac": "aac", ".pcm": "pcm",
+}
+#: Audio file names the bot cannot write (their format is not one a speech request can ask for).
+_OTHER_AUDIO_SUFFIXES = {".mp3", ".m4a", ".mp4", ".webm", ".wma", ".aif", ".aiff", ".mka"}
+
+
+def _converted(data: bytes, served: AudioFormat, wanted: AudioFormat) -> bytes:
+    from bot.audio.decode import AudioDecodeError
+    from bot.audio.transcode import transcode
+
+    try:
+        return transcode(data, served, wanted)
+    except AudioDecodeError:
+        raise CLIError(f"the speech service sent {served.value} audio that could not be converted to "
+                       f"{wanted.value}; ask for --format {served.value}.") from None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -331,11 +391,80 @@ async def _check(settings: Settings) -> int:
     return EXIT_FAILURE if problems else EXIT_OK
 
 
+async def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    """The database's numbers always; the live ones from the bot's metrics endpoint when it answers. Reads only."""
+    import json
+    from datetime import UTC, datetime
+
+    from bot.stats import as_json, render, stored_stats
+    from bot.storage import StorageError, Store
+    from bot.storage.engine import create_engine
+    from bot.storage.migrations import MIGRATIONS
+
+    if missing := await asyncio.to_thread(_missing_sqlite_file, settings.database_url):
+        raise CLIError(f"no database at {missing} yet: the bot has not run with this DATABASE_URL.")
+    try:
+        store = Store(create_engine(settings.database_url))
+    except StorageError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        version = await store.schema_version()
+        if version != len(MIGRATIONS):
+            raise CLIError(f"the database is at schema {version}, this speechbot knows {len(MIGRATIONS)}: "
+                           "run this version of the bot once (it migrates on start), or upgrade speechbot.")
+        stored = await stored_stats(store, datetime.now(UTC).date())
+    except StorageError as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        await store.close()
+    live, source = await _live_stats(settings, args.metrics_url)
+    if args.json:
+        print(json.dumps(as_json(live, stored, live_source=source), indent=2))
+    else:
+        print("\n".join(render(live, stored, live_source=source)))
+    return EXIT_OK
+
+
+def _missing_sqlite_file(database_url: str) -> str | None:
+    """The SQLite file ``database_url`` names when it does not exist (opening it would create it)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.drivername.startswith("sqlite") and url.database and not Path(url.database).expanduser().exists():
+        return url.database
+    return None
+
+
+async def _live_stats(settings: Settings, metrics_url: str | None) -> tuple[LiveStats | None, str]:
+    """The bot's live numbers and where they came from, or None and why not."""
+    import aiohttp
+
+    from bot.stats import live_stats
+
+    if metrics_url is None:
+        if settings.metrics_port is None:
+            return None, "not available: the bot runs without METRICS_PORT (or pass --metrics-url)"
+        host = "127.0.0.1" if settings.metrics_host in ("0.0.0.0", "::", "") else settings.metrics_host
+        metrics_url = f"http://{host}:{settings.metrics_port}/metrics"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, \
+                session.get(metrics_url) as response:
+            response.raise_for_status()
+            text = await response.text()
+        return live_stats(text), f"the running bot's metrics at {metrics_url}, since it started"
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        why = type(exc).__name__ if not str(exc) else " ".join(str(exc).split())[:120]
+        return None, f"not available: {metrics_url} did not answer ({why}); is the bot running?"
+
+
 def _invite(settings: Settings, client_id: int | None) -> int:
     from bot.invite import application_id_from_token, invite_url
 
     if client_id is None and settings.discord_token:
         client_id = application_id_from_token(settings.discord_token.get_secret_value())
+        if client_id is None:
+            raise CLIError("DISCORD_TOKEN is malformed: a bot token starts with the bot's id in base64. Copy it "
+                           "again from the developer portal (Bot, Reset Token), or pass --client-id.", EXIT_USAGE)
     if client_id is None:
         raise CLIError("cannot tell the application id: set DISCORD_TOKEN or pass --client-id.", EXIT_USAGE)
     print(invite_url(client_id))

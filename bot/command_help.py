@@ -9,6 +9,8 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.owner_only import is_owner_only
+
 LOCKED = "🔒"
 #: Discord's limit for an embed's description.
 _DESCRIPTION_LIMIT = 4096
@@ -16,12 +18,15 @@ _MENU_PLACES = {discord.AppCommandType.message: "a message", discord.AppCommandT
 
 
 def help_embeds(
-    tree: app_commands.CommandTree[Any], *, guild: discord.abc.Snowflake | None, permissions: discord.Permissions
+    tree: app_commands.CommandTree[Any], *, guild: discord.abc.Snowflake | None, permissions: discord.Permissions,
+    owner: bool = False,
 ) -> list[discord.Embed]:
-    """The help as embeds (one unless the commands outgrow an embed's description)."""
-    lines = list(_lines(tree, guild, permissions))
+    """The help as embeds (one unless the commands outgrow an embed's description); ``owner``: the caller is the
+    bot's owner (the ``/owner`` commands are locked for anyone else)."""
+    lines = list(_lines(tree, guild, permissions, owner))
     if any(line.endswith(f" {LOCKED}") for line in lines):
-        lines.append(f"\n{LOCKED} needs a permission you don't have here (or works only in a server).")
+        lines.append(f"\n{LOCKED} needs a permission you don't have here (or works only in a server, or is for the "
+                     "bot's owner).")
     embeds: list[discord.Embed] = []
     chunk: list[str] = []
     for line in lines:
@@ -35,7 +40,7 @@ def help_embeds(
 
 
 def _lines(tree: app_commands.CommandTree[Any], guild: discord.abc.Snowflake | None,
-           permissions: discord.Permissions) -> Iterator[str]:
+           permissions: discord.Permissions, owner: bool) -> Iterator[str]:
     """Slash commands alphabetically (guild-specific ones win over global ones of the same name), then menus."""
     slash: dict[str, app_commands.Command[Any, ..., Any] | app_commands.Group] = {}
     menus: dict[tuple[str, discord.AppCommandType], app_commands.ContextMenu] = {}
@@ -47,21 +52,22 @@ def _lines(tree: app_commands.CommandTree[Any], guild: discord.abc.Snowflake | N
             else:
                 slash[command.name] = command
     for name in sorted(slash):
-        yield from _slash_lines(slash[name], guild, permissions)
+        yield from _slash_lines(slash[name], guild, permissions, owner)
     for (name, kind), menu in sorted(menus.items(), key=lambda item: item[0][0]):
         lock = _lock(menu.default_permissions, menu.guild_only, guild, permissions)
         yield f"**Apps → {name}** (on {_MENU_PLACES.get(kind, 'a message')}){lock}"
 
 
 def _slash_lines(command: app_commands.Command[Any, ..., Any] | app_commands.Group,
-                 guild: discord.abc.Snowflake | None, permissions: discord.Permissions,
+                 guild: discord.abc.Snowflake | None, permissions: discord.Permissions, owner: bool,
                  root: app_commands.Command[Any, ..., Any] | app_commands.Group | None = None) -> Iterator[str]:
     root = root or command
     if isinstance(command, app_commands.Group):
         for sub in sorted(command.commands, key=lambda c: c.name):
-            yield from _slash_lines(sub, guild, permissions, root)
+            yield from _slash_lines(sub, guild, permissions, owner, root)
         return
-    lock = _lock(root.default_permissions, root.guild_only, guild, permissions)
+    lock = f" {LOCKED}" if is_owner_only(root) and not owner else \
+        _lock(root.default_permissions, root.guild_only, guild, permissions)
     yield f"`/{command.qualified_name}` — {command.description}{lock}"
 
 

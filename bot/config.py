@@ -125,6 +125,8 @@ class Settings:
     speech_probe: SpeechProbe = SpeechProbe.AUTO
     #: ``SPEECH_SPEED_RANGE``: the speeds the endpoint honours, as the operator declares them (no measuring).
     declared_speeds: SpeedRange | None = None
+    #: ``OWNER_IDS``: who may use ``/owner``; () = the application's owner or team, as Discord reports them.
+    owner_ids: tuple[int, ...] = ()
 
     @property
     def audio_cache_dir(self) -> Path:
@@ -328,6 +330,11 @@ DECLARATIONS: tuple[Variable, ...] = (
         default_text="empty (global commands)", allowed="a server ID",
     ),
     Variable(
+        "OWNER_IDS", "Who may use /owner: user IDs, comma-separated; empty = the application's owner or team.",
+        default_text="empty (the application's owner, or its team's admins and developers, as Discord says)",
+        allowed="user IDs separated by commas",
+    ),
+    Variable(
         "SHARD_COUNT",
         "Total shards across every bot process; empty = as many as Discord recommends, all in this process.",
         default_text="empty (Discord's recommendation, all in this process)",
@@ -470,6 +477,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 
     shard_count, shard_ids = _shards(get("SHARD_COUNT"), get("SHARD_IDS"), problems)
 
+    owner_ids: list[int] = []
+    for raw_owner in filter(None, (part.strip() for part in get("OWNER_IDS", "").split(","))):
+        if raw_owner.isdigit() and 0 < int(raw_owner) < 2**64:
+            owner_ids.append(int(raw_owner))
+        else:
+            problems.append(f"OWNER_IDS must be user IDs (numbers) separated by commas, not {raw_owner[:30]!r}.")
+
     api_base = get("DISCORD_API_BASE") or None
     if api_base is not None and not _is_http_url(api_base):
         problems.append("DISCORD_API_BASE must be an http:// or https:// URL ending in /api/v10.")
@@ -499,6 +513,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         data_dir=data_dir,
         database_url=database_url,
         dev_guild_id=dev_guild_id,
+        owner_ids=tuple(owner_ids),
         discord_api_base=api_base.rstrip("/") if api_base else None,
         discord_gateway_url=gateway_url,
         log_level=log_level,

@@ -47,6 +47,8 @@ async def run_checks(settings: Settings, session: aiohttp.ClientSession) -> list
     if (cert := check_ssl_cert_file()) is not None:
         findings.append(cert)
     findings.append(await check_database(settings))
+    if (switched_off := await check_engines_switched_off(settings)) is not None:
+        findings.append(switched_off)
     findings.extend(await check_speech(settings, session))
     if (shutdown := check_model_shutdown(settings)) is not None:
         findings.append(shutdown)
@@ -166,6 +168,56 @@ async def _postgres_version(database_url: str) -> int:
             if exists is None:
                 return 0
             return int((await conn.execute(text("SELECT coalesce(max(version), 0) FROM schema_version"))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def check_engines_switched_off(settings: Settings) -> Finding | None:
+    """A warning naming the engines the owner switched off with ``/owner engine disable`` (read-only; None when
+    there are none, or the database cannot say: ``check_database`` reports that)."""
+    from sqlalchemy.engine import make_url
+
+    from bot.storage.migrations import MIGRATIONS
+
+    try:
+        url = make_url(settings.database_url)
+        if url.drivername.startswith("sqlite"):
+            path = Path(url.database or "").expanduser()  # noqa: ASYNC240 - string work, no I/O
+            if not url.database or not await asyncio.to_thread(path.exists):
+                return None
+            if await asyncio.to_thread(_sqlite_version, path) != len(MIGRATIONS):
+                return None
+            names = await asyncio.to_thread(_sqlite_disabled_engines, path)
+        else:
+            if await _postgres_version(settings.database_url) != len(MIGRATIONS):
+                return None
+            names = await _postgres_disabled_engines(settings.database_url)
+    except Exception:  # noqa: BLE001 - the database finding already says what is wrong with it
+        return None
+    if not names:
+        return None
+    return Finding(True, "engines switched off by the owner: " + ", ".join(names),
+                   "The speech service skips them. Switch one back on with /owner engine enable.", warning=True)
+
+
+def _sqlite_disabled_engines(path: Path) -> list[str]:
+    import sqlite3
+
+    wal = path.with_name(path.name + "-wal").exists()
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if wal else "&immutable=1")
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+        return [row[0] for row in db.execute("SELECT engine FROM disabled_engines ORDER BY engine")]
+
+
+async def _postgres_disabled_engines(database_url: str) -> list[str]:
+    from sqlalchemy import text
+
+    from bot.storage.engine import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        async with asyncio.timeout(_TIMEOUT.total or 10), engine.connect() as conn:
+            return list((await conn.execute(text("SELECT engine FROM disabled_engines ORDER BY engine"))).scalars())
     finally:
         await engine.dispose()
 

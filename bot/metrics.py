@@ -15,12 +15,48 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot.speech.cache import CacheStats, Origin
-from bot.speech.errors import SpeechError
+from bot.speech.errors import (
+    SpeechAuthError,
+    SpeechConnectionError,
+    SpeechError,
+    SpeechRateLimitError,
+    SpeechRejectedError,
+    SpeechRewordedError,
+    SpeechServiceError,
+    SpeechTimeoutError,
+    SpeechUnavailableError,
+    SpeechValidationError,
+)
 from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream
 
 log = logging.getLogger(__name__)
 
+#: Where Prometheus scrapes (deploy/prometheus/prometheus.yml names it too).
+METRICS_PATH = "/metrics"
+
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+
+#: The ``kind`` label of ``speechbot_speech_errors_total``, by error type (most specific first).
+_ERROR_KINDS: tuple[tuple[type[SpeechError], str], ...] = (
+    (SpeechAuthError, "auth"),
+    (SpeechRateLimitError, "rate_limit"),
+    (SpeechRejectedError, "rejected"),
+    (SpeechServiceError, "service"),
+    (SpeechTimeoutError, "timeout"),
+    (SpeechConnectionError, "connection"),
+    (SpeechValidationError, "validation"),
+    (SpeechUnavailableError, "unavailable"),
+    (SpeechRewordedError, "reworded"),
+)
+ERROR_KINDS = (*(kind for _, kind in _ERROR_KINDS), "quota", "other")
+BUDGET_PERIODS = ("daily", "monthly")
+
+
+def error_kind(error: SpeechError) -> str:
+    """What kind of failure, for the errors panel: few values, so the label stays cheap (no status codes)."""
+    if isinstance(error, SpeechRateLimitError) and error.code == "insufficient_quota":
+        return "quota"  # out of credit: the operator must act, unlike a rate limit
+    return next((kind for cls, kind in _ERROR_KINDS if isinstance(error, cls)), "other")
 
 
 class Metrics:
@@ -48,6 +84,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.guilds = Gauge("speechbot_guilds", "Servers this process's shards are in.", registry=self.registry)
         self.voice_sessions = Gauge("speechbot_voice_sessions", "Voice channels the bot is in.", registry=self.registry)
         self.queue_depth = Gauge(
             "speechbot_voice_queue_depth", "Items waiting to be played, all guilds.", registry=self.registry
@@ -98,6 +135,27 @@ class Metrics:
             buckets=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0),
             registry=self.registry,
         )
+        self.speech_errors = Counter(
+            "speechbot_speech_errors",
+            "Speech syntheses that failed, by backend and kind (auth, quota, rate_limit, rejected, service, timeout, "
+            "connection, validation, unavailable, reworded, other).",
+            ["backend", "kind"],
+            registry=self.registry,
+        )
+        self.budget_characters = Counter(
+            "speechbot_budget_characters",
+            "Characters counted against servers' speech budgets (spoken by the speech service; cache hits and "
+            "fallback engines are not counted), all servers together.",
+            registry=self.registry,
+        )
+        self.budget_refusals = Counter(
+            "speechbot_budget_refusals",
+            "Requests refused because a server's daily or monthly character budget had no room left.",
+            ["period"],
+            registry=self.registry,
+        )
+        for period in BUDGET_PERIODS:
+            self.budget_refusals.labels(period)  # exposed at 0 from the start
         self.failovers = Counter(
             "speechbot_speech_failovers",
             "Requests spoken by a fallback engine because the primary could not (outage, model_gone, no_credit).",
@@ -118,6 +176,14 @@ class Metrics:
 
     def failed_over(self, engine: str, reason: str) -> None:
         self.failovers.labels(engine, reason).inc()
+
+    # -- bot.usage.BudgetObserver --
+
+    def budget_counted(self, characters: int) -> None:
+        self.budget_characters.inc(characters)
+
+    def budget_refused(self, period: str) -> None:
+        self.budget_refusals.labels(period).inc()
 
     def count_cache_lookup(self, origin: Origin) -> None:
         if origin is Origin.SENT:
@@ -150,6 +216,7 @@ class MeteredSpeechBackend:
         except SpeechError as error:
             status = "" if error.status is None else str(error.status)
             self.metrics.speech_requests.labels(self.name, "error", status).inc()
+            self.metrics.speech_errors.labels(self.name, error_kind(error)).inc()
             raise
         self.metrics.speech_requests.labels(self.name, "ok", "200").inc()
         self.metrics.speech_characters.labels(self.name).inc(len(request.text))
@@ -187,7 +254,7 @@ class HealthServer:
 
     async def start(self, host: str, port: int) -> None:
         app = web.Application()
-        app.router.add_get("/metrics", self._handle_metrics)
+        app.router.add_get(METRICS_PATH, self._handle_metrics)
         app.router.add_get("/healthz", self._handle_health)
         app.router.add_get("/readyz", self._handle_ready)
         self._runner = web.AppRunner(app, access_log=None)

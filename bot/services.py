@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.metrics import HealthServer, MeteredSpeechBackend, Metrics
+from bot.owner_controls import OwnerControls
 from bot.policy import Policy
 from bot.readaloud.reader import ReadAloud
 from bot.speech.cache import AudioCache
@@ -49,13 +50,15 @@ class Services:
     voice: VoiceSessions
     read_aloud: ReadAloud
     health: HealthServer | None
+    controls: OwnerControls
     #: What the speech endpoint was found to do (``/settings show``); the probe measures the rest after start.
     capabilities: EndpointCapabilities = field(default_factory=EndpointCapabilities)
     probe: CapabilityProbe | None = None
 
     async def start(self) -> None:
-        """What must run before the bot connects: warm speech sessions, the health endpoints; and, in the
-        background, the measuring of the endpoint's speeds and voices."""
+        """What must run before the bot connects: the owner's controls, warm speech sessions, the health
+        endpoints; and, in the background, the measuring of the endpoint's speeds and voices."""
+        await self.controls.refresh(force=True)
         await self.speech.start()
         if self.probe is not None:
             self.probe.start()
@@ -90,7 +93,9 @@ class Services:
         await self.store.close()
 
 
-def build_speech(settings: Settings, engines: Sequence[Engine], metrics: Metrics) -> FailoverSpeech:
+def build_speech(
+    settings: Settings, engines: Sequence[Engine], metrics: Metrics, controls: OwnerControls | None = None
+) -> FailoverSpeech:
     """The audio cache in front of each engine (a hit is no speech request, and is served while the breaker is
     open), and the failover over them."""
     metered = [dataclasses.replace(engine, backend=MeteredSpeechBackend(engine.backend, metrics)) for engine in engines]
@@ -102,7 +107,8 @@ def build_speech(settings: Settings, engines: Sequence[Engine], metrics: Metrics
         disk_bytes=settings.cache_disk_bytes,
         on_lookup=metrics.count_cache_lookup,
     )
-    return FailoverSpeech(cache, metered, observer=metrics)
+    disabled = controls.disabled_engines if controls is not None else frozenset
+    return FailoverSpeech(cache, metered, observer=metrics, disabled=disabled)
 
 
 def build_services(
@@ -111,11 +117,12 @@ def build_services(
 ) -> Services:
     """Every service, wired (nothing started: see :meth:`Services.start`)."""
     metrics = metrics or Metrics()
+    controls = OwnerControls(store)
     capabilities = capabilities or EndpointCapabilities(voices=settings.speech_voices)
-    speech = build_speech(settings, engines, metrics)
+    speech = build_speech(settings, engines, metrics, controls)
     policy = Policy(settings, store)
-    ledger = UsageLedger(store)
-    speaking = SpeechService(speech, policy, ledger, settings, capabilities)
+    ledger = UsageLedger(store, observer=metrics)
+    speaking = SpeechService(speech, policy, ledger, settings, controls, capabilities)
 
     async def guild_timeouts(guild_id: int) -> tuple[float | None, float | None]:
         guild = await store.get_guild_settings(guild_id)
@@ -137,4 +144,4 @@ def build_services(
     read_aloud = ReadAloud(voice, store, speaking, hold=settings.read_hold, queue_limit=settings.voice_queue_size)
     health = HealthServer(metrics) if settings.metrics_port is not None else None
     return Services(settings, store, metrics, engines, speech, policy, ledger, speaking, voice, read_aloud, health,
-                    capabilities, probe)
+                    controls, capabilities, probe)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from bot.audio.formats import AudioFormat
 from bot.config import Settings
 from bot.errors import UserFacingError
+from bot.owner_controls import OwnerControls
 from bot.policy import Policy, SpeakOptions
 from bot.setting_choices import SpeakOutput
 from bot.speech.cache import CacheStats
@@ -55,8 +56,9 @@ class SpeechService:
 
     def __init__(
         self, speech: FailoverSpeech, policy: Policy, ledger: UsageLedger, settings: Settings,
-        capabilities: EndpointCapabilities | None = None,
+        controls: OwnerControls | None = None, capabilities: EndpointCapabilities | None = None,
     ) -> None:
+        self.controls = controls
         self.speech = speech
         self.policy = policy
         self.ledger = ledger
@@ -116,6 +118,13 @@ class SpeechService:
         guild = await self.policy.store.get_guild_settings(guild_id)
         return await self.policy.options_for(guild_id, user_id, guild)
 
+    async def blocked(self, guild_id: int | None, user_id: int) -> str | None:
+        """The line a server or user blocked by the bot's owner gets, or None."""
+        if self.controls is None:
+            return None
+        await self.controls.refresh()
+        return self.controls.refusal(guild_id, user_id)
+
     async def check_member(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> GuildSettings:
         return await self.policy.check_member(guild_id, user_id, role_ids)
 
@@ -123,6 +132,8 @@ class SpeechService:
         self, guild_id: int | None, user_id: int, request: SpeechRequest, guild: GuildSettings
     ) -> Admitted:
         """The rate and the budgets for a request already built (read-aloud builds its own)."""
+        if refusal := await self.blocked(guild_id, user_id):  # the last guard: nothing is sent for them
+            raise UserFacingError(refusal)
         admitted = Admitted(request, guild_id, user_id)
         if guild_id is None or self.speech.has(request):  # a cache hit sends nothing, so costs nothing
             return admitted

@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Protocol
 
 from bot.errors import UserFacingError
 from bot.locks import KeyedLock
@@ -38,6 +39,22 @@ BATCH_INTERVAL = 5.0
 
 def utc_today() -> date:
     return datetime.now(UTC).date()
+
+
+class BudgetObserver(Protocol):
+    """What watches budget use across servers (the bot's metrics): no server ids, only totals and refusals."""
+
+    def budget_counted(self, characters: int) -> None: ...
+
+    def budget_refused(self, period: str) -> None: ...
+
+
+class BudgetExceededError(UserFacingError):
+    """A request would take a server past its ``period`` ("daily" or "monthly") character budget."""
+
+    def __init__(self, message: str, period: str) -> None:
+        super().__init__(message)
+        self.period = period
 
 
 @dataclass(eq=False)
@@ -73,8 +90,10 @@ class UsageLedger:
         interval: float = BATCH_INTERVAL,
         today: Callable[[], date] = utc_today,
         clock: Callable[[], float] = time.monotonic,
+        observer: BudgetObserver | None = None,
     ) -> None:
         self._store = store
+        self._observer = observer
         self._refresh = refresh
         self._interval = interval
         self._today = today
@@ -91,8 +110,13 @@ class UsageLedger:
         """Take ``characters`` from the server's budgets, or refuse (UserFacingError, nothing taken)."""
         async with self._locks.hold(guild_id):
             totals = await self._current(guild_id, guild)
-            check_budgets(guild, characters, used_today=totals.today + totals.reserved,
-                          used_this_month=totals.month + totals.reserved)
+            try:
+                check_budgets(guild, characters, used_today=totals.today + totals.reserved,
+                              used_this_month=totals.month + totals.reserved)
+            except BudgetExceededError as refusal:
+                if self._observer is not None:
+                    self._observer.budget_refused(refusal.period)
+                raise
             totals.reserved += characters
         return Reservation(guild_id, user_id, characters, totals.day)
 
@@ -116,6 +140,8 @@ class UsageLedger:
                     batched: bool = False) -> None:
         """Count a synthesis that held no reservation (its audio was expected from the cache)."""
         day = self._today()
+        if not fallback and self._observer is not None:
+            self._observer.budget_counted(characters)
         if not fallback and (totals := self._totals.get(guild_id)) is not None and totals.day == day:
             totals.today += characters
             totals.month += characters
@@ -188,11 +214,13 @@ def check_budgets(guild: GuildSettings, characters: int, *, used_today: int, use
         if budget is None or used + characters <= budget:
             continue
         if used >= budget:
-            raise UserFacingError(
+            raise BudgetExceededError(
                 f"This server has used its {period} speech budget ({used:,} of {budget:,} characters). "
-                f"It resets {resets}."
+                f"It resets {resets}.",
+                period,
             )
-        raise UserFacingError(
+        raise BudgetExceededError(
             f"That is {characters:,} characters, but only {budget - used:,} are left in this server's "
-            f"{period} speech budget. Try something shorter, or wait until it resets {resets}."
+            f"{period} speech budget. Try something shorter, or wait until it resets {resets}.",
+            period,
         )

@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.command_help import help_embeds
 from bot.interactions import NO_MENTIONS
+from bot.owner_only import is_owner
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
@@ -22,7 +23,8 @@ class HelpCog(commands.Cog):
     @app_commands.command(name="help", description="Every command, in one line each; 🔒 marks what you can't use here.")
     async def help(self, interaction: discord.Interaction[SpeechBot]) -> None:
         guild = discord.Object(interaction.guild_id) if interaction.guild_id is not None else None
-        embeds = help_embeds(self.bot.tree, guild=guild, permissions=interaction.permissions)
+        embeds = help_embeds(self.bot.tree, guild=guild, permissions=interaction.permissions,
+                             owner=await is_owner(interaction))
         await interaction.response.send_message(embeds=embeds, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 

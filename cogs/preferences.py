@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.interactions import SpeedOption, reply_ephemeral, voice_choices
+from bot.interactions import NO_MENTIONS, SpeedOption, reply_ephemeral, voice_choices
 from bot.permissions import caller_is_moderator
 from bot.policy import check_speed, check_voice
 from bot.settings_view import render_usage
@@ -21,6 +21,7 @@ from bot.speech.models import MAX_INSTRUCTIONS_CHARS
 from bot.storage import GuildSettings, Store, UserPrefs, UserPrefsChanges
 from bot.storage.rules import MAX_SPOKEN_NAME_CHARS
 from bot.usage import utc_today
+from bot.voice_picker import VoicePicker
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
@@ -98,12 +99,35 @@ class PreferencesCog(commands.Cog):
             changes["instructions"] = instructions
         if name is not None:
             changes["spoken_name"] = name
-        if not changes:
-            raise UserFacingError("Give at least one of voice, speed, instructions or name.")
         guild_id, where = _scope(interaction, scope)
-        await self.store.set_user_prefs(interaction.user.id, guild_id, **changes)
-        lines = _describe(UserPrefs(**changes))
-        await reply_ephemeral(interaction, f"Saved {where}:\n" + "\n".join(lines))
+        if changes:
+            await self.store.set_user_prefs(interaction.user.id, guild_id, **changes)
+        saved = f"Saved {where}:\n" + "\n".join(_describe(UserPrefs(**changes))) if changes else ""
+        if voice is not None:
+            await reply_ephemeral(interaction, saved)
+            return
+        await self._offer_voices(interaction, guild_id, where, saved)
+
+    async def _offer_voices(
+        self, interaction: discord.Interaction[SpeechBot], guild_id: int | None, where: str, saved: str
+    ) -> None:
+        """No voice given: a menu of the voices on offer (``bot.voice_picker``); a choice is saved in the scope
+        asked for, like ``/voice set voice:``."""
+        user_id = interaction.user.id
+        current = (await self.speaking.options_for(
+            interaction.guild_id, user_id, await self._guild_settings(interaction))).voice
+
+        async def save(voice: str) -> str:
+            if refusal := await self.speaking.blocked(interaction.guild_id, user_id):  # blocked since the menu
+                raise UserFacingError(refusal)
+            check_voice(self.settings, voice)  # the owner may have stopped offering it since the menu was shown
+            await self.store.set_user_prefs(user_id, guild_id, voice=voice)
+            return f"Saved {where}: your voice is now **{voice}**."
+
+        picker = VoicePicker(owner_id=user_id, voices=self.settings.speech_voices, current=current, save=save)
+        picker.origin = interaction
+        content = f"{saved}\n\n{picker.prompt()}" if saved else picker.prompt()
+        await interaction.response.send_message(content, view=picker, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @set_.autocomplete("voice")
     async def _voices(

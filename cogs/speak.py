@@ -95,6 +95,8 @@ class SpeakCog(commands.Cog):
         if guild_id is None:
             raise UserFacingError("This only works in a server.")
         author = message.author
+        if await self.speaking.blocked(None, author.id):  # a blocked user is never read, on request neither
+            raise UserFacingError("I don't read that user's messages.")
         text = await self.read_aloud.message_text(guild_id, author.id, names_of(author), input_builder(message))
         if not text:
             raise UserFacingError("That message has nothing I can read aloud.")

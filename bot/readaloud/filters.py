@@ -24,6 +24,7 @@ class Skip(StrEnum):
     DENIED_ROLE = "the author has the denied role"
     MISSING_ROLE = "the author lacks the required role"
     MUTED = "the author is muted"
+    BLOCKED = "the server or the author is blocked by the bot's owner"
     EMPTY = "nothing to read"
 
 

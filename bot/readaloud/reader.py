@@ -99,6 +99,8 @@ class ReadAloud:
         voice_channel_id = self._voice_channel_id(guild_id)
         if voice_channel_id is None:  # most messages, on most servers: decided without touching the store
             return None, Skip.NOT_IN_VOICE
+        if await self.speaking.blocked(guild_id, facts.author_id):  # never read: nothing queued, nothing sent
+            return None, Skip.BLOCKED
         settings = await self.store.get_guild_settings(guild_id)
         reason = skip_reason(facts, settings, voice_channel_id)
         if reason is None and await self._refused(guild_id, facts.author_id, facts.role_ids):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -33,6 +33,7 @@ from bot.speech.errors import (
     SpeechRejectedError,
     SpeechServiceError,
     SpeechTimeoutError,
+    SpeechUnavailableError,
     SpeechValidationError,
 )
 from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream, SynthesizedAudio, read_whole
@@ -53,6 +54,7 @@ class FailoverReason(StrEnum):
     OUTAGE = "outage"
     MODEL_GONE = "model_gone"
     NO_CREDIT = "no_credit"
+    SWITCHED_OFF = "switched_off"
 
     @property
     def because(self) -> str:
@@ -64,7 +66,12 @@ _BECAUSE = {
     FailoverReason.OUTAGE: "the speech service is not answering right now",
     FailoverReason.MODEL_GONE: "the speech service no longer offers its model",
     FailoverReason.NO_CREDIT: "the speech service is out of credit",
+    FailoverReason.SWITCHED_OFF: "the bot's owner switched it off for now",
 }
+
+#: What a caller hears when every engine is switched off.
+ALL_SWITCHED_OFF = "Speech is switched off by the bot's owner for now. Please try again later."
+
 
 
 def failover_reason(error: SpeechError) -> FailoverReason | None:
@@ -131,7 +138,10 @@ class FailoverSpeech:
         observer: SpeechObserver | None = None,
         rest: float = DEFAULT_REST,
         clock: Callable[[], float] = time.monotonic,
+        disabled: Callable[[], Collection[str]] = frozenset,
     ) -> None:
+        """``disabled``: the names of the engines the owner switched off (``bot.owner_controls``), asked on every
+        request; a switched-off engine is skipped as if it were failing, its cached audio included."""
         if not engines:
             raise ValueError("at least the primary engine is needed")
         self.cache = cache
@@ -141,6 +151,7 @@ class FailoverSpeech:
         self._observer: SpeechObserver = observer or SilentObserver()
         self._rest = rest
         self._clock = clock
+        self._disabled = disabled
         self._resting: tuple[float, FailoverReason] | None = None  # the primary is left alone until then
         self._episode: FailoverReason | None = None  # failing over since the last time the primary served
 
@@ -170,6 +181,8 @@ class FailoverSpeech:
 
     def has(self, request: SpeechRequest) -> bool:
         """True when the primary's audio for ``request`` would be served without sending anything."""
+        if self.primary.name in self._disabled():
+            return False
         return self.cache.has(request, namespace=self.primary.namespace)
 
     async def open_tracked(self, request: SpeechRequest, *, persist: bool = True) -> Served:
@@ -179,6 +192,8 @@ class FailoverSpeech:
         engine could speak either.
         """
         primary = self.primary
+        if primary.name in self._disabled():
+            return await self._fall_back(request, persist, FailoverReason.SWITCHED_OFF, None)
         reason = self._primary_resting()
         if reason is None or self.has(request):
             try:
@@ -225,14 +240,20 @@ class FailoverSpeech:
     ) -> Served:
         if self._episode is not reason:
             self._episode = reason
-            why = "it is resting after the last failure" if error is None else (
-                f"{type(error).__name__} status={error.status} code={error.code}: "
-                f"{loggable_detail(error.detail, request) or error.user_message}"
-            )
+            if reason is FailoverReason.SWITCHED_OFF:
+                why = "the owner switched it off"
+            elif error is None:
+                why = "it is resting after the last failure"
+            else:
+                why = (f"{type(error).__name__} status={error.status} code={error.code}: "
+                       f"{loggable_detail(error.detail, request) or error.user_message}")
             log.warning("speech: %s cannot serve (%s; %s); %s speaks instead until it can",
                         self.primary.name, reason.value, why, " then ".join(e.name for e in self.engines[1:]))
         last: SpeechError | None = error
+        disabled = self._disabled()
         for engine in self.engines[1:]:
+            if engine.name in disabled:
+                continue
             try:
                 stream, origin = await self.cache.open_tracked(request, persist=persist, source=self._source(engine))
             except SpeechError as failure:
@@ -242,7 +263,8 @@ class FailoverSpeech:
                 continue
             self._observer.failed_over(engine.name, reason.value)
             return Served(stream, origin, engine, reason)
-        assert last is not None
+        if last is None:  # every engine left is switched off
+            raise SpeechUnavailableError(ALL_SWITCHED_OFF)
         raise last
 
     def _recovered(self) -> None:

@@ -6,11 +6,13 @@ No discord.py imports here: callers pass plain IDs. Message text and audio are n
 
 from bot.storage.errors import DictionaryError, SchemaTooNewError, SettingsError, StorageError
 from bot.storage.models import (
+    BudgetUse,
     DictionaryEntry,
     EffectivePrefs,
     GuildSettings,
     GuildSettingsChanges,
     Mute,
+    OwnerState,
     Usage,
     UserPrefs,
     UserPrefsChanges,
@@ -20,12 +22,14 @@ from bot.storage.models import (
 from bot.storage.store import Store
 
 __all__ = [
+    "BudgetUse",
     "DictionaryEntry",
     "DictionaryError",
     "EffectivePrefs",
     "GuildSettings",
     "GuildSettingsChanges",
     "Mute",
+    "OwnerState",
     "SchemaTooNewError",
     "SettingsError",
     "StorageError",

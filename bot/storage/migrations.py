@@ -159,11 +159,35 @@ def _hold_settings(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE guild_settings ADD COLUMN hold_seconds FLOAT"))
 
 
+def _owner_controls(conn: Connection) -> None:
+    meta = MetaData()
+    Table(
+        "blocked_users",
+        meta,
+        Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("blocked_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "blocked_guilds",
+        meta,
+        Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("blocked_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "disabled_engines",
+        meta,
+        Column("engine", String(32), primary_key=True),
+        Column("disabled_at", DateTime(timezone=True), nullable=False),
+    )
+    meta.create_all(conn, checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "voice sessions to rejoin after a restart", _voice_sessions),
     Migration(3, "usage said by the fallback engine", _fallback_usage),
     Migration(4, "read-aloud hold mode and length per server", _hold_settings),
+    Migration(5, "the owner's blocklists and engine kill switch", _owner_controls),
 )
 
 

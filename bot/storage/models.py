@@ -258,3 +258,30 @@ def _check_changes_match(kind: type, changes: type, rules: Mapping[str, Rule]) -
 
 _check_changes_match(GuildSettings, GuildSettingsChanges, GUILD_RULES)
 _check_changes_match(UserPrefs, UserPrefsChanges, USER_RULES)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerState:
+    """What the bot's owner decided bot-wide: blocked users and servers, engines switched off."""
+
+    blocked_users: frozenset[int] = frozenset()
+    blocked_guilds: frozenset[int] = frozenset()
+    disabled_engines: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetUse:
+    """A server with a budget: its budgets (None: none) and what it used of them today and this month."""
+
+    guild_id: int
+    daily_budget: int | None
+    monthly_budget: int | None
+    today: int
+    month: int
+
+    @property
+    def fullness(self) -> float:
+        """The larger share of a budget used (1.0 = spent)."""
+        shares = [used / budget for used, budget in ((self.today, self.daily_budget),
+                                                      (self.month, self.monthly_budget)) if budget]
+        return max(shares, default=0.0)

@@ -152,3 +152,27 @@ voice_sessions = Table(
     Column("channel_id", BigInteger, nullable=False),
     Column("joined_at", DateTime(timezone=True), nullable=False),
 )
+
+#: The bot owner's bot-wide blocklists and engine kill switch (``/owner``). A blocked user's ID is kept on
+#: purpose (abuse prevention is why it exists), so ``forget_user`` leaves it: not marked ``USER``.
+blocked_users = Table(
+    "blocked_users",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("blocked_at", DateTime(timezone=True), nullable=False),
+)
+
+blocked_guilds = Table(
+    "blocked_guilds",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("blocked_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Engines (``openai``, ``realtime``, ``local``) the owner switched off bot-wide.
+disabled_engines = Table(
+    "disabled_engines",
+    metadata,
+    Column("engine", String(32), primary_key=True),
+    Column("disabled_at", DateTime(timezone=True), nullable=False),
+)

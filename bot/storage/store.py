@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any, Unpack
 
-from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy import RowMapping, Table, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.storage.cache import CacheKey
@@ -26,10 +26,12 @@ from bot.storage.database import Database
 from bot.storage.errors import DictionaryError
 from bot.storage.models import (
     MAX_DICTIONARY_ENTRIES,
+    BudgetUse,
     DictionaryEntry,
     GuildSettings,
     GuildSettingsChanges,
     Mute,
+    OwnerState,
     Usage,
     UserPrefs,
     UserPrefsChanges,
@@ -39,10 +41,14 @@ from bot.storage.models import (
 from bot.storage.schema import (
     FORGOTTEN_USER,
     GLOBAL_SCOPE,
+    blocked_guilds,
+    blocked_users,
     dictionary_entries,
+    disabled_engines,
     guild_read_channels,
     guild_settings,
     muted_users,
+    schema_version,
     usage,
     user_prefs,
     voice_sessions,
@@ -336,6 +342,65 @@ class Store(Database):
         async with self._read() as conn:
             rows = await conn.execute(select(voice_sessions).order_by(voice_sessions.c.guild_id))
             return [VoiceRecord(row.guild_id, row.channel_id, _utc(row.joined_at)) for row in rows]
+
+    # --- the owner's bot-wide controls ---
+
+    async def owner_state(self) -> OwnerState:
+        """The blocklists and the engines switched off (``bot.owner_controls`` keeps them in memory)."""
+        async with self._read() as conn:
+            users = (await conn.execute(select(blocked_users.c.user_id))).scalars()
+            guilds = (await conn.execute(select(blocked_guilds.c.guild_id))).scalars()
+            engines = (await conn.execute(select(disabled_engines.c.engine))).scalars()
+            return OwnerState(frozenset(users), frozenset(guilds), frozenset(engines))
+
+    async def set_user_blocked(self, user_id: int, blocked: bool) -> bool:
+        """Block or unblock a user bot-wide; False when they already were (or were not) blocked."""
+        return await self._set_flag(blocked_users, "user_id", user_id, "blocked_at", blocked)
+
+    async def set_guild_blocked(self, guild_id: int, blocked: bool) -> bool:
+        """Block or unblock a server bot-wide; False when nothing changed."""
+        return await self._set_flag(blocked_guilds, "guild_id", guild_id, "blocked_at", blocked)
+
+    async def set_engine_disabled(self, engine: str, disabled: bool) -> bool:
+        """Switch an engine off (or back on) bot-wide; False when nothing changed."""
+        return await self._set_flag(disabled_engines, "engine", engine, "disabled_at", disabled)
+
+    async def _set_flag(self, table: Table, key: str, value: object, stamp: str, on: bool) -> bool:
+        async with self._write(invalidate=False) as conn:
+            if on:
+                statement = self._insert(table).values({key: value, stamp: datetime.now(UTC)})
+                result = await conn.execute(statement.on_conflict_do_nothing())
+            else:
+                result = await conn.execute(delete(table).where(table.c[key] == value))
+        return result.rowcount > 0
+
+    async def schema_version(self) -> int:
+        """The newest migration applied (0: none), for tools that read a database without migrating it."""
+        async with self._read() as conn:
+            return int((await conn.execute(select(func.max(schema_version.c.version)))).scalar_one() or 0)
+
+    async def usage_everywhere(self, since: date) -> Usage:
+        """Totals of every server from ``since`` (the owner's stats)."""
+        async with self._read() as conn:
+            row = (await conn.execute(select(*_USAGE_SUMS).where(usage.c.day >= since))).one()
+            return Usage(*(int(total or 0) for total in row))
+
+    async def budget_use(self, today: date, month_start: date) -> list[BudgetUse]:
+        """Servers with a daily or monthly budget, with what they used today and this month, fullest first."""
+        daily, monthly = guild_settings.c.daily_char_budget, guild_settings.c.monthly_char_budget
+        today_sum = func.coalesce(func.sum(case((usage.c.day >= today, usage.c.characters), else_=0)), 0)
+        month_sum = func.coalesce(func.sum(usage.c.characters), 0)
+        query = (
+            select(guild_settings.c.guild_id, daily, monthly, today_sum, month_sum)
+            .select_from(guild_settings.outerjoin(
+                usage, (usage.c.guild_id == guild_settings.c.guild_id) & (usage.c.day >= month_start)))
+            .where(daily.is_not(None) | monthly.is_not(None))
+            .group_by(guild_settings.c.guild_id, daily, monthly)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        uses = [BudgetUse(int(g), d, m, int(t), int(mo)) for g, d, m, t, mo in rows]
+        return sorted(uses, key=lambda use: (-use.fullness, use.guild_id))
 
     # --- data protection ---
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.support.bot_process import running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
+from tests.support.bot_process import running_bot
 from tests.support.metrics import free_port, sample
 from tests.support.voice_helpers import served_audio_packets
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.e2e.test_cli_speech import run_cli
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, ServerQuirks, SpeechEndpoint
-from tests.e2e.test_cli_speech import run_cli
 
 
 async def check(emu: DiscordEmulator, tmp_path: Path, base_url: str, **env: str) -> tuple[int, str]:

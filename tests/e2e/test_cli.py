@@ -19,6 +19,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         env={**base, **(env or {})},
+        check=False,
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -41,6 +42,27 @@ def test_invite_without_token_or_id_is_a_one_line_usage_error(tmp_path: Path) ->
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--client-id" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_invite_with_a_malformed_token_says_the_token_is_malformed(tmp_path: Path) -> None:
+    result = run_cli("invite", env={"DISCORD_TOKEN": "not-a-bot-token.secretpart"}, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "DISCORD_TOKEN is malformed" in result.stderr
+    assert "secretpart" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--format", "wav", "-o", "x.opus"), "-o x.opus is a name for opus audio but --format is wav"),
+    (("--format", "flac", "-o", "x.ogg"), "name the file x.flac"),
+    (("-o", "x.mp3"), "cannot write .mp3 files"),
+    (("--format", "opus", "-o", "x.M4A"), "cannot write .m4a files"),
+], ids=["wav-as-opus", "flac-as-ogg", "mp3", "m4a"])
+def test_an_output_name_that_disagrees_with_the_format_is_refused(
+    tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    result = run_cli("say", "hello", *args, env={"DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+    assert list(tmp_path.glob("x.*")) == []  # refused before anything is synthesized or written
 
 
 def test_configuration_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bot.audio.formats import AudioFormat, sniff
-from tests.support.audio_check import assert_duration_plausible, duration_seconds, recognize_audio
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_server import Fault, SpeechEndpoint
+from tests.support.audio_check import assert_duration_plausible, duration_seconds, recognize_audio
 from tests.support.bot_process import checkout_pythonpath
 
 KEY = "sk-test-SECRETKEY-0123456789"
@@ -81,6 +81,32 @@ async def test_say_to_stdout_from_stdin_text(tmp_path: Path, speech_endpoint: Sp
     code, out, err = await run_cli("say", "good morning everyone", "--format", "wav", "-o", "-", env=env, cwd=tmp_path)
     assert code == 0, err
     assert out == speech_endpoint.served[-1] and sniff(out[:12]) is AudioFormat.WAV
+
+
+async def test_say_converts_what_the_service_sent_to_the_format_the_file_name_says(
+    tmp_path: Path, speech_endpoint: SpeechEndpoint
+) -> None:
+    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY}
+    code, wav, err = await run_cli("say", "good morning everyone", "--format", "wav", "-o", "-", env=env, cwd=tmp_path)
+    assert code == 0 and sniff(wav[:12]) is AudioFormat.WAV, err
+    speech_endpoint.inject(Fault(body=wav, content_type="audio/ogg"))  # wav, whatever was asked (and labelled)
+    out = tmp_path / "x.opus"
+    code, _, err = await run_cli("say", "good morning everyone", "-o", str(out), env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert speech_endpoint.requests[-1].json["response_format"] == "opus" and speech_endpoint.served[-1] == wav
+    data = out.read_bytes()
+    assert sniff(data[:12]) is AudioFormat.OPUS and "converted from the service's wav" in err
+    assert abs(duration_seconds(data, AudioFormat.OPUS) - duration_seconds(wav, AudioFormat.WAV)) < 0.1
+    assert recognize_audio(data, AudioFormat.OPUS, PHRASES) == "good morning everyone"
+
+
+async def test_say_errors_address_the_operator(tmp_path: Path, speech_endpoint: SpeechEndpoint) -> None:
+    """On the command line the operator is the bot owner: no "ask the bot owner"."""
+    env = {"SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY, "SPEECH_FALLBACK": "none"}
+    speech_endpoint.inject(Fault(status=401, message="Incorrect API key provided.", code="invalid_api_key"))
+    code, _, err = await run_cli("say", "hello world", "-o", str(tmp_path / "x.opus"), env=env, cwd=tmp_path)
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert "Check SPEECH_API_KEY" in err and "owner" not in err.lower() and KEY not in err
 
 
 async def test_say_failures_are_one_line_and_leave_no_file(tmp_path: Path, speech_endpoint: SpeechEndpoint) -> None:
@@ -162,3 +188,48 @@ async def test_say_prints_the_servers_whole_reason_on_one_line(tmp_path: Path) -
         code, _, err = await run_cli("say", "hello world", "-o", str(tmp_path / "x.wav"), env=env, cwd=tmp_path)
     assert code == 1 and err.strip().count("\n") == 0, err
     assert "HTTP 413" in err and "Use wav or pcm instead." in err and "Cannot synthesize" in err
+
+
+LONG_TEXT = " ".join(["Please join the voice channel, and thank you for listening to the whole of this."] * 4)
+
+
+async def test_a_long_say_shows_progress_on_a_terminal_and_nothing_in_a_pipe(tmp_path: Path) -> None:
+    """The offline engine, stderr on a pseudo-terminal: a progress line, redrawn in place and erased before the
+    result line. The same command with stderr on a pipe: the result line alone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SPEECH_", "DEV_GUILD"))}
+    env.update(DATA_DIR=str(tmp_path), PYTHONPATH=checkout_pythonpath())
+    leader, follower = os.openpty()
+    out = tmp_path / "long.opus"
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "say", LONG_TEXT, "-o", str(out), env=env, cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL, stderr=follower,
+        )
+        os.close(follower)
+        seen = await asyncio.get_running_loop().run_in_executor(None, read_until_closed, leader)
+        assert await asyncio.wait_for(process.wait(), 90) == 0, seen
+    finally:
+        os.close(leader)
+    terminal = seen.decode()
+    assert f"synthesizing {len(LONG_TEXT)} characters: " in terminal and "KB of audio" in terminal, terminal
+    progress, _, result = terminal.rpartition("\r\x1b[K")  # the last erase, then the result line
+    assert progress.startswith("\r[") and result.startswith(f"wrote {out} (opus, "), terminal
+    assert out.read_bytes()[:4] == b"OggS"
+
+    code, _, err = await run_cli("say", LONG_TEXT, "-o", str(out), env={}, cwd=tmp_path)
+    assert code == 0 and err.startswith(f"wrote {out} (opus, ") and err.count("\n") == 1
+    assert "\r" not in err and "synthesizing" not in err
+
+
+def read_until_closed(fd: int) -> bytes:
+    """Everything written to a pseudo-terminal until its last writer is gone (Linux then says EIO)."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -9,19 +9,18 @@ the voice channel, the ops the bot sent, and a clean log.
 from __future__ import annotations
 
 import asyncio
-
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.support.bot_fixtures import speak
-from tests.support.bot_process import BotProcess, log_problems, running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_gateway import IDENTIFY, RESUME, VOICE_STATE_UPDATE, GatewaySession
 from tests.loopback.discord_rest import RestCall
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
+from tests.support.bot_fixtures import speak
+from tests.support.bot_process import BotProcess, log_problems, running_bot
 from tests.support.voice_helpers import current_session, heard_words, segments, speak_in_voice, voice_bot
 
 API_KEY = SPEECH_TEST_KEY

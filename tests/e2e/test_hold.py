@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from tests.e2e.test_readaloud import heard, join, sent_texts, wait_items
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_server import Fault, SpeechEndpoint
-from tests.e2e.test_readaloud import heard, join, sent_texts, wait_items
 from tests.support.voice_helpers import current_session, segments, voice_bot
 
 HOLD = 1.0

@@ -9,7 +9,6 @@ import sys
 
 from tests.loopback.discord import DiscordEmulator
 
-
 BOT_PROCESS = """
 import os, sys, discord, yarl
 discord.http.Route.BASE = os.environ["DISCORD_API_BASE"]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.support.bot_process import running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
+from tests.support.bot_process import running_bot
 from tests.support.metrics import assert_gateway_latency_measured, free_port, sample
 
 
@@ -54,6 +54,8 @@ async def test_metrics_and_health_follow_what_the_bot_does(
             text = await response.text()
         assert sample(text, "speechbot_speech_requests_total", outcome="ok", status="200") == 2
         assert sample(text, "speechbot_speech_requests_total", outcome="error", status="401") == 1
+        errors = [line for line in text.splitlines() if line.startswith("speechbot_speech_errors_total{")]
+        assert len(errors) == 1 and 'kind="auth"' in errors[0] and errors[0].endswith(" 1.0")  # the 401, only
         assert sample(text, "speechbot_speech_characters_total") == len("Hello world.Thank you for listening.")
         assert sample(text, "speechbot_speech_time_to_first_byte_seconds_count") == 2
         assert sample(text, "speechbot_voice_time_to_first_packet_seconds_count") == 1

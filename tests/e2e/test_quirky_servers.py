@@ -9,11 +9,11 @@ from pathlib import Path
 from bot.audio.decode import duration_seconds
 from bot.audio.formats import AudioFormat
 from bot.storage import Store
-from tests.support.bot_fixtures import speak
-from tests.support.bot_process import running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_voice_session import SAMPLE_RATE, decode_pcm
 from tests.loopback.speech_server import ServerQuirks, SpeechEndpoint, local_speech
+from tests.support.bot_fixtures import speak
+from tests.support.bot_process import running_bot
 from tests.support.voice_helpers import PHRASE, current_session, heard_words, join, segments, speak_in_voice
 
 

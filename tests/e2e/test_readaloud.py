@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.storage import Store
+from tests.e2e.test_cli_speech import run_cli
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_chat import SUPPRESS_NOTIFICATIONS
-from tests.loopback.speech_server import SpeechEndpoint
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
-from tests.e2e.test_cli_speech import run_cli
+from tests.loopback.speech_server import SpeechEndpoint
 from tests.support.voice_helpers import current_session, heard_words, segments, voice_bot
 
 PHRASES = [
@@ -133,7 +133,7 @@ async def test_autojoin_reads_the_read_channel_and_leaves_when_alone(
     await emu.move_member(emu.user, None)
     async with voice_bot(emu, speech_endpoint, tmp_path, VOICE_ALONE_TIMEOUT="1") as bot:
         await emu.move_member(emu.other_user, emu.voice_channel)  # bob joins: the bot follows
-        await emu.wait_for(lambda: emu.voice_connected(), timeout=20, what="the bot autojoining")
+        await emu.wait_for(emu.voice_connected, timeout=20, what="the bot autojoining")
         # the bot registers its session (and logs it) just after the voice connection is up
         await emu.wait_for(lambda: f"joined voice (guild={emu.guild.id} " in bot.log, timeout=10,
                            what="the bot's voice session")
@@ -169,7 +169,8 @@ async def test_check_and_run_say_when_the_message_content_intent_is_off(
 
     emu.application_flags = 0
     code, out, _ = await run_cli("check", env=env, cwd=tmp_path)
-    assert code == 1 and "Message Content intent is off" in out.decode() and "Privileged Gateway Intents" in out.decode()
+    text = out.decode()
+    assert code == 1 and "Message Content intent is off" in text and "Privileged Gateway Intents" in text
 
     # The bot still runs, with read-aloud off, says how to turn it on, and /speak works.
     async with voice_bot(emu, speech_endpoint, tmp_path) as bot:

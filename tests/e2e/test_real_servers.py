@@ -16,13 +16,13 @@ import pytest
 
 from bot.audio.formats import AudioFormat, sniff
 from bot.speech.error_parsing import parse_error_body
+from tests.e2e import compat
+from tests.e2e.real_servers import SERVERS, RunningServer, run_server
+from tests.e2e.test_cli_speech import run_cli
+from tests.loopback.discord import DiscordEmulator
 from tests.support.audio_check import recognize_audio
 from tests.support.bot_fixtures import speak
 from tests.support.bot_process import running_bot
-from tests.e2e import compat
-from tests.e2e.real_servers import SERVERS, RunningServer, run_server
-from tests.loopback.discord import DiscordEmulator
-from tests.e2e.test_cli_speech import run_cli
 from tests.support.voice_helpers import current_session, heard_words, join, segments, speak_in_voice
 
 pytestmark = [pytest.mark.real_servers, pytest.mark.timeout(600)]
@@ -224,7 +224,7 @@ async def test_a_voice_the_server_lacks_is_named_not_retried(server: RunningServ
     assert "Unknown voice 'nova'. Available voices: alloy, en_US-joe-medium, " in err and "more" in err, err
     compat.record(server.id, "a voice it does not list (nova)", "refused by the bot, the listed voices named")
     # a listed voice it has not downloaded: the server's 503, told at once
-    status, _, body = server.get("/audio/voices")
+    _, _, body = server.get("/audio/voices")
     lacking = next(v["id"] for v in json.loads(body)["data"] if v["id"] != "en_US-joe-medium")
     code, _, err = await run_cli("say", "hello world", "--voice", lacking, "-o", str(tmp_path / "x.wav"),
                                  env={**bot_env(server), "LOG_LEVEL": "INFO"}, cwd=tmp_path)

@@ -19,13 +19,13 @@ import pytest
 
 from bot.audio.formats import AudioFormat, sniff
 from bot.storage import Store
-from tests.support.audio_check import recognize_audio
-from tests.support.bot_process import BotProcess, running_bot
+from tests.e2e.test_cli_speech import run_cli
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.realtime_fixtures import REALTIME_MODEL
 from tests.loopback.realtime_server import Fault, FaultKind, RealtimeEndpoint
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
-from tests.e2e.test_cli_speech import run_cli
+from tests.support.audio_check import recognize_audio
+from tests.support.bot_process import BotProcess, running_bot
 from tests.support.metrics import free_port, sample
 from tests.support.voice_helpers import current_session, heard_words, segments, speak_in_voice
 
@@ -308,8 +308,8 @@ async def test_check_names_the_engine_the_fallback_and_the_shutdowns(
            "SPEECH_MODEL": REALTIME_MODEL, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
     _, out, _ = await run_cli("check", env=env, cwd=tmp_path)
     text = out.decode()
-    assert f"[ok ] speech: the Realtime API at {realtime_endpoint.base_url} (WebSocket), model {REALTIME_MODEL} answers" \
-        in text
+    base = realtime_endpoint.base_url
+    assert f"[ok ] speech: the Realtime API at {base} (WebSocket), model {REALTIME_MODEL} answers" in text
     assert "speech fallback: the offline engine (local) speaks when" in text and "shuts down" not in text
 
     _, out, _ = await run_cli("check", env={**env, "SPEECH_MODEL": "gpt-realtime-mini"}, cwd=tmp_path)

@@ -14,12 +14,12 @@ from sqlalchemy import func, select
 
 from bot.storage.engine import create_engine
 from bot.storage.schema import metadata
-from tests.support.bot_process import running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_messages import EmulatedInteraction
 from tests.loopback.discord_state import VIEW_CHANNEL, User
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import SpeechEndpoint
+from tests.support.bot_process import running_bot
 
 
 def bot_env(endpoint: SpeechEndpoint) -> dict[str, str]:

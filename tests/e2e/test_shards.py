@@ -16,13 +16,13 @@ from typing import Any
 import aiohttp
 
 from bot.storage import Store
-from tests.support.bot_process import BotProcess, log_problems, running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_gateway import GatewaySession, shard_of
 from tests.loopback.discord_messages import Message
 from tests.loopback.discord_state import Guild, User
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import SpeechEndpoint
+from tests.support.bot_process import BotProcess, log_problems, running_bot
 from tests.support.metrics import assert_gateway_latency_measured, free_port, sample
 
 LISTENING = 2  # Discord's activity type
@@ -143,7 +143,8 @@ async def test_two_processes_split_the_guilds_by_shard_and_share_one_postgres_da
                               tmp_path / "intruder.log")
         await intruder.start()
         assert intruder.process is not None
-        assert await asyncio.wait_for(intruder.process.wait(), 60) == 2  # a configuration to change: not restarted by the systemd unit
+        # A configuration to change: exit 2, which the systemd unit does not restart.
+        assert await asyncio.wait_for(intruder.process.wait(), 60) == 2
         assert "close code 4010" in intruder.log and "SHARD_IDS" in intruder.log
         assert log_problems(intruder.log, (emu.token, SPEECH_TEST_KEY)) == []
         await intruder.stop()
@@ -234,7 +235,8 @@ async def test_too_few_shards_for_discord_stops_with_what_to_change(
     bot = BotProcess({**emu.env(), "SHARD_COUNT": "1", "DATA_DIR": str(tmp_path)}, tmp_path / "bot.log")
     await bot.start()
     assert bot.process is not None
-    assert await asyncio.wait_for(bot.process.wait(), 60) == 2  # a configuration to change: not restarted by the systemd unit
+    # A configuration to change: exit 2, which the systemd unit does not restart.
+    assert await asyncio.wait_for(bot.process.wait(), 60) == 2
     await bot.stop()
     assert "close code 4011" in bot.log and "raise SHARD_COUNT" in bot.log
     assert log_problems(bot.log, (emu.token,)) == []

@@ -10,12 +10,12 @@ import pytest
 from bot.audio.decode import duration_seconds
 from bot.audio.encode import encode_pcm
 from bot.audio.formats import AudioFormat, sniff
-from tests.support.audio_check import recognize_audio
-from tests.support.bot_fixtures import speak
-from tests.support.bot_process import BotProcess, running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import Fault, SpeechEndpoint
+from tests.support.audio_check import recognize_audio
+from tests.support.bot_fixtures import speak
+from tests.support.bot_process import BotProcess, running_bot
 
 API_KEY = SPEECH_TEST_KEY  # what the speech_endpoint fixture expects
 
@@ -119,10 +119,28 @@ async def test_audio_over_the_upload_limit_is_a_clear_error(
     assert "upload limit" in message.content
 
 
+def openai_error(message: str, kind: str, code: str) -> dict[str, object]:
+    """An error body as OpenAI sends it."""
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
 FAULTS = [
-    (Fault(status=401, body={"error": {"message": "Incorrect API key provided: sk-test-SECRETKEY-0123456789", "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}), "API key"),
-    (Fault(status=429, body={"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}), "out of credit"),
-    (Fault(status=429, body={"error": {"message": "Rate limit reached", "type": "requests", "param": None, "code": "rate_limit_exceeded"}}, times=5), "busy"),
+    (
+        Fault(status=401, body=openai_error(
+            "Incorrect API key provided: sk-test-SECRETKEY-0123456789", "invalid_request_error", "invalid_api_key"
+        )),
+        "API key",
+    ),
+    (
+        Fault(status=429, body=openai_error(
+            "You exceeded your current quota", "insufficient_quota", "insufficient_quota"
+        )),
+        "out of credit",
+    ),
+    (
+        Fault(status=429, body=openai_error("Rate limit reached", "requests", "rate_limit_exceeded"), times=5),
+        "busy",
+    ),
     (Fault(status=500, body="Internal Server Error", times=5), "having problems"),
     (Fault(status=400, body={"detail": "Missing input text"}), "rejected the request"),
     (Fault(cut_after=2000, times=5), "stopped sending"),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bot_process import BotProcess
 from tests.loopback.discord import DiscordEmulator
+from tests.support.bot_process import BotProcess
 
 
 async def finished(process: BotProcess, timeout: float) -> int:
@@ -40,8 +40,8 @@ async def test_a_discord_api_that_never_answers_ends_start_up_within_the_timeout
     finally:
         silent.close()
     lines = [line for line in process.log.splitlines() if line.startswith("speechbot:")]
-    assert lines == [f"speechbot: Discord's API at http://127.0.0.1:{port}/api/v10 did not answer within 2 s. "
-                     "Check the network (and DISCORD_API_BASE if set); DISCORD_CONNECT_TIMEOUT sets the wait."]
+    assert lines == [(f"speechbot: Discord's API at http://127.0.0.1:{port}/api/v10 did not answer within 2 s. "
+                     "Check the network (and DISCORD_API_BASE if set); DISCORD_CONNECT_TIMEOUT sets the wait.")]
 
 
 async def test_a_gateway_that_never_answers_ends_start_up_within_the_timeout(

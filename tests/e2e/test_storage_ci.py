@@ -18,8 +18,10 @@ def _run_a_postgres_test(ci: bool) -> subprocess.CompletedProcess[str]:
     if ci:
         env["CI"] = "true"
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.support.storage_fixtures", "-p", "no:cacheprovider", "--noconftest", "-rs", "-q",
-         "tests/unit/storage/test_store.py::test_ping[postgresql]"],
+        [
+            sys.executable, "-m", "pytest", "-p", "tests.support.storage_fixtures", "-p", "no:cacheprovider",
+            "--noconftest", "-rs", "-q", "tests/unit/storage/test_store.py::test_ping[postgresql]",
+        ],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )
 

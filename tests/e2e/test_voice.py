@@ -14,13 +14,21 @@ import pytest
 
 from bot.audio.decode import duration_seconds
 from bot.storage import Store
-from tests.support.bot_process import BotProcess
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_voice_session import SAMPLE_RATE, decode_pcm
 from tests.loopback.speech_server import Fault, ServerQuirks, SpeechEndpoint
+from tests.support.bot_process import BotProcess
 from tests.support.voice_helpers import (
-    API_KEY, PHRASE, current_session, heard_words, join, segments, served_audio_packets, settled,
-    speak_in_voice, voice_bot,
+    API_KEY,
+    PHRASE,
+    current_session,
+    heard_words,
+    join,
+    segments,
+    served_audio_packets,
+    settled,
+    speak_in_voice,
+    voice_bot,
 )
 from tests.unit.audio.test_packetizer import body
 

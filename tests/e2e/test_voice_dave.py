@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bot_process import BotProcess
 from tests.loopback.dave_call import DaveCall
 from tests.loopback.dave_listener import Listener, stranger_key_package
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_voice_session import VoiceSession
 from tests.loopback.speech_server import SpeechEndpoint
+from tests.support.bot_process import BotProcess
 from tests.support.voice_helpers import (
     current_session,
     heard_words,

@@ -34,7 +34,11 @@ async def test_joins_and_plays_in_more_voice_channels_than_a_default_connection_
         for place in places:
             interactions.append(await emu.invoke("join", {}, user=emu.user, guild=place.guild, channel=place.text))
         replies = await asyncio.gather(*(i.wait_message(timeout=60) for i in interactions))
-        refused = [(place.guild.id, r.content) for place, r in zip(places, replies) if "Joined" not in r.content]
+        refused = [
+            (place.guild.id, r.content)
+            for place, r in zip(places, replies, strict=False)
+            if "Joined" not in r.content
+        ]
         op4s = {gid: [op.d for op in emu.gateway.ops if op.op == 4 and int(op.d["guild_id"]) == gid]
                 for gid, _ in refused}
         sent = {gid: [(e["s"], e["t"], (e["d"] or {}).get("channel_id")) for gs in emu.gateway.sessions.values()

@@ -37,7 +37,7 @@ from aiohttp import web
 
 from tests.loopback.discord_chat import GATEWAY_MESSAGE_CONTENT_LIMITED, Chat, ChatMessage
 from tests.loopback.discord_gateway import Gateway, GatewaySession, OpHook
-from tests.loopback.discord_interactions import build_interaction, build_menu_interaction
+from tests.loopback.discord_interactions import build_component_interaction, build_interaction, build_menu_interaction
 from tests.loopback.discord_messages import Changes, EmulatedInteraction, Message
 from tests.loopback.discord_rest import API_PREFIX, Fault, RestAPI, RestCall
 from tests.loopback.discord_state import (
@@ -334,6 +334,26 @@ class DiscordEmulator:
             self, name, target.payload, user=user or self.user, guild=guild,
             channel=channel or self.find_channel(target.channel_id) or self.text_channel,
             attachment_size_limit=DEFAULT_ATTACHMENT_SIZE_LIMIT, locale="en-US")
+        self.interactions[interaction.id] = interaction
+        interaction.dispatched_at = self.loop_time()
+        await self.dispatch("INTERACTION_CREATE", interaction.payload)
+        return interaction
+
+    async def select(self, message: Message, custom_id: str, values: list[str], *, user: User | None = None,
+                     tampered: bool = False) -> EmulatedInteraction:
+        """Dispatch the MESSAGE_COMPONENT interaction of choosing ``values`` in a string select of ``message``
+        (checked as Discord's client would: see ``build_component_interaction``)."""
+        return await self._component(message, custom_id, values, user, tampered)
+
+    async def click(self, message: Message, custom_id: str, *, user: User | None = None,
+                    tampered: bool = False) -> EmulatedInteraction:
+        """Dispatch the MESSAGE_COMPONENT interaction of pressing a button of ``message``."""
+        return await self._component(message, custom_id, None, user, tampered)
+
+    async def _component(self, message: Message, custom_id: str, values: list[str] | None, user: User | None,
+                         tampered: bool) -> EmulatedInteraction:
+        interaction = build_component_interaction(self, message, custom_id, values, user=user or self.user,
+                                                  tampered=tampered)
         self.interactions[interaction.id] = interaction
         interaction.dispatched_at = self.loop_time()
         await self.dispatch("INTERACTION_CREATE", interaction.payload)

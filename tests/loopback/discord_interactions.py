@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tests.loopback.discord_messages import Attachment, EmulatedInteraction
+from tests.loopback.discord_messages import Attachment, EmulatedInteraction, Message
 from tests.loopback.discord_state import Channel, Guild, Role, User
 
 if TYPE_CHECKING:
@@ -23,6 +23,8 @@ SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
 STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER, ATTACHMENT = 3, 4, 5, 6, 7, 8, 9, 10, 11
 MESSAGE_COMMAND = 3  # application command type of a message context menu
 APPLICATION_COMMAND = 2
+MESSAGE_COMPONENT = 3  # interaction type of a button press or a select menu choice
+BUTTON, STRING_SELECT = 2, 3  # component types
 GUILD_INSTALL = "0"
 
 
@@ -160,15 +162,62 @@ def build_menu_interaction(emulator: DiscordEmulator, name: str, target: dict[st
                         attachment_size_limit=attachment_size_limit, locale=locale)
 
 
+def _find_component(components: list[dict[str, Any]], custom_id: str) -> dict[str, Any] | None:
+    for component in components:
+        if component.get("custom_id") == custom_id:
+            return component
+        if found := _find_component(component.get("components") or [], custom_id):
+            return found
+    return None
+
+
+def build_component_interaction(emulator: DiscordEmulator, message: Message, custom_id: str,
+                                values: list[str] | None, *, user: User, tampered: bool = False
+                                ) -> EmulatedInteraction:
+    """A MESSAGE_COMPONENT interaction for a click on a button or a choice in a string select of ``message``, as
+    Discord's client sends it: only for a component the message has and that is enabled, with values among the
+    select's options and as many as it allows, and an ephemeral message only by the user it was shown to (others
+    never see it). ``tampered``: skip the last rule, as a modified client could (the bot must still refuse)."""
+    component = _find_component(message.components, custom_id)
+    if component is None:
+        raise LookupError(f"message {message.id} has no component with custom_id {custom_id!r}")
+    if component.get("disabled"):
+        raise PermissionError(f"{custom_id!r} is disabled: Discord's client does not let anyone use it")
+    invoker = message.interaction.user if message.interaction is not None else None
+    if message.ephemeral and not tampered and (invoker is None or invoker.id != user.id):
+        raise PermissionError("an ephemeral message is shown only to its invoker; nobody else can use it")
+    data: dict[str, Any] = {"custom_id": custom_id, "component_type": component["type"]}
+    if component["type"] == STRING_SELECT:
+        offered = [option["value"] for option in component["options"]]
+        low, high = component.get("min_values", 1), component.get("max_values", 1)
+        if values is None or not set(values) <= set(offered) or not low <= len(values) <= high:
+            raise ValueError(f"{custom_id!r} offers {offered} ({low} to {high} of them), not {values}")
+        data["values"] = list(values)
+    elif component["type"] == BUTTON:
+        if values is not None:
+            raise ValueError("a button carries no values")
+    else:
+        raise NotImplementedError(f"component type {component['type']}")
+    guild = emulator.guild_by_id(message.guild_id) if message.guild_id is not None else emulator.guild
+    channel = emulator.find_channel(message.channel_id) or emulator.text_channel
+    interaction = _interaction(emulator, data, f"component {custom_id}", user=user, guild=guild, channel=channel,
+                               attachment_size_limit=message.interaction.attachment_size_limit
+                               if message.interaction else 10 * 1024 * 1024, locale="en-US", kind=MESSAGE_COMPONENT)
+    interaction.payload["message"] = message.to_payload()
+    interaction.component_message = message
+    return interaction
+
+
 def _interaction(emulator: DiscordEmulator, data: dict[str, Any], name: str, *, user: User, guild: Guild,
-                 channel: Channel, attachment_size_limit: int, locale: str) -> EmulatedInteraction:
+                 channel: Channel, attachment_size_limit: int, locale: str, kind: int = APPLICATION_COMMAND
+                 ) -> EmulatedInteraction:
     member = guild.member(user.id)  # StopIteration: the user is not in that guild
     bot_member = guild.member(emulator.bot_user.id)
     interaction_id, token = emulator.snowflake(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(96)
     payload = {
         "id": str(interaction_id),
         "application_id": str(emulator.application_id),
-        "type": APPLICATION_COMMAND,
+        "type": kind,
         "token": token,
         "version": 1,
         "attachment_size_limit": attachment_size_limit,

@@ -171,6 +171,13 @@ class EmulatedInteraction:
     response: InitialResponse | None = None
     original: Message | None = None
     messages: list[Message] = field(default_factory=list)
+    #: For a MESSAGE_COMPONENT interaction: the message whose button or select was used.
+    component_message: Message | None = None
+
+    @property
+    def kind(self) -> int:
+        """The interaction type: 2 application command, 3 message component."""
+        return int(self.payload["type"])
 
     @property
     def original_deleted(self) -> bool:
@@ -179,6 +186,9 @@ class EmulatedInteraction:
 
     def metadata(self) -> dict[str, Any]:
         owners = self.payload.get("authorizing_integration_owners", {})
+        if self.component_message is not None:
+            return {"id": str(self.id), "type": self.kind, "user": self.user.to_payload(),
+                    "authorizing_integration_owners": owners, "interacted_message_id": str(self.component_message.id)}
         return {"id": str(self.id), "type": 2, "name": self.name, "user": self.user.to_payload(),
                 "authorizing_integration_owners": owners}
 

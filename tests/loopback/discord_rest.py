@@ -491,13 +491,20 @@ class RestAPI:
             message = Message(id=self.emu.snowflake(), channel_id=channel.id, guild_id=channel.guild_id,
                               author=self.emu.bot_user, flags=LOADING | ((data.get("flags") or 0) & EPHEMERAL),
                               interaction=interaction, webhook_id=self.emu.application_id)
+        elif callback_type in (6, 7):  # DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE: the component's own message
+            message = interaction.component_message
+            if message is None or message.deleted:
+                raise DiscordError(400, 50035, f"callback type {callback_type} is only for component interactions")
+            if callback_type == 7:
+                self._edit(message, data, body.files, interaction.attachment_size_limit)
+                interaction.messages.append(message)
         elif body.files:
             raise DiscordError(400, 50035, f"callback type {callback_type} cannot carry files")
         interaction.response = InitialResponse(callback_type, data, elapsed)
         interaction.original = message
         if not _truthy(request.query.get("with_response")):
             return None
-        summary: dict[str, Any] = {"id": str(interaction.id), "type": 2,
+        summary: dict[str, Any] = {"id": str(interaction.id), "type": interaction.kind,
                                    "response_message_loading": callback_type == 5,
                                    "response_message_ephemeral": bool(message and message.ephemeral)}
         if message is not None:

@@ -235,9 +235,11 @@ def read_leaf_node(r: Reader) -> LeafNode:
     signature = r.vec()
     raw = r.data[start : r.pos]
     leaf = LeafNode(encryption_key, signature_key, credential_type, identity, source, lifetime, raw)
-    if source == FROM_KEY_PACKAGE:  # the only source whose LeafNodeTBS needs no group id and leaf index
-        if not verify_with_label(signature_key, "LeafNodeTBS", r.data[start:tbs_end], signature):
-            raise MLSError("the leaf node's signature does not verify")
+    # A key package's leaf is the only one whose LeafNodeTBS needs no group id and leaf index.
+    if source == FROM_KEY_PACKAGE and not verify_with_label(
+        signature_key, "LeafNodeTBS", r.data[start:tbs_end], signature
+    ):
+        raise MLSError("the leaf node's signature does not verify")
     return leaf
 
 

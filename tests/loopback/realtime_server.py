@@ -202,7 +202,7 @@ class RealtimeEndpoint:
     async def cut_all(self) -> None:
         """Drop every open session at once, as a network failure would (no close frame)."""
         for ws in list(self._sockets):
-            transport = ws._req.transport if ws._req is not None else None  # noqa: SLF001 - a cut, on purpose
+            transport = ws._req.transport if ws._req is not None else None
             if transport is not None:
                 transport.close()
 
@@ -550,7 +550,7 @@ class RealtimeEndpoint:
         """One audio delta, after its share of the transcript; False when the response stops here (a cut)."""
         if served.fault is FaultKind.CLOSE_MID_RESPONSE and fault is not None and index == fault.after_deltas:
             served.status = "cut"
-            transport = ws._req.transport if ws._req is not None else None  # noqa: SLF001 - a cut, on purpose
+            transport = ws._req.transport if ws._req is not None else None
             if transport is not None:
                 transport.close()
             return False

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, get_args
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
-
 from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 
 @dataclass(frozen=True)

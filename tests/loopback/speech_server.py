@@ -341,7 +341,8 @@ class SpeechEndpoint:
                                            layout="mono")
         frame.sample_rate = 24_000
         resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-        out = b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(frame) + resampler.resample(None))
+        frames = resampler.resample(frame) + resampler.resample(None)
+        out = b"".join(bytes(f.planes[0])[: f.samples * 2] for f in frames)
         match self.quirks.pcm_rate_header:
             case "x-sample-rate":
                 return out, {"X-Sample-Rate": str(rate)}, "audio/pcm_s16le"

@@ -142,6 +142,20 @@ async def test_second_initial_response_gets_40060(discord_emulator: DiscordEmula
     discord_emulator.failures.clear()
 
 
+async def test_update_message_is_only_for_component_interactions(
+    discord_emulator: DiscordEmulator, bot: MiniBot
+) -> None:
+    """Callback types 6 and 7 act on the message whose component was used; a slash command has none: 400."""
+    bot.reply_delay = 0.5
+    inter = await discord_emulator.invoke("echo", {"text": "not a component"})
+    url = f"{discord_emulator.api_base}/interactions/{inter.id}/{inter.token}/callback"
+    async with aiohttp.ClientSession() as http, http.post(url, json={"type": 7, "data": {"content": "x"}}) as r:
+        assert r.status == 400 and (await r.json())["code"] == 50035
+    assert (await inter.wait_message(timeout=5)).content  # the bot's own answer still lands
+    assert inter.response is not None and inter.response.type == 4
+    discord_emulator.failures.clear()
+
+
 async def test_upload_over_the_size_limit_gets_413(discord_emulator: DiscordEmulator, bot: MiniBot) -> None:
     inter = await discord_emulator.invoke("speak", {"text": "big"}, attachment_size_limit=len(UPLOAD) - 1)
     await discord_emulator.wait_for(lambda: bot.command_errors, timeout=5, what="the bot's error")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bot_process import BotProcess, running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import SpeechEndpoint
+from tests.support.bot_process import BotProcess, running_bot
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ class BotProcess:
             self.process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.process.wait(), timeout)
-            except TimeoutError:
+            except TimeoutError as hung:
                 # Where it hangs: SIGUSR1 logs every asyncio task's stack, and with PYTHONFAULTHANDLER=1 SIGABRT
                 # prints every thread's stack.
                 self.process.send_signal(signal.SIGUSR1)
@@ -77,7 +77,7 @@ class BotProcess:
                 except TimeoutError:
                     self.process.kill()
                     await self.process.wait()
-                raise AssertionError("the bot did not stop within %.0f s of SIGTERM:\n%s" % (timeout, self.log))
+                raise AssertionError(f"the bot did not stop within {timeout:.0f} s of SIGTERM:\n{self.log}") from hung
         self._log_file.close()
         return self.process.returncode
 

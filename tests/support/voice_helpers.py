@@ -11,12 +11,12 @@ from typing import Any
 
 from bot.audio.ogg import OggPacketReader
 from bot.audio.opus import is_header_packet
-from tests.support.audio_check import recognize, to_16k_mono
-from tests.support.bot_process import BotProcess, running_bot
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_voice_session import decode_pcm
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 from tests.loopback.speech_server import SpeechEndpoint
+from tests.support.audio_check import recognize, to_16k_mono
+from tests.support.bot_process import BotProcess, running_bot
 
 API_KEY = SPEECH_TEST_KEY
 PHRASE = "please join the voice channel"

@@ -9,7 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 #: Layers that know nothing of Discord: they take ids and plain values, so they run (and are tested) without it.
 DISCORD_FREE = ("bot/text", "bot/audio", "bot/speech", "bot/storage", "bot/readaloud",
-                "bot/policy.py", "bot/usage.py", "bot/speech_service.py", "bot/services.py", "bot/config.py")
+                "bot/policy.py", "bot/usage.py", "bot/speech_service.py", "bot/services.py", "bot/config.py",
+                "bot/owner_controls.py", "bot/stats.py")
 #: discord.py modules that are not its public API: only these files may import them.
 PRIVATE_DISCORD_MODULES = ("discord.gateway", "discord.http", "discord.state", "discord.voice_state")
 PRIVATE_DISCORD_IMPORTERS = ("bot/discord_internals.py", "bot/discord_endpoints.py", "bot/voice/connection.py",

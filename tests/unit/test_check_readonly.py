@@ -6,13 +6,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bot.config import load_settings
-from bot.diagnostics import check_cache_dir, check_data_dir, check_database
+from bot.config import Settings, load_settings
+from bot.diagnostics import check_cache_dir, check_data_dir, check_database, check_engines_switched_off
 from bot.storage import Store
 from bot.storage.migrations import MIGRATIONS
 
 
-def settings_for(tmp_path: Path, **env: str):
+def settings_for(tmp_path: Path, **env: str) -> Settings:
     return load_settings({"DATA_DIR": str(tmp_path / "data"), **env})
 
 
@@ -50,3 +50,18 @@ def test_a_file_in_the_way_is_not_writable(tmp_path: Path) -> None:
     (tmp_path / "data").write_text("not a directory")
     finding = check_data_dir(settings_for(tmp_path))
     assert not finding.ok and "Not a directory" in finding.detail
+
+
+async def test_engines_switched_off_by_the_owner_are_named_and_nothing_is_written(tmp_path: Path) -> None:
+    db = tmp_path / "bot.db"
+    settings = settings_for(tmp_path, DATABASE_URL=f"sqlite:///{db}")
+    store = await Store.open(f"sqlite:///{db}")
+    await store.close()
+    assert await check_engines_switched_off(settings) is None
+    store = await Store.open(f"sqlite:///{db}")
+    await store.set_engine_disabled("realtime", True)
+    await store.close()
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    finding = await check_engines_switched_off(settings)
+    assert finding is not None and finding.warning and finding.what == "engines switched off by the owner: realtime"
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before

@@ -229,3 +229,12 @@ def test_speech_probe_and_a_declared_speed_range() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"SPEECH_PROBE": "sometimes", "SPEECH_SPEED_RANGE": "2-0.5"})
     assert [p.split()[0] for p in info.value.problems] == ["SPEECH_PROBE", "SPEECH_SPEED_RANGE"]
+
+
+def test_owner_ids_are_user_ids_and_a_bad_one_is_named() -> None:
+    assert load_settings({"OWNER_IDS": "123456789012345678, 223456789012345678"}).owner_ids == (
+        123456789012345678, 223456789012345678)
+    assert load_settings({}).owner_ids == ()
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"OWNER_IDS": "123, alice"})
+    assert any("OWNER_IDS" in problem and "'alice'" in problem for problem in raised.value.problems)

@@ -42,8 +42,8 @@ def test_a_number_s_declared_range_is_what_the_loader_accepts(variable: Variable
         with pytest.raises(ConfigError) as refused:
             load_settings({variable.name: str(int(outside))})
         assert refused.value.problems == [
-            f"{variable.name} must be a number between {variable.low:g} and {variable.high:g}, "
-            f"not {str(int(outside))!r}."
+            (f"{variable.name} must be a number between {variable.low:g} and {variable.high:g}, "
+            f"not {str(int(outside))!r}.")
         ]
 
 

@@ -11,10 +11,10 @@ from bot.config import load_settings
 from bot.errors import UserFacingError
 from bot.permissions import is_moderator
 from bot.policy import Policy, RateLimiter, check_roles, check_speed, resolve_options
-from bot.usage import UsageLedger, check_budgets
 from bot.settings_view import SECTIONS, describe_changes, labels, render_sections
 from bot.storage import GuildSettings, Store, UserPrefs
 from bot.storage.models import SpeakOutput
+from bot.usage import UsageLedger, check_budgets
 
 BOT = load_settings({"SPEECH_VOICES": "alloy,nova,echo", "SPEECH_DEFAULT_FORMAT": "wav"})
 

@@ -13,6 +13,7 @@ import pytest
 from bot.audio.formats import AudioFormat
 from bot.config import load_settings
 from bot.errors import UserFacingError
+from bot.metrics import Metrics
 from bot.policy import Policy
 from bot.speech.cache import AudioCache
 from bot.speech.errors import SpeechServiceError, SpeechValidationError
@@ -21,6 +22,7 @@ from bot.speech.models import BufferedSpeechStream, SpeechRequest, SpeechStream,
 from bot.speech_service import SpeechService
 from bot.storage import Store
 from bot.usage import UsageLedger
+from tests.support.metrics import sample
 
 GUILD, ALICE, BOB = 1, 10, 11
 DAY = date(2026, 12, 2)
@@ -50,13 +52,19 @@ class Engine_:
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[tuple[SpeechService, Engine_, Store]]:
+def metrics() -> Metrics:
+    """The bot's metrics, which the ledger of ``service`` reports budget use to."""
+    return Metrics()
+
+
+@pytest.fixture
+async def service(tmp_path: Path, metrics: Metrics) -> AsyncIterator[tuple[SpeechService, Engine_, Store]]:
     settings = load_settings({"DATA_DIR": str(tmp_path), "SPEECH_VOICES": "alloy,echo", "SPEECH_FALLBACK": "none"})
     store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     engine = Engine_()
     speech = FailoverSpeech(AudioCache(engine, namespace="tts"),  # type: ignore[arg-type]
                             [Engine("openai", "the speech service", "tts", engine)])  # type: ignore[arg-type]
-    ledger = UsageLedger(store, today=lambda: DAY)
+    ledger = UsageLedger(store, today=lambda: DAY, observer=metrics)
     yield SpeechService(speech, Policy(settings, store), ledger, settings), engine, store
     await ledger.close()
     await store.close()
@@ -96,7 +104,7 @@ async def test_room_for_exactly_three(service) -> None:  # noqa: ANN001
     engine.gate = asyncio.Event()
     admissions = await asyncio.gather(*(speaking.admit(GUILD, ALICE, [], text=f"request {n:03d}")
                                         for n in range(3)))
-    with pytest.raises(UserFacingError, match="only 0 are left|used its daily"):
+    with pytest.raises(UserFacingError, match=r"only 0 are left|used its daily"):
         await speaking.admit(GUILD, BOB, [], text="request 999")
     engine.gate.set()
     for admitted in admissions:
@@ -132,12 +140,12 @@ async def test_cached_audio_is_neither_checked_nor_counted(service) -> None:  # 
     await speaking.read_whole(await speaking.admit(GUILD, ALICE, [], text="request 001"))
     again = await speaking.admit(GUILD, BOB, [], text="request 001")  # the budget is used up, but it is cached
     assert again.reservation is None
-    audio, served = await speaking.read_whole(again)
+    _audio, served = await speaking.read_whole(again)
     assert not served.origin.sent and len(engine.requests) == 1 and await used(store) == 11
 
 
 async def test_batched_usage_is_visible_to_the_budget_before_it_is_written(service) -> None:  # noqa: ANN001
-    speaking, engine, store = service
+    speaking, _engine, store = service
     guild = await store.update_guild_settings(GUILD, daily_char_budget=22)
     for n in range(2):
         admitted = await speaking.admit_request(GUILD, ALICE, speaking.validate(
@@ -161,3 +169,17 @@ async def test_mutes_roles_and_options_are_applied_before_anything_is_reserved(s
     with pytest.raises(SpeechValidationError, match="Unknown voice"):
         await speaking.admit(GUILD, ALICE, [], text="hello", voice="nova")
     assert engine.requests == []
+
+
+async def test_budget_use_and_refusals_are_in_the_metrics(service, metrics: Metrics) -> None:  # noqa: ANN001
+    speaking, _engine, store = service
+    await store.update_guild_settings(GUILD, daily_char_budget=22, monthly_char_budget=1000)
+    for n in range(2):
+        await speaking.read_whole(await speaking.admit(GUILD, ALICE, [], text=f"request {n:03d}"))
+    await speaking.read_whole(await speaking.admit(GUILD, BOB, [], text="request 000"))  # cached: not counted
+    with pytest.raises(UserFacingError, match="daily"):
+        await speaking.admit(GUILD, ALICE, [], text="request 999")
+    text = metrics.render().decode()
+    assert sample(text, "speechbot_budget_characters_total") == 22
+    assert sample(text, "speechbot_budget_refusals_total", period="daily") == 1
+    assert sample(text, "speechbot_budget_refusals_total", period="monthly") == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import os
 import struct
 
@@ -98,7 +99,7 @@ def read_in_chunks(data: bytes, cuts: list[int], *, early: bool = False) -> list
     reader = OggPacketReader(early=early)
     packets: list[bytes] = []
     bounds = [0, *sorted(cuts), len(data)]
-    for start, stop in zip(bounds, bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         packets += reader.feed(data[start:stop])
     reader.end()
     return packets

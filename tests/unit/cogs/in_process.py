@@ -24,8 +24,8 @@ from bot.audio.encode import encode_pcm
 from bot.config import Settings, load_settings
 from bot.discord_endpoints import apply_endpoint_overrides, tls_context
 from bot.services import Services, build_services
-from bot.speech.failover import Engine
 from bot.speech.errors import SpeechError
+from bot.speech.failover import Engine
 from bot.speech.models import BufferedSpeechStream, SpeechRequest, SpeechStream, SynthesizedAudio
 from bot.storage import Store
 from tests.loopback.discord import DiscordEmulator

@@ -24,12 +24,6 @@ async def test_a_members_voice_choice_is_what_their_speak_uses(in_process_bot: I
     ]
 
 
-async def test_a_voice_set_with_nothing_to_set_is_refused(in_process_bot: InProcessBot) -> None:
-    attempt = await in_process_bot.emu.invoke("voice set", {})
-    reply = await attempt.wait_message()
-    assert reply.ephemeral and "at least one" in reply.content
-
-
 async def test_a_long_voice_list_fits_in_one_message(discord_emulator: DiscordEmulator, tmp_path: Path) -> None:
     """A server may list hundreds of voices (loudness-tts lists its catalogue): /voices shows what fits, the
     defaults first, and says how many more there are."""

@@ -16,7 +16,7 @@ async def test_the_reply_says_playing_only_once_the_audio_plays(in_process_bot: 
     assert reply.content.endswith(f"— getting ready in {where}") or reply.content.endswith(f"— playing in {where}")
     await emu.wait_for(lambda: reply.content.endswith(f"— playing in {where}"), timeout=20, what="playing")
     session = emu.voice_session()
-    await emu.wait_for(lambda: session.audio_packets(), timeout=10, what="the audio heard")
+    await emu.wait_for(session.audio_packets, timeout=10, what="the audio heard")
     assert reply.allowed_mentions == {"parse": []}
 
 

@@ -116,7 +116,7 @@ class Player:
                 first = first or time.monotonic()
             self.played.append((item.request.text, opened, first or opened))
             await self.busy.wait()
-        except Exception:  # noqa: BLE001, S110 - refused (a budget): the real player reports it
+        except Exception:  # noqa: BLE001 - refused (a budget): the real player reports it
             pass
         finally:
             self.current = None
@@ -296,8 +296,8 @@ async def test_messages_that_wait_behind_others_are_not_synthesized_early(world:
     world.player.busy.clear()
     await world.say(ALICE, "first")
     await asyncio.sleep(HOLD + 0.1)  # "first" plays and holds the player
-    _, second_at = await world.say(BOB, "second")
-    _, third_at = await world.say(ALICE, "third")
+    _, _second_at = await world.say(BOB, "second")
+    _, _third_at = await world.say(ALICE, "third")
     await asyncio.sleep(0.05)
     assert world.backend.texts() == ["first"]
     world.player.busy.set()

@@ -14,15 +14,18 @@ from types import SimpleNamespace
 import pytest
 
 from bot.config import load_settings
+from bot.errors import UserFacingError
+from bot.owner_controls import OwnerControls
 from bot.policy import Policy
-from bot.speech_service import SpeechService
-from bot.usage import UsageLedger, utc_today
 from bot.readaloud.filters import MessageFacts, Skip
 from bot.readaloud.reader import Names, ReadAloud
 from bot.speech.cache import AudioCache
+from bot.speech.errors import SpeechError
 from bot.speech.failover import Engine, FailoverSpeech
+from bot.speech_service import SpeechService
 from bot.storage import Store
 from bot.text import MessageInput
+from bot.usage import UsageLedger, utc_today
 from bot.voice.player import PlayItem
 from tests.unit.speech.test_cache import CountingBackend
 
@@ -56,7 +59,7 @@ class RecordingSession:
                 pass
             self.played.append(item)
             await self.release.wait()
-        except Exception:
+        except (UserFacingError, SpeechError):
             pass  # refused before anything was sent (a budget); the real player reports it
         finally:
             self.current = None
@@ -120,7 +123,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     sessions = SimpleNamespace(get=lambda guild_id: session if guild_id == GUILD else None)
     speech = FailoverSpeech(AudioCache(backend, namespace="tts-1"),
                             [Engine("openai", "the speech service", "tts-1", backend)])  # type: ignore[arg-type]
-    speaking = SpeechService(speech, Policy(settings, store), UsageLedger(store), settings)
+    speaking = SpeechService(speech, Policy(settings, store), UsageLedger(store), settings, OwnerControls(store))
     service = ReadAloud(sessions, store, speaking, hold=0.05)  # type: ignore[arg-type]
     yield World(service, store, backend, session)
     await service.close()
@@ -216,3 +219,16 @@ async def test_a_message_that_cannot_be_prepared_does_not_stop_the_guild(
     await world.idle()
     assert world.sent() == ["Alice said, after"]
     assert "could not prepare a message" in caplog.text
+
+
+async def test_a_server_or_author_blocked_by_the_owner_is_never_read_nor_sent(world: World) -> None:
+    controls = world.service.speaking.controls
+    assert controls is not None
+    await controls.set_user_blocked(BOB, True)
+    assert (await world.say(BOB, "hello"))[1] is Skip.BLOCKED
+    assert (await world.say(ALICE, "hello"))[1] is None
+    await world.idle()
+    await controls.set_guild_blocked(GUILD, True)
+    assert (await world.say(ALICE, "again"))[1] is Skip.BLOCKED
+    await world.idle()
+    assert world.sent() == ["Alice said, hello"]

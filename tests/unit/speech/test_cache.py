@@ -7,9 +7,9 @@ What is asserted is what the wrapped backend was asked, what readers received, a
 from __future__ import annotations
 
 import asyncio
-import struct
 import logging
 import os
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -394,7 +394,7 @@ async def test_leftovers_of_a_crash_are_removed_at_start_and_writes_leave_no_tem
     os.utime(stale, (0, 0))  # a crash long ago; ``fresh`` may be another process writing right now
     restarted = AudioCache(backend, namespace="tts-1", disk_dir=tmp_path, disk_bytes=1024 * KIB)
     await restarted.start()
-    assert cache_files(tmp_path) == sorted(written + [fresh])
+    assert cache_files(tmp_path) == sorted([*written, fresh])
     assert restarted.stats.disk_entries == 3
 
 

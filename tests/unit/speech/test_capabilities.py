@@ -39,7 +39,9 @@ def client_for(session: aiohttp.ClientSession, endpoint: SpeechEndpoint, voices:
     [{"name": "af_heart"}, {"name": "am_adam"}],
     ["af_heart", "am_adam"],
 ])
-async def test_the_voice_list_is_read_in_every_shape_servers_answer(session: aiohttp.ClientSession, answer: Any) -> None:
+async def test_the_voice_list_is_read_in_every_shape_servers_answer(
+    session: aiohttp.ClientSession, answer: Any
+) -> None:
     async with SpeechEndpoint(quirks=ServerQuirks(voice_list=answer)) as endpoint:
         assert await fetch_voice_list(session, endpoint.base_url, None) == ("af_heart", "am_adam")
     assert endpoint.failures == []
@@ -76,7 +78,8 @@ async def test_the_offer_follows_the_server_list_and_narrows_by_speech_voices(se
         assert settings.speech_voices == ("af_heart", "am_adam", "bf_emma") and offer.source is VoiceSource.SERVER
         assert settings.default_voice == "am_adam" and offer.warnings == []
 
-        narrowed, offer = await offered_voices(load_settings({**env, "SPEECH_VOICES": "bf_emma,alloy,am_adam"}), session)
+        narrowed_env = load_settings({**env, "SPEECH_VOICES": "bf_emma,alloy,am_adam"})
+        narrowed, offer = await offered_voices(narrowed_env, session)
         assert narrowed.speech_voices == ("bf_emma", "am_adam") and offer.source is VoiceSource.SERVER_AND_SETTING
         assert "alloy" in offer.warnings[0] and "not offered" in offer.warnings[0]
 
@@ -141,7 +144,8 @@ async def test_clamped_speeds_and_one_voice_under_every_name_are_found(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("honours speeds from 0.5 to 2 only" in w and "SPEECH_SPEED_RANGE=0.5-2" in w for w in warnings)
     assert any("every voice" in w and "sounds the same" in w for w in warnings)
-    assert caps.speed_notice(4.0) == "This bot's speech server speaks at speeds from 0.5 to 2 only, so 4× sounds like 2×."
+    assert caps.speed_notice(4.0) == (
+        "This bot's speech server speaks at speeds from 0.5 to 2 only, so 4× sounds like 2×.")
     assert caps.speed_notice(1.5) is None
 
 

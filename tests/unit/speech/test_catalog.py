@@ -59,11 +59,11 @@ def test_the_start_up_log_names_the_engine_the_shutdown_and_the_fallback() -> No
     lines = speech_summary(settings, ["openai", "local"])
     assert lines[0] == (logging.INFO, "speech: https://api.apimart.ai/v1/audio/speech, model gpt-4o-mini-tts")
     assert lines[1][0] == logging.WARNING and "shuts down on 2027-01-06" in lines[1][1]
-    assert lines[2] == (logging.INFO, "speech fallback: the offline engine (local) speaks when the speech service "
-                                      "is down, out of credit or its model is gone")
+    assert lines[2] == (logging.INFO, ("speech fallback: the offline engine (local) speaks when the speech service "
+                                      "is down, out of credit or its model is gone"))
     realtime = load_settings({**KEY, "SPEECH_MODEL": "gpt-realtime-2.1-mini", "SPEECH_FALLBACK": "none"})
     assert [line for _, line in speech_summary(realtime, ["realtime"])] == [
         "speech: the Realtime API at https://api.apimart.ai/v1 (WebSocket), model gpt-realtime-2.1-mini",
-        "speech fallback: none: when the speech service fails, speech fails (SPEECH_FALLBACK=local speaks offline "
-        "instead)",
+        ("speech fallback: none: when the speech service fails, speech fails (SPEECH_FALLBACK=local speaks offline "
+        "instead)"),
     ]

@@ -91,8 +91,8 @@ def test_every_body_shape_yields_its_message(shape: ErrorShape) -> None:
     [
         (b'{"error": {"message": "m", "type": "t", "param": null, "code": null}}', ErrorDetail("m", None, "t")),
         (b'{"error": {"message": "m", "type": "t", "param": null, "code": 400}}', ErrorDetail("m", "400", "t")),
-        (b'{"detail": [{"loc": ["body", "speed"], "msg": "too fast", "input": "the user text"},'
-         b' {"loc": ["body"], "msg": "bad"}]}', ErrorDetail("speed: too fast; bad", param="speed")),
+        ((b'{"detail": [{"loc": ["body", "speed"], "msg": "too fast", "input": "the user text"},'
+         b' {"loc": ["body"], "msg": "bad"}]}'), ErrorDetail("speed: too fast; bad", param="speed")),
         (b'{"detail": {"error": "invalid_model", "message": "No such model", "type": "invalid_request_error"}}',
          ErrorDetail("No such model", "invalid_model", "invalid_request_error")),
         (b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",

@@ -5,6 +5,7 @@ the cache is the real one. The same paths end to end, with real engines: tests/e
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,9 +20,10 @@ from bot.speech.errors import (
     SpeechRewordedError,
     SpeechServiceError,
     SpeechTimeoutError,
+    SpeechUnavailableError,
     SpeechValidationError,
 )
-from bot.speech.failover import Engine, FailoverReason, FailoverSpeech, failover_reason
+from bot.speech.failover import ALL_SWITCHED_OFF, Engine, FailoverReason, FailoverSpeech, failover_reason
 from bot.speech.models import BufferedSpeechStream, SpeechRequest, SynthesizedAudio, read_all
 
 
@@ -70,14 +72,16 @@ class Observer:
 
 
 class World:
-    def __init__(self, *, fallback: bool = True) -> None:
+    def __init__(self, *, fallback: bool = True, disabled: set[str] | None = None) -> None:
+        self.disabled: set[str] = disabled if disabled is not None else set()
         self.primary, self.local = Backend("api"), Backend("local")
         self.clock, self.observer = Clock(), Observer()
         engines = [Engine("realtime", "the speech service", "realtime:https://api:m", self.primary)]
         if fallback:
             engines.append(Engine("local", "the offline voice", "local:piper", self.local))
         self.speech = FailoverSpeech(AudioCache(self.primary, namespace="realtime:https://api:m"), engines,
-                                     observer=self.observer, rest=60, clock=self.clock)
+                                     observer=self.observer, rest=60, clock=self.clock,
+                                     disabled=lambda: self.disabled)
 
     async def say(self, text: str = "hello") -> tuple[bytes, object]:
         served = await self.speech.open_tracked(SpeechRequest(text=text, voice="marin"))
@@ -174,7 +178,7 @@ async def test_an_outage_is_asked_about_every_time_the_breaker_lets_it(caplog: p
     assert len(warnings) == 1 and "outage" in warnings[0].getMessage()  # told once per episode
     assert any("serves again" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
     assert world.observer.failovers == [("local", "outage")] * 3
-    assert all("hello" not in r.getMessage() and "a" != r.getMessage() for r in caplog.records)
+    assert all("hello" not in r.getMessage() and r.getMessage() != "a" for r in caplog.records)
 
 
 async def test_when_the_fallback_fails_too_the_primarys_error_is_raised() -> None:
@@ -197,7 +201,7 @@ async def test_a_whole_file_that_was_reworded_is_asked_for_once_more() -> None:
     world = World()
 
     class Reworded(BufferedSpeechStream):
-        async def __aiter__(self):  # type: ignore[override]
+        async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
             yield b"sure! here is"
             raise SpeechRewordedError("reworded", status=200)
 
@@ -213,3 +217,35 @@ async def test_a_whole_file_that_was_reworded_is_asked_for_once_more() -> None:
     world.primary.open = open_once_reworded  # type: ignore[method-assign]
     audio, served = await world.speech.read_whole(SpeechRequest(text="hello", voice="marin"))
     assert audio.data.rstrip(b"\0") == b"api:hello" and opened == ["hello", "hello"] and served.origin is Origin.SENT
+
+
+async def test_an_engine_switched_off_is_skipped_cache_included_until_switched_back_on() -> None:
+    world = World()
+    await world.say("cached")  # the primary's audio is in the cache
+    world.disabled.add("realtime")
+    data, served = await world.say("cached")
+    assert data == b"local:cached" and served.reason is FailoverReason.SWITCHED_OFF
+    assert served.note("marin") == (
+        "Said by the offline voice instead of marin, because the bot's owner switched it off for now.")
+    assert world.primary.requests == ["cached"] and not world.speech.has(SpeechRequest(text="cached", voice="marin"))
+    assert world.observer.failovers == [("local", "switched_off")]
+
+    world.disabled.clear()
+    data, served = await world.say("again")
+    assert data == b"api:again" and not served.fallback
+
+
+async def test_with_every_engine_switched_off_nothing_is_sent_and_the_caller_is_told() -> None:
+    world = World(disabled={"realtime", "local"})
+    with pytest.raises(SpeechUnavailableError) as raised:
+        await world.say()
+    assert raised.value.user_message == ALL_SWITCHED_OFF
+    assert world.primary.requests == [] and world.local.requests == []
+
+
+async def test_a_switched_off_fallback_is_not_asked_when_the_primary_fails() -> None:
+    world = World(disabled={"local"})
+    world.primary.errors.append(SpeechServiceError("5xx", status=503))
+    with pytest.raises(SpeechServiceError):
+        await world.say()
+    assert world.local.requests == []

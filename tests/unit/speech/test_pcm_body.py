@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -20,7 +20,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def fixed(body: bytes, content_type: str = "audio/pcm"):
+def fixed(body: bytes, content_type: str = "audio/pcm") -> Callable[[Mapping[str, Any]], Awaitable[tuple[bytes, str]]]:
     async def audio(_: Mapping[str, Any]) -> tuple[bytes, str]:
         return body, content_type
 

@@ -27,10 +27,10 @@ from bot.speech.errors import (
 from bot.speech.models import SpeechRequest, read_all, synthesize
 from bot.speech.realtime import MAX_PIECE_CHARS, RealtimeSpeechEngine
 from bot.speech.retry import RetryPolicy
-from tests.support.audio_check import recognize_audio
 from tests.loopback.realtime_fixtures import REALTIME_MODEL
 from tests.loopback.realtime_server import Fault, FaultKind, RealtimeEndpoint
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
+from tests.support.audio_check import recognize_audio
 
 pytestmark = pytest.mark.slow  # the Realtime double speaks real speech (piper), recognized by pocketsphinx
 

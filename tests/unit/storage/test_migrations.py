@@ -11,13 +11,12 @@ from sqlalchemy import Column, Connection, Integer, MetaData, Table, insert, ins
 from sqlalchemy.engine import make_url
 
 from bot.setting_choices import HoldMode, SayName
-from bot.storage import SchemaTooNewError, Store, StorageError, Usage
+from bot.storage import SchemaTooNewError, StorageError, Store, Usage
 from bot.storage.engine import create_engine
 from bot.storage.migrations import MIGRATIONS, Migration, migrate
 from bot.storage.schema import guild_settings, metadata, schema_version
 from bot.storage.store import _DEFAULT_ROW
 from tests.support.storage_fixtures import Database
-
 
 #: guild_settings columns added by migration 4.
 _ADDED_AFTER_3 = {"hold_mode", "hold_seconds"}
@@ -42,7 +41,8 @@ async def test_open_creates_every_table_from_empty(database: Database) -> None:
     versions = [(row["version"], row["description"]) for row in await database.rows(schema_version)]
     assert versions == [(1, "initial schema"), (2, "voice sessions to rejoin after a restart"),
                         (3, "usage said by the fallback engine"),
-                        (4, "read-aloud hold mode and length per server")]
+                        (4, "read-aloud hold mode and length per server"),
+                        (5, "the owner's blocklists and engine kill switch")]
 
 
 async def test_migrations_build_the_declared_schema(database: Database) -> None:

@@ -82,8 +82,16 @@ def test_values_are_normalized() -> None:
         ("hold_seconds", 5.5, "The moderation hold must be between 0.0 and 5.0."),
         ("hold_seconds", -0.1, "The moderation hold must be between 0.0 and 5.0."),
         ("daily_char_budget", 0, "The daily budget must be a whole number of characters between 1 and 1000000000."),
-        ("monthly_char_budget", -1, "The monthly budget must be a whole number of characters between 1 and 1000000000."),
-        ("user_chars_per_minute", 0, "The per-user rate must be a whole number of characters between 1 and 1000000000."),
+        (
+            "monthly_char_budget",
+            -1,
+            "The monthly budget must be a whole number of characters between 1 and 1000000000.",
+        ),
+        (
+            "user_chars_per_minute",
+            0,
+            "The per-user rate must be a whole number of characters between 1 and 1000000000.",
+        ),
     ],
 )
 def test_a_bad_value_names_the_setting(setting: str, value: object, message: str) -> None:
@@ -124,6 +132,6 @@ def test_dictionary_entries_are_checked_when_built() -> None:
 def test_parse_entries_counts_from_one_and_limits_the_size() -> None:
     assert parse_entries([{"pattern": "a", "replacement": "b"}], created_by=7) == [DictionaryEntry("a", "b", False, 7)]
     with pytest.raises(DictionaryError, match=r"^Entry 3: The word or pattern is empty.$"):
-        parse_entries([{"pattern": "a", "replacement": ""}, {"pattern": "b", "replacement": ""}, {"pattern": "", "replacement": ""}])
+        parse_entries([{"pattern": p, "replacement": ""} for p in ("a", "b", "")])
     with pytest.raises(DictionaryError, match="at most 500 entries, not 501"):
         parse_entries({"pattern": f"w{i}", "replacement": ""} for i in range(501))

@@ -15,10 +15,12 @@ from sqlalchemy import BigInteger, func, select
 
 from bot.audio.formats import AudioFormat
 from bot.storage import (
+    BudgetUse,
     DictionaryEntry,
     DictionaryError,
     EffectivePrefs,
     GuildSettings,
+    OwnerState,
     SettingsError,
     Store,
     Usage,
@@ -250,7 +252,8 @@ async def test_another_store_sees_writes_once_its_cache_expires(
 
 
 async def test_a_read_racing_a_write_does_not_cache_the_old_value(store: Store) -> None:
-    await asyncio.gather(*(store.get_guild_settings(GUILD) for _ in range(5)), store.update_guild_settings(GUILD, autojoin=True))
+    reads = (store.get_guild_settings(GUILD) for _ in range(5))
+    await asyncio.gather(*reads, store.update_guild_settings(GUILD, autojoin=True))
     assert (await store.get_guild_settings(GUILD)).autojoin is True
 
 
@@ -268,8 +271,10 @@ async def test_user_prefs_guild_over_global_over_guild_defaults(store: Store, da
     assert await store.get_user_prefs(OTHER_USER, GUILD) == UserPrefs()
 
     guild = await store.update_guild_settings(GUILD, default_instructions="Speak softly.", default_voice="onyx")
-    assert here.effective(guild) == EffectivePrefs(voice="nova", speed=2.0, instructions="Speak softly.", spoken_name="Sam")
-    assert UserPrefs().effective(guild) == EffectivePrefs(voice="onyx", speed=1.0, instructions="Speak softly.", spoken_name=None)
+    expected = EffectivePrefs(voice="nova", speed=2.0, instructions="Speak softly.", spoken_name="Sam")
+    assert here.effective(guild) == expected
+    defaults = EffectivePrefs(voice="onyx", speed=1.0, instructions="Speak softly.", spoken_name=None)
+    assert UserPrefs().effective(guild) == defaults
 
     rows = {(r["user_id"], r["guild_id"]): r for r in await database.rows(user_prefs)}
     assert set(rows) == {(USER, 0), (USER, GUILD)}
@@ -343,7 +348,9 @@ async def test_dictionary_add_replace_same_pattern_list_and_remove(store: Store,
         ("x" * 101, False, "The word or pattern is too long"),
     ],
 )
-async def test_a_bad_entry_is_refused(store: Store, database: Database, pattern: str, is_regex: bool, message: str) -> None:
+async def test_a_bad_entry_is_refused(
+    store: Store, database: Database, pattern: str, is_regex: bool, message: str
+) -> None:
     with pytest.raises(DictionaryError, match=message.replace("(", r"\(")):
         await store.add_entry(GUILD, pattern, "anything", is_regex=is_regex)
     assert await database.rows(dictionary_entries) == []
@@ -367,9 +374,15 @@ async def test_an_import_replaces_the_whole_dictionary(store: Store) -> None:
 @pytest.mark.parametrize(
     ("records", "message"),
     [
-        ([{"pattern": "a", "replacement": "b"}, {"pattern": "c"}], "Entry 2: Each entry needs a pattern and a replacement."),
+        (
+            [{"pattern": "a", "replacement": "b"}, {"pattern": "c"}],
+            "Entry 2: Each entry needs a pattern and a replacement.",
+        ),
         ([{"pattern": "a", "replacement": "b"}, "c=d"], "Entry 2: Each entry must be an object"),
-        ([{"pattern": "a", "replacement": "b"}, {"pattern": "[", "replacement": "", "is_regex": True}], "Entry 2: That is not"),
+        (
+            [{"pattern": "a", "replacement": "b"}, {"pattern": "[", "replacement": "", "is_regex": True}],
+            "Entry 2: That is not",
+        ),
         ([{"pattern": "a", "replacement": 3}], "Entry 1: The pattern and the replacement must be text."),
         ([{"pattern": "a", "replacement": "b", "colour": "red"}], "Entry 1: Unknown field 'colour'."),
         ([{"pattern": "a", "replacement": "b"}, {"pattern": "a", "replacement": "c"}], "appears more than once"),
@@ -535,7 +548,9 @@ async def test_everything_survives_a_restart(database: Database) -> None:
 
 # --- forgetting a user ---
 
-_USER_COLUMNS = [(table, column) for table in metadata.tables.values() for column in table.columns if column.info.get("user")]
+_USER_COLUMNS = [
+    (table, column) for table in metadata.tables.values() for column in table.columns if column.info.get("user")
+]
 
 
 def test_every_column_naming_a_user_is_marked() -> None:
@@ -548,7 +563,8 @@ def test_every_column_naming_a_user_is_marked() -> None:
         and (column.name.endswith(("user_id", "_by")))
         and not column.info.get("user")
     ]
-    assert unmarked == []
+    # Kept on purpose: the owner's blocklist exists to stop abuse, and /forgetme must not lift a block.
+    assert unmarked == ["blocked_users.user_id"]
     assert {f"{t.name}.{c.name}" for t, c in _USER_COLUMNS} == {
         "user_prefs.user_id",
         "dictionary_entries.created_by",
@@ -594,3 +610,30 @@ async def test_forgetting_two_users_merges_their_anonymous_usage(store: Store) -
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+async def test_the_owners_blocks_and_kill_switch_persist_and_survive_forget_user(store: Store) -> None:
+    assert await store.set_user_blocked(USER, True)
+    assert not await store.set_user_blocked(USER, True)  # already
+    assert await store.set_guild_blocked(GUILD, True)
+    assert await store.set_engine_disabled("realtime", True)
+    await store.forget_user(USER)  # /forgetme does not lift a block
+    assert await store.owner_state() == OwnerState(frozenset({USER}), frozenset({GUILD}), frozenset({"realtime"}))
+
+    assert await store.set_user_blocked(USER, False)
+    assert not await store.set_guild_blocked(OTHER_GUILD, False)  # was never blocked
+    assert await store.set_engine_disabled("realtime", False)
+    assert await store.owner_state() == OwnerState(blocked_guilds=frozenset({GUILD}))
+
+
+async def test_budget_use_lists_servers_with_a_budget_fullest_first(store: Store) -> None:
+    await store.update_guild_settings(GUILD, daily_char_budget=100)
+    await store.update_guild_settings(OTHER_GUILD, monthly_char_budget=1000)
+    await store.add_usage(GUILD, USER, 10, DAY)
+    await store.add_usage(GUILD, USER, 30, DAY.replace(day=1))  # earlier this month: not today
+    await store.add_usage(OTHER_GUILD, USER, 900, DAY)
+    await store.add_usage(OTHER_GUILD, USER, 5, DAY.replace(month=2))  # last month: not counted
+
+    uses = await store.budget_use(DAY, DAY.replace(day=1))
+    assert uses == [BudgetUse(OTHER_GUILD, None, 1000, 900, 900), BudgetUse(GUILD, 100, None, 10, 40)]
+    assert await store.usage_everywhere(DAY) == Usage(910, 2)

@@ -11,7 +11,10 @@ from bot.text import CleaningOptions, MessageInput, clean_message
 SKIP_ALL = CleaningOptions(emoji_mode="skip", link_mode="skip", code_mode="skip")
 
 
-def say(content: str, options: CleaningOptions = CleaningOptions(), **fields: object) -> str:
+DEFAULTS = CleaningOptions()
+
+
+def say(content: str, options: CleaningOptions = DEFAULTS, **fields: object) -> str:
     return clean_message(MessageInput(content=content, **fields), options)  # type: ignore[arg-type]
 
 

@@ -6,8 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.text import CleaningOptions, MessageInput, clean_message, display_name_for_speech, should_prefix_name
-from bot.text import split_for_speech, truncate
+from bot.text import (
+    CleaningOptions,
+    MessageInput,
+    clean_message,
+    display_name_for_speech,
+    should_prefix_name,
+    split_for_speech,
+    truncate,
+)
+from bot.text.names import Instant, Span
 from tests.unit.text.test_properties import RAW_MARKUP, URL_SHAPED
 
 
@@ -57,8 +65,8 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
         (1, T0 + timedelta(minutes=5), 1, T0, 30, True),
     ],
 )
-def test_should_prefix_name(  # type: ignore[no-untyped-def]
-    author, now, last_author, last_time, window, expected
+def test_should_prefix_name(
+    author: int, now: Instant, last_author: int | None, last_time: Instant | None, window: Span, expected: bool
 ) -> None:
     assert should_prefix_name(author, now, last_author, last_time, window) is expected
 

@@ -14,7 +14,7 @@ import discord
 import pytest
 
 from bot.audio.opus import SILENCE_FRAME
-from bot.voice.sender import E2EETimeoutError, PacketSender
+from bot.voice.sender import E2EETimeoutError, PacketSender, SharedPlayback
 from bot.voice.source import StreamedOpusSource
 
 
@@ -71,7 +71,9 @@ def filled_source(items: list[bytes]) -> StreamedOpusSource:
     return source
 
 
-async def play(sender: PacketSender, client: RecordingVoiceClient, source: StreamedOpusSource):
+async def play(
+    sender: PacketSender, client: RecordingVoiceClient, source: StreamedOpusSource
+) -> tuple[SharedPlayback, asyncio.Future[Exception | None]]:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Exception | None] = loop.create_future()
     playback = sender.play(client, source, lambda error: loop.call_soon_threadsafe(done.set_result, error))

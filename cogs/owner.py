@@ -1,0 +1,170 @@
+"""``/owner``: the bot owner's tools for running a public instance — bot-wide blocklists, an engine kill switch
+and a one-screen summary (``bot.owner_controls``, ``bot.stats``). Who the owner is, and why the commands are
+global with a runtime check: ``bot.owner_only``. Every reply is ephemeral."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import UserFacingError
+from bot.interactions import NO_MENTIONS, reply_ephemeral
+from bot.owner_only import OWNER_ONLY, ensure_owner
+from bot.stats import live_stats, render, stored_stats
+
+if TYPE_CHECKING:
+    from bot.app import SpeechBot
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+#: Lines of ``/owner blocked`` before "… and N more".
+LIST_LIMIT = 30
+
+
+def _server_id(raw: str) -> int:
+    raw = raw.strip()
+    if not raw.isdigit() or not 0 < int(raw) < 2**64:
+        raise UserFacingError("That isn't a server ID (a number; right-click the server → Copy Server ID).")
+    return int(raw)
+
+
+class OwnerCog(commands.Cog):
+    owner = app_commands.Group(
+        name="owner", description="The bot owner's tools for running this bot (owner only).",
+        extras={OWNER_ONLY: True},
+    )
+    block = app_commands.Group(name="block", description="Block a user or a server bot-wide.", parent=owner)
+    unblock = app_commands.Group(name="unblock", description="Lift a bot-wide block.", parent=owner)
+    engine = app_commands.Group(name="engine", description="Switch a speech engine off or on bot-wide.", parent=owner)
+
+    def __init__(self, bot: SpeechBot, services: Services) -> None:
+        self.bot = bot
+        self.services = services
+        self.controls = services.controls
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        return await ensure_owner(interaction)
+
+    # -- stats --
+
+    @owner.command(name="stats", description="Servers, voice, requests per engine, cache, errors, budgets.")
+    async def stats(self, interaction: discord.Interaction[SpeechBot]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        self.bot.refresh_gauges()
+        live = live_stats(self.services.metrics.render().decode())
+        stored = await stored_stats(self.services.store, datetime.now(UTC).date())
+        source = "this process since it started" + (
+            f"; shards {','.join(map(str, sorted(self.bot.shards)))} of {self.bot.shard_count}"
+            if self.bot.shard_count and self.bot.shard_count > 1 else "")
+        text = "\n".join(render(live, stored, live_source=source))
+        await interaction.followup.send(f"```\n{text[:1900]}\n```", ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    # -- blocklists --
+
+    @block.command(name="user", description="Never read this user, and refuse them every command.")
+    @app_commands.describe(user="Who to block (a member, or paste a user ID).")
+    async def block_user(self, interaction: discord.Interaction[SpeechBot], user: discord.User) -> None:
+        if await self.bot.is_owner(user):
+            raise UserFacingError("The bot's owner cannot be blocked.")
+        changed = await self.controls.set_user_blocked(user.id, True)
+        log.info("owner blocked user=%s (changed=%s)", user.id, changed)
+        await reply_ephemeral(interaction, f"Blocked {user.mention} bot-wide: their messages are never read and "
+                              "every command answers them with one line." if changed
+                              else f"{user.mention} was already blocked.")
+
+    @unblock.command(name="user", description="Let a blocked user use the bot again.")
+    @app_commands.describe(user="Who to unblock (a member, or paste a user ID).")
+    async def unblock_user(self, interaction: discord.Interaction[SpeechBot], user: discord.User) -> None:
+        changed = await self.controls.set_user_blocked(user.id, False)
+        log.info("owner unblocked user=%s (changed=%s)", user.id, changed)
+        await reply_ephemeral(interaction, f"Unblocked {user.mention}." if changed
+                              else f"{user.mention} was not blocked.")
+
+    @block.command(name="server", description="Refuse a server every command and never read it aloud.")
+    @app_commands.describe(server="The server's ID (right-click the server → Copy Server ID).")
+    async def block_server(self, interaction: discord.Interaction[SpeechBot], server: str) -> None:
+        guild_id = _server_id(server)
+        changed = await self.controls.set_guild_blocked(guild_id, True)
+        log.info("owner blocked guild=%s (changed=%s)", guild_id, changed)
+        # The bot stays a member (unblocking needs no new invite), but stops speaking there at once.
+        left = await self.services.voice.leave(guild_id, reason="the server was blocked by the bot's owner")
+        self.services.read_aloud.forget(guild_id)
+        known = self.bot.get_guild(guild_id)
+        where = f"**{discord.utils.escape_markdown(known.name)}** ({guild_id})" if known else f"server {guild_id}"
+        if not changed:
+            await reply_ephemeral(interaction, f"{where} was already blocked.")
+            return
+        await reply_ephemeral(interaction, f"Blocked {where}: its commands get one line, nothing there is read "
+                              "aloud" + (", and I left its voice channel." if left else ".")
+                              + ("" if known else " (I'm not in that server now; the block applies if I'm added.)"))
+
+    @unblock.command(name="server", description="Let a blocked server use the bot again.")
+    @app_commands.describe(server="The server's ID.")
+    async def unblock_server(self, interaction: discord.Interaction[SpeechBot], server: str) -> None:
+        guild_id = _server_id(server)
+        changed = await self.controls.set_guild_blocked(guild_id, False)
+        log.info("owner unblocked guild=%s (changed=%s)", guild_id, changed)
+        await reply_ephemeral(interaction, f"Unblocked server {guild_id}." if changed
+                              else f"Server {guild_id} was not blocked.")
+
+    @owner.command(name="blocked", description="Who and which servers are blocked bot-wide.")
+    async def blocked(self, interaction: discord.Interaction[SpeechBot]) -> None:
+        state = await self.controls.refresh(force=True)
+        users = [f"<@{user_id}> ({user_id})" for user_id in sorted(state.blocked_users)]
+        servers = [f"server {guild_id}" for guild_id in sorted(state.blocked_guilds)]
+        lines = [f"**Blocked users** ({len(users)}):", *_capped(users), f"**Blocked servers** ({len(servers)}):",
+                 *_capped(servers)]
+        await reply_ephemeral(interaction, "\n".join(lines))
+
+    # -- the kill switch --
+
+    @engine.command(name="disable", description="Switch a speech engine off bot-wide (the next one speaks).")
+    @app_commands.describe(name="The engine (openai, realtime, local).")
+    async def engine_disable(self, interaction: discord.Interaction[SpeechBot], name: str) -> None:
+        engine = self._engine(name)
+        changed = await self.controls.set_engine_disabled(engine, True)
+        log.warning("owner switched the %s engine off (changed=%s)", engine, changed)
+        left = [e.name for e in self.services.engines if e.name not in self.controls.disabled_engines()]
+        after = f"{', then '.join(left)} speaks instead." if left else \
+            "No engine is left: every speech request is refused until you enable one."
+        await reply_ephemeral(interaction, (f"Switched {engine} off. " if changed else f"{engine} was already off. ")
+                              + after)
+
+    @engine.command(name="enable", description="Switch a speech engine back on.")
+    @app_commands.describe(name="The engine (openai, realtime, local).")
+    async def engine_enable(self, interaction: discord.Interaction[SpeechBot], name: str) -> None:
+        engine = self._engine(name)
+        changed = await self.controls.set_engine_disabled(engine, False)
+        log.warning("owner switched the %s engine on (changed=%s)", engine, changed)
+        await reply_ephemeral(interaction, f"Switched {engine} on." if changed else f"{engine} was not off.")
+
+    @engine_disable.autocomplete("name")
+    @engine_enable.autocomplete("name")
+    async def _engine_names(
+        self, interaction: discord.Interaction[SpeechBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        off = self.controls.disabled_engines()
+        return [app_commands.Choice(name=f"{e.name} ({'off' if e.name in off else 'on'})", value=e.name)
+                for e in self.services.engines if current.lower() in e.name][:25]
+
+    def _engine(self, name: str) -> str:
+        names = [engine.name for engine in self.services.engines]
+        if name not in names:
+            raise UserFacingError(f"This bot has no engine called {name[:40]!r}; its engines: {', '.join(names)}.")
+        return name
+
+
+def _capped(lines: list[str]) -> list[str]:
+    if not lines:
+        return ["none"]
+    return lines[:LIST_LIMIT] + ([f"… and {len(lines) - LIST_LIMIT} more"] if len(lines) > LIST_LIMIT else [])
+
+
+async def setup(bot: SpeechBot) -> None:
+    await bot.add_cog(OwnerCog(bot, bot.services))
