@@ -125,7 +125,8 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
     from bot.metrics import Metrics
     from bot.services import build_services
     from bot.speech.errors import SpeechUnavailableError
-    from bot.speech.factory import make_engines
+    from bot.speech.factory import endpoint_capabilities, make_engines, make_probe
+    from bot.speech.voices import offered_voices
     from bot.storage import StorageError, Store
 
     if not settings.discord_token:
@@ -139,12 +140,18 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
         raise CLIError(str(exc)) from None
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
         metrics = Metrics()
+        settings, offer = await offered_voices(settings, session)
+        for warning in offer.warnings:
+            log.warning("%s", warning)
+        log.info("voices: %d offered, from %s", len(offer.voices), offer.source)
+        capabilities = endpoint_capabilities(settings, offer.source)
         try:
-            engines = make_engines(settings, session, observer=metrics)
+            engines = make_engines(settings, session, observer=metrics, capabilities=capabilities)
         except SpeechUnavailableError as exc:
             await store.close()
             raise CLIError(exc.user_message) from None
-        services = build_services(settings, store, engines, metrics=metrics)
+        services = build_services(settings, store, engines, metrics=metrics, capabilities=capabilities,
+                                  probe=make_probe(settings, session, capabilities))
         for level, line in speech_summary(settings, [engine.name for engine in engines]):
             log.log(level, "%s", line)
         # Without the privileged intent switched on in the portal Discord would refuse the login: run with
@@ -247,10 +254,12 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
     from bot.speech.factory import make_engines
     from bot.speech.failover import FailoverSpeech
     from bot.speech.models import SpeechRequest, validate_request
+    from bot.speech.voices import offered_voices
 
     fmt = _output_format(args.output, args.fmt, settings.default_format)
     text = sys.stdin.read() if args.text == "-" else args.text
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
+        settings, _ = await offered_voices(settings, session)  # the server's own voices, where it lists them
         try:
             request = validate_request(
                 SpeechRequest(

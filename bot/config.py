@@ -15,17 +15,20 @@ from urllib.parse import urlsplit
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
 from bot.setting_choices import SpeechLanguage
 from bot.speech.catalog import (
+    CLASSIC_VOICES,
     REALTIME_SPEEDS,
     REALTIME_VOICES,
     SPEECH_API_SPEEDS,
     SpeedRange,
+    default_voices,
     is_realtime_model,
     is_realtime_voice,
+    parse_speed_range,
 )
 
 DEFAULT_SPEECH_API_BASE_URL = "https://api.apimart.ai/v1"
 DEFAULT_SPEECH_MODEL = "gpt-4o-mini-tts"
-DEFAULT_SPEECH_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+
 DEFAULT_DATA_DIR = "data"
 
 
@@ -59,6 +62,14 @@ class SpeechBackendChoice(StrEnum):
     AUTO = "auto"
     OPENAI = "openai"
     LOCAL = "local"
+
+
+class SpeechProbe(StrEnum):
+    """``SPEECH_PROBE``: whether the bot measures the endpoint's speeds and voices once after start."""
+
+    AUTO = "auto"  # yes, unless the endpoint is a paid one (OpenAI, apimart): the measuring costs money there
+    ON = "on"
+    OFF = "off"
 
 
 class Fallback(StrEnum):
@@ -110,6 +121,11 @@ class Settings:
     #: engine when it is installed, which only the speech factory can tell), () = none.
     speech_fallback: tuple[Fallback, ...] | None = None
     realtime_sessions: int = 8
+    #: Whether ``SPEECH_VOICES`` was set: the operator's list then narrows what the server lists.
+    speech_voices_set: bool = False
+    speech_probe: SpeechProbe = SpeechProbe.AUTO
+    #: ``SPEECH_SPEED_RANGE``: the speeds the endpoint honours, as the operator declares them (no measuring).
+    declared_speeds: SpeedRange | None = None
     #: ``OWNER_IDS``: who may use ``/owner``; () = the application's owner or team, as Discord reports them.
     owner_ids: tuple[int, ...] = ()
     #: ``LOCAL_VOICES``: (language, piper model path) pairs, languages as ``/settings language`` names them.
@@ -142,6 +158,14 @@ class Settings:
     def speed_range(self) -> SpeedRange:
         """The speeds the primary engine can do; anything outside is refused, never clamped."""
         return REALTIME_SPEEDS if self.uses_realtime_engine else SPEECH_API_SPEEDS
+
+    @property
+    def probes_endpoint(self) -> bool:
+        """Whether the /audio/speech endpoint's speeds and voices are measured after start (``SPEECH_PROBE``):
+        never the Realtime API or the offline engine, never a paid host unless asked (it costs money)."""
+        if self.engine_name != "openai" or self.speech_probe is SpeechProbe.OFF:
+            return False
+        return self.speech_probe is SpeechProbe.ON or not _is_known_paid_host(self.speech_api_base_url)
 
 
 #: Discord's own ceiling is far lower for any real bot; this only catches typos.
@@ -203,15 +227,27 @@ DECLARATIONS: tuple[Variable, ...] = (
     ),
     Variable(
         "SPEECH_VOICES",
-        "Comma-separated voices offered to users; the first is the default unless SPEECH_DEFAULT_VOICE.",
-        default=",".join(DEFAULT_SPEECH_VOICES),
-        default_text=f"`{','.join(DEFAULT_SPEECH_VOICES)}`; with the Realtime API `{','.join(REALTIME_VOICES)}`",
+        "Comma-separated voices offered to users; empty = the server's own list (GET /audio/voices), else the "
+        "model's. Set: only these (of those the server lists).",
+        default_text="empty: the server's list; without one, OpenAI's voices for its model on api.openai.com, "
+                     f"`{','.join(CLASSIC_VOICES)}` elsewhere, with the Realtime API `{','.join(REALTIME_VOICES)}` "
+                     "(see [What the bot learns about its speech server](speech-capabilities.md))",
         allowed="names separated by commas (printable, at most 100 characters each); with the Realtime API only "
                 "its voices and custom ones named `voice_...`",
     ),
     Variable(
-        "SPEECH_DEFAULT_VOICE", "Voice used when a user picks none (must be one of SPEECH_VOICES).",
-        default_text="the first of `SPEECH_VOICES`", allowed="one of `SPEECH_VOICES`",
+        "SPEECH_DEFAULT_VOICE", "Voice used when a user picks none (must be one of the voices offered).",
+        default_text="the first of the voices offered", allowed="one of the voices offered",
+    ),
+    Variable(
+        "SPEECH_PROBE",
+        "auto, on or off: measure once after start which speeds the endpoint honours and whether its voices "
+        "differ (auto: not on paid OpenAI or apimart).",
+        default=SpeechProbe.AUTO.value, allowed=", ".join(f"`{p.value}`" for p in SpeechProbe),
+    ),
+    Variable(
+        "SPEECH_SPEED_RANGE", "The speeds the endpoint really honours, e.g. 0.5-2; empty = measured (SPEECH_PROBE).",
+        default_text="empty (measured)", allowed="two speeds from 0.25 to 4, lowest first, like `0.5-2`",
     ),
     Variable(
         "SPEECH_DEFAULT_FORMAT", "Audio format for /speak uploads when a user picks none: opus, wav, flac, aac or pcm.",
@@ -368,7 +404,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     # The Realtime API is used unless the offline engine is (a key, or SPEECH_BACKEND=openai).
     realtime = is_realtime_model(model) and backend_raw != "local" and (bool(key) or backend_raw == "openai")
     voices = tuple(dict.fromkeys(v.strip() for v in get("SPEECH_VOICES").split(",") if v.strip()))
-    voices = voices or (REALTIME_VOICES if realtime else DEFAULT_SPEECH_VOICES)
+    voices_set = bool(voices)
+    voices = voices or (REALTIME_VOICES if realtime else default_voices(model, base_url))
+    # the /audio/speech API: its own voice list, asked for at start, may offer other voices than these
+    lists_voices = not realtime and backend_raw != "local" and (bool(key) or backend_raw == "openai")
     if bad := [v for v in voices if len(v) > 100 or not v.isprintable()]:
         problems.append(f"SPEECH_VOICES has an invalid voice name: {bad[0][:40]!r}.")
     elif realtime and (unknown := [v for v in voices if not is_realtime_voice(v)]):
@@ -379,6 +418,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
 
     default_voice = get("SPEECH_DEFAULT_VOICE", voices[0])
+    if default_voice not in voices and not voices_set and lists_voices and default_voice.isprintable():
+        # the server's own list (asked for at start) decides; until then the chosen voice leads the default list
+        voices = (default_voice[:100], *voices)
     if default_voice not in voices:
         problems.append(f"SPEECH_DEFAULT_VOICE {default_voice!r} is not one of SPEECH_VOICES ({', '.join(voices)}).")
 
@@ -407,6 +449,19 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     alone_timeout = number("VOICE_ALONE_TIMEOUT")
     queue_size = number("VOICE_QUEUE_SIZE")
     read_hold = number("READ_ALOUD_HOLD")
+
+    probe = SpeechProbe.AUTO
+    try:
+        probe = SpeechProbe(get("SPEECH_PROBE", "auto").lower())
+    except ValueError:
+        problems.append(f"SPEECH_PROBE must be auto, on or off, not {get('SPEECH_PROBE')[:20]!r}.")
+    declared_speeds = None
+    if raw_speeds := get("SPEECH_SPEED_RANGE"):
+        declared_speeds = parse_speed_range(raw_speeds)
+        if declared_speeds is None:
+            problems.append(
+                f"SPEECH_SPEED_RANGE must be two speeds from 0.25 to 4, like 0.5-2, not {raw_speeds[:20]!r}."
+            )
 
     fallback = _fallback(get("SPEECH_FALLBACK"), problems)
     realtime_sessions = number("SPEECH_REALTIME_SESSIONS")
@@ -491,6 +546,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         speech_fallback=fallback,
         realtime_sessions=int(realtime_sessions),
         local_voices=local_voices,
+        speech_voices_set=voices_set,
+        speech_probe=probe,
+        declared_speeds=declared_speeds,
     )
 
 

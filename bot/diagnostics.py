@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.speech.catalog import OPENAI_BASE_URL, RECOMMENDED_REALTIME_MODEL, shutdown_date
 
 if TYPE_CHECKING:
+    from bot.speech.capabilities import EndpointCapabilities
     from bot.speech.errors import SpeechError
     from bot.speech.models import SpeechRequest
 
@@ -339,15 +340,23 @@ async def check_speech_api(settings: Settings, session: aiohttp.ClientSession) -
     from bot.audio.validate import check_audio
     from bot.speech.client import MODELS_WITHOUT_INSTRUCTIONS, OpenAISpeechClient, Timeouts
     from bot.speech.errors import SpeechError
+    from bot.speech.factory import endpoint_capabilities
     from bot.speech.models import PLAYBACK_FORMAT, SpeechRequest, read_all
     from bot.speech.retry import RetryPolicy
+    from bot.speech.voices import offered_voices
 
     base = settings.speech_api_base_url
+    settings, offer = await offered_voices(settings, session)
+    capabilities = endpoint_capabilities(settings, offer.source)
     client = OpenAISpeechClient(
         session, base_url=base, api_key=settings.speech_api_key, model=settings.speech_model,
         voices=settings.speech_voices, policy=RetryPolicy(max_attempts=1),
         timeouts=Timeouts(first_byte=settings.speech_timeout, between_chunks=settings.speech_timeout),
+        capabilities=capabilities,
     )
+    voices = Finding(True, f"speech: {len(offer.voices)} voices offered, from {offer.source} "
+                           f"(default {offer.default_voice})")
+    voice_warnings = [Finding(True, f"speech: {warning}", warning=True) for warning in offer.warnings]
 
     async def say(request: SpeechRequest) -> tuple[AudioFormat, int] | Finding:
         try:
@@ -364,13 +373,14 @@ async def check_speech_api(settings: Settings, session: aiohttp.ClientSession) -
     made = await say(SpeechRequest(CHECK_WORD, voice, fmt))
     if isinstance(made, Finding):
         if "SPEECH_DEFAULT_FORMAT" not in made.detail:
-            return [made]  # nothing else can work either
-        findings = [made]
+            return [voices, *voice_warnings, made]  # nothing else can work either
+        findings = [voices, *voice_warnings, made]
         got = AudioFormat.WAV
     else:
         got, size = made
         sent = "" if got is fmt else f", sent as {got.value}"
-        findings = [Finding(True, f"speech: {base}/audio/speech speaks (model {settings.speech_model}, voice {voice}, "
+        findings = [voices, *voice_warnings,
+                    Finding(True, f"speech: {base}/audio/speech speaks (model {settings.speech_model}, voice {voice}, "
                                   f"{fmt.value}{sent}: {size} bytes of valid audio)")]
 
     played = await say(SpeechRequest(CHECK_WORD, voice, PLAYBACK_FORMAT, playback=True))
@@ -392,6 +402,42 @@ async def check_speech_api(settings: Settings, session: aiohttp.ClientSession) -
                                           "sends requests without them", warning=True))
         else:
             findings.append(Finding(True, "speech: the service accepts instructions (voice styles)"))
+    if capabilities.pcm_rate is not None:
+        findings.append(Finding(True, f"speech: pcm comes at {capabilities.pcm_rate} Hz"))
+    if settings.probes_endpoint:
+        from bot.speech.probe import CapabilityProbe
+
+        await CapabilityProbe(client, capabilities, settings.speed_range, base).run()
+    findings.extend(capability_findings(settings, capabilities))
+    return findings
+
+
+def capability_findings(settings: Settings, capabilities: EndpointCapabilities) -> list[Finding]:
+    """The speeds the endpoint honours and whether its voices differ, as measured (or declared, or why not)."""
+    findings = []
+    speeds, offered = capabilities.speeds, settings.speed_range
+    how = "declared" if capabilities.speeds_declared else "measured"
+    if speeds is None:
+        note = capabilities.probe_note or "SPEECH_PROBE"
+        findings.append(Finding(True, f"speech: the speeds it honours are not measured ({note})"))
+    elif speeds.low == speeds.high == 1.0:
+        findings.append(Finding(True, f"speech: the service ignores speed ({how})",
+                                "Users asking for another speed are told. If this is wrong, set SPEECH_SPEED_RANGE.",
+                                warning=True))
+    elif (speeds.low, speeds.high) != (offered.low, offered.high):
+        findings.append(Finding(True, f"speech: the service honours speeds from {speeds} only ({how}), not {offered}",
+                                "Users asking outside are told"
+                                + ("." if capabilities.speeds_declared else
+                                   f"; SPEECH_SPEED_RANGE={speeds.low:g}-{speeds.high:g} declares it without "
+                                   "measuring."), warning=True))
+    else:
+        findings.append(Finding(True, f"speech: the service honours speeds from {speeds} ({how})"))
+    if capabilities.voice_honoured is False:
+        findings.append(Finding(True, "speech: every voice of the service sounds the same (measured)",
+                                "Choosing a voice changes nothing: configure voices on the server, or set "
+                                "SPEECH_VOICES to one voice.", warning=True))
+    elif capabilities.voice_honoured:
+        findings.append(Finding(True, "speech: its voices sound different (measured)"))
     return findings
 
 

@@ -25,6 +25,7 @@ from bot.audio.formats import AudioFormat
 from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.setting_choices import SpeakOutput
+from bot.speech.catalog import voices_text
 from bot.storage import GuildSettings, Store, UserPrefs, UserPrefsChanges
 
 RATE_WINDOW_SECONDS = 60.0
@@ -92,7 +93,7 @@ def check_voice(settings: Settings, voice: str) -> None:
     if voice not in settings.speech_voices:
         raise UserFacingError(
             "Unknown voice {voice}. Available voices: {voices}.", voice=repr(voice[:40]),
-            voices=", ".join(settings.speech_voices),
+            voices=voices_text(settings.speech_voices),
         )
 
 

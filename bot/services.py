@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.metrics import HealthServer, MeteredSpeechBackend, Metrics
@@ -21,11 +22,15 @@ from bot.owner_controls import OwnerControls
 from bot.policy import Policy
 from bot.readaloud.reader import ReadAloud
 from bot.speech.cache import AudioCache
+from bot.speech.capabilities import EndpointCapabilities
 from bot.speech.failover import Engine, FailoverSpeech
 from bot.speech_service import SpeechService
 from bot.storage import Store
 from bot.usage import UsageLedger
 from bot.voice.sessions import VoiceLimits, VoiceSessions
+
+if TYPE_CHECKING:
+    from bot.speech.probe import CapabilityProbe
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +51,17 @@ class Services:
     read_aloud: ReadAloud
     health: HealthServer | None
     controls: OwnerControls
+    #: What the speech endpoint was found to do (``/settings show``); the probe measures the rest after start.
+    capabilities: EndpointCapabilities = field(default_factory=EndpointCapabilities)
+    probe: CapabilityProbe | None = None
 
     async def start(self) -> None:
         """What must run before the bot connects: the owner's controls, warm speech sessions, the health
-        endpoints."""
+        endpoints; and, in the background, the measuring of the endpoint's speeds and voices."""
         await self.controls.refresh(force=True)
         await self.speech.start()
+        if self.probe is not None:
+            self.probe.start()
         if self.health is not None:
             assert self.settings.metrics_port is not None
             await self.health.start(self.settings.metrics_host, self.settings.metrics_port)
@@ -72,6 +82,8 @@ class Services:
     async def close(self) -> None:
         """Everything, in reverse order of construction (idempotent; the gateway is closed by then)."""
         await self.stop_voice()
+        if self.probe is not None:
+            await self.probe.close()
         await self.ledger.close()  # batched usage written
         await self.speech.shutdown()  # the cache's disk writes finished, its hit rate logged
         for engine in self.engines:
@@ -100,15 +112,17 @@ def build_speech(
 
 
 def build_services(
-    settings: Settings, store: Store, engines: Sequence[Engine], *, metrics: Metrics | None = None
+    settings: Settings, store: Store, engines: Sequence[Engine], *, metrics: Metrics | None = None,
+    capabilities: EndpointCapabilities | None = None, probe: CapabilityProbe | None = None,
 ) -> Services:
     """Every service, wired (nothing started: see :meth:`Services.start`)."""
     metrics = metrics or Metrics()
     controls = OwnerControls(store)
+    capabilities = capabilities or EndpointCapabilities(voices=settings.speech_voices)
     speech = build_speech(settings, engines, metrics, controls)
     policy = Policy(settings, store)
     ledger = UsageLedger(store, observer=metrics)
-    speaking = SpeechService(speech, policy, ledger, settings, controls)
+    speaking = SpeechService(speech, policy, ledger, settings, controls, capabilities)
 
     async def guild_timeouts(guild_id: int) -> tuple[float | None, float | None]:
         guild = await store.get_guild_settings(guild_id)
@@ -130,4 +144,4 @@ def build_services(
     read_aloud = ReadAloud(voice, store, speaking, hold=settings.read_hold, queue_limit=settings.voice_queue_size)
     health = HealthServer(metrics) if settings.metrics_port is not None else None
     return Services(settings, store, metrics, engines, speech, policy, ledger, speaking, voice, read_aloud, health,
-                    controls)
+                    controls, capabilities, probe)

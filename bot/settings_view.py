@@ -13,6 +13,7 @@ from typing import Any
 from bot.config import Settings
 from bot.i18n import ENGLISH, babel_locale
 from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName
+from bot.speech.capabilities import EndpointCapabilities
 from bot.storage import GuildSettings, Usage
 from bot.storage.schema import FORGOTTEN_USER
 
@@ -150,6 +151,15 @@ def render_sections(bot: Settings, guild: GuildSettings) -> list[tuple[str, str]
         (title, "\n".join(f"**{label(bot, f)}:** {show_value(bot, guild, f)}" for f in fields))
         for title, fields in SECTIONS
     ]
+
+
+def render_capabilities(bot: Settings, capabilities: EndpointCapabilities) -> str:
+    """What the bot's speech server can do (the same for every Discord server), one line per fact: moderators see
+    why a voice or a speed does not do what its name says."""
+    if bot.engine_name != "openai":
+        engine = "the offline voice" if bot.engine_name == "local" else "the Realtime API"
+        return f"{engine}: {len(bot.speech_voices)} voices, speeds from {bot.speed_range}"
+    return "\n".join(f"• {line}" for line in capabilities.describe())
 
 
 def describe_changes(bot: Settings, before: GuildSettings, after: GuildSettings, fields: Iterable[str]) -> list[str]:

@@ -29,6 +29,7 @@ from bot.owner_controls import OwnerControls
 from bot.policy import Policy, SpeakOptions
 from bot.setting_choices import SpeakOutput, SpeechLanguage
 from bot.speech.cache import CacheStats
+from bot.speech.capabilities import EndpointCapabilities
 from bot.speech.errors import SpeechError
 from bot.speech.failover import FailoverSpeech, Served
 from bot.speech.models import PLAYBACK_FORMAT, SpeechRequest, SynthesizedAudio, validate_request
@@ -55,13 +56,15 @@ class SpeechService:
 
     def __init__(
         self, speech: FailoverSpeech, policy: Policy, ledger: UsageLedger, settings: Settings,
-        controls: OwnerControls | None = None,
+        controls: OwnerControls | None = None, capabilities: EndpointCapabilities | None = None,
     ) -> None:
         self.controls = controls
         self.speech = speech
         self.policy = policy
         self.ledger = ledger
         self.settings = settings
+        #: What the speech endpoint honours: a speed it will not is told to the member, not refused.
+        self.capabilities = capabilities or EndpointCapabilities(voices=settings.speech_voices)
 
     @property
     def stats(self) -> CacheStats:
@@ -99,7 +102,9 @@ class SpeechService:
             speed=options.speed, instructions=options.instructions, playback=playback, language=language,
         ))
         admitted = await self.admit_request(guild_id, user_id, request, guild)
-        admitted.notice, admitted.output = options.notice, options.output
+        notices = [options.notice, self.capabilities.speed_notice(request.speed)]
+        admitted.notice = " ".join(n for n in notices if n) or None
+        admitted.output = options.output
         return admitted
 
     def validate(self, request: SpeechRequest) -> SpeechRequest:

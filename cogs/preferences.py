@@ -35,6 +35,8 @@ SCOPE_CHOICES = [
 ]
 #: Rows shown by ``/usage`` to moderators (the biggest spenders first).
 USAGE_TOP = 15
+#: ``/voice voices`` lists voices up to this many characters, then says how many more there are.
+MAX_VOICES_TEXT = 1700
 
 
 def _scope(interaction: discord.Interaction, scope: str) -> tuple[int | None, str]:
@@ -177,12 +179,23 @@ class PreferencesCog(commands.Cog):
         marks = {self.settings.default_voice: "bot default"}
         if default:
             marks[default] = "server default"
-        lines = []
+        marked: list[str] = []
+        plain: list[str] = []
         for voice in self.settings.speech_voices:
             notes = [marks[voice]] if voice in marks else []
             notes += ["yours here"] if voice == options.voice else []
-            lines.append(f"• {voice}" + (f" ({', '.join(notes)})" if notes else ""))
-        await reply_ephemeral(interaction, "**Voices:**\n" + "\n".join(lines) + "\nChoose yours with /voice set.")
+            (marked if notes else plain).append(f"• {voice}" + (f" ({', '.join(notes)})" if notes else ""))
+        # a server may list hundreds of voices; a message holds 2,000 characters
+        lines = list(marked)
+        for line in plain:
+            if sum(len(shown) + 1 for shown in lines) + len(line) > MAX_VOICES_TEXT:
+                break
+            lines.append(line)
+        hidden = len(marked) + len(plain) - len(lines)
+        more = f"\n…and {hidden} more: type in /voice set's voice option to search them." if hidden else ""
+        await reply_ephemeral(
+            interaction, "**Voices:**\n" + "\n".join(lines) + more + "\nChoose yours with /voice set."
+        )
 
     @app_commands.command(name="usage", description="This server's speech usage against its budgets.")
     @app_commands.guild_only()

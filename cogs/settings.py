@@ -38,7 +38,7 @@ from bot.setting_choices import (
     SpeakOutput,
     SpeechLanguage,
 )
-from bot.settings_view import describe_changes, labels, language_name, render_sections
+from bot.settings_view import describe_changes, labels, language_name, render_capabilities, render_sections
 from bot.speech.models import MAX_INPUT_CHARS, MAX_INSTRUCTIONS_CHARS
 from bot.storage import GuildSettings, GuildSettingsChanges, Store
 from bot.storage.rules import MAX_BUDGET_CHARS, MAX_HOLD_SECONDS
@@ -46,6 +46,7 @@ from bot.storage.rules import MAX_BUDGET_CHARS, MAX_HOLD_SECONDS
 if TYPE_CHECKING:
     from bot.app import SpeechBot
     from bot.config import Settings
+    from bot.speech.capabilities import EndpointCapabilities
 
 Budget = app_commands.Range[int, 1, MAX_BUDGET_CHARS]
 #: Each language by its own name (the same in every language: whoever looks for theirs finds it).
@@ -75,9 +76,10 @@ class SettingsCog(commands.Cog):
         default_permissions=discord.Permissions(manage_guild=True),
     )
 
-    def __init__(self, store: Store, config: Settings) -> None:
+    def __init__(self, store: Store, config: Settings, capabilities: EndpointCapabilities) -> None:
         self.store = store
         self.config = config  # the bot's own settings (``settings`` is the command group)
+        self.capabilities = capabilities  # what the bot's speech server was found to do
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         """Moderators only (``discord.py`` types this for any client; every interaction here is the bot's)."""
@@ -106,6 +108,8 @@ class SettingsCog(commands.Cog):
         embed = discord.Embed(title=f"Text-to-speech settings of {interaction.guild.name}")
         for title, text in render_sections(self.config, current):
             embed.add_field(name=title, value=text, inline=False)
+        embed.add_field(name="Speech server (the bot's, for every server)",
+                        value=render_capabilities(self.config, self.capabilities), inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @settings.command(name="reset", description="Put one setting, or all of them, back to the default.")
@@ -378,4 +382,4 @@ def _bullets(lines: list[str]) -> str:
 
 
 async def setup(bot: SpeechBot) -> None:
-    await bot.add_cog(SettingsCog(bot.services.store, bot.services.settings))
+    await bot.add_cog(SettingsCog(bot.services.store, bot.services.settings, bot.services.capabilities))

@@ -8,6 +8,7 @@ OpenAI's text-to-speech guide (the 2027-01-06 shutdowns).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -22,6 +23,15 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 REALTIME_VOICES: tuple[str, ...] = (
     "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
 )
+#: The built-in voices of ``/audio/speech`` (SDK: ``speech_create_params.Voice``), what ``gpt-4o-mini-tts`` takes.
+OPENAI_SPEECH_VOICES: tuple[str, ...] = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin", "cedar",
+)
+#: What ``tts-1`` and ``tts-1-hd`` take (OpenAI's guide; ``ballad`` on ``tts-1`` is a 400).
+TTS1_VOICES: tuple[str, ...] = ("alloy", "ash", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer")
+#: The six voices every OpenAI-compatible server and reseller knows (apimart documents only these): the offer
+#: for a model this catalog does not know, or an OpenAI model served by someone other than OpenAI.
+CLASSIC_VOICES: tuple[str, ...] = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
 #: A custom voice made from audio samples is named like this and sent as ``{"id": name}``.
 CUSTOM_VOICE_PREFIX = "voice_"
 
@@ -66,6 +76,41 @@ def is_realtime_model(model: str) -> bool:
 def shutdown_date(model: str) -> date | None:
     """The day OpenAI shuts ``model`` down, or None when it has not announced one."""
     return SHUTDOWNS.get(model)
+
+
+def default_voices(model: str, base_url: str) -> tuple[str, ...]:
+    """The voices offered when neither the server lists its own nor ``SPEECH_VOICES`` is set: OpenAI's current
+    list for its model when OpenAI itself serves it, else the six classic voices (resellers and compatible
+    servers that take OpenAI's model names list only those). The Realtime API's are ``REALTIME_VOICES``."""
+    if base_url.rstrip("/") != OPENAI_BASE_URL:
+        return CLASSIC_VOICES
+    if model in ("tts-1", "tts-1-hd"):
+        return TTS1_VOICES
+    if model.startswith("gpt-4o-mini-tts"):
+        return OPENAI_SPEECH_VOICES
+    return CLASSIC_VOICES
+
+
+def voices_text(voices: Sequence[str], limit: int = 15) -> str:
+    """The offered voices for an error message: all of a short list, the start of a long one (a server may list
+    hundreds; a Discord message stops at 2,000 characters)."""
+    if len(voices) <= limit:
+        return ", ".join(voices)
+    return f"{', '.join(voices[:limit])} and {len(voices) - limit} more (type in the voice option to search them)"
+
+
+def parse_speed_range(raw: str) -> SpeedRange | None:
+    """``SPEECH_SPEED_RANGE`` (``0.5-2``, ``0.5..2`` or ``0.5,2``) within the API's 0.25-4; None when it is not."""
+    parts = [part.strip() for part in raw.replace("..", "-").replace(",", "-").split("-")]
+    if len(parts) != 2:
+        return None
+    try:
+        low, high = float(parts[0]), float(parts[1])
+    except ValueError:
+        return None
+    if not (SPEECH_API_SPEEDS.low <= low <= high <= SPEECH_API_SPEEDS.high):
+        return None
+    return SpeedRange(low, high)
 
 
 def is_realtime_voice(voice: str) -> bool:

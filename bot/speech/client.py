@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from bot.audio.formats import PCM_SAMPLE_RATE, SNIFF_BYTES, AudioFormat, looks_like_text, sniff
+from bot.speech.capabilities import EndpointCapabilities
 from bot.speech.error_parsing import MSG_TIMEOUT, error_from_response
 from bot.speech.errors import (
     SpeechAuthError,
@@ -92,6 +93,7 @@ class OpenAISpeechClient:
         timeouts: Timeouts = Timeouts(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        capabilities: EndpointCapabilities | None = None,
     ) -> None:
         self._session = session
         self._url = f"{base_url.rstrip('/')}/audio/speech"
@@ -103,8 +105,9 @@ class OpenAISpeechClient:
         self._sleep = sleep
         self._clock = clock
         self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
-        self._refused_formats: set[AudioFormat] = set()
-        self._instructions_ok: bool | None = None
+        #: What this endpoint was found to do (shared with ``/settings show`` and the speech service).
+        self.capabilities = capabilities or EndpointCapabilities(voices=self.voices)
+        self._refused_formats = self.capabilities.refused_formats
 
     def __repr__(self) -> str:
         return f"OpenAISpeechClient(url={self._url!r}, model={self.model!r})"
@@ -131,7 +134,7 @@ class OpenAISpeechClient:
         formats = self.playback_formats(request.format)
         for index, fmt in enumerate(formats):
             try:
-                return await self._open(replace(request, format=fmt))
+                stream = await self._open(replace(request, format=fmt))
             except SpeechRejectedError as error:
                 if index == len(formats) - 1 or not refuses_format(error, fmt):
                     raise
@@ -140,12 +143,15 @@ class OpenAISpeechClient:
                     "the speech service at %s cannot make %s (HTTP %s: %s); voice and read-aloud ask for %s instead",
                     self._url, fmt.value, error.status, error.detail, formats[index + 1].value,
                 )
+            else:
+                self.capabilities.playback_format = stream.format
+                return stream
         raise AssertionError("unreachable")
 
     @property
     def accepts_instructions(self) -> bool | None:
         """Whether this endpoint took ``instructions`` (None: not sent yet); once refused they are left out."""
-        return self._instructions_ok
+        return self.capabilities.instructions
 
     async def _open(self, request: SpeechRequest) -> SpeechStream:
         """One request, and once more without ``instructions`` when a strict server refused that field (a 4xx
@@ -156,14 +162,14 @@ class OpenAISpeechClient:
         except SpeechRejectedError as error:
             if not (sends_instructions and refuses_field(error, "instructions")):
                 raise
-            self._instructions_ok = False
+            self.capabilities.instructions = False
             log.warning(
                 "the speech service at %s does not accept instructions (HTTP %s: %s); sending requests without them",
                 self._url, error.status, error.detail,
             )
             return await self._open_once(request)
         if sends_instructions:
-            self._instructions_ok = True
+            self.capabilities.instructions = True
         return stream
 
     async def _open_once(self, request: SpeechRequest) -> SpeechStream:
@@ -218,7 +224,8 @@ class OpenAISpeechClient:
         }
         if request.speed != 1.0:
             body["speed"] = request.speed
-        takes_instructions = self.model not in MODELS_WITHOUT_INSTRUCTIONS and self._instructions_ok is not False
+        refused = self.capabilities.instructions is False
+        takes_instructions = self.model not in MODELS_WITHOUT_INSTRUCTIONS and not refused
         if request.instructions and takes_instructions:
             body["instructions"] = request.instructions
         return body
@@ -265,6 +272,8 @@ class OpenAISpeechClient:
             # ``from None``: aiohttp exceptions may carry the request headers, and with them the key.
             log.info("speech connection error: %s", type(exc).__name__)
             raise SpeechConnectionError(MSG_UNREACHABLE, retryable=True) from None
+        if rate is not None:
+            self.capabilities.pcm_rate = rate
         if rate is not None and rate != PCM_SAMPLE_RATE:
             log.debug("the speech service sent pcm at %d Hz; resampling it to %d Hz", rate, PCM_SAMPLE_RATE)
         resample = rate if rate is not None and rate != PCM_SAMPLE_RATE else None

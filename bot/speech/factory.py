@@ -4,14 +4,19 @@ a ``gpt-realtime...`` model: the Realtime API) and the fallbacks of ``SPEECH_FAL
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from bot.config import Fallback, Settings
+from bot.speech.capabilities import EndpointCapabilities, VoiceSource
 from bot.speech.errors import SpeechUnavailableError
 from bot.speech.failover import Engine
 from bot.speech.models import SpeechBackend
 from bot.speech.observer import SpeechObserver
+
+if TYPE_CHECKING:
+    from bot.speech.probe import CapabilityProbe
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +28,13 @@ SERVICE_LABEL = "the speech service"
 
 
 def make_engines(
-    settings: Settings, session: aiohttp.ClientSession, observer: SpeechObserver | None = None
+    settings: Settings, session: aiohttp.ClientSession, observer: SpeechObserver | None = None,
+    capabilities: EndpointCapabilities | None = None,
 ) -> list[Engine]:
-    """The primary engine, then the fallbacks; raises SpeechUnavailableError saying what to install or set."""
+    """The primary engine, then the fallbacks; raises SpeechUnavailableError saying what to install or set.
+    ``capabilities`` is where the /audio/speech client records what its endpoint can do."""
     primary = Engine(settings.engine_name, LOCAL_LABEL if settings.uses_local_engine else SERVICE_LABEL,
-                     cache_namespace(settings), _primary_backend(settings, session, observer))
+                     cache_namespace(settings), _primary_backend(settings, session, observer, capabilities))
     engines = [primary]
     for name in fallback_names(settings):
         if name is Fallback.LOCAL:
@@ -61,7 +68,8 @@ def make_speech_backend(
 
 
 def _primary_backend(
-    settings: Settings, session: aiohttp.ClientSession, observer: SpeechObserver | None
+    settings: Settings, session: aiohttp.ClientSession, observer: SpeechObserver | None,
+    capabilities: EndpointCapabilities | None = None,
 ) -> SpeechBackend:
     if settings.uses_local_engine:
         from bot.speech.local import INSTALL_HINT, LocalSpeechEngine
@@ -100,6 +108,7 @@ def _primary_backend(
             model=settings.speech_model,
             voices=settings.speech_voices,
             timeouts=timeouts,
+            capabilities=capabilities,
         )
     breaker = CircuitBreaker(
         failure_threshold=settings.speech_breaker_failures, cooldown=settings.speech_breaker_cooldown
@@ -114,3 +123,36 @@ def cache_namespace(settings: Settings) -> str:
     if settings.uses_local_engine:
         return LOCAL_NAMESPACE
     return f"{settings.engine_name}:{settings.speech_api_base_url}:{settings.speech_model}"
+
+
+def make_probe(
+    settings: Settings, session: aiohttp.ClientSession, capabilities: EndpointCapabilities
+) -> CapabilityProbe | None:
+    """The measuring of the endpoint's speeds and voices after start (``SPEECH_PROBE``), on a client of its own
+    (one attempt per request, outside the breaker and the metrics: it is not users' speech), or None."""
+    if not settings.probes_endpoint or (settings.declared_speeds is not None and len(settings.speech_voices) < 2):
+        return None  # nothing to measure
+    from bot.speech.client import OpenAISpeechClient, Timeouts
+    from bot.speech.probe import CapabilityProbe
+    from bot.speech.retry import RetryPolicy
+
+    client = OpenAISpeechClient(
+        session, base_url=settings.speech_api_base_url, api_key=settings.speech_api_key, model=settings.speech_model,
+        voices=settings.speech_voices, policy=RetryPolicy(max_attempts=1),
+        timeouts=Timeouts(first_byte=settings.speech_timeout, between_chunks=settings.speech_timeout),
+        capabilities=capabilities,
+    )
+    return CapabilityProbe(client, capabilities, settings.speed_range, settings.speech_api_base_url)
+
+
+def endpoint_capabilities(settings: Settings, source: VoiceSource | None = None) -> EndpointCapabilities:
+    """What is known of the endpoint before it has answered anything: its voices, and ``SPEECH_SPEED_RANGE``."""
+    if source is None:
+        source = VoiceSource.SETTING if settings.speech_voices_set else VoiceSource.MODEL
+    capabilities = EndpointCapabilities(voices=settings.speech_voices, voice_source=source)
+    if settings.declared_speeds is not None:
+        capabilities.speeds, capabilities.speeds_declared = settings.declared_speeds, True
+    elif not settings.probes_endpoint and settings.engine_name == "openai":
+        capabilities.probe_note = "SPEECH_PROBE=off" if settings.speech_probe.value == "off" else (
+            "not measured on a paid endpoint; SPEECH_PROBE=on to measure")
+    return capabilities

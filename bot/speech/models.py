@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
-from bot.speech.catalog import SPEECH_API_SPEEDS, SpeedRange
+from bot.speech.catalog import SPEECH_API_SPEEDS, SpeedRange, voices_text
 from bot.speech.errors import SpeechRewordedError, SpeechValidationError
 from bot.text.normalize import is_blank
 
@@ -108,7 +108,7 @@ def validate_request(
         )
     if request.voice not in voices:
         raise SpeechValidationError(
-            f"Unknown voice {request.voice[:40]!r}. Available voices: {', '.join(voices)}."
+            f"Unknown voice {request.voice[:40]!r}. Available voices: {voices_text(voices)}."
         )
     try:
         fmt = AudioFormat(request.format)

@@ -75,3 +75,41 @@ async def test_a_keyless_bot_is_told_to_set_a_key_not_that_it_was_rejected(
     assert code == 1
     assert "speech: the service wants an API key (401)" in text and "Set SPEECH_API_KEY." in text
     assert "rejected" not in text
+
+
+async def test_check_shows_the_voice_list_and_what_the_server_honours(
+    discord_emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    """Issue 13 item 1: voices from the server's list, speeds refused outside 0.5-2 (loudness-tts), and every voice
+    the same (a Piper server with one model), each measured and named with what to change."""
+    quirks = ServerQuirks(voice_list={"object": "list", "data": [{"id": "en_joe"}, {"id": "en_amy"}]},
+                          refused_speeds=(0.5, 2.0))
+    async with SpeechEndpoint(quirks=quirks) as endpoint:
+        code, text = await check(discord_emulator, tmp_path, endpoint.base_url, SPEECH_DEFAULT_FORMAT="wav")
+        assert {r.json["voice"] for r in endpoint.requests if r.method == "POST"} == {"alloy", "en_joe"}
+    assert code == 0, text
+    assert "speech: 3 voices offered, from the server's list (default alloy)" in text  # OpenAI's name stays
+    assert "[!! ] speech: the service honours speeds from 0.5 to 2 only (measured), not 0.25 to 4" in text
+    assert "SPEECH_SPEED_RANGE=0.5-2 declares it" in text
+    assert "[!! ] speech: every voice of the service sounds the same (measured)" in text
+
+
+async def test_check_of_a_server_that_honours_speed_and_voice(
+    discord_emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    async with SpeechEndpoint(quirks=ServerQuirks(distinct_voices=True)) as endpoint:
+        code, text = await check(discord_emulator, tmp_path, endpoint.base_url, SPEECH_VOICES="nova,echo")
+    assert code == 0, text
+    assert "speech: 2 voices offered, from SPEECH_VOICES (default nova)" in text
+    assert "speech: the service honours speeds from 0.25 to 4 (measured)" in text
+    assert "speech: its voices sound different (measured)" in text
+    assert "sounds the same" not in text and "ignores speed" not in text
+
+
+async def test_a_declared_speed_range_is_not_measured(discord_emulator: DiscordEmulator, tmp_path: Path) -> None:
+    async with SpeechEndpoint() as endpoint:
+        code, text = await check(discord_emulator, tmp_path, endpoint.base_url, SPEECH_VOICES="nova",
+                                 SPEECH_SPEED_RANGE="0.5-2")
+        assert all(r.json.get("speed", 1.0) == 1.0 for r in endpoint.requests if r.method == "POST")
+    assert code == 0, text
+    assert "speech: the service honours speeds from 0.5 to 2 only (declared), not 0.25 to 4" in text

@@ -136,11 +136,15 @@ async def test_without_key_or_engine_the_bot_says_what_to_install(tmp_path: Path
 async def test_check_passes_against_working_services(
     tmp_path: Path, speech_endpoint: SpeechEndpoint, discord_emulator: DiscordEmulator
 ) -> None:
-    env = {**discord_emulator.env(), "SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY}
+    # no measuring of speeds and voices here (tests/e2e/test_check_speech.py has it): three requests, one warning
+    env = {**discord_emulator.env(), "SPEECH_API_BASE_URL": speech_endpoint.base_url, "SPEECH_API_KEY": KEY,
+           "SPEECH_PROBE": "off"}
     code, out, err = await run_cli("check", env=env, cwd=tmp_path)
     text = out.decode()
     assert code == 0, text + err
     assert "token is valid" in text and "Everything looks ready (1 warning)." in text, text
+    assert "speech: 6 voices offered, from the model's default list (default alloy)" in text
+    assert "speech: the speeds it honours are not measured (SPEECH_PROBE=off)" in text
     # it synthesized one word with the model, default voice and format, as voice would, and with instructions
     assert f"speech: {speech_endpoint.base_url}/audio/speech speaks (model gpt-4o-mini-tts, voice alloy, opus:" in text
     assert "speech: voice and read-aloud get opus" in text and "accepts instructions" in text

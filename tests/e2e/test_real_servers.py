@@ -8,6 +8,7 @@ servers need none) and no fallback engine, so what is heard or read comes from t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,11 +213,48 @@ def test_what_the_server_does(server: RunningServer) -> None:
 async def test_a_voice_the_server_lacks_is_named_not_retried(server: RunningServer, tmp_path: Path) -> None:
     """loudness-tts answers a catalogue voice that is not downloaded with a 503: a refusal, not an outage."""
     if server.name != "loudness-tts":
-        compat.record(server.id, "a voice it lacks (nova)", "n/a: speaks its one configured voice whatever is asked")
+        compat.record(server.id, "a voice it does not list (nova)", "n/a: no list; speaks its one configured voice")
+        compat.record(server.id, "a listed voice it lacks", "n/a: speaks its one configured voice whatever is asked")
         pytest.skip("local-tts-studio speaks its one configured voice whatever is asked")
+    # It lists its whole catalogue (issue 13 item 1: the bot offers that list): a name outside is refused by the
+    # bot itself, before anything is sent
     code, _, err = await run_cli("say", "hello world", "--voice", "nova", "-o", str(tmp_path / "x.wav"),
                                  env={**bot_env(server), "LOG_LEVEL": "INFO"}, cwd=tmp_path)
     assert code == 1 and err.strip().count("\n") == 0, err
-    assert "doesn't know the voice 'nova'" in err and "is not downloaded yet" in err, err
+    assert "Unknown voice 'nova'. Available voices: alloy, en_US-joe-medium, " in err and "more" in err, err
+    compat.record(server.id, "a voice it does not list (nova)", "refused by the bot, the listed voices named")
+    # a listed voice it has not downloaded: the server's 503, told at once
+    _, _, body = server.get("/audio/voices")
+    lacking = next(v["id"] for v in json.loads(body)["data"] if v["id"] != "en_US-joe-medium")
+    code, _, err = await run_cli("say", "hello world", "--voice", lacking, "-o", str(tmp_path / "x.wav"),
+                                 env={**bot_env(server), "LOG_LEVEL": "INFO"}, cwd=tmp_path)
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert f"doesn't know the voice '{lacking}'" in err and "is not downloaded yet" in err, err
     assert "retrying" not in err
-    compat.record(server.id, "a voice it lacks (nova)", "503 'not downloaded': told at once, not retried")
+    compat.record(server.id, "a listed voice it lacks", "503 'not downloaded': told at once, not retried")
+
+
+async def test_check_finds_the_voices_and_speeds_the_server_honours(
+    server: RunningServer, discord_emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    """Issue 13 item 1: local-tts-studio speaks its one configured voice at its configured speed whatever is asked
+    and has no voice list; loudness-tts lists its catalogue and clamps speed into 0.5-2. The bot's measuring
+    (SPEECH_PROBE=auto: these are not paid endpoints) finds both, and ``check`` says what to change."""
+    env = {**discord_emulator.env(), **bot_env(server), "SPEECH_DEFAULT_FORMAT": "wav"}
+    code, out, err = await run_cli("check", env=env, cwd=tmp_path)
+    text = out.decode()
+    assert code == 0 and "Traceback" not in err, text + err
+    voices = next(line for line in text.splitlines() if "voices offered, from" in line)
+    speed = next(line for line in text.splitlines() if "speech: the service" in line and "speed" in line)
+    if server.name == "local-tts-studio":
+        assert "6 voices offered, from the model's default list" in voices
+        assert "the service ignores speed (measured)" in speed
+        assert "every voice of the service sounds the same (measured)" in text
+    else:
+        assert "from the server's list" in voices
+        assert "honours speeds from 0.5 to 2 only (measured), not 0.25 to 4" in speed
+    compat.record(server.id, "voices offered (check)", voices[6:].removeprefix("speech: "))
+    compat.record(server.id, "speed (check's measuring)", speed[6:].removeprefix("speech: the service "))
+    honoured = "sounds the same" if "sounds the same" in text else (
+        "differ" if "voices sound different" in text else "not measured")
+    compat.record(server.id, "voices differ (check's measuring)", honoured)

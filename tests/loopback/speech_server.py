@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -37,6 +38,9 @@ from tests.loopback.openai_spec import error_response_problems, speech_request_p
 
 SPEECH_PATH = "/v1/audio/speech"
 MODELS_PATH = "/v1/models"
+#: Not OpenAI's (it answers 404 there, like any unknown route); Kokoro-FastAPI, loudness-tts and others list
+#: their voices here, each in its own shape.
+VOICES_PATH = "/v1/audio/voices"
 
 #: Receives the validated request body, returns the audio and its content type.
 AudioSource = Callable[[Mapping[str, Any]], Awaitable[tuple[bytes, str]]]
@@ -143,7 +147,10 @@ class ServerQuirks:
     ``pcm_rate``: pcm at this rate, announced by ``pcm_rate_header`` ("x-sample-rate": ``X-Sample-Rate``,
     "content-type": ``audio/pcm;rate=N``, None: not at all). ``voices``: the voices it has; another is answered
     ``unknown_voice_status`` with a reason (loudness-tts says 503 for a voice not downloaded). ``speeds``: the
-    range it clamps ``speed`` into (loudness-tts: 0.5-2). Every voice sounds the same (piper's joe) in any case.
+    range it clamps ``speed`` into; ``refused_speeds``: the range outside which ``speed`` is a 400 instead
+    (loudness-tts: 0.5-2). ``voice_list``: the JSON answered to ``GET /v1/audio/voices`` (the server's own
+    shape), None: no such route (404, as OpenAI). Every voice sounds the same (piper's joe) unless
+    ``distinct_voices``: then each voice name speaks at its own pitch (the audio differs, as real voices do).
     """
 
     formats: frozenset[str] | None = None
@@ -153,6 +160,9 @@ class ServerQuirks:
     voices: frozenset[str] | None = None
     unknown_voice_status: int = 503
     speeds: tuple[float, float] | None = None
+    refused_speeds: tuple[float, float] | None = None
+    voice_list: Any = None
+    distinct_voices: bool = False
 
     @classmethod
     def wav_only(cls) -> ServerQuirks:
@@ -175,6 +185,8 @@ class SpeechEndpoint:
         self._chunks = chunks
         self.quirks = quirks or ServerQuirks()
         self.requests: list[RecordedRequest] = []
+        #: ``GET /v1/audio/voices`` requests (the bot asks at start and in ``check``), apart from ``requests``.
+        self.voice_list_requests: list[RecordedRequest] = []
         self.served: list[bytes] = []
         self.failures: list[str] = []
         self._faults: list[Fault] = []
@@ -223,9 +235,11 @@ class SpeechEndpoint:
             body: Any = json.loads(raw)
         except ValueError:
             body = None
-        self.requests.append(
-            RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body, time.monotonic())
-        )
+        recorded = RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body, time.monotonic())
+        if (request.method, request.path) == ("GET", VOICES_PATH):
+            self.voice_list_requests.append(recorded)  # asked at every start: kept apart from what tests count
+            return self._voices(request)
+        self.requests.append(recorded)
         if (request.method, request.path) == ("GET", MODELS_PATH):
             return self._models(request)
         if (request.method, request.path) != ("POST", SPEECH_PATH):
@@ -257,7 +271,7 @@ class SpeechEndpoint:
             data, content_type = error_body(ErrorShape.HTML, "Service temporarily unavailable")
         else:
             try:
-                data, content_type = await self._audio(body)
+                data, content_type = await self._voiced(body)
             except SpeechError as exc:  # e.g. text with no speakable words: a real server refuses it too
                 return self._error(400, exc.user_message)
         headers = {}
@@ -267,9 +281,34 @@ class SpeechEndpoint:
             fault = replace(fault, headers={**headers, **fault.headers})
         return await self._stream(request, data, fault.content_type or content_type, fault)
 
+    async def _voiced(self, body: Mapping[str, Any]) -> tuple[bytes, str]:
+        """The audio for ``body``; with ``distinct_voices``, at the pitch of its voice (the same text at 24 kHz
+        replayed as if recorded at a voice's own rate: higher and shorter)."""
+        if not self.quirks.distinct_voices:
+            return await self._audio(body)
+        from bot.audio.encode import encode_pcm
+        from bot.audio.formats import AudioFormat
+
+        pcm, _ = await self._audio({**body, "response_format": "pcm"})
+        rate = 24_000 + 1_200 * (zlib.crc32(str(body["voice"]).encode()) % 7 + 1)
+        fmt = body["response_format"]
+        return await asyncio.to_thread(encode_pcm, pcm, rate, AudioFormat(fmt)), CONTENT_TYPES[fmt]
+
+    def _voices(self, request: web.Request) -> web.Response:
+        """``GET /v1/audio/voices``: the server's list in its shape, or OpenAI's 404 when it has none."""
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self._error(401, "Incorrect API key provided.", code="invalid_api_key")
+        if self.quirks.voice_list is None:
+            return self._error(404, f"Invalid URL (GET {VOICES_PATH})")
+        return web.json_response(self.quirks.voice_list)
+
     def _quirk(self, body: Mapping[str, Any]) -> web.Response | None:
         """A real server's refusal of a valid request (ServerQuirks), or None."""
         quirks = self.quirks
+        if quirks.refused_speeds is not None and "speed" in body:
+            low, high = quirks.refused_speeds
+            if not low <= float(body["speed"]) <= high:
+                return self._error(400, f"speed must be between {low} and {high}.", code="OPTION_INVALID")
         if quirks.fields is not None and (extra := sorted(set(body) - quirks.fields)):
             problems = [{"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted",
                          "input": body[name]} for name in extra]

@@ -118,6 +118,9 @@ async def running_bot(
             "DEV_GUILD_ID": dev_guild,
             "DATA_DIR": str(data_dir),
             "LOG_LEVEL": "DEBUG",
+            # The measuring after start sends speech requests of its own, which tests counting requests would see;
+            # tests/e2e/test_capabilities.py turns it on.
+            "SPEECH_PROBE": "off",
             **env,
         },
         data_dir / "bot.log",

@@ -217,6 +217,21 @@ def test_the_container_image_keeps_its_data_dir_and_metrics_host_with_the_exampl
     assert str(settings.data_dir) == "/data" and settings.metrics_host == "0.0.0.0"
 
 
+def test_speech_probe_and_a_declared_speed_range() -> None:
+    assert load_settings({"SPEECH_API_KEY": "k", "SPEECH_API_BASE_URL": "http://tts.local/v1"}).probes_endpoint
+    paid = {"SPEECH_API_KEY": "k", "SPEECH_API_BASE_URL": "https://api.openai.com/v1"}
+    assert not load_settings(paid).probes_endpoint  # measuring costs money there
+    assert load_settings({**paid, "SPEECH_PROBE": "on"}).probes_endpoint
+    assert not load_settings({"SPEECH_API_KEY": "k", "SPEECH_PROBE": "OFF"}).probes_endpoint
+    assert not load_settings({}).probes_endpoint  # the offline engine
+    settings = load_settings({"SPEECH_SPEED_RANGE": "0.5-2"})
+    assert settings.declared_speeds is not None and (settings.declared_speeds.low, settings.declared_speeds.high) == (
+        0.5, 2.0)
+    with pytest.raises(ConfigError) as info:
+        load_settings({"SPEECH_PROBE": "sometimes", "SPEECH_SPEED_RANGE": "2-0.5"})
+    assert [p.split()[0] for p in info.value.problems] == ["SPEECH_PROBE", "SPEECH_SPEED_RANGE"]
+
+
 def test_owner_ids_are_user_ids_and_a_bad_one_is_named() -> None:
     assert load_settings({"OWNER_IDS": "123456789012345678, 223456789012345678"}).owner_ids == (
         123456789012345678, 223456789012345678)

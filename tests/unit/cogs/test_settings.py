@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.audio.formats import AudioFormat
+from bot.speech.catalog import SpeedRange
 from tests.unit.cogs.in_process import InProcessBot
 
 
@@ -38,3 +39,15 @@ async def test_a_member_who_is_not_a_moderator_changes_nothing(in_process_bot: I
     reply = await attempt.wait_message()
     assert reply.ephemeral
     assert (await in_process_bot.store.get_guild_settings(emu.guild.id)).daily_char_budget is None
+
+
+async def test_show_tells_moderators_what_the_speech_server_does(in_process_bot: InProcessBot) -> None:
+    """Issue 13 item 1: the capabilities found since start (formats, instructions, voices, speeds, voice honoured)."""
+    emu, capabilities = in_process_bot.emu, in_process_bot.services.capabilities
+    capabilities.speeds, capabilities.voice_honoured, capabilities.instructions = SpeedRange(0.5, 2.0), False, False
+    shown = await (await emu.invoke("settings show", {}, user=emu.owner)).wait_response()
+    field = next(f for f in shown.data["embeds"][0]["fields"] if f["name"].startswith("Speech server"))
+    assert "voices: 6 from the model's default list" in field["value"]
+    assert "speed range: 0.5 to 2 (measured)" in field["value"]
+    assert "voice honoured: no: every voice sounds the same" in field["value"]
+    assert "instructions: not accepted" in field["value"]

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from bot.audio.formats import AudioFormat, sniff
+from bot.speech.catalog import SpeedRange
 from bot.speech.errors import SpeechRejectedError, SpeechServiceError
 from tests.unit.cogs.in_process import InProcessBot
 
@@ -114,3 +115,16 @@ async def test_concurrent_speak_against_a_budget_with_room_for_three_admits_exac
     await in_process_bot.services.ledger.flush()
     usage = await in_process_bot.store.usage_since(emu.guild.id, in_process_bot.services.ledger.today())
     assert usage.characters == 30
+
+
+async def test_a_speed_the_speech_server_does_not_honour_is_told_privately(in_process_bot: InProcessBot) -> None:
+    """Issue 13 item 1: the probe measured 0.5-2; a request at 4× is spoken (the server plays it at 2×) and the
+    member hears why it is not faster."""
+    emu, speech = in_process_bot.emu, in_process_bot.speech
+    in_process_bot.services.capabilities.speeds = SpeedRange(0.5, 2.0)
+    interaction = await emu.invoke("speak", {"text": "quickly now", "speed": 4.0})
+    message = await interaction.wait_message()
+    notice = await interaction.wait_message(index=1)
+    assert message.attachments and not message.ephemeral and speech.requests[-1].speed == 4.0
+    assert notice.ephemeral and notice.content == (
+        "This bot's speech server speaks at speeds from 0.5 to 2 only, so 4× sounds like 2×.")

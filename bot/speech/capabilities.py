@@ -1,0 +1,82 @@
+"""What one speech endpoint can do, as found out since start: one object, shared by the client that learns it,
+the speech service that tells users about it, and ``/settings show`` and ``speechbot check`` that show it.
+
+Kept in memory only: a restart (a new base URL or model) starts again from nothing, and the facts are learnt
+again from the endpoint's answers (formats, instructions, pcm rate), its voice list and the measuring of
+``bot.speech.probe``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from bot.audio.formats import AudioFormat
+from bot.speech.catalog import SpeedRange
+
+
+class VoiceSource(StrEnum):
+    """Where the offered voices come from."""
+
+    SERVER = "the server's list"
+    SERVER_AND_SETTING = "SPEECH_VOICES, of those the server lists"
+    SETTING = "SPEECH_VOICES"
+    MODEL = "the model's default list"
+
+
+@dataclass(eq=False)
+class EndpointCapabilities:
+    """The endpoint's abilities; ``None`` means "not known yet" wherever it appears."""
+
+    voices: tuple[str, ...] = ()
+    voice_source: VoiceSource = VoiceSource.MODEL
+    refused_formats: set[AudioFormat] = field(default_factory=set)
+    #: The last format playback got from the endpoint (what voice and read-aloud receive).
+    playback_format: AudioFormat | None = None
+    instructions: bool | None = None
+    #: The pcm sample rate the endpoint announced (None: not announced, or no pcm asked for yet).
+    pcm_rate: int | None = None
+    #: The speeds the endpoint honours (measured or ``SPEECH_SPEED_RANGE``); ``SpeedRange(1, 1)``: it ignores speed.
+    speeds: SpeedRange | None = None
+    speeds_declared: bool = False
+    #: Whether two voices sound different (None: not measured).
+    voice_honoured: bool | None = None
+    #: Why measuring was skipped or failed, for the operator (None: measured, or not yet).
+    probe_note: str | None = None
+
+    def speed_notice(self, speed: float) -> str | None:
+        """What to tell a user whose ``speed`` the endpoint will not honour, or None."""
+        speeds = self.speeds
+        if speeds is None or speed in speeds:
+            return None
+        if speeds.low == speeds.high == 1.0:
+            return f"This bot's speech server ignores speed, so {speed:g}× sounds like 1×."
+        nearest = min(max(speed, speeds.low), speeds.high)
+        return f"This bot's speech server speaks at speeds from {speeds} only, so {speed:g}× sounds like {nearest:g}×."
+
+    def describe(self) -> list[str]:
+        """One short line per fact, for ``/settings show`` and ``speechbot check``."""
+        lines = [f"voices: {len(self.voices)} from {self.voice_source}"]
+        if self.refused_formats:
+            refused = ", ".join(sorted(f.value for f in self.refused_formats))
+            got = f"gets {self.playback_format.value}" if self.playback_format else "asks for wav or pcm"
+            lines.append(f"formats: cannot make {refused} (voice playback {got}, transcoded)")
+        elif self.playback_format is not None:
+            lines.append(f"formats: voice playback gets {self.playback_format.value}")
+        else:
+            lines.append("formats: no refusal so far")
+        if self.pcm_rate is not None:
+            lines.append(f"pcm rate: {self.pcm_rate} Hz")
+        lines.append("instructions: " + {None: "not tried yet", True: "accepted", False: "not accepted (left out)"}[
+            self.instructions])
+        if self.speeds is None:
+            lines.append("speed range: not measured" + (f" ({self.probe_note})" if self.probe_note else ""))
+        elif self.speeds.low == self.speeds.high == 1.0:
+            lines.append("speed: ignored by the server" + (" (declared)" if self.speeds_declared else " (measured)"))
+        else:
+            lines.append(f"speed range: {self.speeds}" + (" (declared)" if self.speeds_declared else " (measured)"))
+        if self.voice_honoured is None:
+            lines.append("voice honoured: not measured" + (f" ({self.probe_note})" if self.probe_note else ""))
+        else:
+            lines.append("voice honoured: " + ("yes" if self.voice_honoured else "no: every voice sounds the same"))
+        return lines
