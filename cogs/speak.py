@@ -23,6 +23,7 @@ from bot.interactions import (
     OUTPUT_CHOICES,
     SpeedOption,
     caller_voice_channel,
+    command_channel,
     voice_choices,
 )
 from bot.readaloud.reader import ReadAloud
@@ -167,7 +168,9 @@ class SpeakCog(commands.Cog):
             return False
         channel = caller_voice_channel(interaction) if output in (SpeakOutput.VOICE, SpeakOutput.BOTH) else None
         await interaction.response.defer(thinking=True)
-        session = await self.voice.join(channel) if channel is not None else None
+        session = None
+        if channel is not None:
+            session = await self.voice.join(channel, text_channel=command_channel(interaction))
         caption = speak_caption(interaction.user.mention, request.text)
 
         if output == SpeakOutput.VOICE:
@@ -199,6 +202,8 @@ class SpeakCog(commands.Cog):
             )
             status = f"queued in {where} (after {ahead} other{'s' if ahead != 1 else ''})" if ahead \
                 else f"getting ready in {where}"
+            if session.suppressed:  # a stage's audience: nobody would hear it yet
+                status = f"waiting in {where} until a stage moderator invites me to speak"
             try:
                 posted.set_result(await interaction.followup.send(
                     f"{caption} — {status}", allowed_mentions=NO_MENTIONS, wait=True))

@@ -11,8 +11,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.interactions import NO_MENTIONS, caller_voice_channel, require_session_control
+from bot.interactions import (
+    NO_MENTIONS,
+    caller_voice_channel,
+    command_channel,
+    require_session_control,
+    send_ephemeral,
+)
 from bot.voice.sessions import VoiceSessions
+from bot.voice.stage import audience_notice
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
@@ -33,8 +40,11 @@ class VoiceCog(commands.Cog):
     async def join(self, interaction: discord.Interaction[SpeechBot]) -> None:
         channel = caller_voice_channel(interaction)
         await interaction.response.defer(thinking=True)
-        session = await self.voice.join(channel)
+        session = await self.voice.join(channel, text_channel=command_channel(interaction), speak_up=True)
         joined = session.channel or channel
+        if session.stage_role is not None and (notice := audience_notice(session.stage_role, joined)):
+            await send_ephemeral(interaction, notice)  # on a stage, not heard yet: say why, to the caller
+            return
         await interaction.followup.send(f"🔊 Joined {joined.mention}.", allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="leave", description="Make the bot leave the voice channel.")
@@ -69,6 +79,10 @@ class VoiceCog(commands.Cog):
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
+        bot_itself = self.bot.user is not None and member.id == self.bot.user.id
+        if bot_itself and before.channel == after.channel and before.suppress != after.suppress:
+            # On a stage: invited to speak (or made a speaker by its own request), or sent to the audience.
+            await self.voice.on_suppress_changed(member.guild.id, after.suppress)
         # The bot's own moves count too: after one, the people around it are different.
         if before.channel != after.channel:
             self.voice.on_members_changed(member.guild.id)
