@@ -35,7 +35,7 @@ class VoiceCog(commands.Cog):
         self.voice = voice
         self.forget_guild = forget_guild
 
-    @app_commands.command(name="join", description="Bring the bot into your voice channel.")
+    @app_commands.command(name="join", description="Bring the bot into your voice channel or onto your stage.")
     @app_commands.guild_only()
     async def join(self, interaction: discord.Interaction[SpeechBot]) -> None:
         channel = caller_voice_channel(interaction)
