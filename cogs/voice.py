@@ -80,8 +80,8 @@ class VoiceCog(commands.Cog):
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
         bot_itself = self.bot.user is not None and member.id == self.bot.user.id
-        if bot_itself and before.channel == after.channel and before.suppress != after.suppress:
-            # On a stage: invited to speak (or made a speaker by its own request), or sent to the audience.
+        if bot_itself and after.channel is not None and before.suppress != after.suppress:
+            # On a stage: made a speaker (its own doing or a moderator's), or sent (or moved) to the audience.
             await self.voice.on_suppress_changed(member.guild.id, after.suppress)
         # The bot's own moves count too: after one, the people around it are different.
         if before.channel != after.channel:
