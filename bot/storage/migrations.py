@@ -159,11 +159,16 @@ def _hold_settings(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE guild_settings ADD COLUMN hold_seconds FLOAT"))
 
 
+def _distinct_voices(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE guild_settings ADD COLUMN distinct_voices BOOLEAN NOT NULL DEFAULT false"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "voice sessions to rejoin after a restart", _voice_sessions),
     Migration(3, "usage said by the fallback engine", _fallback_usage),
     Migration(4, "read-aloud hold mode and length per server", _hold_settings),
+    Migration(5, "a distinct voice for each member without one", _distinct_voices),
 )
 
 

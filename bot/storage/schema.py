@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 USER = {"user": True}
@@ -84,6 +85,7 @@ guild_settings = Table(
     Column("user_chars_per_minute", BigInteger),
     Column("hold_mode", String(16), nullable=False, server_default="early"),
     Column("hold_seconds", Float),
+    Column("distinct_voices", Boolean, nullable=False, server_default=false()),
 )
 
 #: ``GuildSettings.read_channel_ids``; a table, so a deleted channel can be dropped from every server at once.

@@ -19,8 +19,8 @@ from bot.storage.store import _DEFAULT_ROW
 from tests.support.storage_fixtures import Database
 
 
-#: guild_settings columns added by migration 4.
-_ADDED_AFTER_3 = {"hold_mode", "hold_seconds"}
+#: guild_settings columns added by migrations 4 and 5.
+_ADDED_AFTER_3 = {"hold_mode", "hold_seconds", "distinct_voices"}
 NEXT = len(MIGRATIONS) + 1
 CURRENT = list(range(1, NEXT))
 
@@ -42,7 +42,8 @@ async def test_open_creates_every_table_from_empty(database: Database) -> None:
     versions = [(row["version"], row["description"]) for row in await database.rows(schema_version)]
     assert versions == [(1, "initial schema"), (2, "voice sessions to rejoin after a restart"),
                         (3, "usage said by the fallback engine"),
-                        (4, "read-aloud hold mode and length per server")]
+                        (4, "read-aloud hold mode and length per server"),
+                        (5, "a distinct voice for each member without one")]
 
 
 async def test_migrations_build_the_declared_schema(database: Database) -> None:
