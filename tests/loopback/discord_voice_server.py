@@ -307,10 +307,12 @@ class VoiceServer:
             if old.ended_at is None and old.user_id == grant.user_id:
                 await self.end_session(old)
         ssrc = secrets.randbits(32)
+        channel = self.emu.find_channel(grant.channel_id)
         session = VoiceSession(
             guild_id=grant.guild_id, channel_id=grant.channel_id, user_id=grant.user_id,
             session_id=grant.session_id, token=grant.token, can_speak=grant.can_speak, ssrc=ssrc,
-            secret_key=secrets.token_bytes(32), started=self.emu.loop_time(), changes=self.emu.changes, ws=ws)
+            secret_key=secrets.token_bytes(32), started=self.emu.loop_time(), changes=self.emu.changes, ws=ws,
+            stage=channel is not None and channel.type == STAGE_CHANNEL)
         self.sessions.append(session)
         self._by_ssrc[ssrc] = session
         await self._send(ws, READY, {"ssrc": ssrc, "ip": "127.0.0.1", "port": self.udp_port, "modes": MODES})
@@ -446,6 +448,8 @@ class VoiceServer:
 
     def _suppressed(self, session: VoiceSession) -> bool:
         """The sender is in a stage's audience right now (its voice state says ``suppress``)."""
+        if not session.stage:
+            return False
         guild = next((g for g in self.emu.guilds if g.id == session.guild_id), None)
         state = guild.voice_state_of(session.user_id) if guild is not None else None
         return state is not None and state.channel_id == session.channel_id and state.suppress

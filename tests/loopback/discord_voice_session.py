@@ -94,6 +94,7 @@ class VoiceSession:
     close_code: int | None = None  # the code the server closed the websocket with, if it did
     dave_protocol_version: int = 0  # what SESSION_DESCRIPTION said (0: no end-to-end encryption)
     dave_member: Any = None  # the session as a member of its call's DAVE group (BotMember)
+    stage: bool = False  # in a stage channel: what the bot sends is heard only while it is a speaker
     seq: int = 0  # the last sequence number of a server message (v8: binary and DAVE JSON messages)
 
     async def send_json(self, op: int, d: Any) -> None:
