@@ -163,3 +163,30 @@ async def test_autojoin_follows_a_member_onto_a_stage_and_asks_to_speak_in_its_c
         assert session.check_stream() == []
         phrases = ["bob said good morning everyone", "good morning everyone", "hello world"]
         assert [heard_words(s, phrases) for s in segments(session)] == ["bob said good morning everyone"]
+
+
+async def test_after_a_restart_the_bot_comes_back_to_the_stage_and_asks_to_speak_again(
+    on_stage: DiscordEmulator, speech_endpoint: SpeechEndpoint, tmp_path: Path
+) -> None:
+    emu, stage = on_stage, on_stage.stage_channel
+    emu.bot_role.permissions = REQUEST_TO_SPEAK
+    async with voice_bot(emu, speech_endpoint, tmp_path):
+        assert "asked to speak" in (await join_stage(emu)).content
+        await emu.voice.invite_bot_to_speak()
+    assert emu.voice.bot_state() is None  # it left on shutdown, remembering the stage
+
+    async with voice_bot(emu, speech_endpoint, tmp_path):  # back in the audience: it asks again, in the stage's chat
+        notice = await emu.wait_for(
+            lambda: next((m for m in emu.channel_messages if "asked to speak" in m.content), None),
+            timeout=30, what="the bot saying it asked to speak again")
+        assert notice.channel_id == stage.id and notice.allowed_mentions == {"parse": []}
+        state = emu.voice.bot_state()
+        assert state is not None and state.channel_id == stage.id and state.request_to_speak_timestamp is not None
+
+        await emu.voice.invite_bot_to_speak()
+        await (await speak_in_voice(emu, PHRASE)).wait_message(timeout=30)
+        session = await current_session(emu)
+        await session.wait_packets(10, timeout=20)
+        await session.wait_idle(quiet=0.5, timeout=30)
+        assert session.check_stream() == []
+        assert heard_words([p.opus for p in session.audio_packets()]) == PHRASE
