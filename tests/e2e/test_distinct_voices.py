@@ -57,8 +57,9 @@ async def test_members_without_a_voice_are_told_apart_and_keep_their_voice_acros
         on = await read_two_messages(emu, speech_endpoint, alice, carol, ("Open the door.", "Thank you."))
         assert on == expected
 
-    async with voice_bot(emu, speech_endpoint, tmp_path):  # the bot comes back to the channel by itself
-        await emu.wait_for(lambda: emu.voice_connected() and len(emu.voice.sessions(emu.guild)) == 2, timeout=30,
+    async with voice_bot(emu, speech_endpoint, tmp_path) as bot:  # the bot comes back to the channel by itself
+        # the bot registers its session (and logs it) just after the voice connection is up
+        await emu.wait_for(lambda: f"rejoined voice (guild={emu.guild.id} " in bot.log, timeout=30,
                            what="the bot back in voice after its restart")
         after_restart = await read_two_messages(emu, speech_endpoint, alice, carol, ("One two.", "Three four."))
         assert after_restart == expected
