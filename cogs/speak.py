@@ -202,7 +202,7 @@ class SpeakCog(commands.Cog):
             )
             status = f"queued in {where} (after {ahead} other{'s' if ahead != 1 else ''})" if ahead \
                 else f"getting ready in {where}"
-            if session.suppressed:  # a stage's audience: nobody would hear it yet
+            if session.waiting_to_speak:  # a stage's audience: nobody would hear it yet
                 status = f"waiting in {where} until a stage moderator invites me to speak"
             try:
                 posted.set_result(await interaction.followup.send(

@@ -61,11 +61,18 @@ class VoiceSession:
         was = self.suppressed
         self.suppressed = suppressed
         if suppressed:
+            if not was:
+                self.stage_role = StageRole.AUDIENCE  # until it tries again (a /join) or is invited
             self.player.hold()
         else:
             self.player.release()
             self.stage_role = StageRole.SPEAKER if self.stage_role is not None else None
         return suppressed and not was
+
+    @property
+    def waiting_to_speak(self) -> bool:
+        """In a stage's audience and not on its way to the stage: what is queued waits for a stage moderator."""
+        return self.suppressed and self.stage_role is not StageRole.SPEAKER
 
     def enqueue(self, item: PlayItem) -> int:
         self._cancel_idle_timer()

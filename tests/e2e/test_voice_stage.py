@@ -190,3 +190,17 @@ async def test_after_a_restart_the_bot_comes_back_to_the_stage_and_asks_to_speak
         await session.wait_idle(quiet=0.5, timeout=30)
         assert session.check_stream() == []
         assert heard_words([p.opus for p in session.audio_packets()]) == PHRASE
+
+
+async def test_speak_onto_a_stage_joins_it_becomes_a_speaker_and_says_only_what_is_true(
+    moderator_bot: BotProcess, on_stage: DiscordEmulator
+) -> None:
+    emu = on_stage
+    interaction = await speak_in_voice(emu, PHRASE)  # no /join first: /speak brings the bot onto the stage
+    reply = await interaction.wait_message(timeout=30)
+    assert "getting ready in" in reply.content  # it made itself a speaker: nothing waits for a moderator
+    session = await current_session(emu)
+    await session.wait_packets(10, timeout=20)
+    await session.wait_idle(quiet=0.5, timeout=30)
+    assert session.check_stream() == []
+    assert heard_words([p.opus for p in session.audio_packets()]) == PHRASE
