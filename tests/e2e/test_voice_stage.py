@@ -204,3 +204,26 @@ async def test_speak_onto_a_stage_joins_it_becomes_a_speaker_and_says_only_what_
     await session.wait_idle(quiet=0.5, timeout=30)
     assert session.check_stream() == []
     assert heard_words([p.opus for p in session.audio_packets()]) == PHRASE
+
+
+async def test_moved_by_a_moderator_from_a_voice_channel_onto_a_stage_the_bot_holds_until_invited(
+    moderator_bot: BotProcess, on_stage: DiscordEmulator
+) -> None:
+    emu = on_stage
+    await emu.move_member(emu.user, emu.voice_channel)
+    assert (await join_stage(emu)).content == f"🔊 Joined <#{emu.voice_channel.id}>."
+    await emu.move_bot(emu.guild, emu.stage_channel)  # dragged onto the stage: in its audience
+    await emu.move_member(emu.user, emu.stage_channel)
+    await emu.wait_for(
+        lambda: next((m for m in emu.channel_messages if "moved me to the audience" in m.content), None),
+        timeout=20, what="the bot saying it is in the audience")
+
+    waiting = await (await speak_in_voice(emu, PHRASE)).wait_message(timeout=30)
+    assert "until a stage moderator invites me to speak" in waiting.content
+    await emu.voice.invite_bot_to_speak()
+    session = await current_session(emu)
+    assert session.channel_id == emu.stage_channel.id
+    await session.wait_packets(10, timeout=20)
+    await session.wait_idle(quiet=0.5, timeout=30)
+    assert session.check_stream() == []
+    assert heard_words([p.opus for p in session.audio_packets()]) == PHRASE
