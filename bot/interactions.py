@@ -101,6 +101,12 @@ def caller_voice_channel(interaction: discord.Interaction) -> discord.VoiceChann
     return channel
 
 
+def command_channel(interaction: discord.Interaction) -> discord.abc.Messageable | None:
+    """The channel the command was used in, where a voice session started by it reports later events."""
+    channel = interaction.channel
+    return channel if isinstance(channel, discord.abc.Messageable) else None
+
+
 def require_session_control(interaction: discord.Interaction, session: VoiceSession | None) -> VoiceSession:
     """Only people listening (or moderators who can move members) may steer a session."""
     if session is None or session.channel is None:

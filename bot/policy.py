@@ -15,6 +15,8 @@ keeps a database write off every message.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import time
 from collections import defaultdict, deque
@@ -43,11 +45,26 @@ class SpeakOptions:
     notice: str | None = None
 
 
+def distinct_voice(member_id: int, voices: Iterable[str]) -> str:
+    """The voice ``member_id`` gets where the server turned distinct voices on and they chose none.
+
+    Derived from the id alone (SHA-256, not Python's per-process salted ``hash``) over the voices sorted, so it
+    is the same after a restart, in every process and whatever order the voices are configured in; different
+    members mostly get different voices (with few voices some must share one).
+    """
+    offered = sorted(set(voices))
+    if not offered:
+        raise ValueError("no voices to choose from")
+    digest = hashlib.sha256(str(member_id).encode()).digest()
+    return offered[int.from_bytes(digest[:8], "big") % len(offered)]
+
+
 def resolve_options(
     settings: Settings,
     guild: GuildSettings,
     prefs: UserPrefs,
     *,
+    member_id: int | None = None,
     voice: str | None = None,
     speed: float | None = None,
     format: AudioFormat | None = None,
@@ -55,6 +72,9 @@ def resolve_options(
     output: SpeakOutput | None = None,
 ) -> SpeakOptions:
     """What was asked for, else the user's preference, else the server's default, else the bot's.
+
+    Where the server turned distinct voices on, a member (``member_id``) who chose no voice gets their own
+    (:func:`distinct_voice` among the voices on offer) instead of the server's default voice.
 
     A saved voice that is no longer offered (``SPEECH_VOICES`` changed, or a new engine brought its own list)
     or a saved speed the engine cannot do (the Realtime API stops at 1.5) is skipped with a notice, for the
@@ -64,11 +84,15 @@ def resolve_options(
     offered, speeds = settings.speech_voices, settings.speed_range
     server_voice = guild.default_voice if guild.default_voice in offered else settings.default_voice
     server_speed = guild.default_speed if guild.default_speed in speeds else 1.0
+    # Distinct voices: a member who chose no voice gets their own in place of the server's default voice.
+    own_voice = distinct_voice(member_id, offered) if guild.distinct_voices and member_id is not None and offered \
+        else None
     notices = []
     if prefs.voice is not None and prefs.voice not in offered:
+        fallback = f"your own voice on this server ({own_voice})" if own_voice \
+            else f"this server's default ({server_voice})"
         notices.append(
-            f"Your voice {prefs.voice!r} is no longer offered, so you now get this server's default "
-            f"({server_voice}). Pick another with /voice set."
+            f"Your voice {prefs.voice!r} is no longer offered, so you now get {fallback}. Pick another with /voice set."
         )
         prefs = UserPrefs(speed=prefs.speed, instructions=prefs.instructions, spoken_name=prefs.spoken_name)
     if prefs.speed is not None and prefs.speed not in speeds:
@@ -77,6 +101,9 @@ def resolve_options(
             f"this server's default ({server_speed:g}×). Pick another with /voice set."
         )
         prefs = UserPrefs(voice=prefs.voice, instructions=prefs.instructions, spoken_name=prefs.spoken_name)
+    if own_voice is not None:
+        server_voice = own_voice
+        guild = dataclasses.replace(guild, default_voice=own_voice)
     effective = prefs.effective(guild)
     return SpeakOptions(
         voice=voice or (effective.voice if effective.voice in offered else server_voice),
@@ -196,8 +223,8 @@ class Policy:
         """
         prefs = await self.store.get_user_prefs(user_id, guild_id)
         options = resolve_options(
-            self.settings, guild, prefs, voice=voice, speed=speed, format=format, instructions=instructions,
-            output=output,
+            self.settings, guild, prefs, member_id=user_id, voice=voice, speed=speed, format=format,
+            instructions=instructions, output=output,
         )
         if options.notice is not None:
             offered, speeds = self.settings.speech_voices, self.settings.speed_range

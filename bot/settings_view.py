@@ -110,12 +110,17 @@ def _formatters(bot: Settings) -> dict[str, tuple[str, Callable[[Any], str]]]:
         "daily_char_budget": ("Daily budget", _limit("characters")),
         "monthly_char_budget": ("Monthly budget", _limit("characters")),
         "user_chars_per_minute": ("Per-member rate", _limit("characters per minute")),
+        "distinct_voices": ("Distinct voices", lambda v: (
+            "on: members who chose no voice each get their own" if v else "off: they get the default voice")),
     }
 
 
 #: ``/settings show`` sections, each a list of field names.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Speaking defaults", ("default_voice", "default_speed", "default_format", "default_instructions", "speak_output")),
+    (
+        "Speaking defaults",
+        ("default_voice", "distinct_voices", "default_speed", "default_format", "default_instructions", "speak_output"),
+    ),
     (
         "Read-aloud",
         (

@@ -15,6 +15,7 @@ from bot.discord_messages import facts_of, input_builder, names_of
 from bot.errors import UserFacingError
 from bot.readaloud.reader import ReadAloud
 from bot.voice.sessions import VoiceSessions
+from bot.voice.stage import audience_notice
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
@@ -81,9 +82,12 @@ class ReadAloudCog(commands.Cog):
                                                                    role_ids=roles):
             return
         try:
-            await self.voice.join(channel)
+            session = await self.voice.join(channel)
         except UserFacingError as exc:
             log.info("autojoin refused (guild=%s channel=%s): %s", guild.id, channel.id, exc.message)
+            return
+        if session.stage_role is not None and (notice := audience_notice(session.stage_role, channel)):
+            await self.voice.say(session, notice)  # nobody asked, so the stage's chat hears why it is silent
 
 
 async def setup(bot: SpeechBot) -> None:

@@ -343,6 +343,11 @@ class SettingsCog(commands.Cog):
             changes["alone_timeout"] = alone
         await self._apply(interaction, changes)
 
+    @settings.command(name="distinct-voices", description="Give each member who chose no voice a voice of their own.")
+    @app_commands.describe(enabled="On: each such member always gets the same voice, picked from their ID.")
+    async def distinct_voices(self, interaction: discord.Interaction[SpeechBot], enabled: bool) -> None:
+        await self._apply(interaction, {"distinct_voices": enabled})
+
     @settings.command(name="announce", description="Say when members join or leave the bot's voice channel.")
     async def announce(self, interaction: discord.Interaction[SpeechBot], enabled: bool) -> None:
         await self._apply(interaction, {"announce_joins": enabled})

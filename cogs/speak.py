@@ -23,6 +23,7 @@ from bot.interactions import (
     OUTPUT_CHOICES,
     SpeedOption,
     caller_voice_channel,
+    command_channel,
     tr,
     tr_plural,
     voice_choices,
@@ -171,7 +172,9 @@ class SpeakCog(commands.Cog):
             return False
         channel = caller_voice_channel(interaction) if output in (SpeakOutput.VOICE, SpeakOutput.BOTH) else None
         await interaction.response.defer(thinking=True)
-        session = await self.voice.join(channel) if channel is not None else None
+        session = None
+        if channel is not None:
+            session = await self.voice.join(channel, text_channel=command_channel(interaction))
         caption = speak_caption(interaction.user.mention, request.text)
 
         if output == SpeakOutput.VOICE:
@@ -203,7 +206,10 @@ class SpeakCog(commands.Cog):
                     on_start=started,
                 )
             )
-            if ahead:
+            if session.waiting_to_speak:  # a stage's audience: nobody would hear it yet
+                status = tr(interaction, "waiting in {channel} until a stage moderator invites me to speak",
+                            channel=where)
+            elif ahead:
                 status = tr_plural(interaction, "queued in {channel} (after {count} other)",
                                    "queued in {channel} (after {count} others)", ahead, channel=where)
             else:

@@ -11,8 +11,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.interactions import NO_MENTIONS, caller_voice_channel, require_session_control, tr, tr_plural
+from bot.interactions import (
+    NO_MENTIONS,
+    caller_voice_channel,
+    command_channel,
+    language_for,
+    require_session_control,
+    send_ephemeral,
+    tr,
+    tr_plural,
+)
 from bot.voice.sessions import VoiceSessions
+from bot.voice.stage import audience_notice
 
 if TYPE_CHECKING:
     from bot.app import SpeechBot
@@ -28,13 +38,18 @@ class VoiceCog(commands.Cog):
         self.voice = voice
         self.forget_guild = forget_guild
 
-    @app_commands.command(name="join", description="Bring the bot into your voice channel.")
+    @app_commands.command(name="join", description="Bring the bot into your voice channel or onto your stage.")
     @app_commands.guild_only()
     async def join(self, interaction: discord.Interaction[SpeechBot]) -> None:
         channel = caller_voice_channel(interaction)
         await interaction.response.defer(thinking=True)
-        session = await self.voice.join(channel)
+        session = await self.voice.join(channel, text_channel=command_channel(interaction), speak_up=True)
         joined = session.channel or channel
+        if session.stage_role is not None and (
+            notice := audience_notice(session.stage_role, joined, language_for(interaction))
+        ):
+            await send_ephemeral(interaction, notice)  # on a stage, not heard yet: say why, to the caller
+            return
         joined_text = tr(interaction, "Joined {channel}.", channel=joined.mention)
         await interaction.followup.send(f"🔊 {joined_text}", allowed_mentions=NO_MENTIONS)
 
@@ -72,6 +87,10 @@ class VoiceCog(commands.Cog):
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
+        bot_itself = self.bot.user is not None and member.id == self.bot.user.id
+        if bot_itself and after.channel is not None and before.suppress != after.suppress:
+            # On a stage: made a speaker (its own doing or a moderator's), or sent (or moved) to the audience.
+            await self.voice.on_suppress_changed(member.guild.id, after.suppress)
         # The bot's own moves count too: after one, the people around it are different.
         if before.channel != after.channel:
             self.voice.on_members_changed(member.guild.id)

@@ -186,6 +186,10 @@ def _language(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE guild_settings ADD COLUMN language VARCHAR(16) NOT NULL DEFAULT 'en'"))
 
 
+def _distinct_voices(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE guild_settings ADD COLUMN distinct_voices BOOLEAN NOT NULL DEFAULT false"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "voice sessions to rejoin after a restart", _voice_sessions),
@@ -193,6 +197,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "read-aloud hold mode and length per server", _hold_settings),
     Migration(5, "the owner's blocklists and engine kill switch", _owner_controls),
     Migration(6, "the language a server's read-aloud speaks around messages", _language),
+    Migration(7, "a distinct voice for each member without one", _distinct_voices),
 )
 
 

@@ -73,6 +73,9 @@ class GuildSettings:
     daily_char_budget: int | None = None
     monthly_char_budget: int | None = None
     user_chars_per_minute: int | None = None
+    #: Members who chose no voice each get one derived from their id (``bot.policy.distinct_voice``), so that
+    #: speakers are told apart.
+    distinct_voices: bool = False
 
     def replace(self, **changes: Unpack[GuildSettingsChanges]) -> GuildSettings:
         """A copy with ``changes`` applied, each checked and normalized; :class:`SettingsError` otherwise."""
@@ -119,6 +122,7 @@ class GuildSettingsChanges(TypedDict, total=False):
     daily_char_budget: int | None
     monthly_char_budget: int | None
     user_chars_per_minute: int | None
+    distinct_voices: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,6 +188,7 @@ GUILD_RULES: dict[str, Rule] = {
     "daily_char_budget": _whole("The daily budget", 1, MAX_BUDGET_CHARS, "characters", optional=True),
     "monthly_char_budget": _whole("The monthly budget", 1, MAX_BUDGET_CHARS, "characters", optional=True),
     "user_chars_per_minute": _whole("The per-user rate", 1, MAX_BUDGET_CHARS, "characters", optional=True),
+    "distinct_voices": _switch("Distinct voices"),
 }
 
 USER_RULES: dict[str, Rule] = {

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 USER = {"user": True}
@@ -85,6 +86,7 @@ guild_settings = Table(
     Column("hold_mode", String(16), nullable=False, server_default="early"),
     Column("hold_seconds", Float),
     Column("language", String(16), nullable=False, server_default="en"),
+    Column("distinct_voices", Boolean, nullable=False, server_default=false()),
 )
 
 #: ``GuildSettings.read_channel_ids``; a table, so a deleted channel can be dropped from every server at once.

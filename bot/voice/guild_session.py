@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 import discord
 
 from bot.voice.player import GuildPlayer, PlayItem
+from bot.voice.stage import StageRole
 
 if TYPE_CHECKING:
     from bot.voice.sessions import VoiceSessions
@@ -36,11 +37,42 @@ class VoiceSession:
         )
         self._idle_timer: asyncio.Task[None] | None = None
         self._alone_timer: asyncio.Task[None] | None = None
+        #: Where to say what happens to the session (a stage moderator's doing): the channel the session was
+        #: started from, else the voice channel's own chat.
+        self.text_channel: discord.abc.Messageable | None = None
+        #: In a stage's audience: nobody hears the bot, so the player holds its queue.
+        self.suppressed = False
+        #: On a stage: what the bot could do about being heard when it last tried (None elsewhere).
+        self.stage_role: StageRole | None = None
 
     @property
     def channel(self) -> discord.VoiceChannel | discord.StageChannel | None:
         """The channel the session is in (discord.py types it as any ``Connectable``; a guild's is one of these)."""
         return cast("discord.VoiceChannel | discord.StageChannel | None", self.voice_client.channel)
+
+    @property
+    def notice_channel(self) -> discord.abc.Messageable | None:
+        channel = self.channel
+        return self.text_channel or (channel if isinstance(channel, discord.abc.Messageable) else None)
+
+    def set_suppressed(self, suppressed: bool) -> bool:
+        """Follow the bot's stage state: hold the player in the audience, play as a speaker. True when this
+        sent a speaking session to the audience (what it was saying was cut off)."""
+        was = self.suppressed
+        self.suppressed = suppressed
+        if suppressed:
+            if not was:
+                self.stage_role = StageRole.AUDIENCE  # until it tries again (a /join) or is invited
+            self.player.hold()
+        else:
+            self.player.release()
+            self.stage_role = StageRole.SPEAKER if self.stage_role is not None else None
+        return suppressed and not was
+
+    @property
+    def waiting_to_speak(self) -> bool:
+        """In a stage's audience and not on its way to the stage: what is queued waits for a stage moderator."""
+        return self.suppressed and self.stage_role is not StageRole.SPEAKER
 
     def enqueue(self, item: PlayItem) -> int:
         self._cancel_idle_timer()

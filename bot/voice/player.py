@@ -137,6 +137,8 @@ class GuildPlayer:
         self._queue: deque[PlayItem] = deque()
         self._prepared: dict[int, _Prepared] = {}
         self._wakeup = asyncio.Event()
+        self._may_play = asyncio.Event()  # cleared while nobody would hear the bot (a stage's audience)
+        self._may_play.set()
         self._current: _Prepared | None = None
         self._closed = False
         self._task = asyncio.create_task(self._run_guarded(), name=f"guild-player-{voice_client.guild.id}")
@@ -180,6 +182,24 @@ class GuildPlayer:
         if self.voice_client.is_playing() or self.voice_client.is_paused():
             self.voice_client.stop()
         return True
+
+    @property
+    def held(self) -> bool:
+        """Playback is held (:meth:`hold`): items wait in the queue."""
+        return not self._may_play.is_set()
+
+    def hold(self) -> bool:
+        """Send no audio until :meth:`release`: nobody would hear it (the bot is in a stage's audience).
+
+        The item playing is stopped (what is left of it would be lost on the way); the queue waits. True if
+        something was cut off.
+        """
+        self._may_play.clear()
+        return self.skip()
+
+    def release(self) -> None:
+        """Play again after :meth:`hold`, starting with the next item in the queue."""
+        self._may_play.set()
 
     def clear(self) -> int:
         """Drop every waiting item (the current one keeps playing); returns how many were dropped."""
@@ -242,6 +262,9 @@ class GuildPlayer:
                     self._on_idle()
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                continue
+            if not self._may_play.is_set():
+                await self._may_play.wait()
                 continue
             item = self._queue.popleft()
             prepared = self._prepare(item)

@@ -31,6 +31,7 @@ from bot.storage.errors import StorageError
 from bot.tasks import Supervisor
 from bot.voice.guild_session import VoiceSession
 from bot.voice.sender import PacketSender
+from bot.voice.stage import audience_notice, become_speaker, is_suppressed, moved_to_audience_notice
 from bot.voice.voice_client import SessionVoiceClient
 
 log = logging.getLogger(__name__)
@@ -107,12 +108,32 @@ class VoiceSessions:
             self.limits.alone_timeout if alone is None else alone,
         )
 
-    async def join(self, channel: discord.VoiceChannel | discord.StageChannel) -> VoiceSession:
+    async def join(
+        self,
+        channel: discord.VoiceChannel | discord.StageChannel,
+        *,
+        text_channel: discord.abc.Messageable | None = None,
+        speak_up: bool = False,
+    ) -> VoiceSession:
         """The session in ``channel``: the existing one, or a new connection after checking permissions.
 
         Refuses (UserFacingError) when the bot is already in another channel of the guild: it never steals
-        itself away from people who are listening.
+        itself away from people who are listening. ``text_channel`` (where the request came from) is where the
+        session says what happens to it later. On a stage the bot then tries to become a speaker
+        (:mod:`bot.voice.stage`) when it has just joined, or when ``speak_up`` (someone used ``/join``): a stage
+        moderator who sent it to the audience is not overruled by the next ``/speak``. ``session.stage_role``
+        says how that went, for the caller to tell people.
         """
+        session, new = await self._connect(channel)
+        if text_channel is not None:
+            session.text_channel = text_channel
+        stage = session.channel
+        if isinstance(stage, discord.StageChannel) and stage.id == channel.id and (new or speak_up):
+            session.stage_role = await become_speaker(stage)
+        return session
+
+    async def _connect(self, channel: discord.VoiceChannel | discord.StageChannel) -> tuple[VoiceSession, bool]:
+        """The guild's session in ``channel`` and whether it is a new connection."""
         guild = channel.guild
         if self._closing:
             raise UserFacingError("I'm restarting; try again in a moment.")
@@ -121,7 +142,7 @@ class VoiceSessions:
             if session is not None and session.voice_client.is_connected():
                 if session.channel is not None and session.channel.id != channel.id:
                     raise UserFacingError("I'm already in {channel} on this server.", channel=session.channel.mention)
-                return session
+                return session, False
             if session is not None:  # a stale session (connection lost): start afresh
                 await self._drop(guild.id)
             check_can_join(channel)
@@ -144,11 +165,13 @@ class VoiceSessions:
                 log.warning("voice connect failed (guild=%s channel=%s)", guild.id, channel.id)
                 raise UserFacingError("I could not connect to the voice channel. Try again later.") from None
             session = VoiceSession(self, voice_client)
+            if is_suppressed(guild.me, channel):  # a stage's audience: hold audio until the bot is a speaker
+                session.set_suppressed(True)
             self._sessions[guild.id] = session
             session.update_alone_timer()
             log.info("joined voice (guild=%s channel=%s)", guild.id, channel.id)
             await self._remember(guild.id, channel.id)
-            return session
+            return session, True
 
     async def leave(self, guild_id: int, *, reason: str = "requested", come_back: bool = False) -> bool:
         """Disconnect and end the guild's session; False if there was none.
@@ -191,13 +214,15 @@ class VoiceSessions:
             why = "the channel is gone"
         else:
             try:
-                await self.join(channel)
+                session = await self.join(channel)
             except UserFacingError as exc:
                 if self._closing:
                     return False
                 why = exc.message
             else:
                 log.info("rejoined voice (guild=%s channel=%s)", guild_id, channel_id)
+                if session.stage_role is not None and (notice := audience_notice(session.stage_role, channel)):
+                    await self.say(session, notice)
                 return True
         log.info("not rejoining voice (guild=%s channel=%s): %s", guild_id, channel_id, why)
         await self._forget(guild_id, channel_id)
@@ -208,6 +233,28 @@ class VoiceSessions:
         async with self._locks.hold(guild_id):
             if guild_id in self._sessions and not self._closing:
                 await self._remember(guild_id, channel_id)
+
+    async def on_suppress_changed(self, guild_id: int, suppressed: bool) -> None:
+        """The bot's stage state changed (it became a speaker, or a stage moderator sent it to the audience):
+        play or hold, and say so when what it was doing stops."""
+        session = self._sessions.get(guild_id)
+        if session is None:
+            return
+        if session.set_suppressed(suppressed) and session.channel is not None:
+            log.info("moved to the stage audience (guild=%s)", guild_id)
+            await self.say(session, moved_to_audience_notice(session.channel))
+        elif not suppressed:
+            log.info("speaking on the stage (guild=%s)", guild_id)
+
+    async def say(self, session: VoiceSession, text: str) -> None:
+        """Post ``text`` (pinging nobody) where the session reports; a failure is only logged."""
+        channel = session.notice_channel
+        if channel is None:
+            return
+        try:
+            await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.info("could not post a voice notice (guild=%s): %s %s", session.guild_id, exc.status, exc.text)
 
     async def _remember(self, guild_id: int, channel_id: int) -> None:
         if self._journal is None:
@@ -331,7 +378,8 @@ def check_can_join(channel: discord.VoiceChannel | discord.StageChannel) -> None
     permissions = channel.permissions_for(me)
     if not permissions.connect:
         raise UserFacingError("I don't have permission to connect to {channel}.", channel=channel.mention)
-    if not permissions.speak:
+    # On a stage Speak does not apply: the bot becomes a speaker afterwards (bot.voice.stage).
+    if not permissions.speak and not isinstance(channel, discord.StageChannel):
         raise UserFacingError("I don't have permission to speak in {channel}.", channel=channel.mention)
     limit = channel.user_limit
     if limit and len(channel.members) >= limit and not permissions.move_members:

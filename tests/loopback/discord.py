@@ -41,6 +41,7 @@ from tests.loopback.discord_interactions import build_component_interaction, bui
 from tests.loopback.discord_messages import Changes, EmulatedInteraction, Message
 from tests.loopback.discord_rest import API_PREFIX, Fault, RestAPI, RestCall
 from tests.loopback.discord_state import (
+    STAGE_CHANNEL,
     VOICE_CHANNEL,
     Channel,
     Guild,
@@ -87,6 +88,7 @@ class DiscordEmulator:
         self.guild: Guild = self.add_guild("Loopback Guild")
         self.text_channel: Channel = self.guild.channel_named("general")
         self.voice_channel: Channel = self.guild.channel_named("Voice")
+        self.stage_channel: Channel = self.guild.channel_named("Stage")
         self.bot_role: Role = next(r for r in self.guild.roles if r.name == "speechbot")
         # Sharding (tests.loopback.discord_gateway): GET /gateway/bot recommends one shard per this many guilds,
         # and a session holding more than max_guilds_per_session guilds is closed with 4011, as on Discord.
@@ -103,12 +105,14 @@ class DiscordEmulator:
         self.port: int | None = None
 
     def add_guild(self, name: str, *, shard: tuple[int, int] | None = None) -> Guild:
-        """A guild like the default one: #general, a "Voice" channel, the bot (with its role), the owner, alice
-        and bob as members, alice in the voice channel. ``shard=(id, count)``: its id falls on that shard."""
+        """A guild like the default one: #general, a "Voice" channel, a "Stage" channel (empty), the bot (with its
+        role), the owner, alice and bob as members, alice in the voice channel. ``shard=(id, count)``: its id
+        falls on that shard."""
         guild = self.build.guild(name, owner=self.owner, shard=shard)
         self.guilds.append(guild)
         self.build.channel(guild, "general")
         voice = self.build.channel(guild, "Voice", type=VOICE_CHANNEL, bitrate=64000, user_limit=0)
+        self.build.channel(guild, "Stage", type=STAGE_CHANNEL, bitrate=64000, user_limit=0)
         bot_role = self.build.role(guild, "speechbot", permissions=0)
         for user in (self.bot_user, self.owner, self.user, self.other_user):
             self.build.member(guild, user, roles=[bot_role] if user is self.bot_user else [])

@@ -152,6 +152,7 @@ class RestAPI:
             ("PATCH", followup, TOKEN, self.edit_webhook_message),
             ("DELETE", followup, TOKEN, self.delete_webhook_message),
             ("POST", "/channels/{channel_id}/messages", BOT, self.create_channel_message),
+            ("PATCH", "/guilds/{guild_id}/voice-states/@me", BOT, self.emu.voice.update_own_voice_state),
         ]
 
     # -- plumbing ---------------------------------------------------------------------------------------

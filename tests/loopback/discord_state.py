@@ -26,7 +26,9 @@ SEND_MESSAGES = 1 << 11
 ATTACH_FILES = 1 << 15
 CONNECT = 1 << 20
 SPEAK = 1 << 21
+MUTE_MEMBERS = 1 << 22  # on a stage: make oneself (or others) a speaker
 MOVE_MEMBERS = 1 << 24
+REQUEST_TO_SPEAK = 1 << 32  # on a stage: raise one's hand
 USE_APPLICATION_COMMANDS = 1 << 31
 ADMINISTRATOR = 1 << 3
 SEND_VOICE_MESSAGES = 1 << 46
@@ -127,8 +129,10 @@ class Channel:
             "parent_id": None,
             "nsfw": False,
         }
-        if self.type == VOICE_CHANNEL:
+        if self.type in (VOICE_CHANNEL, STAGE_CHANNEL):
             data.update(bitrate=self.bitrate, user_limit=self.user_limit, rtc_region=None)
+            if self.type == STAGE_CHANNEL:
+                data.update(topic=None)
         else:
             data.update(topic=None, last_message_id=None, rate_limit_per_user=0)
         return data
@@ -163,6 +167,10 @@ class VoiceState:
     session_id: str
     self_mute: bool = False
     self_deaf: bool = False
+    #: On a stage: in the audience (nobody hears this user); everyone joins a stage that way.
+    suppress: bool = False
+    #: On a stage: when the user raised their hand (ISO 8601), or None.
+    request_to_speak_timestamp: str | None = None
 
     def to_payload(self, guild_id: int) -> dict[str, Any]:
         return {
@@ -175,8 +183,8 @@ class VoiceState:
             "self_deaf": self.self_deaf,
             "self_mute": self.self_mute,
             "self_video": False,
-            "suppress": False,
-            "request_to_speak_timestamp": None,
+            "suppress": self.suppress,
+            "request_to_speak_timestamp": self.request_to_speak_timestamp,
         }
 
 
@@ -317,6 +325,7 @@ class WorldBuilder:
         return member
 
     def join_voice(self, guild: Guild, user: User, channel: Channel) -> VoiceState:
-        state = VoiceState(user_id=user.id, channel_id=channel.id, session_id=f"session-{user.id}")
+        state = VoiceState(user_id=user.id, channel_id=channel.id, session_id=f"session-{user.id}",
+                           suppress=channel.type == STAGE_CHANNEL)
         guild.set_voice_state(state)
         return state

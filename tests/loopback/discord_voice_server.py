@@ -307,10 +307,12 @@ class VoiceServer:
             if old.ended_at is None and old.user_id == grant.user_id:
                 await self.end_session(old)
         ssrc = secrets.randbits(32)
+        channel = self.emu.find_channel(grant.channel_id)
         session = VoiceSession(
             guild_id=grant.guild_id, channel_id=grant.channel_id, user_id=grant.user_id,
             session_id=grant.session_id, token=grant.token, can_speak=grant.can_speak, ssrc=ssrc,
-            secret_key=secrets.token_bytes(32), started=self.emu.loop_time(), changes=self.emu.changes, ws=ws)
+            secret_key=secrets.token_bytes(32), started=self.emu.loop_time(), changes=self.emu.changes, ws=ws,
+            stage=channel is not None and channel.type == STAGE_CHANNEL)
         self.sessions.append(session)
         self._by_ssrc[ssrc] = session
         await self._send(ws, READY, {"ssrc": ssrc, "ip": "127.0.0.1", "port": self.udp_port, "modes": MODES})
@@ -425,9 +427,14 @@ class VoiceServer:
 
     def _heard(self, session: VoiceSession, now: float, seq: int, timestamp: int, ssrc: int, nonce: int,
                payload: bytes) -> VoicePacket:
-        """The packet as the call's humans heard it: DAVE-decrypted by each listener (the first one's result)."""
+        """The packet as the call's humans heard it: DAVE-decrypted by each listener (the first one's result).
+
+        A sender in a stage's audience (suppressed) is forwarded to nobody: nobody hears the packet.
+        """
+        suppressed = self._suppressed(session)
         if not session.dave_protocol_version:
-            return VoicePacket(now, seq, timestamp, ssrc, nonce, payload, payload=payload, heard=True)
+            return VoicePacket(now, seq, timestamp, ssrc, nonce, payload, payload=payload, heard=not suppressed,
+                               suppressed=suppressed)
         opus = None
         members = 0
         for listener in self.listeners(session.channel_id):
@@ -435,8 +442,17 @@ class VoiceServer:
             frame = listener.hear(session.user_id, payload, now)
             if opus is None:
                 opus = frame
-        return VoicePacket(now, seq, timestamp, ssrc, nonce, opus or b"", payload=payload, heard=opus is not None,
-                           e2ee=True, listeners_in_group=members)
+        return VoicePacket(now, seq, timestamp, ssrc, nonce, opus or b"", payload=payload,
+                           heard=opus is not None and not suppressed, e2ee=True, listeners_in_group=members,
+                           suppressed=suppressed)
+
+    def _suppressed(self, session: VoiceSession) -> bool:
+        """The sender is in a stage's audience right now (its voice state says ``suppress``)."""
+        if not session.stage:
+            return False
+        guild = next((g for g in self.emu.guilds if g.id == session.guild_id), None)
+        state = guild.voice_state_of(session.user_id) if guild is not None else None
+        return state is not None and state.channel_id == session.channel_id and state.suppress
 
     def _send_receiver_report(self, session: VoiceSession) -> None:
         """Send the client an RTCP receiver report, as Discord's voice server does.

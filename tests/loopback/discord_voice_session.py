@@ -52,6 +52,7 @@ class VoicePacket:
     heard: bool = True  # a listener could play it (always, without DAVE)
     e2ee: bool = False  # sent in a call running DAVE
     listeners_in_group: int = 0  # humans in the MLS group when it arrived
+    suppressed: bool = False  # the sender was in a stage's audience: the voice server forwarded it to nobody
 
     @property
     def plaintext(self) -> bool:
@@ -93,6 +94,7 @@ class VoiceSession:
     close_code: int | None = None  # the code the server closed the websocket with, if it did
     dave_protocol_version: int = 0  # what SESSION_DESCRIPTION said (0: no end-to-end encryption)
     dave_member: Any = None  # the session as a member of its call's DAVE group (BotMember)
+    stage: bool = False  # in a stage channel: what the bot sends is heard only while it is a speaker
     seq: int = 0  # the last sequence number of a server message (v8: binary and DAVE JSON messages)
 
     async def send_json(self, op: int, d: Any) -> None:
@@ -121,9 +123,14 @@ class VoiceSession:
         """Audio frames sent in the clear while the call was end-to-end encrypted (lost to every listener)."""
         return [p for p in self.packets if p.plaintext]
 
+    def suppressed_frames(self) -> list[VoicePacket]:
+        """Audio frames sent while the bot was in a stage's audience (suppressed): nobody heard them."""
+        return [p for p in self.packets if p.suppressed and not p.is_silence]
+
     def unheard_frames(self) -> list[VoicePacket]:
         """DAVE frames that arrived while a human was in the group and that no human could decrypt."""
-        return [p for p in self.packets if p.e2ee and not p.heard and not p.plaintext and p.listeners_in_group]
+        return [p for p in self.packets
+                if p.e2ee and not p.heard and not p.plaintext and not p.suppressed and p.listeners_in_group]
 
     def trailing_silence(self) -> int:
         """How many silence frames end the stream (discord.py sends 5 when playback stops)."""
@@ -169,6 +176,9 @@ class VoiceSession:
         if plaintext := self.plaintext_frames():
             problems.append(f"{len(plaintext)} audio frames sent in plaintext while the call is end-to-end "
                             f"encrypted (first: seq {plaintext[0].seq}): every listener drops them")
+        if suppressed := self.suppressed_frames():
+            problems.append(f"{len(suppressed)} audio frames sent while suppressed on a stage (first: seq "
+                            f"{suppressed[0].seq}): nobody hears them")
         if unheard := self.unheard_frames():
             problems.append(f"{len(unheard)} DAVE frames no listener in the group could decrypt "
                             f"(first: seq {unheard[0].seq})")

@@ -24,7 +24,14 @@ import yarl
 from discord.oggparse import OggStream
 
 from tests.loopback.discord import DiscordEmulator
-from tests.loopback.discord_state import CONNECT, MOVE_MEMBERS, SPEAK, VOICE_CHANNEL
+from tests.loopback.discord_state import (
+    CONNECT,
+    MOVE_MEMBERS,
+    MUTE_MEMBERS,
+    REQUEST_TO_SPEAK,
+    SPEAK,
+    VOICE_CHANNEL,
+)
 from tests.loopback.discord_voice_session import (
     OGG_HEADERS,
     SAMPLE_RATE,
@@ -388,3 +395,81 @@ def test_decode_pcm_rejects_packets_longer_than_20_ms() -> None:
     assert decode_pcm(packets).shape == (960 * len(packets), 2)
     with pytest.raises(ValueError, match="2880 samples"):
         decode_pcm(ogg_audio_packets(tone_ogg_opus(0.2, frame_ms=60)))
+
+
+# -- stages ---------------------------------------------------------------------------------------------------
+
+
+async def test_a_stage_is_joined_in_the_audience_without_dave_and_nothing_sent_from_there_is_heard(
+    discord_emulator: DiscordEmulator, bot: VoiceBot
+) -> None:
+    emu = discord_emulator
+    stage = bot.get_channel(emu.stage_channel.id)
+    assert isinstance(stage, discord.StageChannel)
+    vc = await stage.connect(timeout=10)
+    try:
+        me = stage.guild.me
+        assert me.voice is not None and me.voice.suppress and me.voice.requested_to_speak_at is None
+        assert await bot.play_to_end(vc, OggOpusSource(tone_ogg_opus(0.4))) is None
+        session = emu.voice_session()
+        await session.wait_idle()
+        assert session.dave_protocol_version == 0
+        sent = len(ogg_audio_packets(tone_ogg_opus(0.4)))
+        assert session.audio_packets() == [] and len(session.suppressed_frames()) == sent
+        assert f"{sent} audio frames sent while suppressed on a stage" in " ".join(session.check_stream())
+    finally:
+        await vc.disconnect()
+
+
+async def test_the_voice_state_patch_needs_the_stage_permissions_and_comes_back_over_the_gateway(
+    discord_emulator: DiscordEmulator, bot: VoiceBot
+) -> None:
+    emu = discord_emulator
+    stage = bot.get_channel(emu.stage_channel.id)
+    assert isinstance(stage, discord.StageChannel)
+    vc = await stage.connect(timeout=10)
+    try:
+        me = stage.guild.me
+        with pytest.raises(discord.Forbidden) as refused:  # neither Mute Members nor Request to Speak
+            await me.edit(suppress=False)
+        assert refused.value.code == 50013
+        with pytest.raises(discord.Forbidden):
+            await me.request_to_speak()
+        assert emu.voice.stage_requests == [] and emu.failures == []  # a refusal, not a protocol violation
+
+        emu.bot_role.permissions = REQUEST_TO_SPEAK  # the server's settings change (the client need not know)
+        await me.request_to_speak()
+        await emu.wait_for(lambda: me.voice is not None and me.voice.requested_to_speak_at is not None, 5,
+                           "the raised hand over the gateway")
+        assert me.voice.suppress
+        await emu.voice.invite_bot_to_speak()
+        await emu.wait_for(lambda: not me.voice.suppress, 5, "the invitation over the gateway")
+        assert me.voice.requested_to_speak_at is None
+
+        assert await bot.play_to_end(vc, OggOpusSource(tone_ogg_opus(0.4))) is None
+        session = emu.voice_session()
+        await session.wait_idle()
+        assert len(session.audio_packets()) == len(ogg_audio_packets(tone_ogg_opus(0.4)))
+        assert session.check_stream() == []
+
+        await emu.voice.move_bot_to_audience()
+        await emu.wait_for(lambda: me.voice.suppress, 5, "the move to the audience over the gateway")
+        emu.bot_role.permissions = MUTE_MEMBERS
+        await me.edit(suppress=False)  # a stage moderator may make itself a speaker
+        await emu.wait_for(lambda: not me.voice.suppress, 5, "the bot a speaker again")
+    finally:
+        await vc.disconnect()
+
+
+async def test_the_voice_state_patch_is_refused_outside_a_stage(discord_emulator: DiscordEmulator,
+                                                                  bot: VoiceBot) -> None:
+    emu = discord_emulator
+    emu.bot_role.permissions = MUTE_MEMBERS
+    vc = await bot.voice_channel.connect(timeout=10)
+    try:
+        with pytest.raises(discord.HTTPException) as refused:
+            await bot.voice_channel.guild.me.edit(suppress=False)
+        assert (refused.value.status, refused.value.code) == (400, 50024)
+        emu.failures.clear()  # the refusal is the point here
+    finally:
+        await vc.disconnect()

@@ -10,7 +10,7 @@ from bot.audio.formats import AudioFormat
 from bot.config import load_settings
 from bot.errors import UserFacingError
 from bot.permissions import is_moderator
-from bot.policy import Policy, RateLimiter, check_roles, check_speed, resolve_options
+from bot.policy import Policy, RateLimiter, check_roles, check_speed, distinct_voice, resolve_options
 from bot.settings_view import SECTIONS, describe_changes, labels, render_sections
 from bot.storage import GuildSettings, Store, UserPrefs
 from bot.storage.models import SpeakOutput
@@ -38,6 +38,31 @@ def test_an_explicit_choice_beats_the_user_who_beats_the_server_who_beats_the_bo
     assert (asked.voice, asked.speed, asked.format, asked.instructions, asked.output) == (
         "alloy", 2.0, AudioFormat.OPUS, "loud", SpeakOutput.FILE)
     assert asked.notice is None
+
+
+def test_distinct_voices_are_derived_from_the_id_the_same_in_every_process_and_any_voice_order() -> None:
+    # Pinned values: Python's salted hash() would give others in another process (PYTHONHASHSEED).
+    voices = ["alloy", "nova", "echo"]
+    assert [distinct_voice(i, voices) for i in (5, 6, 1, 123456789012345678, 987654321098765432)] == [
+        "nova", "alloy", "echo", "alloy", "nova"]
+    assert distinct_voice(987654321098765432, reversed(voices)) == "nova"
+    assert distinct_voice(987654321098765432, ["nova"]) == "nova"
+    with pytest.raises(ValueError):
+        distinct_voice(1, [])
+
+
+def test_distinct_voices_give_members_without_a_voice_their_own_and_leave_choices_alone() -> None:
+    guild = GuildSettings(default_voice="echo", distinct_voices=True)
+    assert resolve_options(BOT, guild, UserPrefs(), member_id=5).voice == "nova"
+    assert resolve_options(BOT, guild, UserPrefs(), member_id=6).voice == "alloy"
+    assert resolve_options(BOT, guild, UserPrefs(), member_id=6, voice="echo").voice == "echo"  # asked for
+    assert resolve_options(BOT, guild, UserPrefs(voice="echo"), member_id=6).voice == "echo"  # their choice
+    assert resolve_options(BOT, guild, UserPrefs()).voice == "echo"  # nobody in particular: the server's
+    assert resolve_options(BOT, GuildSettings(default_voice="echo"), UserPrefs(), member_id=6).voice == "echo"
+    stale = resolve_options(BOT, guild, UserPrefs(voice="shimmer"), member_id=6)  # no longer offered
+    assert stale.voice == "alloy" and stale.notice is not None and "(alloy)" in stale.notice
+    only = load_settings({"SPEECH_VOICES": "nova", "SPEECH_DEFAULT_FORMAT": "wav"})
+    assert resolve_options(only, guild, UserPrefs(), member_id=6).voice == "nova"  # only what the engine offers
 
 
 def test_a_voice_no_longer_offered_falls_back_with_a_notice() -> None:

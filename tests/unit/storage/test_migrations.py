@@ -18,8 +18,8 @@ from bot.storage.schema import guild_settings, metadata, schema_version
 from bot.storage.store import _DEFAULT_ROW
 from tests.support.storage_fixtures import Database
 
-#: guild_settings columns added by migrations 4 and 6 (5 added tables only).
-_ADDED_AFTER_4 = {"language"}
+#: guild_settings columns added by migrations 4, 6 and 7 (5 added tables only).
+_ADDED_AFTER_4 = {"language", "distinct_voices"}
 _ADDED_AFTER_3 = {"hold_mode", "hold_seconds", *_ADDED_AFTER_4}
 NEXT = len(MIGRATIONS) + 1
 CURRENT = list(range(1, NEXT))
@@ -44,7 +44,8 @@ async def test_open_creates_every_table_from_empty(database: Database) -> None:
                         (3, "usage said by the fallback engine"),
                         (4, "read-aloud hold mode and length per server"),
                         (5, "the owner's blocklists and engine kill switch"),
-                        (6, "the language a server's read-aloud speaks around messages")]
+                        (6, "the language a server's read-aloud speaks around messages"),
+                        (7, "a distinct voice for each member without one")]
 
 
 async def test_migrations_build_the_declared_schema(database: Database) -> None:

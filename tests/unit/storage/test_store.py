@@ -120,6 +120,7 @@ async def test_every_setting_round_trips_at_its_limits(store: Store, database: D
         daily_char_budget=10**9,
         monthly_char_budget=1,
         user_chars_per_minute=123_456,
+        distinct_voices=True,
     )
     changes = {name: getattr(everything, name) for name in (f.name for f in dataclasses.fields(GuildSettings))}
     assert all(value != getattr(GuildSettings(), name) for name, value in changes.items())
