@@ -16,7 +16,7 @@ from bot.command_sync import CommandSyncState, sync_commands
 from bot.command_translator import CatalogueTranslator
 from bot.errors import UserFacingError
 from bot.i18n import translate
-from bot.interactions import language_for, send_ephemeral
+from bot.interactions import Refused, language_for, send_ephemeral
 from bot.option_check import InvalidOption, check_options
 from bot.owner_only import is_owner_only
 from bot.permissions import NotModerator
@@ -57,14 +57,6 @@ def intents(*, message_content: bool = True) -> discord.Intents:
     chosen = discord.Intents.default()
     chosen.message_content = message_content
     return chosen
-
-
-class Refused(app_commands.CheckFailure):
-    """A check that refuses with its own line (the owner's blocklists), said in the caller's language."""
-
-    def __init__(self, reason: UserFacingError) -> None:
-        super().__init__(reason.message)
-        self.reason = reason
 
 
 class SpeechTree(app_commands.CommandTree["SpeechBot"]):

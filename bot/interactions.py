@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 
 
+class Refused(app_commands.CheckFailure):
+    """A check that refuses with its own line (the owner's blocklists, owner-only commands), said in the
+    caller's language by the tree's error handler."""
+
+    def __init__(self, reason: UserFacingError) -> None:
+        super().__init__(reason.message)
+        self.reason = reason
+
+
 def language_for(interaction: discord.Interaction[Any]) -> str:
     """The language to answer in: the caller's Discord client's, else (for a language without a catalogue) the
     server's, else English. A caller whose client is in English gets English, whatever the server's."""

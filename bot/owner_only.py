@@ -15,9 +15,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.errors import UserFacingError
+from bot.i18n import N_
+from bot.interactions import Refused
+
 #: The key in a top-level command's ``extras`` that marks it (and its subcommands) owner-only.
 OWNER_ONLY = "owner_only"
-NOT_OWNER = "Only the bot's owner can use this."
+NOT_OWNER = N_("Only the bot's owner can use this.")
 
 AnyCommand = app_commands.Command[Any, ..., Any] | app_commands.Group | app_commands.ContextMenu
 
@@ -35,5 +39,5 @@ async def is_owner(interaction: discord.Interaction) -> bool:
 async def ensure_owner(interaction: discord.Interaction) -> bool:
     """For an owner-only group's ``interaction_check``: True, or the one line for anyone else."""
     if not await is_owner(interaction):
-        raise app_commands.CheckFailure(NOT_OWNER)
+        raise Refused(UserFacingError(NOT_OWNER))
     return True

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.config import DEFAULT_SPEECH_VOICES
 from bot.policy import distinct_voice
+from bot.speech.catalog import CLASSIC_VOICES as DEFAULT_SPEECH_VOICES
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_state import User
 from tests.loopback.speech_server import SpeechEndpoint
