@@ -198,8 +198,10 @@ class VoiceRefresher:
         self._next = self._last + interval
         self._wake = asyncio.Event()
         self._failing = False
-        #: Lists asked for since start (by the schedule or after a refusal).
+        #: Lists asked for since start (by the schedule or after a refusal), and of those, the ones dealt with.
         self.refreshes = 0
+        self.completed = 0
+        self._progress = asyncio.Condition()
         self.tasks = Supervisor("voice list")
         capabilities.on_voice_refused = self.voice_refused
 
@@ -219,6 +221,11 @@ class VoiceRefresher:
                      voice[:MAX_VOICE_NAME])
             self._next = due
         self._wake.set()
+
+    async def wait_completed(self, count: int) -> None:
+        """Until ``count`` refreshes since start have been dealt with (tests; a caller bounds the wait)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.completed >= count)
 
     def wake(self) -> None:
         """Look at the clock again now (the loop otherwise waits until the next refresh is due)."""
@@ -246,7 +253,15 @@ class VoiceRefresher:
         self._last = self._clock()
         self._next = self._last + self.interval
         self.refreshes += 1
-        listed, reason = await self._ask()
+        try:
+            return self._offer(*await self._ask())
+        finally:
+            self.completed += 1
+            async with self._progress:
+                self._progress.notify_all()
+
+    def _offer(self, listed: tuple[str, ...] | None, reason: str | None) -> bool:
+        """Offer what the server listed (None: keep the last good list; ``reason``: why there is none)."""
         offered = self.capabilities.voices
         if listed is None:
             if not self._failing:
