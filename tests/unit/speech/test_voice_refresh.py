@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from bot.config import load_settings
 from bot.speech.capabilities import EndpointCapabilities, VoiceSource
 from bot.speech.client import OpenAISpeechClient
 from bot.speech.errors import SpeechRejectedError, SpeechValidationError
+from bot.speech.factory import endpoint_capabilities, make_voice_refresher
 from bot.speech.models import SpeechRequest
 from bot.speech.retry import RetryPolicy
 from bot.speech.voices import VoiceRefresher, ask_voice_list
@@ -171,3 +173,23 @@ async def test_a_voice_not_found_for_an_offered_voice_makes_the_list_be_asked_ag
             assert len(endpoint.voice_list_requests) == 2 and capabilities.voices == ("alloy",)
         finally:
             await refresher.close()
+
+
+def test_only_a_refusal_of_an_offered_voice_is_heard() -> None:
+    heard: list[str] = []
+    capabilities = EndpointCapabilities(voices=("alloy",), on_voice_refused=heard.append)
+    capabilities.voice_refused("nova")  # never offered: the user's own typo, the list has not changed
+    capabilities.voice_refused("alloy")
+    assert heard == ["alloy"]
+
+
+async def test_only_the_speech_api_engine_refreshes_its_list(session: aiohttp.ClientSession) -> None:
+    settings = load_settings({"SPEECH_API_KEY": "k", "SPEECH_API_BASE_URL": "http://127.0.0.1:9/v1"})
+    capabilities = endpoint_capabilities(settings)
+    refresher = make_voice_refresher(settings, settings, session, capabilities)
+    assert refresher is not None and capabilities.on_voice_refused == refresher.voice_refused
+    assert refresher.interval == 600 and refresher.debounce == 60
+    await refresher.close()
+    assert capabilities.on_voice_refused is None
+    realtime = load_settings({"SPEECH_API_KEY": "k", "SPEECH_MODEL": "gpt-realtime-2.1-mini"})
+    assert make_voice_refresher(realtime, realtime, session, endpoint_capabilities(realtime)) is None
