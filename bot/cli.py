@@ -125,7 +125,7 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
     from bot.metrics import Metrics
     from bot.services import build_services
     from bot.speech.errors import SpeechUnavailableError
-    from bot.speech.factory import endpoint_capabilities, make_engines, make_probe
+    from bot.speech.factory import endpoint_capabilities, make_engines, make_probe, make_voice_refresher
     from bot.speech.voices import offered_voices
     from bot.storage import StorageError, Store
 
@@ -140,6 +140,7 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
         raise CLIError(str(exc)) from None
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls_context())) as session:
         metrics = Metrics()
+        configured = settings
         settings, offer = await offered_voices(settings, session)
         for warning in offer.warnings:
             log.warning("%s", warning)
@@ -151,7 +152,8 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
             await store.close()
             raise CLIError(exc.user_message) from None
         services = build_services(settings, store, engines, metrics=metrics, capabilities=capabilities,
-                                  probe=make_probe(settings, session, capabilities))
+                                  probe=make_probe(settings, session, capabilities),
+                                  voice_refresher=make_voice_refresher(configured, settings, session, capabilities))
         for level, line in speech_summary(settings, [engine.name for engine in engines]):
             log.log(level, "%s", line)
         # Without the privileged intent switched on in the portal Discord would refuse the login: run with

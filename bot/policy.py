@@ -27,6 +27,7 @@ from bot.audio.formats import AudioFormat
 from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.setting_choices import SpeakOutput
+from bot.speech.capabilities import EndpointCapabilities
 from bot.speech.catalog import voices_text
 from bot.storage import GuildSettings, Store, UserPrefs, UserPrefsChanges
 
@@ -192,10 +193,19 @@ class Policy:
         store: Store,
         *,
         rate_limiter: RateLimiter | None = None,
+        capabilities: EndpointCapabilities | None = None,
     ) -> None:
-        self.settings = settings
+        self._settings = settings
         self.store = store
         self.rate_limiter = rate_limiter or RateLimiter()
+        #: Holds the voices offered now (refreshed while the bot runs: ``bot.speech.voices.VoiceRefresher``).
+        self.capabilities = capabilities or EndpointCapabilities(voices=settings.speech_voices)
+
+    @property
+    def settings(self) -> Settings:
+        """The bot's settings with the voices offered now: a voice the server stopped listing is "no longer
+        offered" from the next request on, and distinct voices are chosen among the new list."""
+        return self.capabilities.offered(self._settings)
 
     async def check_member(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> GuildSettings:
         """The server's settings, or a refusal for a muted member, a denied role or a missing required role."""

@@ -31,6 +31,7 @@ from bot.voice.sessions import VoiceLimits, VoiceSessions
 
 if TYPE_CHECKING:
     from bot.speech.probe import CapabilityProbe
+    from bot.speech.voices import VoiceRefresher
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,19 @@ class Services:
     #: What the speech endpoint was found to do (``/settings show``); the probe measures the rest after start.
     capabilities: EndpointCapabilities = field(default_factory=EndpointCapabilities)
     probe: CapabilityProbe | None = None
+    #: Asks the server's voice list again while the bot runs (``capabilities.voices``, read by every reader).
+    voice_refresher: VoiceRefresher | None = None
 
     async def start(self) -> None:
         """What must run before the bot connects: the owner's controls, warm speech sessions, the health
-        endpoints; and, in the background, the measuring of the endpoint's speeds and voices."""
+        endpoints; and, in the background, the measuring of the endpoint's speeds and voices and the refreshing
+        of its voice list."""
         await self.controls.refresh(force=True)
         await self.speech.start()
         if self.probe is not None:
             self.probe.start()
+        if self.voice_refresher is not None:
+            self.voice_refresher.start()
         if self.health is not None:
             assert self.settings.metrics_port is not None
             await self.health.start(self.settings.metrics_host, self.settings.metrics_port)
@@ -84,6 +90,8 @@ class Services:
         await self.stop_voice()
         if self.probe is not None:
             await self.probe.close()
+        if self.voice_refresher is not None:
+            await self.voice_refresher.close()
         await self.ledger.close()  # batched usage written
         await self.speech.shutdown()  # the cache's disk writes finished, its hit rate logged
         for engine in self.engines:
@@ -114,13 +122,14 @@ def build_speech(
 def build_services(
     settings: Settings, store: Store, engines: Sequence[Engine], *, metrics: Metrics | None = None,
     capabilities: EndpointCapabilities | None = None, probe: CapabilityProbe | None = None,
+    voice_refresher: VoiceRefresher | None = None,
 ) -> Services:
     """Every service, wired (nothing started: see :meth:`Services.start`)."""
     metrics = metrics or Metrics()
     controls = OwnerControls(store)
     capabilities = capabilities or EndpointCapabilities(voices=settings.speech_voices)
     speech = build_speech(settings, engines, metrics, controls)
-    policy = Policy(settings, store)
+    policy = Policy(settings, store, capabilities=capabilities)
     ledger = UsageLedger(store, observer=metrics)
     speaking = SpeechService(speech, policy, ledger, settings, controls, capabilities)
 
@@ -144,4 +153,4 @@ def build_services(
     read_aloud = ReadAloud(voice, store, speaking, hold=settings.read_hold, queue_limit=settings.voice_queue_size)
     health = HealthServer(metrics) if settings.metrics_port is not None else None
     return Services(settings, store, metrics, engines, speech, policy, ledger, speaking, voice, read_aloud, health,
-                    controls, capabilities, probe)
+                    controls, capabilities, probe, voice_refresher)

@@ -62,9 +62,20 @@ class SpeechService:
         self.speech = speech
         self.policy = policy
         self.ledger = ledger
-        self.settings = settings
-        #: What the speech endpoint honours: a speed it will not is told to the member, not refused.
-        self.capabilities = capabilities or EndpointCapabilities(voices=settings.speech_voices)
+        self._settings = settings
+        #: What the speech endpoint honours: a speed it will not is told to the member, not refused; and the
+        #: voices offered now (the policy's, refreshed while the bot runs).
+        self.capabilities = capabilities or policy.capabilities
+
+    @property
+    def settings(self) -> Settings:
+        """The bot's settings with the voices offered now (``capabilities.voices``)."""
+        return self.capabilities.offered(self._settings)
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        """The voices offered now."""
+        return self.settings.speech_voices
 
     @property
     def stats(self) -> CacheStats:

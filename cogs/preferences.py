@@ -62,7 +62,12 @@ class PreferencesCog(commands.Cog):
     def __init__(self, store: Store, speaking: SpeechService, settings: Settings) -> None:
         self.store = store
         self.speaking = speaking
-        self.settings = settings
+        self._settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        """The bot's settings with the voices offered now (refreshed while the bot runs)."""
+        return self.speaking.capabilities.offered(self._settings)
 
     async def _guild_settings(self, interaction: discord.Interaction[SpeechBot]) -> GuildSettings:
         if interaction.guild_id is None:

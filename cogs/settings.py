@@ -78,8 +78,13 @@ class SettingsCog(commands.Cog):
 
     def __init__(self, store: Store, config: Settings, capabilities: EndpointCapabilities) -> None:
         self.store = store
-        self.config = config  # the bot's own settings (``settings`` is the command group)
+        self._config = config
         self.capabilities = capabilities  # what the bot's speech server was found to do
+
+    @property
+    def config(self) -> Settings:
+        """The bot's own settings (``settings`` is the command group), with the voices offered now."""
+        return self.capabilities.offered(self._config)
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         """Moderators only (``discord.py`` types this for any client; every interaction here is the bot's)."""

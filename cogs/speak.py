@@ -61,7 +61,7 @@ class SpeakCog(commands.Cog):
         self.speaking = speaking
         self.voice = voice
         self.read_aloud = read_aloud
-        self.settings = settings
+        self._settings = settings
         in_servers = app_commands.AppCommandContext(guild=True)
         #: Message context menus (Apps → …): discord.py cannot declare them inside a cog, so they are added here.
         self.menus = [
@@ -70,6 +70,11 @@ class SpeakCog(commands.Cog):
             app_commands.ContextMenu(name="Speak with their voice", callback=self.speak_with_their_voice,
                                      allowed_contexts=in_servers),
         ]
+
+    @property
+    def settings(self) -> Settings:
+        """The bot's settings with the voices offered now (refreshed while the bot runs)."""
+        return self.speaking.capabilities.offered(self._settings)
 
     async def cog_load(self) -> None:
         for menu in self.menus:

@@ -64,7 +64,6 @@ class ReadAloud:
         self.sessions = sessions
         self.store = store
         self.speaking = speaking
-        self.voices = speaking.settings.speech_voices
         self.speeds = speaking.settings.speed_range
         self.hold = hold
         self.queue_limit = queue_limit
@@ -209,6 +208,11 @@ class ReadAloud:
         # Ordered among the member's messages by the time it happened, like a snowflake.
         order = int(datetime.now(UTC).timestamp() * 1000 - DISCORD_EPOCH_MS) << 22
         self._guild(guild_id).push(-next(_announcement_ids), user_id, utterance, order=order)
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        """The voices offered now (refreshed while the bot runs), among which distinct voices are chosen."""
+        return self.speaking.voices
 
     def forget(self, guild_id: int) -> None:
         """The bot left voice in this guild: nothing waiting there will be read."""

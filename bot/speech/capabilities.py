@@ -4,14 +4,21 @@ the speech service that tells users about it, and ``/settings show`` and ``speec
 Kept in memory only: a restart (a new base URL or model) starts again from nothing, and the facts are learnt
 again from the endpoint's answers (formats, instructions, pcm rate), its voice list and the measuring of
 ``bot.speech.probe``.
+
+``voices`` is the one live list of the voices offered: every reader (the policy, the speech service and its
+clients, the cogs' autocomplete, validation, ``/voices`` and the picker, distinct voices) reads it when it needs
+it, and ``bot.speech.voices.VoiceRefresher`` replaces it when the server's list changes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bot.audio.formats import AudioFormat
+from bot.config import Settings
 from bot.speech.catalog import SpeedRange
 
 
@@ -43,6 +50,27 @@ class EndpointCapabilities:
     voice_honoured: bool | None = None
     #: Why measuring was skipped or failed, for the operator (None: measured, or not yet).
     probe_note: str | None = None
+    #: Told when the endpoint answered that a voice is unknown or unavailable (the voice refresher listens).
+    on_voice_refused: Callable[[str], None] | None = field(default=None, repr=False)
+    _settings_cache: tuple[Settings, tuple[str, ...], Settings] | None = field(default=None, init=False, repr=False)
+
+    def voice_refused(self, voice: str) -> None:
+        """The endpoint said ``voice`` is unknown or unavailable: a voice the bot offers makes its list be asked
+        again (``on_voice_refused``)."""
+        if self.on_voice_refused is not None and voice in self.voices:
+            self.on_voice_refused(voice)
+
+    def offered(self, settings: Settings) -> Settings:
+        """``settings`` with the voices offered now (``speech_voices``): what the policy and the cogs read, so a
+        refreshed list reaches every reader without anything else changing."""
+        cached = self._settings_cache
+        if cached is not None and cached[0] is settings and cached[1] is self.voices:
+            return cached[2]
+        # nothing known (no voices): the settings' own list
+        live = settings if not self.voices or settings.speech_voices == self.voices else dataclasses.replace(
+            settings, speech_voices=self.voices)
+        self._settings_cache = (settings, self.voices, live)
+        return live
 
     def speed_notice(self, speed: float) -> str | None:
         """What to tell a user whose ``speed`` the endpoint will not honour, or None."""

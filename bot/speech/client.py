@@ -128,7 +128,8 @@ class OpenAISpeechClient:
         A request for playback (``request.playback``) negotiates its format: when the endpoint refuses the one
         asked for (a 4xx naming it), wav and then pcm are asked for, and the refusal is remembered.
         """
-        request = validate_request(request, self.voices)
+        # the voices offered now (refreshed while the bot runs), else those it was made with
+        request = validate_request(request, self.capabilities.voices or self.voices)
         if not request.playback:
             return await self._open(request)
         formats = self.playback_formats(request.format)
@@ -159,8 +160,11 @@ class OpenAISpeechClient:
         sends_instructions = "instructions" in self.request_body(request)
         try:
             stream = await self._open_once(request)
-        except SpeechRejectedError as error:
-            if not (sends_instructions and refuses_field(error, "instructions")):
+        except SpeechError as error:
+            if error.unavailable == "voice":  # "voice not found": its list may have changed (VoiceRefresher)
+                self.capabilities.voice_refused(request.voice)
+            if not (isinstance(error, SpeechRejectedError) and sends_instructions
+                    and refuses_field(error, "instructions")):
                 raise
             self.capabilities.instructions = False
             log.warning(

@@ -17,6 +17,7 @@ from bot.speech.observer import SpeechObserver
 
 if TYPE_CHECKING:
     from bot.speech.probe import CapabilityProbe
+    from bot.speech.voices import VoiceRefresher
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,25 @@ def make_probe(
         capabilities=capabilities,
     )
     return CapabilityProbe(client, capabilities, settings.speed_range, settings.speech_api_base_url)
+
+
+def make_voice_refresher(
+    configured: Settings, settings: Settings, session: aiohttp.ClientSession, capabilities: EndpointCapabilities
+) -> VoiceRefresher | None:
+    """What keeps the offered voices following the server's list while the bot runs (``configured``: the settings
+    as loaded, with ``SPEECH_VOICES`` or the model's list; ``settings``: with the offer of the start), or None
+    where voices come from elsewhere (the Realtime API's catalog, the offline engine)."""
+    if settings.engine_name != "openai":
+        return None
+    from bot.speech.voices import VoiceRefresher, ask_voice_list
+
+    key = settings.speech_api_key.get_secret_value() if settings.speech_api_key else None
+
+    async def ask() -> tuple[tuple[str, ...] | None, str | None]:
+        return await ask_voice_list(session, settings.speech_api_base_url, key)
+
+    return VoiceRefresher(capabilities, ask, configured=configured.speech_voices,
+                          configured_set=configured.speech_voices_set, default_voice=settings.default_voice)
 
 
 def endpoint_capabilities(settings: Settings, source: VoiceSource | None = None) -> EndpointCapabilities:
