@@ -193,5 +193,4 @@ class SpeechService:
 
 def refusal(error: Exception) -> SpeechError:
     """A refusal from :meth:`SpeechService.admit` as a speech error, for callers that report those."""
-    message = error.message if isinstance(error, UserFacingError) else str(error)
-    return SpeechError(message)
+    return SpeechError(error.text if isinstance(error, UserFacingError) else str(error))

@@ -17,6 +17,7 @@ from bot.audio.waveform import voice_message_shape
 from bot.discord_internals import send_voice_message
 from bot.discord_messages import input_builder, names_of
 from bot.errors import UserFacingError
+from bot.i18n import Text
 from bot.interactions import (
     FORMAT_CHOICES,
     NO_MENTIONS,
@@ -24,6 +25,7 @@ from bot.interactions import (
     SpeedOption,
     caller_voice_channel,
     command_channel,
+    language_for,
     tr,
     tr_plural,
     voice_choices,
@@ -190,7 +192,7 @@ class SpeakCog(commands.Cog):
                     playing = tr(interaction, "playing in {channel}", channel=where)
                     await message.edit(content=f"{caption} — {playing}", allowed_mentions=NO_MENTIONS)
 
-            async def failed(reason: str) -> None:
+            async def failed(reason: Text) -> None:
                 await notify(reason)
                 if posted.done() and (message := posted.result()) is not None:
                     not_played = tr(interaction, "not played in {channel}", channel=where)
@@ -314,8 +316,10 @@ class SpeakCog(commands.Cog):
 
     @staticmethod
     def _error_notifier(interaction: discord.Interaction[SpeechBot]) -> ErrorNotifier:
-        async def notify(message: str) -> None:
-            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        async def notify(message: Text) -> None:
+            await interaction.followup.send(
+                message.render(language_for(interaction)), ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
 
         return notify
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.i18n import N_
 from bot.speech.cache import AudioCache, CacheSource, CacheStats, Origin
 from bot.speech.client import loggable_detail
 from bot.speech.errors import (
@@ -70,7 +71,7 @@ _BECAUSE = {
 }
 
 #: What a caller hears when every engine is switched off.
-ALL_SWITCHED_OFF = "Speech is switched off by the bot's owner for now. Please try again later."
+ALL_SWITCHED_OFF = N_("Speech is switched off by the bot's owner for now. Please try again later.")
 
 
 
