@@ -18,10 +18,12 @@ from babel.messages.pofile import read_po
 from discord import app_commands
 
 from bot.command_translator import context_of
-from bot.i18n import LANGUAGES
+from bot.i18n import LANGUAGES, Text
 from bot.i18n.catalogs import catalogue_path, placeholders
 from bot.i18n.extraction import TEMPLATE, code_messages, template, write_template
 from bot.setting_choices import SpeechLanguage
+from bot.speech.error_parsing import MSG_REJECTED, MSG_SERVER
+from bot.speech.errors import SpeechRejectedError, SpeechServiceError
 from tests.unit.cogs.in_process import InProcessBot
 
 #: Discord's rule for command and option names (its docs, "Application Command Naming"); lowercase where the
@@ -177,3 +179,50 @@ async def test_speak_in_a_server_set_to_german_asks_for_german_speech(in_process
     await emu.wait_for(lambda: len(speech.requests) == 2, timeout=20, what="the second speech request")
     assert [(request.text, request.language) for request in speech.requests] == [("before", None),
                                                                                   ("Guten Morgen", "de")]
+
+
+# -- speech errors: the caller's language, whatever the engine said ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("ja", "音声サービスに問題が起きています。後でもう一度どうぞ。"),
+        ("de", "Der Sprachdienst hat Probleme. Versuch es später noch einmal."),
+        ("en-US", MSG_SERVER),
+    ],
+)
+async def test_a_speech_error_is_said_in_the_callers_language(
+    in_process_bot: InProcessBot, locale: str, expected: str
+) -> None:
+    emu = in_process_bot.emu
+    in_process_bot.speech.errors.append(SpeechServiceError(MSG_SERVER, status=503, retryable=True))
+    reply = await (await emu.invoke("speak", {"text": "hello"}, locale=locale)).wait_message()
+    assert reply.ephemeral and reply.content == expected
+
+
+async def test_a_speech_error_with_details_keeps_the_services_own_words(in_process_bot: InProcessBot) -> None:
+    """The bot's words are translated; what the speech server said (its reason) is shown as it said it."""
+    emu = in_process_bot.emu
+    in_process_bot.speech.errors.append(
+        SpeechRejectedError(Text(MSG_REJECTED, {"detail": "voice 'zz' is not loaded"}), status=400)
+    )
+    reply = await (await emu.invoke("speak", {"text": "hello"}, locale="de")).wait_message()
+    assert reply.content == "Der Sprachdienst hat die Anfrage abgelehnt: voice 'zz' is not loaded"
+
+
+async def test_a_refused_text_is_explained_in_the_callers_language(in_process_bot: InProcessBot) -> None:
+    reply = await (await in_process_bot.emu.invoke("speak", {"text": "\u200b"}, locale="ja")).wait_message()
+    assert reply.ephemeral and reply.content == "読み上げるものがありません: テキストが見えない文字だけです。"
+
+
+async def test_a_failure_in_the_voice_channel_is_reported_to_the_requester_in_their_language(
+    in_process_bot: InProcessBot,
+) -> None:
+    emu = in_process_bot.emu
+    await (await emu.invoke("join", {})).wait_message(timeout=20)
+    in_process_bot.speech.errors.append(SpeechServiceError(MSG_SERVER, status=503, retryable=True))
+    interaction = await emu.invoke("speak", {"text": "hello there", "output": "voice"}, locale="de")
+    await interaction.wait_message(timeout=10)
+    reason = await interaction.wait_message(timeout=20, index=1)
+    assert reason.ephemeral and reason.content == "Der Sprachdienst hat Probleme. Versuch es später noch einmal."
