@@ -56,15 +56,16 @@ class VoicePicker(discord.ui.View):
         self.origin: discord.Interaction | None = None  # the /voice set that showed it (edited on timeout)
         self.page = self.voices.index(current) // PAGE_SIZE if current in self.voices else 0
         self.select: discord.ui.Select[VoicePicker] = discord.ui.Select(
-            custom_id=SELECT_ID, placeholder=self._("Choose your voice"), min_values=1, max_values=1)
+            custom_id=SELECT_ID, placeholder=translate(self.language, "Choose your voice"), min_values=1,
+            max_values=1)
         self.select.callback = self._chosen  # type: ignore[method-assign]
         self.add_item(self.select)
         self.previous: discord.ui.Button[VoicePicker] | None = None
         self.next: discord.ui.Button[VoicePicker] | None = None
         if len(self.voices) > PAGE_SIZE:
-            self.previous = discord.ui.Button(custom_id=PREVIOUS_ID, label=self._("◀ Previous"),
+            self.previous = discord.ui.Button(custom_id=PREVIOUS_ID, label=translate(self.language, "◀ Previous"),
                                               style=discord.ButtonStyle.secondary)
-            self.next = discord.ui.Button(custom_id=NEXT_ID, label=self._("Next ▶"),
+            self.next = discord.ui.Button(custom_id=NEXT_ID, label=translate(self.language, "Next ▶"),
                                           style=discord.ButtonStyle.secondary)
             self.previous.callback = self._previous  # type: ignore[method-assign]
             self.next.callback = self._next  # type: ignore[method-assign]
@@ -79,17 +80,16 @@ class VoicePicker(discord.ui.View):
     def prompt(self) -> str:
         """The message text above the menu."""
         if self.pages > 1:
-            return self._("Choose your voice: (page {page} of {pages})", page=self.page + 1, pages=self.pages)
-        return self._("Choose your voice:")
-
-    def _(self, message: str, /, **params: object) -> str:
-        return translate(self.language, message, **params)
+            return translate(self.language, "Choose your voice: (page {page} of {pages})", page=self.page + 1,
+                             pages=self.pages)
+        return translate(self.language, "Choose your voice:")
 
     def _fill(self) -> None:
         shown = self.voices[self.page * PAGE_SIZE:(self.page + 1) * PAGE_SIZE]
+        mine = translate(self.language, "what you have now")
         self.select.options = [
             discord.SelectOption(label=voice, value=voice, default=voice == self.current,
-                                 description=self._("what you have now") if voice == self.current else None)
+                                 description=mine if voice == self.current else None)
             for voice in shown
         ]
         if self.previous is not None and self.next is not None:
@@ -126,7 +126,8 @@ class VoicePicker(discord.ui.View):
         if self.origin is None:
             return
         try:
-            await self.origin.edit_original_response(content=self._(TIMED_OUT), view=self, allowed_mentions=NO_MENTIONS)
+            await self.origin.edit_original_response(content=translate(self.language, TIMED_OUT), view=self,
+                                                     allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as exc:  # dismissed by the member, or the token expired: nothing to show
             log.info("could not disable a timed-out voice picker (interaction=%s): %s", self.origin.id, exc.status)
 
