@@ -226,3 +226,42 @@ async def test_a_failure_in_the_voice_channel_is_reported_to_the_requester_in_th
     await interaction.wait_message(timeout=10)
     reason = await interaction.wait_message(timeout=20, index=1)
     assert reason.ephemeral and reason.content == "Der Sprachdienst hat Probleme. Versuch es später noch einmal."
+
+
+# -- a member's own settings: /voice show, /voice set, the picker, /voices, /forgetme --------------------------------
+
+
+async def test_voice_show_is_in_the_callers_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    await (await emu.invoke("voice set", {"voice": "echo", "speed": 1.5}, locale="de")).wait_message()
+    shown = (await (await emu.invoke("voice show", {}, locale="ja")).wait_message()).content
+    assert shown.splitlines() == [
+        "**ここでのあなたの読み上げ:**",
+        "• 声: echo（あなたの選択）",  # noqa: RUF001 - Japanese parentheses
+        "• 速さ: 1.5×（あなたの選択）",  # noqa: RUF001 - Japanese parentheses
+        "• 指示: なし（ボットの既定）",  # noqa: RUF001 - Japanese parentheses
+        "• 読み上げ名: このサーバーでのあなたの名前",
+    ]
+    german = (await (await emu.invoke("voice show", {}, locale="de")).wait_message()).content
+    assert "• Geschwindigkeit: 1,5× (deine Wahl)" in german.splitlines()
+
+
+async def test_voice_set_and_its_picker_are_in_the_callers_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    menu = await (await emu.invoke("voice set", {"speed": 1.25}, locale="de")).wait_message()
+    assert menu.content == "Gespeichert auf diesem Server:\n• Geschwindigkeit: 1,25×\n\nWähle deine Stimme:"
+    [select] = [c for row in menu.components for c in row.get("components", [])]
+    assert select["placeholder"] == "Wähle deine Stimme"
+    await (await emu.select(menu, select["custom_id"], ["nova"])).wait_message()
+    assert menu.content == "Gespeichert auf diesem Server: Deine Stimme ist jetzt **nova**."
+    japanese = await (await emu.invoke("voice set", {}, locale="ja")).wait_message()
+    assert japanese.content == "声を選んでください:"
+
+
+async def test_voices_and_forgetme_are_in_the_callers_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    voices = (await (await emu.invoke("voices", {}, locale="ja")).wait_message()).content.splitlines()
+    assert voices[0] == "**声:**" and voices[1] == "• alloy (ボットの既定, ここでのあなたの声)"
+    assert voices[-1] == "/voice set で自分の声を選べます。"
+    forgotten = (await (await emu.invoke("forgetme", {}, locale="de")).wait_message()).content
+    assert forgotten.startswith("Alles, was über dich gespeichert war, wurde auf allen Servern gelöscht:\n")
