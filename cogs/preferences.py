@@ -229,6 +229,7 @@ class PreferencesCog(commands.Cog):
             await store.usage_since(guild_id, month_start),
             mine=await store.usage_since(guild_id, month_start, user_id=interaction.user.id),
             per_member=per_member,
+            language=language_for(interaction),
         )
         await reply_ephemeral(interaction, report)
 
