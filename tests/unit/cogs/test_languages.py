@@ -265,3 +265,15 @@ async def test_voices_and_forgetme_are_in_the_callers_language(in_process_bot: I
     assert voices[-1] == "/voice set で自分の声を選べます。"
     forgotten = (await (await emu.invoke("forgetme", {}, locale="de")).wait_message()).content
     assert forgotten.startswith("Alles, was über dich gespeichert war, wurde auf allen Servern gelöscht:\n")
+
+
+async def test_usage_is_in_the_callers_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    await in_process_bot.store.update_guild_settings(emu.guild.id, daily_char_budget=1000)
+    await (await emu.invoke("speak", {"text": "hello there"})).wait_message()
+    japanese = (await (await emu.invoke("usage", {}, locale="ja")).wait_message()).content.splitlines()
+    assert japanese[:2] == ["**このサーバーの読み上げ使用量**（日と月はUTC）",  # noqa: RUF001 - Japanese parentheses
+                            "今日: 1リクエストで11文字、予算1,000文字中（残り989文字）"]  # noqa: RUF001
+    german = (await (await emu.invoke("usage", {}, locale="de")).wait_message()).content.splitlines()
+    assert german[1] == "Heute: 11 Zeichen in 1 Anfrage von einem Budget von 1.000 (989 übrig)"
+    assert german[3] == "Du diesen Monat: 11 Zeichen"
