@@ -226,7 +226,7 @@ class SpeakCog(commands.Cog):
             return True
 
         audio, served = await self.speaking.read_whole(admitted)
-        if note := served.note(request.voice):
+        if note := served.note(request.voice, language_for(interaction)):
             caption += f"\n-# {note}"
         limit = interaction.filesize_limit
         if len(audio.data) > limit:
@@ -288,7 +288,7 @@ class SpeakCog(commands.Cog):
             ) from None
         below = tr(interaction, "voice message below")
         caption = speak_caption(interaction.user.mention, admitted.request.text) + f" — {below}"
-        if note := served.note(admitted.request.voice):
+        if note := served.note(admitted.request.voice, language_for(interaction)):
             caption += f"\n-# {note}"
         await interaction.edit_original_response(content=caption, allowed_mentions=NO_MENTIONS)
         await self._tell(interaction, admitted.notice)
@@ -305,7 +305,7 @@ class SpeakCog(commands.Cog):
 
         async def open_stream() -> SpeechStream:
             served = await self.speaking.open(admitted)
-            if note := served.note(admitted.request.voice):
+            if note := served.note(admitted.request.voice, language_for(interaction)):
                 try:
                     await self._tell(interaction, note)
                 except discord.HTTPException as exc:  # the reply is a courtesy; the audio matters more
