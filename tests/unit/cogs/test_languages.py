@@ -9,6 +9,7 @@ instead of failing (then run ``pybabel update``, see docs/languages.md).
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import discord
 import pytest
@@ -22,8 +23,12 @@ from bot.i18n import LANGUAGES, Text
 from bot.i18n.catalogs import catalogue_path, placeholders
 from bot.i18n.extraction import TEMPLATE, code_messages, template, write_template
 from bot.setting_choices import SpeechLanguage
+from bot.speech.cache import Origin
 from bot.speech.error_parsing import MSG_REJECTED, MSG_SERVER
 from bot.speech.errors import SpeechRejectedError, SpeechServiceError
+from bot.speech.factory import LOCAL_LABEL
+from bot.speech.failover import Engine, FailoverReason, Served
+from bot.speech.models import SpeechBackend, SpeechStream
 from tests.unit.cogs.in_process import InProcessBot
 
 #: Discord's rule for command and option names (its docs, "Application Command Naming"); lowercase where the
@@ -277,3 +282,17 @@ async def test_usage_is_in_the_callers_language(in_process_bot: InProcessBot) ->
     german = (await (await emu.invoke("usage", {}, locale="de")).wait_message()).content.splitlines()
     assert german[1] == "Heute: 11 Zeichen in 1 Anfrage von einem Budget von 1.000 (989 übrig)"
     assert german[3] == "Du diesen Monat: 11 Zeichen"
+
+
+def test_the_fallback_note_under_speak_is_in_the_callers_language() -> None:
+    offline = Engine("local", LOCAL_LABEL, "local", cast(SpeechBackend, None))
+    served = Served(cast(SpeechStream, None), Origin.SENT, offline, FailoverReason.OUTAGE)
+    assert served.note("marin") == (
+        "Said by the offline voice instead of marin, because the speech service is not answering right now."
+    )
+    assert served.note("marin", "ja") == (
+        "marinの代わりにオフラインの音声が読み上げました（音声サービスが今応答していないため）。"  # noqa: RUF001
+    )
+    assert served.note("marin", "de") == (
+        "Gesprochen von der Offline-Stimme statt marin, weil der Sprachdienst gerade nicht antwortet."
+    )
