@@ -296,3 +296,20 @@ def test_the_fallback_note_under_speak_is_in_the_callers_language() -> None:
     assert served.note("marin", "de") == (
         "Gesprochen von der Offline-Stimme statt marin, weil der Sprachdienst gerade nicht antwortet."
     )
+
+
+@pytest.mark.parametrize(
+    ("locale", "title", "apps"), [("ja", "できること", "アプリ → "), ("de", "Was ich kann", "Apps → ")]
+)
+async def test_help_is_in_the_callers_language_with_the_descriptions_their_client_shows(
+    in_process_bot: InProcessBot, locale: str, title: str, apps: str
+) -> None:
+    emu = in_process_bot.emu
+    reply = await (await emu.invoke("help", {}, user=emu.user, locale=locale)).wait_message()
+    assert reply.embeds[0]["title"] == title
+    text = "\n".join(embed.get("description", "") for embed in reply.embeds)
+    [speak] = [c for c in emu.commands[emu.guild.id] if c["name"] == "speak"]
+    assert f"`/speak` — {speak['description_localizations'][locale]}" in text.splitlines()
+    menus = [c for c in emu.commands[emu.guild.id] if c.get("type", 1) != 1]
+    assert menus and all(f"**{apps}{menu['name_localizations'][locale]}**" in text for menu in menus)
+    assert text.splitlines()[-1].startswith("🔒 ")
