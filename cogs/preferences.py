@@ -172,7 +172,8 @@ class PreferencesCog(commands.Cog):
             tr(interaction, "• Spoken name: {name}",
                name=prefs.spoken_name or tr(interaction, "your name in this server")),
         ]
-        notice = f"\n\n{options.notice}" if options.notice else ""
+        language = language_for(interaction)
+        notice = "\n\n" + " ".join(text.render(language) for text in options.notices) if options.notices else ""
         await reply_ephemeral(interaction, "\n".join(lines) + notice)
 
     @voice.command(name="reset", description="Forget your choices for this server, or those for everywhere.")

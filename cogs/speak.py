@@ -222,7 +222,7 @@ class SpeakCog(commands.Cog):
             except BaseException:
                 posted.set_result(None)  # nothing to edit later; the item still plays
                 raise
-            await self._tell(interaction, admitted.notice)
+            await self._tell(interaction, _notices(interaction, admitted.notices))
             return True
 
         audio, served = await self.speaking.read_whole(admitted)
@@ -248,7 +248,7 @@ class SpeakCog(commands.Cog):
             file=discord.File(io.BytesIO(audio.data), filename=audio_filename(audio.format)),
             allowed_mentions=NO_MENTIONS,
         )
-        await self._tell(interaction, admitted.notice)
+        await self._tell(interaction, _notices(interaction, admitted.notices))
         log.info(
             "speak done (guild=%s user=%s chars=%d format=%s bytes=%d output=%s audio=%s engine=%s)",
             interaction.guild_id,
@@ -291,7 +291,7 @@ class SpeakCog(commands.Cog):
         if note := served.note(admitted.request.voice, language_for(interaction)):
             caption += f"\n-# {note}"
         await interaction.edit_original_response(content=caption, allowed_mentions=NO_MENTIONS)
-        await self._tell(interaction, admitted.notice)
+        await self._tell(interaction, _notices(interaction, admitted.notices))
 
     @staticmethod
     async def _tell(interaction: discord.Interaction[SpeechBot], notice: str | None) -> None:
@@ -328,6 +328,12 @@ class SpeakCog(commands.Cog):
         self, interaction: discord.Interaction[SpeechBot], current: str
     ) -> list[app_commands.Choice[str]]:
         return voice_choices(self.settings.speech_voices, current)
+
+
+def _notices(interaction: discord.Interaction[SpeechBot], notices: tuple[Text, ...]) -> str | None:
+    """What to tell the requester once, in their language (None: nothing)."""
+    language = language_for(interaction)
+    return " ".join(notice.render(language) for notice in notices) or None
 
 
 async def setup(bot: SpeechBot) -> None:
