@@ -313,3 +313,15 @@ async def test_help_is_in_the_callers_language_with_the_descriptions_their_clien
     menus = [c for c in emu.commands[emu.guild.id] if c.get("type", 1) != 1]
     assert menus and all(f"**{apps}{menu['name_localizations'][locale]}**" in text for menu in menus)
     assert text.splitlines()[-1].startswith("🔒 ")
+
+
+async def test_a_saved_voice_no_longer_offered_is_explained_in_the_callers_language(
+    in_process_bot: InProcessBot,
+) -> None:
+    emu = in_process_bot.emu
+    await in_process_bot.store.set_user_prefs(emu.user.id, emu.guild.id, voice="zeus")
+    shown = (await (await emu.invoke("voice show", {}, locale="de")).wait_message()).content
+    assert shown.endswith(
+        "\n\nDeine Stimme 'zeus' wird nicht mehr angeboten, darum bekommst du jetzt den Standard dieses Servers "
+        "(alloy). Wähle eine andere mit /voice set."
+    )
