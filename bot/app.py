@@ -80,10 +80,8 @@ class SpeechTree(app_commands.CommandTree["SpeechBot"]):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         original = getattr(error, "original", error)
         language = language_for(interaction)
-        if isinstance(original, UserFacingError):
+        if isinstance(original, (UserFacingError, SpeechError)):
             message = original.localized(language)
-        elif isinstance(original, SpeechError):
-            message = original.user_message
         elif isinstance(error, app_commands.CommandOnCooldown):
             message = translate(language, "Slow down: try again in {seconds} s.", seconds=round(error.retry_after))
         elif isinstance(error, app_commands.MissingPermissions):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from bot.audio.formats import AudioFormat
 from bot.config import Settings
 from bot.errors import UserFacingError
+from bot.i18n import N_, Text
 from bot.setting_choices import SpeakOutput
 from bot.speech.capabilities import EndpointCapabilities
 from bot.speech.catalog import voices_text
@@ -36,14 +37,19 @@ RATE_WINDOW_SECONDS = 60.0
 
 @dataclass(frozen=True, slots=True)
 class SpeakOptions:
-    """How to speak for one user in one server. ``notice``: something to tell the user (once)."""
+    """How to speak for one user in one server. ``notices``: something to tell the user (once), worded in their
+    language when told; ``notice`` is the English of it (logs, tests)."""
 
     voice: str
     speed: float
     format: AudioFormat
     instructions: str | None
     output: SpeakOutput
-    notice: str | None = None
+    notices: tuple[Text, ...] = ()
+
+    @property
+    def notice(self) -> str | None:
+        return " ".join(str(text) for text in self.notices) or None
 
 
 def distinct_voice(member_id: int, voices: Iterable[str]) -> str:
@@ -90,17 +96,21 @@ def resolve_options(
         else None
     notices = []
     if prefs.voice is not None and prefs.voice not in offered:
-        fallback = f"your own voice on this server ({own_voice})" if own_voice \
-            else f"this server's default ({server_voice})"
-        notices.append(
-            f"Your voice {prefs.voice!r} is no longer offered, so you now get {fallback}. Pick another with /voice set."
-        )
+        if own_voice:
+            notices.append(Text(N_("Your voice {voice} is no longer offered, so you now get your own voice on this "
+                                   "server ({fallback}). Pick another with /voice set."),
+                                {"voice": repr(prefs.voice), "fallback": own_voice}))
+        else:
+            notices.append(Text(N_("Your voice {voice} is no longer offered, so you now get this server's default "
+                                   "({fallback}). Pick another with /voice set."),
+                                {"voice": repr(prefs.voice), "fallback": server_voice}))
         prefs = UserPrefs(speed=prefs.speed, instructions=prefs.instructions, spoken_name=prefs.spoken_name)
     if prefs.speed is not None and prefs.speed not in speeds:
-        notices.append(
-            f"Your speed {prefs.speed:g}× is more than this bot's voice engine can do ({speeds}), so you now get "
-            f"this server's default ({server_speed:g}×). Pick another with /voice set."
-        )
+        notices.append(Text(
+            N_("Your speed {speed}× is more than this bot's voice engine can do ({speeds}), so you now get this "
+               "server's default ({default}×). Pick another with /voice set."),
+            {"speed": prefs.speed, "speeds": str(speeds), "default": server_speed},
+        ))
         prefs = UserPrefs(voice=prefs.voice, instructions=prefs.instructions, spoken_name=prefs.spoken_name)
     if own_voice is not None:
         server_voice = own_voice
@@ -112,7 +122,7 @@ def resolve_options(
         format=format or guild.default_format or settings.default_format,
         instructions=instructions or effective.instructions,
         output=output or guild.speak_output,
-        notice=" ".join(notices) or None,
+        notices=tuple(notices),
     )
 
 
@@ -236,7 +246,7 @@ class Policy:
             self.settings, guild, prefs, member_id=user_id, voice=voice, speed=speed, format=format,
             instructions=instructions, output=output,
         )
-        if options.notice is not None:
+        if options.notices:
             offered, speeds = self.settings.speech_voices, self.settings.speed_range
             for scope in {None, guild_id}:
                 stored = await self.store.get_user_prefs(user_id, scope)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bot.config import Settings
-from bot.i18n import ENGLISH, babel_locale
+from bot.i18n import ENGLISH, babel_locale, translate, translate_plural
 from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName
 from bot.speech.capabilities import EndpointCapabilities
 from bot.storage import GuildSettings, Usage
@@ -176,11 +176,18 @@ def describe_changes(bot: Settings, before: GuildSettings, after: GuildSettings,
     return lines
 
 
-def _spent(usage: Usage, budget: int | None) -> str:
-    spent = f"{usage.characters:,} characters in {usage.requests:,} request{'s' if usage.requests != 1 else ''}"
+def _characters(language: str, count: int) -> str:
+    return translate_plural(language, "{count} character", "{count} characters", count)
+
+
+def _spent(language: str, usage: Usage, budget: int | None) -> str:
+    characters = _characters(language, usage.characters)
+    requests = translate_plural(language, "{count} request", "{count} requests", usage.requests)
     if budget is None:
-        return spent + " (no budget)"
-    return spent + f" of a {budget:,} budget ({max(budget - usage.characters, 0):,} left)"
+        return translate(language, "{characters} in {requests} (no budget)", characters=characters, requests=requests)
+    return translate(language, "{characters} in {requests} of a {budget} budget ({left} left)",
+                     characters=characters, requests=requests, budget=budget,
+                     left=max(budget - usage.characters, 0))
 
 
 def render_usage(
@@ -190,26 +197,45 @@ def render_usage(
     *,
     mine: Usage,
     per_member: list[tuple[int, Usage]] | None = None,
+    language: str = ENGLISH,
 ) -> str:
-    """``/usage``: the server's spend against its budgets, the caller's own, and per member for moderators."""
+    """``/usage``: the server's spend against its budgets, the caller's own, and per member for moderators, in
+    the caller's ``language``."""
     lines = [
-        "**Speech usage in this server** (days and months in UTC)",
-        f"Today: {_spent(today, guild.daily_char_budget)}",
-        f"This month: {_spent(month, guild.monthly_char_budget)}",
-        f"You this month: {mine.characters:,} characters",
+        translate(language, "**Speech usage in this server** (days and months in UTC)"),
+        translate(language, "Today: {spent}", spent=_spent(language, today, guild.daily_char_budget)),
+        translate(language, "This month: {spent}", spent=_spent(language, month, guild.monthly_char_budget)),
+        translate(language, "You this month: {characters}", characters=_characters(language, mine.characters)),
     ]
     if month.fallback_characters:
-        lines.append(
-            f"Said by the offline voice while the speech service could not (not counted against budgets): "
-            f"today {today.fallback_characters:,}, this month {month.fallback_characters:,} characters"
-            + (f", yours {mine.fallback_characters:,}" if mine.fallback_characters else "")
-        )
+        if mine.fallback_characters:
+            lines.append(translate(
+                language,
+                "Said by the offline voice while the speech service could not (not counted against budgets): "
+                "today {today}, this month {month} characters, yours {mine}",
+                today=today.fallback_characters, month=month.fallback_characters, mine=mine.fallback_characters,
+            ))
+        else:
+            lines.append(translate(
+                language,
+                "Said by the offline voice while the speech service could not (not counted against budgets): "
+                "today {today}, this month {month} characters",
+                today=today.fallback_characters, month=month.fallback_characters,
+            ))
     if guild.user_chars_per_minute is not None:
-        lines.append(f"Per-member rate: {guild.user_chars_per_minute:,} characters per minute")
+        lines.append(translate_plural(language, "Per-member rate: {count} character per minute",
+                                      "Per-member rate: {count} characters per minute", guild.user_chars_per_minute))
     if per_member is not None:
-        lines.append("**Per member this month:**" if per_member else "Nobody has used speech this month.")
+        lines.append(translate(language, "**Per member this month:**") if per_member
+                     else translate(language, "Nobody has used speech this month."))
         for user_id, used in per_member:
-            who = "forgotten users" if user_id == FORGOTTEN_USER else f"<@{user_id}>"
-            offline = f", {used.fallback_characters:,} offline" if used.fallback_characters else ""
-            lines.append(f"• {who}: {used.characters:,} characters ({used.requests:,} requests){offline}")
+            who = translate(language, "forgotten users") if user_id == FORGOTTEN_USER else f"<@{user_id}>"
+            characters = _characters(language, used.characters)
+            requests = translate_plural(language, "{count} request", "{count} requests", used.requests)
+            if used.fallback_characters:
+                lines.append(translate(language, "• {who}: {characters} ({requests}), {offline} offline", who=who,
+                                       characters=characters, requests=requests, offline=used.fallback_characters))
+            else:
+                lines.append(translate(language, "• {who}: {characters} ({requests})", who=who,
+                                       characters=characters, requests=requests))
     return "\n".join(lines)

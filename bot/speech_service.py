@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from bot.audio.formats import AudioFormat
 from bot.config import Settings
 from bot.errors import UserFacingError
+from bot.i18n import Text
 from bot.owner_controls import OwnerControls
 from bot.policy import Policy, SpeakOptions
 from bot.setting_choices import SpeakOutput, SpeechLanguage
@@ -47,7 +48,8 @@ class Admitted:
     guild_id: int | None
     user_id: int
     reservation: Reservation | None = None  # None: expected from the cache, or outside a server
-    notice: str | None = None  # something to tell the member once (a saved choice no longer offered)
+    #: Something to tell the member once (a saved choice no longer offered), worded in their language when told.
+    notices: tuple[Text, ...] = ()
     output: SpeakOutput = SpeakOutput.FILE
 
 
@@ -113,8 +115,8 @@ class SpeechService:
             speed=options.speed, instructions=options.instructions, playback=playback, language=language,
         ))
         admitted = await self.admit_request(guild_id, user_id, request, guild)
-        notices = [options.notice, self.capabilities.speed_notice(request.speed)]
-        admitted.notice = " ".join(n for n in notices if n) or None
+        speed_notice = self.capabilities.speed_notice(request.speed)  # English only, like /settings show's server part
+        admitted.notices = options.notices + ((Text(speed_notice),) if speed_notice else ())
         admitted.output = options.output
         return admitted
 
@@ -204,5 +206,4 @@ class SpeechService:
 
 def refusal(error: Exception) -> SpeechError:
     """A refusal from :meth:`SpeechService.admit` as a speech error, for callers that report those."""
-    message = error.message if isinstance(error, UserFacingError) else str(error)
-    return SpeechError(message)
+    return SpeechError(error.text if isinstance(error, UserFacingError) else str(error))

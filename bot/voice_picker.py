@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import discord
 
 from bot.errors import UserFacingError
-from bot.interactions import NO_MENTIONS, send_ephemeral
+from bot.i18n import ENGLISH, N_, translate
+from bot.interactions import NO_MENTIONS, language_for, send_ephemeral, tr
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ PICKER_TIMEOUT = 180.0
 SELECT_ID = "voice-picker:select"
 PREVIOUS_ID = "voice-picker:previous"
 NEXT_ID = "voice-picker:next"
-NOT_YOURS = "This menu belongs to someone else: run /voice set yourself."
-TIMED_OUT = "This menu timed out. Run /voice set again to choose a voice."
+NOT_YOURS = N_("This menu belongs to someone else: run /voice set yourself.")
+TIMED_OUT = N_("This menu timed out. Run /voice set again to choose a voice.")
 
 
 class VoicePicker(discord.ui.View):
@@ -41,7 +42,9 @@ class VoicePicker(discord.ui.View):
         current: str | None,
         save: Callable[[str], Awaitable[str]],
         timeout: float | None = None,
+        language: str = ENGLISH,
     ) -> None:
+        """``language`` is the owner's (the menu's words); ``save`` returns the confirmation, already worded."""
         super().__init__(timeout=PICKER_TIMEOUT if timeout is None else timeout)
         if not voices:
             raise ValueError("a picker needs at least one voice")
@@ -49,18 +52,21 @@ class VoicePicker(discord.ui.View):
         self.voices = tuple(voices)
         self.current = current
         self.save = save
+        self.language = language
         self.origin: discord.Interaction | None = None  # the /voice set that showed it (edited on timeout)
         self.page = self.voices.index(current) // PAGE_SIZE if current in self.voices else 0
         self.select: discord.ui.Select[VoicePicker] = discord.ui.Select(
-            custom_id=SELECT_ID, placeholder="Choose your voice", min_values=1, max_values=1)
+            custom_id=SELECT_ID, placeholder=translate(self.language, "Choose your voice"), min_values=1,
+            max_values=1)
         self.select.callback = self._chosen  # type: ignore[method-assign]
         self.add_item(self.select)
         self.previous: discord.ui.Button[VoicePicker] | None = None
         self.next: discord.ui.Button[VoicePicker] | None = None
         if len(self.voices) > PAGE_SIZE:
-            self.previous = discord.ui.Button(custom_id=PREVIOUS_ID, label="◀ Previous",
+            self.previous = discord.ui.Button(custom_id=PREVIOUS_ID, label=translate(self.language, "◀ Previous"),
                                               style=discord.ButtonStyle.secondary)
-            self.next = discord.ui.Button(custom_id=NEXT_ID, label="Next ▶", style=discord.ButtonStyle.secondary)
+            self.next = discord.ui.Button(custom_id=NEXT_ID, label=translate(self.language, "Next ▶"),
+                                          style=discord.ButtonStyle.secondary)
             self.previous.callback = self._previous  # type: ignore[method-assign]
             self.next.callback = self._next  # type: ignore[method-assign]
             self.add_item(self.previous)
@@ -73,16 +79,17 @@ class VoicePicker(discord.ui.View):
 
     def prompt(self) -> str:
         """The message text above the menu."""
-        text = "Choose your voice:"
         if self.pages > 1:
-            text += f" (page {self.page + 1} of {self.pages})"
-        return text
+            return translate(self.language, "Choose your voice: (page {page} of {pages})", page=self.page + 1,
+                             pages=self.pages)
+        return translate(self.language, "Choose your voice:")
 
     def _fill(self) -> None:
         shown = self.voices[self.page * PAGE_SIZE:(self.page + 1) * PAGE_SIZE]
+        mine = translate(self.language, "what you have now")
         self.select.options = [
             discord.SelectOption(label=voice, value=voice, default=voice == self.current,
-                                 description="what you have now" if voice == self.current else None)
+                                 description=mine if voice == self.current else None)
             for voice in shown
         ]
         if self.previous is not None and self.next is not None:
@@ -91,7 +98,8 @@ class VoicePicker(discord.ui.View):
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         if interaction.user.id != self.owner_id:
-            await interaction.response.send_message(NOT_YOURS, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.response.send_message(tr(interaction, NOT_YOURS), ephemeral=True,
+                                                    allowed_mentions=NO_MENTIONS)
             return False
         return True
 
@@ -118,17 +126,18 @@ class VoicePicker(discord.ui.View):
         if self.origin is None:
             return
         try:
-            await self.origin.edit_original_response(content=TIMED_OUT, view=self, allowed_mentions=NO_MENTIONS)
+            await self.origin.edit_original_response(content=translate(self.language, TIMED_OUT), view=self,
+                                                     allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as exc:  # dismissed by the member, or the token expired: nothing to show
             log.info("could not disable a timed-out voice picker (interaction=%s): %s", self.origin.id, exc.status)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[VoicePicker],
                        /) -> None:
         if isinstance(error, UserFacingError):
-            message = error.message
+            message = error.localized(language_for(interaction))
         else:
             log.error("voice picker failed (user=%s)", interaction.user.id, exc_info=error)
-            message = "Something went wrong on my side. Please try again."
+            message = tr(interaction, "Something went wrong on my side. Please try again.")
         try:
             await send_ephemeral(interaction, message)
         except discord.HTTPException as exc:

@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.command_help import help_embeds
-from bot.interactions import NO_MENTIONS
+from bot.interactions import NO_MENTIONS, language_for
 from bot.owner_only import is_owner
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ class HelpCog(commands.Cog):
     async def help(self, interaction: discord.Interaction[SpeechBot]) -> None:
         guild = discord.Object(interaction.guild_id) if interaction.guild_id is not None else None
         embeds = help_embeds(self.bot.tree, guild=guild, permissions=interaction.permissions,
-                             owner=await is_owner(interaction))
+                             owner=await is_owner(interaction), language=language_for(interaction))
         await interaction.response.send_message(embeds=embeds, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 

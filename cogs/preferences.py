@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.i18n import N_
-from bot.interactions import NO_MENTIONS, SpeedOption, reply_ephemeral, tr, voice_choices
+from bot.interactions import NO_MENTIONS, SpeedOption, language_for, reply_ephemeral, tr, tr_plural, voice_choices
 from bot.permissions import caller_is_moderator
 from bot.policy import check_speed, check_voice
 from bot.settings_view import render_usage
@@ -46,14 +46,18 @@ def _scope(interaction: discord.Interaction, scope: str) -> tuple[int | None, st
     return interaction.guild_id, N_("in this server")
 
 
-def _describe(prefs: UserPrefs) -> list[str]:
-    shown = {
-        "Voice": prefs.voice,
-        "Speed": None if prefs.speed is None else f"{prefs.speed:g}×",
-        "Instructions": prefs.instructions and f"“{prefs.instructions}”",
-        "Spoken name": prefs.spoken_name,
-    }
-    return [f"• {name}: {value}" for name, value in shown.items() if value is not None]
+def _describe(interaction: discord.Interaction, prefs: UserPrefs) -> list[str]:
+    """The saved choices, one line each, in the caller's language."""
+    lines = []
+    if prefs.voice is not None:
+        lines.append(tr(interaction, "• Voice: {voice}", voice=prefs.voice))
+    if prefs.speed is not None:
+        lines.append(tr(interaction, "• Speed: {speed}×", speed=prefs.speed))
+    if prefs.instructions:
+        lines.append(tr(interaction, "• Instructions: “{instructions}”", instructions=prefs.instructions))
+    if prefs.spoken_name is not None:
+        lines.append(tr(interaction, "• Spoken name: {name}", name=prefs.spoken_name))
+    return lines
 
 
 class PreferencesCog(commands.Cog):
@@ -108,7 +112,12 @@ class PreferencesCog(commands.Cog):
         guild_id, where = _scope(interaction, scope)
         if changes:
             await self.store.set_user_prefs(interaction.user.id, guild_id, **changes)
-        saved = f"Saved {where}:\n" + "\n".join(_describe(UserPrefs(**changes))) if changes else ""
+        saved = (
+            "\n".join([tr(interaction, "Saved {where}:", where=tr(interaction, where)),
+                       *_describe(interaction, UserPrefs(**changes))])
+            if changes
+            else ""
+        )
         if voice is not None:
             await reply_ephemeral(interaction, saved)
             return
@@ -128,9 +137,11 @@ class PreferencesCog(commands.Cog):
                 raise UserFacingError(refusal)
             check_voice(self.settings, voice)  # the owner may have stopped offering it since the menu was shown
             await self.store.set_user_prefs(user_id, guild_id, voice=voice)
-            return f"Saved {where}: your voice is now **{voice}**."
+            return tr(interaction, "Saved {where}: your voice is now **{voice}**.", where=tr(interaction, where),
+                      voice=voice)
 
-        picker = VoicePicker(owner_id=user_id, voices=self.settings.speech_voices, current=current, save=save)
+        picker = VoicePicker(owner_id=user_id, voices=self.settings.speech_voices, current=current, save=save,
+                             language=language_for(interaction))
         picker.origin = interaction
         content = f"{saved}\n\n{picker.prompt()}" if saved else picker.prompt()
         await interaction.response.send_message(content, view=picker, ephemeral=True, allowed_mentions=NO_MENTIONS)
@@ -149,20 +160,26 @@ class PreferencesCog(commands.Cog):
         prefs = await self.store.get_user_prefs(user_id, interaction.guild_id)
 
         def source(mine: object, server: object) -> str:
-            return "your choice" if mine is not None else "server default" if server is not None else "bot default"
+            if mine is not None:
+                return tr(interaction, "your choice")
+            return tr(interaction, "server default") if server is not None else tr(interaction, "bot default")
 
         server_speed = None if guild.default_speed == GuildSettings().default_speed else guild.default_speed
         lines = [
-            f"• Voice: {options.voice} ({source(prefs.voice, guild.default_voice)})",
-            f"• Speed: {options.speed:g}× ({source(prefs.speed, server_speed)})",
-            (
-                f"• Instructions: {options.instructions or 'none'} "
-                f"({source(prefs.instructions, guild.default_instructions)})"
-            ),
-            f"• Spoken name: {prefs.spoken_name or 'your name in this server'}",
+            tr(interaction, "**Your text-to-speech here:**"),
+            tr(interaction, "• Voice: {voice} ({source})", voice=options.voice,
+               source=source(prefs.voice, guild.default_voice)),
+            tr(interaction, "• Speed: {speed}× ({source})", speed=options.speed,
+               source=source(prefs.speed, server_speed)),
+            tr(interaction, "• Instructions: {instructions} ({source})",
+               instructions=options.instructions or tr(interaction, "none"),
+               source=source(prefs.instructions, guild.default_instructions)),
+            tr(interaction, "• Spoken name: {name}",
+               name=prefs.spoken_name or tr(interaction, "your name in this server")),
         ]
-        notice = f"\n\n{options.notice}" if options.notice else ""
-        await reply_ephemeral(interaction, "**Your text-to-speech here:**\n" + "\n".join(lines) + notice)
+        language = language_for(interaction)
+        notice = "\n\n" + " ".join(text.render(language) for text in options.notices) if options.notices else ""
+        await reply_ephemeral(interaction, "\n".join(lines) + notice)
 
     @voice.command(name="reset", description="Forget your choices for this server, or those for everywhere.")
     @app_commands.choices(scope=SCOPE_CHOICES)
@@ -181,14 +198,14 @@ class PreferencesCog(commands.Cog):
         guild = await self._guild_settings(interaction)
         options = await self.speaking.options_for(interaction.guild_id, interaction.user.id, guild)
         default = guild.default_voice if guild.default_voice in self.settings.speech_voices else None
-        marks = {self.settings.default_voice: "bot default"}
+        marks = {self.settings.default_voice: tr(interaction, "bot default")}
         if default:
-            marks[default] = "server default"
+            marks[default] = tr(interaction, "server default")
         marked: list[str] = []
         plain: list[str] = []
         for voice in self.settings.speech_voices:
             notes = [marks[voice]] if voice in marks else []
-            notes += ["yours here"] if voice == options.voice else []
+            notes += [tr(interaction, "yours here")] if voice == options.voice else []
             (marked if notes else plain).append(f"• {voice}" + (f" ({', '.join(notes)})" if notes else ""))
         # a server may list hundreds of voices; a message holds 2,000 characters
         lines = list(marked)
@@ -197,10 +214,11 @@ class PreferencesCog(commands.Cog):
                 break
             lines.append(line)
         hidden = len(marked) + len(plain) - len(lines)
-        more = f"\n…and {hidden} more: type in /voice set's voice option to search them." if hidden else ""
-        await reply_ephemeral(
-            interaction, "**Voices:**\n" + "\n".join(lines) + more + "\nChoose yours with /voice set."
-        )
+        if hidden:
+            lines.append(tr_plural(interaction, "…and {count} more: type in /voice set's voice option to search it.",
+                                   "…and {count} more: type in /voice set's voice option to search them.", hidden))
+        lines = [tr(interaction, "**Voices:**"), *lines, tr(interaction, "Choose yours with /voice set.")]
+        await reply_ephemeral(interaction, "\n".join(lines))
 
     @app_commands.command(name="usage", description="This server's speech usage against its budgets.")
     @app_commands.guild_only()
@@ -217,6 +235,7 @@ class PreferencesCog(commands.Cog):
             await store.usage_since(guild_id, month_start),
             mine=await store.usage_since(guild_id, month_start, user_id=interaction.user.id),
             per_member=per_member,
+            language=language_for(interaction),
         )
         await reply_ephemeral(interaction, report)
 
@@ -225,12 +244,13 @@ class PreferencesCog(commands.Cog):
         await self.speaking.forget_user(interaction.user.id)
         await reply_ephemeral(
             interaction,
-            "Deleted everything stored about you, in every server:\n"
+            tr(interaction,
+               "Deleted everything stored about you, in every server:\n"
             "• your voice, speed, instructions and spoken name (per server and everywhere)\n"
             "• any mutes of you, and your name on mutes you made\n"
             "• your name on dictionary entries you added (the entries belong to their servers and stay)\n"
             "• your name on usage counts: they now count for an anonymous user, so servers' budgets stay right\n"
-            "Message text and audio are never stored.",
+               "Message text and audio are never stored."),
         )
 
 

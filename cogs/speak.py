@@ -17,6 +17,7 @@ from bot.audio.waveform import voice_message_shape
 from bot.discord_internals import send_voice_message
 from bot.discord_messages import input_builder, names_of
 from bot.errors import UserFacingError
+from bot.i18n import Text
 from bot.interactions import (
     FORMAT_CHOICES,
     NO_MENTIONS,
@@ -24,6 +25,7 @@ from bot.interactions import (
     SpeedOption,
     caller_voice_channel,
     command_channel,
+    language_for,
     tr,
     tr_plural,
     voice_choices,
@@ -195,7 +197,7 @@ class SpeakCog(commands.Cog):
                     playing = tr(interaction, "playing in {channel}", channel=where)
                     await message.edit(content=f"{caption} — {playing}", allowed_mentions=NO_MENTIONS)
 
-            async def failed(reason: str) -> None:
+            async def failed(reason: Text) -> None:
                 await notify(reason)
                 if posted.done() and (message := posted.result()) is not None:
                     not_played = tr(interaction, "not played in {channel}", channel=where)
@@ -225,11 +227,11 @@ class SpeakCog(commands.Cog):
             except BaseException:
                 posted.set_result(None)  # nothing to edit later; the item still plays
                 raise
-            await self._tell(interaction, admitted.notice)
+            await self._tell(interaction, _notices(interaction, admitted.notices))
             return True
 
         audio, served = await self.speaking.read_whole(admitted)
-        if note := served.note(request.voice):
+        if note := served.note(request.voice, language_for(interaction)):
             caption += f"\n-# {note}"
         limit = interaction.filesize_limit
         if len(audio.data) > limit:
@@ -251,7 +253,7 @@ class SpeakCog(commands.Cog):
             file=discord.File(io.BytesIO(audio.data), filename=audio_filename(audio.format)),
             allowed_mentions=NO_MENTIONS,
         )
-        await self._tell(interaction, admitted.notice)
+        await self._tell(interaction, _notices(interaction, admitted.notices))
         log.info(
             "speak done (guild=%s user=%s chars=%d format=%s bytes=%d output=%s audio=%s engine=%s)",
             interaction.guild_id,
@@ -291,10 +293,10 @@ class SpeakCog(commands.Cog):
             ) from None
         below = tr(interaction, "voice message below")
         caption = speak_caption(interaction.user.mention, admitted.request.text) + f" — {below}"
-        if note := served.note(admitted.request.voice):
+        if note := served.note(admitted.request.voice, language_for(interaction)):
             caption += f"\n-# {note}"
         await interaction.edit_original_response(content=caption, allowed_mentions=NO_MENTIONS)
-        await self._tell(interaction, admitted.notice)
+        await self._tell(interaction, _notices(interaction, admitted.notices))
 
     @staticmethod
     async def _tell(interaction: discord.Interaction[SpeechBot], notice: str | None) -> None:
@@ -308,7 +310,7 @@ class SpeakCog(commands.Cog):
 
         async def open_stream() -> SpeechStream:
             served = await self.speaking.open(admitted)
-            if note := served.note(admitted.request.voice):
+            if note := served.note(admitted.request.voice, language_for(interaction)):
                 try:
                     await self._tell(interaction, note)
                 except discord.HTTPException as exc:  # the reply is a courtesy; the audio matters more
@@ -319,8 +321,10 @@ class SpeakCog(commands.Cog):
 
     @staticmethod
     def _error_notifier(interaction: discord.Interaction[SpeechBot]) -> ErrorNotifier:
-        async def notify(message: str) -> None:
-            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        async def notify(message: Text) -> None:
+            await interaction.followup.send(
+                message.render(language_for(interaction)), ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
 
         return notify
 
@@ -329,6 +333,12 @@ class SpeakCog(commands.Cog):
         self, interaction: discord.Interaction[SpeechBot], current: str
     ) -> list[app_commands.Choice[str]]:
         return voice_choices(self.settings.speech_voices, current)
+
+
+def _notices(interaction: discord.Interaction[SpeechBot], notices: tuple[Text, ...]) -> str | None:
+    """What to tell the requester once, in their language (None: nothing)."""
+    language = language_for(interaction)
+    return " ".join(notice.render(language) for notice in notices) or None
 
 
 async def setup(bot: SpeechBot) -> None:

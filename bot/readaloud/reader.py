@@ -258,7 +258,7 @@ class ReadAloud:
             return await self.speaking.admit_request(guild_id, user_id, request, settings)
         except UserFacingError as exc:
             log.info("read-aloud message not synthesized (guild=%s user=%s): budget or rate", guild_id, user_id)
-            raise SpeechError(exc.message) from None
+            raise SpeechError(exc.text) from None
 
     async def open(self, admitted: Admitted) -> SpeechStream:
         """:meth:`fetch`'s second half: the audio, the reservation settled once the engine answered (released if

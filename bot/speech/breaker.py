@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from bot.i18n import N_, Text
 from bot.speech.errors import SpeechError, SpeechRejectedError, SpeechServiceError, SpeechValidationError
 from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream
 
@@ -96,7 +97,8 @@ class BreakerSpeechBackend:
         if not self.breaker.allow():
             wait = max(1, round(self.breaker.seconds_left()))
             raise SpeechServiceError(
-                f"The speech service is failing right now, so I'm pausing requests for about {wait} s.",
+                Text(N_("The speech service is failing right now, so I'm pausing requests for about {seconds} s."),
+                     {"seconds": wait}),
                 retryable=True,
                 retry_after=float(wait),
             )

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from bot.audio.formats import PCM_SAMPLE_RATE, SNIFF_BYTES, AudioFormat, looks_like_text, sniff
+from bot.i18n import N_
 from bot.speech.capabilities import EndpointCapabilities
 from bot.speech.error_parsing import MSG_TIMEOUT, error_from_response
 from bot.speech.errors import (
@@ -38,10 +39,10 @@ MODELS_WITHOUT_INSTRUCTIONS = frozenset({"tts-1", "tts-1-hd"})
 #: An error body longer than this is cut: only its start is ever shown.
 MAX_ERROR_BODY = 64 * 1024
 
-MSG_UNREACHABLE = "Could not reach the speech service."
-MSG_NOT_AUDIO = "The speech service sent something that is not audio."
-MSG_EMPTY = "The speech service answered without any audio."
-MSG_CUT = "The speech service stopped sending audio before the end."
+MSG_UNREACHABLE = N_("Could not reach the speech service.")
+MSG_NOT_AUDIO = N_("The speech service sent something that is not audio.")
+MSG_EMPTY = N_("The speech service answered without any audio.")
+MSG_CUT = N_("The speech service stopped sending audio before the end.")
 
 #: What playback falls back to, in order, when the endpoint cannot make the format asked for (Opus): the bot
 #: transcodes both for voice, and every server makes them (Piper servers without ffmpeg make nothing else).

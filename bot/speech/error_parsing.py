@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.i18n import N_, Text
 from bot.speech.errors import (
     SpeechAuthError,
     SpeechError,
@@ -40,21 +41,22 @@ _KEY_PATTERNS = (
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
 
-MSG_AUTH = "The speech service rejected the bot's API key. Ask the bot owner to check SPEECH_API_KEY."
-MSG_FORBIDDEN = "The speech service refused the request (permission or region)."
-MSG_QUOTA = "The speech service is out of credit."
-MSG_RATE_LIMITED = "The speech service is busy (rate limited). Try again in a moment."
-MSG_REJECTED = "The speech service rejected the request: {detail}"
-MSG_NOT_FOUND = "The speech endpoint or model was not found. Check SPEECH_API_BASE_URL and SPEECH_MODEL."
-MSG_SERVER = "The speech service is having problems. Try again later."
-MSG_TIMEOUT = "The speech service took too long to answer."
-MSG_OTHER = "The speech service refused the request (HTTP {status})."
-MSG_OTHER_WHY = "The speech service refused the request (HTTP {status}): {detail}"
+MSG_AUTH = N_("The speech service rejected the bot's API key. Ask the bot owner to check SPEECH_API_KEY.")
+MSG_FORBIDDEN = N_("The speech service refused the request (permission or region).")
+MSG_QUOTA = N_("The speech service is out of credit.")
+MSG_RATE_LIMITED = N_("The speech service is busy (rate limited). Try again in a moment.")
+MSG_REJECTED = N_("The speech service rejected the request: {detail}")
+MSG_REJECTED_SILENTLY = N_("The speech service rejected the request: no details given.")
+MSG_NOT_FOUND = N_("The speech endpoint or model was not found. Check SPEECH_API_BASE_URL and SPEECH_MODEL.")
+MSG_SERVER = N_("The speech service is having problems. Try again later.")
+MSG_TIMEOUT = N_("The speech service took too long to answer.")
+MSG_OTHER = N_("The speech service refused the request (HTTP {status}).")
+MSG_OTHER_WHY = N_("The speech service refused the request (HTTP {status}): {detail}")
 #: A reason saying the voice, model or format asked for is unknown or unavailable: permanent whatever the status.
 MSG_UNKNOWN = {
-    "voice": "The speech service doesn't know the voice {value!r}. Try another voice.",
-    "model": "The speech service doesn't know the model {value!r}. Ask the bot owner to check SPEECH_MODEL.",
-    "format": "The speech service can't make {value} audio. Try another format.",
+    "voice": N_("The speech service doesn't know the voice {value}. Try another voice."),
+    "model": N_("The speech service doesn't know the model {value}. Ask the bot owner to check SPEECH_MODEL."),
+    "format": N_("The speech service can't make {value} audio. Try another format."),
 }
 _UNAVAILABLE = re.compile(
     r"\b(unknown|not found|no such|not available|unavailable|does not exist|doesn't exist|not downloaded|"
@@ -175,7 +177,8 @@ def error_from_response(
         asked = asked or {}
         value = asked.get("response_format" if subject == "format" else subject, "asked for")
         kwargs["retryable"] = False
-        return SpeechRejectedError(MSG_UNKNOWN[subject].format(value=value), unavailable=subject, **kwargs)
+        shown_value = value if subject == "format" else repr(value)
+        return SpeechRejectedError(Text(MSG_UNKNOWN[subject], {"value": shown_value}), unavailable=subject, **kwargs)
     if status == 401:
         return SpeechAuthError(MSG_AUTH, **kwargs)
     if status == 403:
@@ -185,7 +188,7 @@ def error_from_response(
     if subject is not None:
         kwargs["unavailable"] = subject
     if status in (400, 422):
-        return SpeechRejectedError(MSG_REJECTED.format(detail=shown or "no details given."), **kwargs)
+        return SpeechRejectedError(Text(MSG_REJECTED, {"detail": shown}) if shown else MSG_REJECTED_SILENTLY, **kwargs)
     if status == 404:
         return SpeechRejectedError(MSG_NOT_FOUND, **kwargs)
     if status == 408:
@@ -193,8 +196,8 @@ def error_from_response(
     if status == 409 or status >= 500:
         return SpeechServiceError(MSG_SERVER, **kwargs)
     if shown:
-        return SpeechRejectedError(MSG_OTHER_WHY.format(status=status, detail=shown), **kwargs)
-    return SpeechRejectedError(MSG_OTHER.format(status=status), **kwargs)
+        return SpeechRejectedError(Text(MSG_OTHER_WHY, {"status": str(status), "detail": shown}), **kwargs)
+    return SpeechRejectedError(Text(MSG_OTHER, {"status": str(status)}), **kwargs)
 
 
 def _str(value: Any) -> str | None:

@@ -6,18 +6,23 @@ user to wait) without parsing messages; every one is still a :class:`SpeechError
 
 from __future__ import annotations
 
+from bot.i18n import ENGLISH, Text
+
 
 class SpeechError(Exception):
     """A synthesis failed.
 
     ``user_message`` is short, useful and safe for a Discord reply or a CLI line; ``status`` and ``code`` come
     from the endpoint when there was one; ``retryable`` says whether trying again later could work.
+    ``user_message`` may be given as a :class:`~bot.i18n.Text` (a catalogue message id and its parameters): it is
+    then the English rendering, and :meth:`localized` says it in a member's language. A plain string is looked up
+    in the catalogues as it is (a marked constant is found; anything else stays as it was).
     ``detail`` is what the endpoint itself said (redacted and trimmed), for the owner's logs.
     """
 
     def __init__(
         self,
-        user_message: str,
+        user_message: str | Text,
         *,
         status: int | None = None,
         code: str | None = None,
@@ -27,8 +32,10 @@ class SpeechError(Exception):
         param: str | None = None,
         unavailable: str | None = None,
     ) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
+        self.text = user_message if isinstance(user_message, Text) else Text(user_message)
+        #: The English message (logs, the CLI); :meth:`localized` for a member.
+        self.user_message = self.text.render(ENGLISH)
+        super().__init__(self.user_message)
         self.status = status
         self.code = code
         self.retryable = retryable
@@ -38,6 +45,10 @@ class SpeechError(Exception):
         self.param = param
         #: "voice", "model" or "format" when the endpoint said the one asked for is unknown or unavailable.
         self.unavailable = unavailable
+
+    def localized(self, language: str) -> str:
+        """The message in ``language`` (what the speech server itself said stays as it said it)."""
+        return self.text.render(language)
 
     def __repr__(self) -> str:
         return (

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from bot.config import Fallback, Settings
+from bot.i18n import N_
 from bot.speech.capabilities import EndpointCapabilities, VoiceSource
 from bot.speech.errors import SpeechUnavailableError
 from bot.speech.failover import Engine
@@ -24,8 +25,8 @@ log = logging.getLogger(__name__)
 #: The cache namespace of the offline engine: its one model and voice.
 LOCAL_NAMESPACE = "local:piper:en_US-joe-medium"
 #: How replies name the engines when one speaks in another's place.
-LOCAL_LABEL = "the offline voice"
-SERVICE_LABEL = "the speech service"
+LOCAL_LABEL = N_("the offline voice")
+SERVICE_LABEL = N_("the speech service")
 
 
 def make_engines(

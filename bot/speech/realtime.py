@@ -31,6 +31,7 @@ import aiohttp
 
 from bot.audio.encode import STREAMABLE_FORMATS, StreamEncoder, encode_pcm
 from bot.audio.formats import AudioFormat
+from bot.i18n import N_
 from bot.speech.catalog import REALTIME_SPEEDS
 from bot.speech.client import SecretValue, Timeouts, loggable_detail
 from bot.speech.errors import SpeechError, SpeechRewordedError, SpeechServiceError, SpeechTimeoutError
@@ -54,9 +55,9 @@ log = logging.getLogger(__name__)
 #: two of speech), and a short input is read more faithfully; pieces end at sentences where they can.
 MAX_PIECE_CHARS = 600
 
-MSG_EMPTY = "The speech service answered without any audio."
-MSG_NOT_AUDIO = "The speech service sent audio I could not read."
-MSG_REWORDED = (
+MSG_EMPTY = N_("The speech service answered without any audio.")
+MSG_NOT_AUDIO = N_("The speech service sent audio I could not read.")
+MSG_REWORDED = N_(
     "The voice model said something other than the text, so I did not use its audio. Try again, or rephrase it."
 )
 

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from bot.i18n import N_
 from bot.speech.errors import SpeechError, SpeechRateLimitError
 from bot.speech.realtime_session import RealtimeSession
 
@@ -30,7 +31,7 @@ SWEEP_INTERVAL = 30.0
 #: service that drops every session must not get a connection loop.
 SPARE_MIN_LIFE = 60.0
 
-MSG_SATURATED = "Too much is being spoken right now. Try again in a moment."
+MSG_SATURATED = N_("Too much is being spoken right now. Try again in a moment.")
 
 Connector = Callable[[], Awaitable[RealtimeSession]]
 

@@ -22,13 +22,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from bot.i18n import N_, Text
 from bot.speech.catalog import CUSTOM_VOICE_PREFIX
 from bot.speech.error_parsing import (
     MSG_AUTH,
     MSG_FORBIDDEN,
     MSG_NOT_FOUND,
     MSG_QUOTA,
+    MSG_RATE_LIMITED,
     MSG_REJECTED,
+    MSG_REJECTED_SILENTLY,
     MSG_SERVER,
     MSG_TIMEOUT,
     QUOTA_CODE,
@@ -56,15 +59,15 @@ if TYPE_CHECKING:
 #: pass through untouched and everything else is encoded from it.
 SAMPLE_RATE = 24_000
 
-MSG_CUT = "The speech service stopped sending audio before the end."
-MSG_UNREACHABLE = "Could not reach the speech service."
-MSG_INVALID_MODEL = (
+MSG_CUT = N_("The speech service stopped sending audio before the end.")
+MSG_UNREACHABLE = N_("Could not reach the speech service.")
+MSG_INVALID_MODEL = N_(
     "The speech service does not serve SPEECH_MODEL as a Realtime model. Ask the bot owner to check SPEECH_MODEL."
 )
-MSG_VOICE = "The speech service does not offer the voice {voice}. Pick another voice."
-MSG_POLICY = "The speech service refused to say this (its content policy)."
-MSG_TOO_LONG = "The speech service stopped before the end of the text. Try a shorter text."
-MSG_BUSY = "The speech service is busy (rate limited). Try again {when}."
+MSG_VOICE = N_("The speech service does not offer the voice {voice}. Pick another voice.")
+MSG_POLICY = N_("The speech service refused to say this (its content policy).")
+MSG_TOO_LONG = N_("The speech service stopped before the end of the text. Try a shorter text.")
+MSG_BUSY = N_("The speech service is busy (rate limited). Try again in {seconds} s.")
 
 #: ``error.code`` values and what they mean here.
 CODE_SESSION_EXPIRED = "session_expired"
@@ -201,14 +204,15 @@ def error_from_event(
     if kind in ("server_error", "api_error") or code == "server_error":
         return SpeechServiceError(MSG_SERVER, status=500, retryable=True, **kwargs)
     if "voice" in param.split(".")[-1:] and voice is not None:
-        return SpeechRejectedError(MSG_VOICE.format(voice=repr(voice)[:60]), status=400, **kwargs)
-    return SpeechRejectedError(MSG_REJECTED.format(detail=detail or "no details given."), status=400, **kwargs)
+        return SpeechRejectedError(Text(MSG_VOICE, {"voice": repr(voice)[:60]}), status=400, **kwargs)
+    return SpeechRejectedError(Text(MSG_REJECTED, {"detail": detail}) if detail else MSG_REJECTED_SILENTLY, status=400,
+                               **kwargs)
 
 
 def rate_limited(reset: float | None, *, status: int = 429, **kwargs: Any) -> SpeechRateLimitError:
     """Busy: retryable after ``reset`` seconds when the service said so, and the user is told when."""
-    when = f"in {math.ceil(reset)} s" if reset is not None and reset > 0 else "in a moment"
-    return SpeechRateLimitError(MSG_BUSY.format(when=when), status=status, retryable=True, retry_after=reset, **kwargs)
+    said = Text(MSG_BUSY, {"seconds": math.ceil(reset)}) if reset is not None and reset > 0 else MSG_RATE_LIMITED
+    return SpeechRateLimitError(said, status=status, retryable=True, retry_after=reset, **kwargs)
 
 
 def error_from_response_done(
@@ -252,7 +256,7 @@ def error_from_handshake(status: int, headers: Mapping[str, str]) -> SpeechError
         return SpeechTimeoutError(MSG_TIMEOUT, retryable=True, **kwargs)
     if status >= 500 or status == 409:
         return SpeechServiceError(MSG_SERVER, retryable=True, retry_after=retry_after_seconds(headers), **kwargs)
-    return SpeechRejectedError(MSG_REJECTED.format(detail=f"HTTP {status}."), **kwargs)
+    return SpeechRejectedError(Text(MSG_REJECTED, {"detail": f"HTTP {status}."}), **kwargs)
 
 
 def _text(value: object) -> str | None:

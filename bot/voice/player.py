@@ -15,6 +15,7 @@ import discord
 from bot.audio.decode import AudioDecodeError
 from bot.audio.packetizer import opus_packet_batches
 from bot.errors import UserFacingError
+from bot.i18n import N_, Text
 from bot.speech.errors import SpeechError
 from bot.speech.models import SpeechBackend, SpeechRequest, SpeechStream
 from bot.voice.source import StreamedOpusSource
@@ -27,7 +28,8 @@ ON_START_TIMEOUT = 5.0
 log = logging.getLogger(__name__)
 
 #: Called with a short user-safe message when an item could not be played (whole).
-ErrorNotifier = Callable[[str], Awaitable[None]]
+#: Tells the requester why their item failed; the message is worded in their language by the notifier.
+ErrorNotifier = Callable[[Text], Awaitable[None]]
 #: Opens the audio of an item; by default the speech backend, but callers that already hold the bytes
 #: (``/speak output:both``) pass their own.
 StreamOpener = Callable[[], Awaitable[SpeechStream]]
@@ -74,7 +76,7 @@ class _Prepared:
         self.task = asyncio.create_task(self._produce(), name=f"voice-item-{item.id}")
 
     async def _produce(self) -> None:
-        error: str | None = None
+        error: Text | None = None
         try:
             opener = self.item.open_stream or (lambda: self._speech.open(self.item.request))
             async for packets in opus_packet_batches(await opener()):
@@ -86,14 +88,14 @@ class _Prepared:
                     if self._on_first_packet is not None:
                         self._on_first_packet(time.monotonic() - self.item.queued_at)
         except SpeechError as exc:
-            error = exc.user_message
+            error = exc.text
         except AudioDecodeError:
-            error = "The speech service sent audio I could not decode."
+            error = Text(N_("The speech service sent audio I could not decode."))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("voice item %s failed", self.item.id)
-            error = "Something went wrong while preparing the audio."
+            error = Text(N_("Something went wrong while preparing the audio."))
         finally:
             self.source.end(error)
             self.ready.set()
@@ -269,7 +271,7 @@ class GuildPlayer:
             item = self._queue.popleft()
             prepared = self._prepare(item)
             self._current = prepared
-            playback_error: str | None = None
+            playback_error: Text | None = None
             try:
                 await prepared.ready.wait()
                 if self._queue:
@@ -284,7 +286,7 @@ class GuildPlayer:
                     if not self.voice_client.is_connected():
                         await self._wait_reconnected()
                     if not self.voice_client.is_connected():
-                        prepared.source.end("I was disconnected from the voice channel.")
+                        prepared.source.end(Text(N_("I was disconnected from the voice channel.")))
                     else:
                         log.debug("playing item %s (guild=%s)", item.id, self.voice_client.guild.id)
                         self.voice_client.play(prepared.source, after=after)
@@ -292,7 +294,7 @@ class GuildPlayer:
                             await _started(item)
                         player_error = await finished
                         if isinstance(player_error, UserFacingError):  # e.g. encryption never became ready
-                            playback_error = player_error.message
+                            playback_error = player_error.text
                         elif player_error is not None:
                             log.error("audio player failed (guild=%s): %r", self.voice_client.guild.id, player_error)
                 # Playback is over (finished, stalled, skipped or disconnected): the download may still run.
@@ -333,7 +335,7 @@ async def _started(item: PlayItem) -> None:
         log.info("could not say item %s is playing: %s", item.id, type(exc).__name__)
 
 
-async def _notify(item: PlayItem, message: str) -> None:
+async def _notify(item: PlayItem, message: Text) -> None:
     assert item.on_error is not None
     try:
         await item.on_error(message)

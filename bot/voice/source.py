@@ -13,6 +13,7 @@ import time
 from collections import deque
 
 from bot.audio.opus import SILENCE_FRAME
+from bot.i18n import N_, Text
 from bot.voice.sender import NonBlockingSource
 
 #: How long ``read`` may wait for a packet that is about to arrive before sending silence instead
@@ -34,7 +35,7 @@ class StreamedOpusSource(NonBlockingSource):
         self._cancelled = False
         self._stall_timeout = stall_timeout
         self._starved_since: float | None = None
-        self.error: str | None = None
+        self.error: Text | None = None
         self.packets_read = 0
 
     # producer side (event loop) -------------------------------------------------------------------------
@@ -45,7 +46,7 @@ class StreamedOpusSource(NonBlockingSource):
             self._packets.extend(packets)
             self._ready.notify()
 
-    def end(self, error: str | None = None) -> None:
+    def end(self, error: Text | None = None) -> None:
         """No more packets; ``error`` is shown to the requester when the item could not be played whole."""
         with self._ready:
             if not self._ended:
@@ -95,7 +96,7 @@ class StreamedOpusSource(NonBlockingSource):
             self._starved_since = now
         elif now - self._starved_since > self._stall_timeout:
             self._ended = True
-            self.error = self.error or "The speech stream stalled, so I skipped it."
+            self.error = self.error or Text(N_("The speech stream stalled, so I skipped it."))
             return b""
         return SILENCE_FRAME
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bot.audio.decode import AudioDecodeError
 from bot.audio.validate import check_audio
+from bot.i18n import N_
 from bot.speech.cache.disk import ENTRY_OVERHEAD, DiskStore
 from bot.speech.cache.inflight import Flight, FlightStream, SynthesisAbandoned
 from bot.speech.cache.keys import MIB, CacheSource, CacheStats, Origin, cache_key, size_text
@@ -333,4 +334,4 @@ async def _check_intact(audio: SynthesizedAudio, engine: str) -> None:
         await asyncio.to_thread(check_audio, audio.data, audio.format)
     except AudioDecodeError as exc:
         log.warning("the speech service (%s) sent damaged %s audio, not used: %s", engine, audio.format.value, exc)
-        raise SpeechServiceError("The speech service sent damaged audio. Try again.", detail=str(exc)) from None
+        raise SpeechServiceError(N_("The speech service sent damaged audio. Try again."), detail=str(exc)) from None

@@ -9,6 +9,7 @@ instead of failing (then run ``pybabel update``, see docs/languages.md).
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import discord
 import pytest
@@ -18,10 +19,16 @@ from babel.messages.pofile import read_po
 from discord import app_commands
 
 from bot.command_translator import context_of
-from bot.i18n import LANGUAGES
+from bot.i18n import LANGUAGES, Text
 from bot.i18n.catalogs import catalogue_path, placeholders
 from bot.i18n.extraction import TEMPLATE, code_messages, template, write_template
 from bot.setting_choices import SpeechLanguage
+from bot.speech.cache import Origin
+from bot.speech.error_parsing import MSG_REJECTED, MSG_SERVER
+from bot.speech.errors import SpeechRejectedError, SpeechServiceError
+from bot.speech.factory import LOCAL_LABEL
+from bot.speech.failover import Engine, FailoverReason, Served
+from bot.speech.models import SpeechBackend, SpeechStream
 from tests.unit.cogs.in_process import InProcessBot
 
 #: Discord's rule for command and option names (its docs, "Application Command Naming"); lowercase where the
@@ -177,3 +184,144 @@ async def test_speak_in_a_server_set_to_german_asks_for_german_speech(in_process
     await emu.wait_for(lambda: len(speech.requests) == 2, timeout=20, what="the second speech request")
     assert [(request.text, request.language) for request in speech.requests] == [("before", None),
                                                                                   ("Guten Morgen", "de")]
+
+
+# -- speech errors: the caller's language, whatever the engine said ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("ja", "音声サービスに問題が起きています。後でもう一度どうぞ。"),
+        ("de", "Der Sprachdienst hat Probleme. Versuch es später noch einmal."),
+        ("en-US", MSG_SERVER),
+    ],
+)
+async def test_a_speech_error_is_said_in_the_callers_language(
+    in_process_bot: InProcessBot, locale: str, expected: str
+) -> None:
+    emu = in_process_bot.emu
+    in_process_bot.speech.errors.append(SpeechServiceError(MSG_SERVER, status=503, retryable=True))
+    reply = await (await emu.invoke("speak", {"text": "hello"}, locale=locale)).wait_message()
+    assert reply.ephemeral and reply.content == expected
+
+
+async def test_a_speech_error_with_details_keeps_the_services_own_words(in_process_bot: InProcessBot) -> None:
+    """The bot's words are translated; what the speech server said (its reason) is shown as it said it."""
+    emu = in_process_bot.emu
+    in_process_bot.speech.errors.append(
+        SpeechRejectedError(Text(MSG_REJECTED, {"detail": "voice 'zz' is not loaded"}), status=400)
+    )
+    reply = await (await emu.invoke("speak", {"text": "hello"}, locale="de")).wait_message()
+    assert reply.content == "Der Sprachdienst hat die Anfrage abgelehnt: voice 'zz' is not loaded"
+
+
+async def test_a_refused_text_is_explained_in_the_callers_language(in_process_bot: InProcessBot) -> None:
+    reply = await (await in_process_bot.emu.invoke("speak", {"text": "\u200b"}, locale="ja")).wait_message()
+    assert reply.ephemeral and reply.content == "読み上げるものがありません: テキストが見えない文字だけです。"
+
+
+async def test_a_failure_in_the_voice_channel_is_reported_to_the_requester_in_their_language(
+    in_process_bot: InProcessBot,
+) -> None:
+    emu = in_process_bot.emu
+    await (await emu.invoke("join", {})).wait_message(timeout=20)
+    in_process_bot.speech.errors.append(SpeechServiceError(MSG_SERVER, status=503, retryable=True))
+    interaction = await emu.invoke("speak", {"text": "hello there", "output": "voice"}, locale="de")
+    await interaction.wait_message(timeout=10)
+    reason = await interaction.wait_message(timeout=20, index=1)
+    assert reason.ephemeral and reason.content == "Der Sprachdienst hat Probleme. Versuch es später noch einmal."
+
+
+# -- a member's own settings: /voice show, /voice set, the picker, /voices, /forgetme --------------------------------
+
+
+async def test_voice_show_is_in_the_callers_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    await (await emu.invoke("voice set", {"voice": "echo", "speed": 1.5}, locale="de")).wait_message()
+    shown = (await (await emu.invoke("voice show", {}, locale="ja")).wait_message()).content
+    assert shown.splitlines() == [
+        "**ここでのあなたの読み上げ:**",
+        "• 声: echo（あなたの選択）",  # noqa: RUF001 - Japanese parentheses
+        "• 速さ: 1.5×（あなたの選択）",  # noqa: RUF001 - Japanese parentheses
+        "• 指示: なし（ボットの既定）",  # noqa: RUF001 - Japanese parentheses
+        "• 読み上げ名: このサーバーでのあなたの名前",
+    ]
+    german = (await (await emu.invoke("voice show", {}, locale="de")).wait_message()).content
+    assert "• Geschwindigkeit: 1,5× (deine Wahl)" in german.splitlines()
+
+
+async def test_voice_set_and_its_picker_are_in_the_callers_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    menu = await (await emu.invoke("voice set", {"speed": 1.25}, locale="de")).wait_message()
+    assert menu.content == "Gespeichert auf diesem Server:\n• Geschwindigkeit: 1,25×\n\nWähle deine Stimme:"
+    [select] = [c for row in menu.components for c in row.get("components", [])]
+    assert select["placeholder"] == "Wähle deine Stimme"
+    await (await emu.select(menu, select["custom_id"], ["nova"])).wait_message()
+    assert menu.content == "Gespeichert auf diesem Server: Deine Stimme ist jetzt **nova**."
+    japanese = await (await emu.invoke("voice set", {}, locale="ja")).wait_message()
+    assert japanese.content == "声を選んでください:"
+
+
+async def test_voices_and_forgetme_are_in_the_callers_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    voices = (await (await emu.invoke("voices", {}, locale="ja")).wait_message()).content.splitlines()
+    assert voices[0] == "**声:**" and voices[1] == "• alloy (ボットの既定, ここでのあなたの声)"
+    assert voices[-1] == "/voice set で自分の声を選べます。"
+    forgotten = (await (await emu.invoke("forgetme", {}, locale="de")).wait_message()).content
+    assert forgotten.startswith("Alles, was über dich gespeichert war, wurde auf allen Servern gelöscht:\n")
+
+
+async def test_usage_is_in_the_callers_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    await in_process_bot.store.update_guild_settings(emu.guild.id, daily_char_budget=1000)
+    await (await emu.invoke("speak", {"text": "hello there"})).wait_message()
+    japanese = (await (await emu.invoke("usage", {}, locale="ja")).wait_message()).content.splitlines()
+    assert japanese[:2] == ["**このサーバーの読み上げ使用量**（日と月はUTC）",  # noqa: RUF001 - Japanese parentheses
+                            "今日: 1リクエストで11文字、予算1,000文字中（残り989文字）"]  # noqa: RUF001
+    german = (await (await emu.invoke("usage", {}, locale="de")).wait_message()).content.splitlines()
+    assert german[1] == "Heute: 11 Zeichen in 1 Anfrage von einem Budget von 1.000 (989 übrig)"
+    assert german[3] == "Du diesen Monat: 11 Zeichen"
+
+
+def test_the_fallback_note_under_speak_is_in_the_callers_language() -> None:
+    offline = Engine("local", LOCAL_LABEL, "local", cast(SpeechBackend, None))
+    served = Served(cast(SpeechStream, None), Origin.SENT, offline, FailoverReason.OUTAGE)
+    assert served.note("marin") == (
+        "Said by the offline voice instead of marin, because the speech service is not answering right now."
+    )
+    assert served.note("marin", "ja") == (
+        "marinの代わりにオフラインの音声が読み上げました（音声サービスが今応答していないため）。"  # noqa: RUF001
+    )
+    assert served.note("marin", "de") == (
+        "Gesprochen von der Offline-Stimme statt marin, weil der Sprachdienst gerade nicht antwortet."
+    )
+
+
+@pytest.mark.parametrize(
+    ("locale", "title", "apps"), [("ja", "できること", "アプリ → "), ("de", "Was ich kann", "Apps → ")]
+)
+async def test_help_is_in_the_callers_language_with_the_descriptions_their_client_shows(
+    in_process_bot: InProcessBot, locale: str, title: str, apps: str
+) -> None:
+    emu = in_process_bot.emu
+    reply = await (await emu.invoke("help", {}, user=emu.user, locale=locale)).wait_message()
+    assert reply.embeds[0]["title"] == title
+    text = "\n".join(embed.get("description", "") for embed in reply.embeds)
+    [speak] = [c for c in emu.commands[emu.guild.id] if c["name"] == "speak"]
+    assert f"`/speak` — {speak['description_localizations'][locale]}" in text.splitlines()
+    menus = [c for c in emu.commands[emu.guild.id] if c.get("type", 1) != 1]
+    assert menus and all(f"**{apps}{menu['name_localizations'][locale]}**" in text for menu in menus)
+    assert text.splitlines()[-1].startswith("🔒 ")
+
+
+async def test_a_saved_voice_no_longer_offered_is_explained_in_the_callers_language(
+    in_process_bot: InProcessBot,
+) -> None:
+    emu = in_process_bot.emu
+    await in_process_bot.store.set_user_prefs(emu.user.id, emu.guild.id, voice="zeus")
+    shown = (await (await emu.invoke("voice show", {}, locale="de")).wait_message()).content
+    assert shown.endswith(
+        "\n\nDeine Stimme 'zeus' wird nicht mehr angeboten, darum bekommst du jetzt den Standard dieses Servers "
+        "(alloy). Wähle eine andere mit /voice set."
+    )
