@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from babel.numbers import format_decimal
+
 from bot.config import Settings
-from bot.i18n import ENGLISH, N_, babel_locale, translate, translate_plural
+from bot.i18n import ENGLISH, N_, babel_locale, surface_text, translate, translate_plural
 from bot.setting_choices import CodeMode, EmojiMode, HoldMode, LinkMode, NameMode, SayName
 from bot.speech.capabilities import EndpointCapabilities
 from bot.storage import GuildSettings, Usage
@@ -65,6 +67,11 @@ def _short(value: float) -> str:
     return f"{value:g}"
 
 
+def _decimal(language: str, value: float) -> str:
+    """A small number (a speed, a hold) in the language's own notation (1,5 in German), as before in English."""
+    return _short(value) if language == ENGLISH else format_decimal(value, locale=babel_locale(language))
+
+
 def _bot_default(language: str, default: str) -> str:
     return translate(language, "bot default ({default})", default=default)
 
@@ -81,8 +88,11 @@ def language_name(language: str) -> str:
 
 
 def _hold(language: str, default: float) -> Callable[[float | None], str]:
-    return lambda value: (_bot_default(language, translate(language, "{seconds} s", seconds=_short(default)))
-                          if value is None else translate(language, "{seconds} s", seconds=_short(value)))
+    def render(value: float | None) -> str:
+        if value is None:
+            return _bot_default(language, translate(language, "{seconds} s", seconds=_decimal(language, default)))
+        return translate(language, "{seconds} s", seconds=_decimal(language, value))
+    return render
 
 
 def _no_limit(language: str, value: int | None, render: Callable[[int], str]) -> str:
@@ -103,8 +113,9 @@ def _formatters(bot: Settings, language: str = ENGLISH) -> dict[str, tuple[str, 
 
     def speed(v: float) -> str:
         if v in bot.speed_range:
-            return f"{v:g}×"
-        return translate(language, "{speed}× (more than this voice engine can do: 1× used)", speed=_short(v))
+            return f"{_decimal(language, v)}×"
+        return translate(language, "{speed}× (more than this voice engine can do: 1× used)",
+                         speed=_decimal(language, v))
 
     def characters(v: int | None) -> str:
         return _no_limit(language, v, lambda n: translate(language, "{count} characters", count=n))
@@ -119,7 +130,8 @@ def _formatters(bot: Settings, language: str = ENGLISH) -> dict[str, tuple[str, 
         "default_format": (N_("Default format"), lambda v: v or _bot_default(language, bot.default_format)),
         "default_instructions": (N_("Default instructions"),
                                  lambda v: f"“{v}”" if v else translate(language, "none")),
-        "speak_output": (N_("/speak output"), str),
+        # the word the member's client shows among the option's choices
+        "speak_output": (N_("/speak output"), lambda v: surface_text(language, "choice", str(v)) or str(v)),
         "read_channel_ids": (N_("Read channels"), _channels(language)),
         "autojoin": (N_("Auto-join"), on_off),
         "skip_bots": (N_("Skip bots"), on_off),
@@ -131,7 +143,8 @@ def _formatters(bot: Settings, language: str = ENGLISH) -> dict[str, tuple[str, 
         "link_mode": (N_("Links"), _choice(language, _LINK_WORDS)),
         "code_mode": (N_("Code"), _choice(language, _CODE_WORDS)),
         "backlog_speedup": (N_("Backlog speed-up"), lambda v: (
-            translate(language, "off") if v == 1 else translate(language, "up to {speed}×", speed=_short(v)))),
+            translate(language, "off") if v == 1
+            else translate(language, "up to {speed}×", speed=_decimal(language, v)))),
         "hold_seconds": (N_("Moderation hold"), _hold(language, bot.read_hold)),
         "hold_mode": (N_("Hold mode"), _choice(language, _HOLD_MODE_WORDS)),
         "language": (N_("Spoken language"), language_name),
