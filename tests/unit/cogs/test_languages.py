@@ -325,3 +325,38 @@ async def test_a_saved_voice_no_longer_offered_is_explained_in_the_callers_langu
         "\n\nDeine Stimme 'zeus' wird nicht mehr angeboten, darum bekommst du jetzt den Standard dieses Servers "
         "(alloy). Wähle eine andere mit /voice set."
     )
+
+
+# -- /settings: the show embed and the "Settings changed" lines, for moderators --------------------------------------
+
+
+async def test_settings_show_is_in_the_moderators_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    reply = await (await emu.invoke("settings show", {}, user=emu.owner, locale="ja")).wait_message()
+    [embed] = reply.embeds
+    assert embed["title"] == f"{emu.guild.name}の読み上げ設定"
+    fields = {field["name"]: field["value"].splitlines() for field in embed["fields"]}
+    assert list(fields)[:2] == ["話すときの既定値", "読み上げ"]
+    assert fields["話すときの既定値"][:3] == [
+        "**既定の声:** ボットの既定値（alloy）",  # noqa: RUF001 - Japanese parentheses
+        "**メンバーごとの声:** オフ: 既定の声を使う",
+        "**既定の速さ:** 1×",
+    ]
+    assert "**/speak の出力:** ファイル" in fields["話すときの既定値"]
+    assert "**読み上げチャンネル:** なし（読み上げはオフ）" in fields["読み上げ"]  # noqa: RUF001
+    assert "**1日の予算:** 制限なし" in fields["制限"]
+    server = fields["音声サーバー（ボットのもの、すべてのサーバー共通）"]  # noqa: RUF001
+    assert server[0] == "• 声: モデルの既定の一覧から6種類" and "• 速さの範囲: 未測定" in server
+    english = await (await emu.invoke("settings show", {}, user=emu.owner, locale="en-US")).wait_message()
+    assert english.embeds[0]["title"] == f"Text-to-speech settings of {emu.guild.name}"
+    assert english.embeds[0]["fields"][0]["value"].startswith("**Default voice:** bot default (alloy)\n")
+
+
+async def test_a_settings_change_is_described_in_the_moderators_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    changed = await emu.invoke("settings defaults", {"speed": 1.5}, user=emu.owner, locale="de")
+    assert (await changed.wait_message()).content == "Einstellungen geändert:\n• Standardgeschwindigkeit: 1× → 1,5×"
+    again = await emu.invoke("settings defaults", {"speed": 1.5}, user=emu.owner, locale="de")
+    assert (await again.wait_message()).content == "Einstellungen geändert:\n• Standardgeschwindigkeit: bereits 1,5×"
+    japanese = await emu.invoke("settings reset", {"setting": "default_speed"}, user=emu.owner, locale="ja")
+    assert (await japanese.wait_message()).content == "設定を変更しました:\n• 既定の速さ: 1.5× → 1×"
