@@ -217,7 +217,7 @@ def render_capabilities(bot: Settings, capabilities: EndpointCapabilities, langu
     """What the bot's speech server can do (the same for every Discord server), one line per fact, in
     ``language``: moderators see why a voice or a speed does not do what its name says."""
     if bot.engine_name != "openai":
-        speeds = str(bot.speed_range)
+        speeds = bot.speed_range.in_words(language)
         if bot.engine_name == "local":
             return translate(language, "the offline voice: {count} voices, speeds from {speeds}",
                              count=len(bot.speech_voices), speeds=speeds)

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from bot.audio.formats import AudioFormat
 from bot.config import Settings
-from bot.i18n import ENGLISH, N_, translate
+from bot.i18n import ENGLISH, N_, Text, translate
 from bot.speech.catalog import SpeedRange
 
 
@@ -74,14 +74,23 @@ class EndpointCapabilities:
         return live
 
     def speed_notice(self, speed: float) -> str | None:
-        """What to tell a user whose ``speed`` the endpoint will not honour, or None."""
+        """What to tell a user whose ``speed`` the endpoint will not honour, or None (English)."""
+        notice = self.speed_notice_text(speed)
+        return None if notice is None else notice.render(ENGLISH)
+
+    def speed_notice_text(self, speed: float) -> Text | None:
+        """:meth:`speed_notice` as a catalogue message, said later in the language of whoever reads it."""
         speeds = self.speeds
         if speeds is None or speed in speeds:
             return None
         if speeds.low == speeds.high == 1.0:
-            return f"This bot's speech server ignores speed, so {speed:g}× sounds like 1×."
+            return Text(N_("This bot's speech server ignores speed, so {speed}× sounds like 1×."), {"speed": speed})
         nearest = min(max(speed, speeds.low), speeds.high)
-        return f"This bot's speech server speaks at speeds from {speeds} only, so {speed:g}× sounds like {nearest:g}×."
+        return Text(
+            N_("This bot's speech server speaks at speeds from {low} to {high} only, so {speed}× sounds like "
+               "{nearest}×."),
+            {"low": speeds.low, "high": speeds.high, "speed": speed, "nearest": nearest},
+        )
 
     def describe(self, language: str = ENGLISH) -> list[str]:
         """One short line per fact, for ``/settings show`` (in the reader's ``language``) and ``speechbot check``."""
@@ -115,9 +124,9 @@ class EndpointCapabilities:
             lines.append(translate(language, "speed: ignored by the server (declared)") if self.speeds_declared
                          else translate(language, "speed: ignored by the server (measured)"))
         else:
-            lines.append(translate(language, "speed range: {speeds} (declared)", speeds=str(self.speeds))
-                         if self.speeds_declared
-                         else translate(language, "speed range: {speeds} (measured)", speeds=str(self.speeds)))
+            speeds = self.speeds.in_words(language)
+            lines.append(translate(language, "speed range: {speeds} (declared)", speeds=speeds) if self.speeds_declared
+                         else translate(language, "speed range: {speeds} (measured)", speeds=speeds))
         if self.voice_honoured is None:
             lines.append(translate(language, "voice honoured: not measured ({note})", note=self.probe_note)
                          if self.probe_note else translate(language, "voice honoured: not measured"))
