@@ -24,6 +24,7 @@ from bot.i18n.catalogs import catalogue_path, placeholders
 from bot.i18n.extraction import TEMPLATE, code_messages, template, write_template
 from bot.setting_choices import SpeechLanguage
 from bot.speech.cache import Origin
+from bot.speech.catalog import SpeedRange
 from bot.speech.error_parsing import MSG_REJECTED, MSG_SERVER
 from bot.speech.errors import SpeechRejectedError, SpeechServiceError
 from bot.speech.factory import LOCAL_LABEL
@@ -360,3 +361,24 @@ async def test_a_settings_change_is_described_in_the_moderators_language(in_proc
     assert (await again.wait_message()).content == "Einstellungen geändert:\n• Standardgeschwindigkeit: bereits 1,5×"
     japanese = await emu.invoke("settings reset", {"setting": "default_speed"}, user=emu.owner, locale="ja")
     assert (await japanese.wait_message()).content == "設定を変更しました:\n• 既定の速さ: 1.5× → 1×"
+
+
+@pytest.mark.parametrize(
+    ("locale", "notice"),
+    [
+        ("ja", "このボットの音声サーバーの速さは0.5〜2だけなので、4×は2×に聞こえます。"),
+        ("de", "Der Sprachserver dieses Bots spricht nur mit Geschwindigkeiten von 0,5 bis 2, darum klingt 4× wie 2×."),
+    ],
+)
+async def test_the_speech_servers_speed_notice_is_in_the_callers_language(
+    in_process_bot: InProcessBot, locale: str, notice: str
+) -> None:
+    emu = in_process_bot.emu
+    in_process_bot.services.capabilities.speeds = SpeedRange(0.5, 2.0)
+    interaction = await emu.invoke("speak", {"text": "quickly now", "speed": 4.0}, locale=locale)
+    await interaction.wait_message()
+    assert (await interaction.wait_message(index=1)).content == notice
+    shown = await (await emu.invoke("settings show", {}, user=emu.owner, locale=locale)).wait_message()
+    server = shown.embeds[0]["fields"][-1]["value"].splitlines()
+    assert server[3] == ("• 速さの範囲: 0.5〜2（測定）" if locale == "ja"  # noqa: RUF001 - Japanese parentheses
+                         else "• Geschwindigkeitsbereich: 0,5 bis 2 (gemessen)")
