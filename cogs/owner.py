@@ -105,7 +105,9 @@ class OwnerCog(commands.Cog):
                   "its voice channel.", server=where) if left else tr(
             interaction, "Blocked {server}: its commands get one line, nothing there is read aloud.", server=where)
         if not known:
-            said += " " + tr(interaction, "(I'm not in that server now; the block applies if I'm added.)")
+            # TRANSLATORS: two sentences one after the other (no space between them in Japanese)
+            said = tr(interaction, "{sentence} {next}", sentence=said,
+                      next=tr(interaction, "(I'm not in that server now; the block applies if I'm added.)"))
         await reply_ephemeral(interaction, said)
 
     @unblock.command(name="server", description="Let a blocked server use the bot again.")
@@ -140,7 +142,7 @@ class OwnerCog(commands.Cog):
             interaction, "No engine is left: every speech request is refused until you enable one.")
         said = (tr(interaction, "Switched {engine} off.", engine=engine) if changed
                 else tr(interaction, "{engine} was already off.", engine=engine))
-        await reply_ephemeral(interaction, f"{said} {after}")
+        await reply_ephemeral(interaction, tr(interaction, "{sentence} {next}", sentence=said, next=after))
 
     @engine.command(name="enable", description="Switch a speech engine back on.")
     @app_commands.describe(name="The engine (openai, realtime, local).")
