@@ -382,3 +382,24 @@ async def test_the_speech_servers_speed_notice_is_in_the_callers_language(
     server = shown.embeds[0]["fields"][-1]["value"].splitlines()
     assert server[3] == ("• 速さの範囲: 0.5〜2（測定）" if locale == "ja"  # noqa: RUF001 - Japanese parentheses
                          else "• Geschwindigkeitsbereich: 0,5 bis 2 (gemessen)")
+
+
+async def test_the_owners_replies_are_in_their_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+
+    async def owner(command: str, options: dict[str, object], locale: str) -> str:
+        return (await (await emu.invoke(command, options, user=emu.owner, locale=locale)).wait_message()).content
+
+    assert await owner("owner block user", {"user": emu.user}, "de") == (
+        f"<@{emu.user.id}> ist jetzt für den ganzen Bot gesperrt: Nachrichten werden nie vorgelesen, und jeder Befehl "
+        "bekommt eine Zeile als Antwort.")
+    assert (await owner("owner blocked", {}, "ja")).splitlines() == [
+        "**ブロック中のユーザー**（1）:", f"<@{emu.user.id}> ({emu.user.id})",  # noqa: RUF001 - Japanese parentheses
+        "**ブロック中のサーバー**（0）:", "なし",  # noqa: RUF001 - Japanese parentheses
+    ]
+    assert await owner("owner unblock server", {"server": "123"}, "de") == "Server 123 war nicht gesperrt."
+    assert await owner("owner engine disable", {"name": "scripted"}, "ja") == (
+        "scriptedをオフにしました。"
+        "エンジンが残っていません: どれかを有効にするまで、読み上げのリクエストはすべて拒否されます。")
+    english = await owner("owner engine enable", {"name": "scripted"}, "en-US")
+    assert english == "Switched scripted on."
