@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.interactions import NO_MENTIONS, reply_ephemeral, tr
+from bot.interactions import NO_MENTIONS, language_for, reply_ephemeral, tr
 from bot.owner_only import OWNER_ONLY, ensure_owner
 from bot.stats import live_stats, render, stored_stats
 
@@ -59,10 +59,11 @@ class OwnerCog(commands.Cog):
         self.bot.refresh_gauges()
         live = live_stats(self.services.metrics.render().decode())
         stored = await stored_stats(self.services.store, datetime.now(UTC).date())
-        source = "this process since it started" + (
-            f"; shards {','.join(map(str, sorted(self.bot.shards)))} of {self.bot.shard_count}"
-            if self.bot.shard_count and self.bot.shard_count > 1 else "")
-        text = "\n".join(render(live, stored, live_source=source))
+        shards = self.bot.shard_count
+        source = tr(interaction, "this process since it started; shards {shards} of {count}",
+                    shards=",".join(map(str, sorted(self.bot.shards))), count=str(shards)) if shards and shards > 1 \
+            else tr(interaction, "this process since it started")
+        text = "\n".join(render(live, stored, live_source=source, language=language_for(interaction)))
         await interaction.followup.send(f"```\n{text[:1900]}\n```", ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     # -- blocklists --
