@@ -403,3 +403,17 @@ async def test_the_owners_replies_are_in_their_language(in_process_bot: InProces
         "エンジンが残っていません: どれかを有効にするまで、読み上げのリクエストはすべて拒否されます。")
     english = await owner("owner engine enable", {"name": "scripted"}, "en-US")
     assert english == "Switched scripted on."
+
+
+async def test_owner_stats_are_in_the_owners_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    await in_process_bot.store.update_guild_settings(emu.guild.id, daily_char_budget=1000)
+    await (await emu.invoke("speak", {"text": "count me"})).wait_message()
+    reply = await (await emu.invoke("owner stats", {}, user=emu.owner, locale="ja")).wait_message()
+    lines = reply.content.strip("`\n").splitlines()
+    assert lines[0] == "稼働中（起動以降のこのプロセス）:"  # noqa: RUF001 - Japanese parentheses
+    assert "  サーバー: 1   ボイス接続: 0" in lines and "  エンジンごとのリクエスト: scripted 成功1 / 失敗0" in lines
+    assert "  今日（UTC）: 音声サービスへの1リクエストで8文字" in lines  # noqa: RUF001 - Japanese parentheses
+    assert f"  予算の使用: サーバー {emu.guild.id}: 今日 8/1000" in lines
+    german = await (await emu.invoke("owner stats", {}, user=emu.owner, locale="de")).wait_message()
+    assert "  ausgeschaltete Engines: keine" in german.content.splitlines()
