@@ -8,7 +8,9 @@ instead of failing (then run ``pybabel update``, see docs/languages.md).
 
 from __future__ import annotations
 
+import ast
 import os
+from pathlib import Path
 from typing import cast
 
 import discord
@@ -417,3 +419,62 @@ async def test_owner_stats_are_in_the_owners_language(in_process_bot: InProcessB
     assert f"  予算の使用: サーバー {emu.guild.id}: 今日 8/1000" in lines
     german = await (await emu.invoke("owner stats", {}, user=emu.owner, locale="de")).wait_message()
     assert "  ausgeschaltete Engines: keine" in german.content.splitlines()
+
+
+# -- no reply left in English: a literal sent by a cog must go through the catalogues ---------------------------------
+
+#: Calls that put text in front of a member: replies, edits, embeds and their fields, autocomplete choices.
+SENDING = {"send_message", "send", "reply_ephemeral", "send_ephemeral", "edit_message", "edit_original_response",
+           "edit", "Embed", "add_field", "set_footer", "set_author", "Choice", "_tell", "reply"}
+#: Calls whose literals are catalogue messages (what the extractor collects), or Discord's own translation.
+TRANSLATING = {"tr", "tr_plural", "translate", "translate_plural", "surface_text", "N_", "UserFacingError"}
+#: Keyword arguments that are never read by a member.
+NOT_TEXT = {"custom_id", "value", "style", "emoji", "url", "colour", "color"}
+WORD = regex.compile(r"[A-Za-z]{2,}")
+
+
+def _called(func: ast.expr) -> str | None:
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _untranslated(node: ast.AST) -> list[ast.Constant]:
+    if isinstance(node, ast.Call) and _called(node.func) in TRANSLATING:
+        return []
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node]
+    return [found for child in ast.iter_child_nodes(node) for found in _untranslated(child)]
+
+
+def english_literals(source: str) -> list[str]:
+    """"line: text" for every literal with a word in it that a function of ``source`` sends without a catalogue
+    (module-level choices are the command surface, translated at sync)."""
+    found = []
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for call in ast.walk(function):
+            if not (isinstance(call, ast.Call) and _called(call.func) in SENDING):
+                continue
+            arguments = [*call.args, *(k.value for k in call.keywords if k.arg not in NOT_TEXT)]
+            found += [f"{literal.lineno}: {literal.value}" for argument in arguments
+                      for literal in _untranslated(argument) if WORD.search(literal.value)]
+    return sorted(found, key=lambda line: int(line.split(":")[0]))
+
+
+def test_english_literals_are_found_in_a_cogs_replies() -> None:
+    source = """
+async def handler(interaction):
+    await interaction.response.send_message("Done.", ephemeral=True)
+    await reply_ephemeral(interaction, f"Blocked {user}." if changed else tr(interaction, "Unblocked {user}."))
+    embed = discord.Embed(title=tr(interaction, "Settings"))
+    embed.add_field(name="Speech server", value=text)
+    await interaction.followup.send(f"```\\n{text}\\n```", ephemeral=True)
+"""
+    assert english_literals(source) == ["3: Done.", "4: Blocked ", "6: Speech server"]
+
+
+def test_no_cog_sends_an_english_only_literal() -> None:
+    root = Path(__file__).resolve().parents[3]
+    found = {path.relative_to(root).as_posix(): english_literals(path.read_text())
+             for path in sorted((root / "cogs").rglob("*.py"))}
+    assert {path: literals for path, literals in found.items() if literals} == {}
