@@ -21,9 +21,12 @@ from babel.messages.pofile import read_po
 from discord import app_commands
 
 from bot.command_translator import context_of
+from bot.config import load_settings
+from bot.errors import UserFacingError
 from bot.i18n import LANGUAGES, Text
 from bot.i18n.catalogs import catalogue_path, placeholders
 from bot.i18n.extraction import TEMPLATE, code_messages, template, write_template
+from bot.policy import check_speed
 from bot.setting_choices import SpeechLanguage
 from bot.speech.cache import Origin
 from bot.speech.catalog import SpeedRange
@@ -478,3 +481,13 @@ def test_no_cog_sends_an_english_only_literal() -> None:
     found = {path.relative_to(root).as_posix(): english_literals(path.read_text())
              for path in sorted((root / "cogs").rglob("*.py"))}
     assert {path: literals for path, literals in found.items() if literals} == {}
+
+
+def test_a_refused_speed_gives_the_range_in_the_callers_words() -> None:
+    realtime = load_settings({"SPEECH_API_KEY": "sk-x", "SPEECH_MODEL": "gpt-realtime-2.1-mini"})
+    with pytest.raises(UserFacingError) as refused:
+        check_speed(realtime, 1.75)
+    assert refused.value.message == "This bot's voice engine speaks at speeds from 0.25 to 1.5, not 1.75."
+    assert refused.value.localized("de") == (
+        "Die Sprachausgabe dieses Bots spricht mit Geschwindigkeiten von 0,25 bis 1,5, nicht 1,75.")
+    assert refused.value.localized("ja") == "このボットの音声エンジンの速さは0.25〜1.5です（1.75は使えません）。"  # noqa: RUF001
