@@ -139,8 +139,8 @@ def check_speed(settings: Settings, speed: float) -> None:
     """Refuse a speed the bot's voice engine cannot do (never clamped: the user says what they want)."""
     if speed not in settings.speed_range:
         raise UserFacingError(
-            "This bot's voice engine speaks at speeds from {range}, not {speed}.", range=str(settings.speed_range),
-            speed=speed,
+            "This bot's voice engine speaks at speeds from {low} to {high}, not {speed}.",
+            low=settings.speed_range.low, high=settings.speed_range.high, speed=speed,
         )
 
 

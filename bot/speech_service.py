@@ -115,8 +115,8 @@ class SpeechService:
             speed=options.speed, instructions=options.instructions, playback=playback, language=language,
         ))
         admitted = await self.admit_request(guild_id, user_id, request, guild)
-        speed_notice = self.capabilities.speed_notice(request.speed)  # English only, like /settings show's server part
-        admitted.notices = options.notices + ((Text(speed_notice),) if speed_notice else ())
+        speed_notice = self.capabilities.speed_notice_text(request.speed)  # said in the caller's language
+        admitted.notices = options.notices + ((speed_notice,) if speed_notice else ())
         admitted.output = options.output
         return admitted
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.i18n import ENGLISH, translate
 from bot.storage import BudgetUse, OwnerState, Store, Usage
 
 #: Servers listed by how full their budgets are.
@@ -104,32 +105,46 @@ async def stored_stats(store: Store, today: date) -> StoredStats:
     )
 
 
-def render(live: LiveStats | None, stored: StoredStats, *, live_source: str) -> list[str]:
-    """The summary as lines of plain text (also fine as Discord markdown); ``live_source`` says where the live
-    numbers came from, or why there are none."""
-    lines = [f"Live ({live_source}):"]
+def render(live: LiveStats | None, stored: StoredStats, *, live_source: str, language: str = ENGLISH) -> list[str]:
+    """The summary as lines of plain text (also fine as Discord markdown), in ``language`` (``/owner stats``: the
+    owner's; ``speechbot stats``: English); ``live_source`` says where the live numbers came from, or why there are
+    none. Counts are written as digits without grouping, as the English always was."""
+    none = translate(language, "none")
+    lines = [translate(language, "Live ({source}):", source=live_source)]
     if live is None:
-        lines.append("  not available")
+        lines.append("  " + translate(language, "not available"))
     else:
-        rate = "no lookups yet" if live.cache_hit_rate is None else \
-            f"{live.cache_hit_rate:.0%} ({live.cache_hits} of {live.cache_hits + live.cache_misses})"
-        lines += [
-            f"  servers: {live.servers}   voice sessions: {live.voice_sessions}",
-            "  requests per engine: " + (", ".join(
-                f"{engine} {counts.ok} ok / {counts.failed} failed" for engine, counts in live.requests.items())
-                or "none yet"),
-            f"  audio cache hit rate: {rate}",
-            "  errors by kind: " + (", ".join(f"{kind} {count}" for kind, count in live.errors.items()) or "none"),
-            "  failovers: " + (", ".join(f"{what} {count}" for what, count in live.failovers.items()) or "none"),
-        ]
+        rate = translate(language, "no lookups yet") if live.cache_hit_rate is None else translate(
+            language, "{rate} ({hits} of {lookups})", rate=f"{live.cache_hit_rate:.0%}", hits=str(live.cache_hits),
+            lookups=str(live.cache_hits + live.cache_misses))
+        requests = ", ".join(
+            translate(language, "{engine} {ok} ok / {failed} failed", engine=engine, ok=str(counts.ok),
+                      failed=str(counts.failed))
+            for engine, counts in live.requests.items()) or translate(language, "none yet")
+        lines += ["  " + line for line in (
+            translate(language, "servers: {servers}   voice sessions: {sessions}", servers=str(live.servers),
+                      sessions=str(live.voice_sessions)),
+            translate(language, "requests per engine: {requests}", requests=requests),
+            translate(language, "audio cache hit rate: {rate}", rate=rate),
+            translate(language, "errors by kind: {errors}",
+                      errors=", ".join(f"{kind} {count}" for kind, count in live.errors.items()) or none),
+            translate(language, "failovers: {failovers}",
+                      failovers=", ".join(f"{what} {count}" for what, count in live.failovers.items()) or none),
+        )]
     owner = stored.owner
+    budgets = "; ".join(_budget(use, language) for use in stored.budgets) or translate(
+        language, "no server has a budget")
     lines += [
-        "Stored (the database, every process):",
-        f"  today (UTC): {_usage(stored.today)}",
-        f"  this month: {_usage(stored.month)}",
-        "  budget use: " + ("; ".join(_budget(use) for use in stored.budgets) or "no server has a budget"),
-        f"  blocked: {len(owner.blocked_users)} user(s), {len(owner.blocked_guilds)} server(s)",
-        "  engines switched off: " + (", ".join(sorted(owner.disabled_engines)) or "none"),
+        translate(language, "Stored (the database, every process):"),
+        *("  " + line for line in (
+            translate(language, "today (UTC): {usage}", usage=_usage(stored.today, language)),
+            translate(language, "this month: {usage}", usage=_usage(stored.month, language)),
+            translate(language, "budget use: {budgets}", budgets=budgets),
+            translate(language, "blocked: {users} user(s), {servers} server(s)", users=str(len(owner.blocked_users)),
+                      servers=str(len(owner.blocked_guilds))),
+            translate(language, "engines switched off: {engines}",
+                      engines=", ".join(sorted(owner.disabled_engines)) or none),
+        )),
     ]
     return lines
 
@@ -150,17 +165,21 @@ def as_json(live: LiveStats | None, stored: StoredStats, *, live_source: str) ->
     }
 
 
-def _usage(usage: Usage) -> str:
-    text = f"{usage.characters} characters in {usage.requests} request(s) to the speech service"
+def _usage(usage: Usage, language: str) -> str:
     if usage.fallback_requests:
-        text += f", {usage.fallback_characters} in {usage.fallback_requests} by the fallback"
-    return text
+        return translate(
+            language, "{characters} characters in {requests} request(s) to the speech service, {fallback_characters} "
+            "in {fallback_requests} by the fallback", characters=str(usage.characters), requests=str(usage.requests),
+            fallback_characters=str(usage.fallback_characters), fallback_requests=str(usage.fallback_requests))
+    return translate(language, "{characters} characters in {requests} request(s) to the speech service",
+                     characters=str(usage.characters), requests=str(usage.requests))
 
 
-def _budget(use: BudgetUse) -> str:
+def _budget(use: BudgetUse, language: str) -> str:
     parts = []
     if use.daily_budget:
-        parts.append(f"{use.today}/{use.daily_budget} today")
+        parts.append(translate(language, "{used}/{budget} today", used=str(use.today), budget=str(use.daily_budget)))
     if use.monthly_budget:
-        parts.append(f"{use.month}/{use.monthly_budget} this month")
-    return f"server {use.guild_id}: " + ", ".join(parts)
+        parts.append(translate(language, "{used}/{budget} this month", used=str(use.month),
+                               budget=str(use.monthly_budget)))
+    return translate(language, "server {id}: {budgets}", id=str(use.guild_id), budgets=", ".join(parts))

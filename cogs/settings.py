@@ -22,6 +22,7 @@ from bot.interactions import (
     OUTPUT_CHOICES,
     SpeedOption,
     choices_of,
+    language_for,
     reply_ephemeral,
     tr,
     voice_choices,
@@ -103,18 +104,21 @@ class SettingsCog(commands.Cog):
         self, interaction: discord.Interaction[SpeechBot], before: GuildSettings, after: GuildSettings,
         fields: Iterable[str],
     ) -> None:
-        lines = describe_changes(self.config, before, after, fields)
+        lines = describe_changes(self.config, before, after, fields, language_for(interaction))
         await reply_ephemeral(interaction, tr(interaction, "Settings changed:") + "\n" + _bullets(lines))
 
     @settings.command(name="show", description="Show every setting of this server.")
     async def show(self, interaction: discord.Interaction[SpeechBot]) -> None:
         assert interaction.guild is not None
         current = await self.store.get_guild_settings(interaction.guild.id)
-        embed = discord.Embed(title=f"Text-to-speech settings of {interaction.guild.name}")
-        for title, text in render_sections(self.config, current):
+        language = language_for(interaction)
+        embed = discord.Embed(
+            title=tr(interaction, "Text-to-speech settings of {server}", server=interaction.guild.name)
+        )
+        for title, text in render_sections(self.config, current, language):
             embed.add_field(name=title, value=text, inline=False)
-        embed.add_field(name="Speech server (the bot's, for every server)",
-                        value=render_capabilities(self.config, self.capabilities), inline=False)
+        embed.add_field(name=tr(interaction, "Speech server (the bot's, for every server)"),
+                        value=render_capabilities(self.config, self.capabilities, language), inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @settings.command(name="reset", description="Put one setting, or all of them, back to the default.")
@@ -132,7 +136,7 @@ class SettingsCog(commands.Cog):
                     interaction, tr(interaction, "Every setting already had its default value; nothing changed.")
                 )
                 return
-            lines = describe_changes(self.config, before, after, changed)
+            lines = describe_changes(self.config, before, after, changed, language_for(interaction))
             await reply_ephemeral(
                 interaction,
                 tr(interaction, "Reset to the defaults (the dictionary, mutes and usage are kept):") + "\n"
@@ -149,7 +153,7 @@ class SettingsCog(commands.Cog):
         self, interaction: discord.Interaction[SpeechBot], current: str
     ) -> list[app_commands.Choice[str]]:
         current = current.lower()
-        names = labels(self.config).items()
+        names = labels(self.config, language_for(interaction)).items()
         return [app_commands.Choice(name=label, value=field) for field, label in names if current in label.lower()][:25]
 
     @settings.command(name="defaults", description="What /speak and read-aloud use when a member picks nothing.")

@@ -19,16 +19,17 @@ from enum import StrEnum
 
 from bot.audio.formats import AudioFormat
 from bot.config import Settings
+from bot.i18n import ENGLISH, N_, Text, translate
 from bot.speech.catalog import SpeedRange
 
 
 class VoiceSource(StrEnum):
     """Where the offered voices come from."""
 
-    SERVER = "the server's list"
-    SERVER_AND_SETTING = "SPEECH_VOICES, of those the server lists"
-    SETTING = "SPEECH_VOICES"
-    MODEL = "the model's default list"
+    SERVER = N_("the server's list")
+    SERVER_AND_SETTING = N_("SPEECH_VOICES, of those the server lists")
+    SETTING = N_("SPEECH_VOICES")
+    MODEL = N_("the model's default list")
 
 
 @dataclass(eq=False)
@@ -73,38 +74,64 @@ class EndpointCapabilities:
         return live
 
     def speed_notice(self, speed: float) -> str | None:
-        """What to tell a user whose ``speed`` the endpoint will not honour, or None."""
+        """What to tell a user whose ``speed`` the endpoint will not honour, or None (English)."""
+        notice = self.speed_notice_text(speed)
+        return None if notice is None else notice.render(ENGLISH)
+
+    def speed_notice_text(self, speed: float) -> Text | None:
+        """:meth:`speed_notice` as a catalogue message, said later in the language of whoever reads it."""
         speeds = self.speeds
         if speeds is None or speed in speeds:
             return None
         if speeds.low == speeds.high == 1.0:
-            return f"This bot's speech server ignores speed, so {speed:g}× sounds like 1×."
+            return Text(N_("This bot's speech server ignores speed, so {speed}× sounds like 1×."), {"speed": speed})
         nearest = min(max(speed, speeds.low), speeds.high)
-        return f"This bot's speech server speaks at speeds from {speeds} only, so {speed:g}× sounds like {nearest:g}×."
+        return Text(
+            N_("This bot's speech server speaks at speeds from {low} to {high} only, so {speed}× sounds like "
+               "{nearest}×."),
+            {"low": speeds.low, "high": speeds.high, "speed": speed, "nearest": nearest},
+        )
 
-    def describe(self) -> list[str]:
-        """One short line per fact, for ``/settings show`` and ``speechbot check``."""
-        lines = [f"voices: {len(self.voices)} from {self.voice_source}"]
+    def describe(self, language: str = ENGLISH) -> list[str]:
+        """One short line per fact, for ``/settings show`` (in the reader's ``language``) and ``speechbot check``."""
+        lines = [translate(language, "voices: {count} from {source}", count=len(self.voices),
+                           source=translate(language, self.voice_source.value))]
         if self.refused_formats:
             refused = ", ".join(sorted(f.value for f in self.refused_formats))
-            got = f"gets {self.playback_format.value}" if self.playback_format else "asks for wav or pcm"
-            lines.append(f"formats: cannot make {refused} (voice playback {got}, transcoded)")
+            if self.playback_format:
+                lines.append(translate(language, "formats: cannot make {refused} (voice playback gets {format}, "
+                                       "transcoded)", refused=refused, format=self.playback_format.value))
+            else:
+                lines.append(translate(language, "formats: cannot make {refused} (voice playback asks for wav or "
+                                       "pcm, transcoded)", refused=refused))
         elif self.playback_format is not None:
-            lines.append(f"formats: voice playback gets {self.playback_format.value}")
+            lines.append(translate(language, "formats: voice playback gets {format}",
+                                   format=self.playback_format.value))
         else:
-            lines.append("formats: no refusal so far")
+            lines.append(translate(language, "formats: no refusal so far"))
         if self.pcm_rate is not None:
-            lines.append(f"pcm rate: {self.pcm_rate} Hz")
-        lines.append("instructions: " + {None: "not tried yet", True: "accepted", False: "not accepted (left out)"}[
-            self.instructions])
+            lines.append(translate(language, "pcm rate: {rate} Hz", rate=str(self.pcm_rate)))
+        if self.instructions is None:
+            lines.append(translate(language, "instructions: not tried yet"))
+        elif self.instructions:
+            lines.append(translate(language, "instructions: accepted"))
+        else:
+            lines.append(translate(language, "instructions: not accepted (left out)"))
         if self.speeds is None:
-            lines.append("speed range: not measured" + (f" ({self.probe_note})" if self.probe_note else ""))
+            lines.append(translate(language, "speed range: not measured ({note})", note=self.probe_note)
+                         if self.probe_note else translate(language, "speed range: not measured"))
         elif self.speeds.low == self.speeds.high == 1.0:
-            lines.append("speed: ignored by the server" + (" (declared)" if self.speeds_declared else " (measured)"))
+            lines.append(translate(language, "speed: ignored by the server (declared)") if self.speeds_declared
+                         else translate(language, "speed: ignored by the server (measured)"))
         else:
-            lines.append(f"speed range: {self.speeds}" + (" (declared)" if self.speeds_declared else " (measured)"))
+            speeds = self.speeds.in_words(language)
+            lines.append(translate(language, "speed range: {speeds} (declared)", speeds=speeds) if self.speeds_declared
+                         else translate(language, "speed range: {speeds} (measured)", speeds=speeds))
         if self.voice_honoured is None:
-            lines.append("voice honoured: not measured" + (f" ({self.probe_note})" if self.probe_note else ""))
+            lines.append(translate(language, "voice honoured: not measured ({note})", note=self.probe_note)
+                         if self.probe_note else translate(language, "voice honoured: not measured"))
+        elif self.voice_honoured:
+            lines.append(translate(language, "voice honoured: yes"))
         else:
-            lines.append("voice honoured: " + ("yes" if self.voice_honoured else "no: every voice sounds the same"))
+            lines.append(translate(language, "voice honoured: no: every voice sounds the same"))
         return lines

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from bot.i18n import ENGLISH, translate
+
 #: ``SPEECH_MODEL`` names starting with this are Realtime models, served over a WebSocket, not /audio/speech.
 REALTIME_MODEL_PREFIX = "gpt-realtime"
 #: What OpenAI names as the replacement of its /audio/speech models.
@@ -48,6 +50,12 @@ class SpeedRange:
 
     def __str__(self) -> str:
         return f"{self.low:g} to {self.high:g}"
+
+    def in_words(self, language: str = ENGLISH) -> str:
+        """"0.5 to 2" in ``language`` ("0,5 bis 2"); English is :meth:`__str__`."""
+        if language == ENGLISH:
+            return str(self)
+        return translate(language, "{low} to {high}", low=self.low, high=self.high)
 
 
 #: ``/audio/speech`` (OpenAPI ``CreateSpeechRequest.speed``) and the offline engine.

@@ -8,7 +8,9 @@ instead of failing (then run ``pybabel update``, see docs/languages.md).
 
 from __future__ import annotations
 
+import ast
 import os
+from pathlib import Path
 from typing import cast
 
 import discord
@@ -19,11 +21,15 @@ from babel.messages.pofile import read_po
 from discord import app_commands
 
 from bot.command_translator import context_of
+from bot.config import load_settings
+from bot.errors import UserFacingError
 from bot.i18n import LANGUAGES, Text
 from bot.i18n.catalogs import catalogue_path, placeholders
 from bot.i18n.extraction import TEMPLATE, code_messages, template, write_template
+from bot.policy import check_speed
 from bot.setting_choices import SpeechLanguage
 from bot.speech.cache import Origin
+from bot.speech.catalog import SpeedRange
 from bot.speech.error_parsing import MSG_REJECTED, MSG_SERVER
 from bot.speech.errors import SpeechRejectedError, SpeechServiceError
 from bot.speech.factory import LOCAL_LABEL
@@ -325,3 +331,163 @@ async def test_a_saved_voice_no_longer_offered_is_explained_in_the_callers_langu
         "\n\nDeine Stimme 'zeus' wird nicht mehr angeboten, darum bekommst du jetzt den Standard dieses Servers "
         "(alloy). Wähle eine andere mit /voice set."
     )
+
+
+# -- /settings: the show embed and the "Settings changed" lines, for moderators --------------------------------------
+
+
+async def test_settings_show_is_in_the_moderators_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    reply = await (await emu.invoke("settings show", {}, user=emu.owner, locale="ja")).wait_message()
+    [embed] = reply.embeds
+    assert embed["title"] == f"{emu.guild.name}の読み上げ設定"
+    fields = {field["name"]: field["value"].splitlines() for field in embed["fields"]}
+    assert list(fields)[:2] == ["話すときの既定値", "読み上げ"]
+    assert fields["話すときの既定値"][:3] == [
+        "**既定の声:** ボットの既定値（alloy）",  # noqa: RUF001 - Japanese parentheses
+        "**メンバーごとの声:** オフ: 既定の声を使う",
+        "**既定の速さ:** 1×",
+    ]
+    assert "**/speak の出力:** ファイル" in fields["話すときの既定値"]
+    assert "**読み上げチャンネル:** なし（読み上げはオフ）" in fields["読み上げ"]  # noqa: RUF001
+    assert "**1日の予算:** 制限なし" in fields["制限"]
+    server = fields["音声サーバー（ボットのもの、すべてのサーバー共通）"]  # noqa: RUF001
+    assert server[0] == "• 声: モデルの既定の一覧から6種類" and "• 速さの範囲: 未測定" in server
+    english = await (await emu.invoke("settings show", {}, user=emu.owner, locale="en-US")).wait_message()
+    assert english.embeds[0]["title"] == f"Text-to-speech settings of {emu.guild.name}"
+    assert english.embeds[0]["fields"][0]["value"].startswith("**Default voice:** bot default (alloy)\n")
+
+
+async def test_a_settings_change_is_described_in_the_moderators_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    changed = await emu.invoke("settings defaults", {"speed": 1.5}, user=emu.owner, locale="de")
+    assert (await changed.wait_message()).content == "Einstellungen geändert:\n• Standardgeschwindigkeit: 1× → 1,5×"
+    again = await emu.invoke("settings defaults", {"speed": 1.5}, user=emu.owner, locale="de")
+    assert (await again.wait_message()).content == "Einstellungen geändert:\n• Standardgeschwindigkeit: bereits 1,5×"
+    japanese = await emu.invoke("settings reset", {"setting": "default_speed"}, user=emu.owner, locale="ja")
+    assert (await japanese.wait_message()).content == "設定を変更しました:\n• 既定の速さ: 1.5× → 1×"
+
+
+@pytest.mark.parametrize(
+    ("locale", "notice"),
+    [
+        ("ja", "このボットの音声サーバーの速さは0.5〜2だけなので、4×は2×に聞こえます。"),
+        ("de", "Der Sprachserver dieses Bots spricht nur mit Geschwindigkeiten von 0,5 bis 2, darum klingt 4× wie 2×."),
+    ],
+)
+async def test_the_speech_servers_speed_notice_is_in_the_callers_language(
+    in_process_bot: InProcessBot, locale: str, notice: str
+) -> None:
+    emu = in_process_bot.emu
+    in_process_bot.services.capabilities.speeds = SpeedRange(0.5, 2.0)
+    interaction = await emu.invoke("speak", {"text": "quickly now", "speed": 4.0}, locale=locale)
+    await interaction.wait_message()
+    assert (await interaction.wait_message(index=1)).content == notice
+    shown = await (await emu.invoke("settings show", {}, user=emu.owner, locale=locale)).wait_message()
+    server = shown.embeds[0]["fields"][-1]["value"].splitlines()
+    assert server[3] == ("• 速さの範囲: 0.5〜2（測定）" if locale == "ja"  # noqa: RUF001 - Japanese parentheses
+                         else "• Geschwindigkeitsbereich: 0,5 bis 2 (gemessen)")
+
+
+async def test_the_owners_replies_are_in_their_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+
+    async def owner(command: str, options: dict[str, object], locale: str) -> str:
+        return (await (await emu.invoke(command, options, user=emu.owner, locale=locale)).wait_message()).content
+
+    assert await owner("owner block user", {"user": emu.user}, "de") == (
+        f"<@{emu.user.id}> ist jetzt für den ganzen Bot gesperrt: Nachrichten werden nie vorgelesen, und jeder Befehl "
+        "bekommt eine Zeile als Antwort.")
+    assert (await owner("owner blocked", {}, "ja")).splitlines() == [
+        "**ブロック中のユーザー**（1）:", f"<@{emu.user.id}> ({emu.user.id})",  # noqa: RUF001 - Japanese parentheses
+        "**ブロック中のサーバー**（0）:", "なし",  # noqa: RUF001 - Japanese parentheses
+    ]
+    assert await owner("owner unblock server", {"server": "123"}, "de") == "Server 123 war nicht gesperrt."
+    assert await owner("owner engine disable", {"name": "scripted"}, "ja") == (
+        "scriptedをオフにしました。"
+        "エンジンが残っていません: どれかを有効にするまで、読み上げのリクエストはすべて拒否されます。")
+    english = await owner("owner engine enable", {"name": "scripted"}, "en-US")
+    assert english == "Switched scripted on."
+
+
+async def test_owner_stats_are_in_the_owners_language(in_process_bot: InProcessBot) -> None:
+    emu = in_process_bot.emu
+    await in_process_bot.store.update_guild_settings(emu.guild.id, daily_char_budget=1000)
+    await (await emu.invoke("speak", {"text": "count me"})).wait_message()
+    reply = await (await emu.invoke("owner stats", {}, user=emu.owner, locale="ja")).wait_message()
+    lines = reply.content.strip("`\n").splitlines()
+    assert lines[0] == "稼働中（起動以降のこのプロセス）:"  # noqa: RUF001 - Japanese parentheses
+    assert "  サーバー: 1   ボイス接続: 0" in lines and "  エンジンごとのリクエスト: scripted 成功1 / 失敗0" in lines
+    assert "  今日（UTC）: 音声サービスへの1リクエストで8文字" in lines  # noqa: RUF001 - Japanese parentheses
+    assert f"  予算の使用: サーバー {emu.guild.id}: 今日 8/1000" in lines
+    german = await (await emu.invoke("owner stats", {}, user=emu.owner, locale="de")).wait_message()
+    assert "  ausgeschaltete Engines: keine" in german.content.splitlines()
+
+
+# -- no reply left in English: a literal sent by a cog must go through the catalogues ---------------------------------
+
+#: Calls that put text in front of a member: replies, edits, embeds and their fields, autocomplete choices.
+SENDING = {"send_message", "send", "reply_ephemeral", "send_ephemeral", "edit_message", "edit_original_response",
+           "edit", "Embed", "add_field", "set_footer", "set_author", "Choice", "_tell", "reply"}
+#: Calls whose literals are catalogue messages (what the extractor collects), or Discord's own translation.
+TRANSLATING = {"tr", "tr_plural", "translate", "translate_plural", "surface_text", "N_", "UserFacingError"}
+#: Keyword arguments that are never read by a member.
+NOT_TEXT = {"custom_id", "value", "style", "emoji", "url", "colour", "color"}
+WORD = regex.compile(r"[A-Za-z]{2,}")
+
+
+def _called(func: ast.expr) -> str | None:
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _untranslated(node: ast.AST) -> list[ast.Constant]:
+    if isinstance(node, ast.Call) and _called(node.func) in TRANSLATING:
+        return []
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node]
+    return [found for child in ast.iter_child_nodes(node) for found in _untranslated(child)]
+
+
+def english_literals(source: str) -> list[str]:
+    """"line: text" for every literal with a word in it that a function of ``source`` sends without a catalogue
+    (module-level choices are the command surface, translated at sync)."""
+    found = []
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for call in ast.walk(function):
+            if not (isinstance(call, ast.Call) and _called(call.func) in SENDING):
+                continue
+            arguments = [*call.args, *(k.value for k in call.keywords if k.arg not in NOT_TEXT)]
+            found += [f"{literal.lineno}: {literal.value}" for argument in arguments
+                      for literal in _untranslated(argument) if WORD.search(literal.value)]
+    return sorted(found, key=lambda line: int(line.split(":")[0]))
+
+
+def test_english_literals_are_found_in_a_cogs_replies() -> None:
+    source = """
+async def handler(interaction):
+    await interaction.response.send_message("Done.", ephemeral=True)
+    await reply_ephemeral(interaction, f"Blocked {user}." if changed else tr(interaction, "Unblocked {user}."))
+    embed = discord.Embed(title=tr(interaction, "Settings"))
+    embed.add_field(name="Speech server", value=text)
+    await interaction.followup.send(f"```\\n{text}\\n```", ephemeral=True)
+"""
+    assert english_literals(source) == ["3: Done.", "4: Blocked ", "6: Speech server"]
+
+
+def test_no_cog_sends_an_english_only_literal() -> None:
+    root = Path(__file__).resolve().parents[3]
+    found = {path.relative_to(root).as_posix(): english_literals(path.read_text())
+             for path in sorted((root / "cogs").rglob("*.py"))}
+    assert {path: literals for path, literals in found.items() if literals} == {}
+
+
+def test_a_refused_speed_gives_the_range_in_the_callers_words() -> None:
+    realtime = load_settings({"SPEECH_API_KEY": "sk-x", "SPEECH_MODEL": "gpt-realtime-2.1-mini"})
+    with pytest.raises(UserFacingError) as refused:
+        check_speed(realtime, 1.75)
+    assert refused.value.message == "This bot's voice engine speaks at speeds from 0.25 to 1.5, not 1.75."
+    assert refused.value.localized("de") == (
+        "Die Sprachausgabe dieses Bots spricht mit Geschwindigkeiten von 0,25 bis 1,5, nicht 1,75.")
+    assert refused.value.localized("ja") == "このボットの音声エンジンの速さは0.25〜1.5です（1.75は使えません）。"  # noqa: RUF001
