@@ -63,15 +63,14 @@ def _describe(interaction: discord.Interaction, prefs: UserPrefs) -> list[str]:
 class PreferencesCog(commands.Cog):
     voice = app_commands.Group(name="voice", description="Your own voice, speed, style and spoken name.")
 
-    def __init__(self, store: Store, speaking: SpeechService, settings: Settings) -> None:
+    def __init__(self, store: Store, speaking: SpeechService) -> None:
         self.store = store
         self.speaking = speaking
-        self._settings = settings
 
     @property
     def settings(self) -> Settings:
         """The bot's settings with the voices offered now (refreshed while the bot runs)."""
-        return self.speaking.capabilities.offered(self._settings)
+        return self.speaking.settings
 
     async def _guild_settings(self, interaction: discord.Interaction[SpeechBot]) -> GuildSettings:
         if interaction.guild_id is None:
@@ -256,4 +255,4 @@ class PreferencesCog(commands.Cog):
 
 async def setup(bot: SpeechBot) -> None:
     services = bot.services
-    await bot.add_cog(PreferencesCog(services.store, services.speaking, services.settings))
+    await bot.add_cog(PreferencesCog(services.store, services.speaking))

@@ -56,14 +56,11 @@ async def _buffered(audio: SynthesizedAudio) -> SpeechStream:
 
 
 class SpeakCog(commands.Cog):
-    def __init__(
-        self, bot: SpeechBot, speaking: SpeechService, voice: VoiceSessions, read_aloud: ReadAloud, settings: Settings
-    ) -> None:
+    def __init__(self, bot: SpeechBot, speaking: SpeechService, voice: VoiceSessions, read_aloud: ReadAloud) -> None:
         self.bot = bot
         self.speaking = speaking
         self.voice = voice
         self.read_aloud = read_aloud
-        self._settings = settings
         in_servers = app_commands.AppCommandContext(guild=True)
         #: Message context menus (Apps → …): discord.py cannot declare them inside a cog, so they are added here.
         self.menus = [
@@ -76,7 +73,7 @@ class SpeakCog(commands.Cog):
     @property
     def settings(self) -> Settings:
         """The bot's settings with the voices offered now (refreshed while the bot runs)."""
-        return self.speaking.capabilities.offered(self._settings)
+        return self.speaking.settings
 
     async def cog_load(self) -> None:
         for menu in self.menus:
@@ -343,4 +340,4 @@ def _notices(interaction: discord.Interaction[SpeechBot], notices: tuple[Text, .
 
 async def setup(bot: SpeechBot) -> None:
     services = bot.services
-    await bot.add_cog(SpeakCog(bot, services.speaking, services.voice, services.read_aloud, services.settings))
+    await bot.add_cog(SpeakCog(bot, services.speaking, services.voice, services.read_aloud))
