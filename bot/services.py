@@ -133,6 +133,9 @@ def build_services(
     ledger = UsageLedger(store, observer=metrics)
     speaking = SpeechService(speech, policy, ledger, settings, controls, capabilities)
 
+    async def guild_language(guild_id: int) -> str:
+        return (await store.get_guild_settings(guild_id)).language.value
+
     async def guild_timeouts(guild_id: int) -> tuple[float | None, float | None]:
         guild = await store.get_guild_settings(guild_id)
         return guild.idle_timeout, guild.alone_timeout
@@ -148,6 +151,7 @@ def build_services(
         ),
         on_first_packet=metrics.time_to_first_packet.observe,
         guild_timeouts=guild_timeouts,
+        guild_language=guild_language,
         journal=store,
     )
     read_aloud = ReadAloud(voice, store, speaking, hold=settings.read_hold, queue_limit=settings.voice_queue_size)

@@ -86,7 +86,9 @@ class ReadAloudCog(commands.Cog):
         except UserFacingError as exc:
             log.info("autojoin refused (guild=%s channel=%s): %s", guild.id, channel.id, exc.message)
             return
-        if session.stage_role is not None and (notice := audience_notice(session.stage_role, channel)):
+        if session.stage_role is not None and (
+            notice := audience_notice(session.stage_role, channel, await self.voice.language_of(guild.id))
+        ):
             await self.voice.say(session, notice)  # nobody asked, so the stage's chat hears why it is silent
 
 

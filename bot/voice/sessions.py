@@ -25,6 +25,7 @@ import discord
 
 from bot.discord_internals import reconnect_failed, register_voice_client
 from bot.errors import UserFacingError
+from bot.i18n import ENGLISH
 from bot.locks import KeyedLock
 from bot.speech.models import SpeechBackend
 from bot.storage.errors import StorageError
@@ -44,6 +45,7 @@ _REJOIN_DELAY = 1.0
 
 #: A server's own (idle, alone) timeouts in seconds; None where it uses the bot's.
 GuildTimeouts = Callable[[int], Awaitable[tuple[float | None, float | None]]]
+GuildLanguage = Callable[[int], Awaitable[str]]
 
 
 class SessionJournal(Protocol):
@@ -72,12 +74,14 @@ class VoiceSessions:
         *,
         on_first_packet: Callable[[float], None] | None = None,
         guild_timeouts: GuildTimeouts | None = None,
+        guild_language: GuildLanguage | None = None,
         journal: SessionJournal | None = None,
     ) -> None:
         self.speech = speech
         self.limits = limits
         self.on_first_packet = on_first_packet
         self._guild_timeouts = guild_timeouts
+        self._guild_language = guild_language
         self._journal = journal
         self._sessions: dict[int, VoiceSession] = {}
         self._locks: KeyedLock[int] = KeyedLock()
@@ -94,6 +98,16 @@ class VoiceSessions:
 
     def all(self) -> list[VoiceSession]:
         return list(self._sessions.values())
+
+    async def language_of(self, guild_id: int) -> str:
+        """What the bot's own posts in ``guild_id``'s channels are said in: the server's ``/settings language``
+        (as its join and leave announcements), English when it cannot be read."""
+        if self._guild_language is not None:
+            try:
+                return await self._guild_language(guild_id)
+            except Exception:
+                log.exception("could not read the language of guild %s; posting in English", guild_id)
+        return ENGLISH
 
     async def timeouts_for(self, guild_id: int) -> tuple[float, float]:
         """(idle, alone) seconds for ``guild_id``: the server's own settings where set, else the bot's."""
@@ -221,7 +235,9 @@ class VoiceSessions:
                 why = exc.message
             else:
                 log.info("rejoined voice (guild=%s channel=%s)", guild_id, channel_id)
-                if session.stage_role is not None and (notice := audience_notice(session.stage_role, channel)):
+                if session.stage_role is not None and (
+                    notice := audience_notice(session.stage_role, channel, await self.language_of(guild_id))
+                ):
                     await self.say(session, notice)
                 return True
         log.info("not rejoining voice (guild=%s channel=%s): %s", guild_id, channel_id, why)
@@ -242,7 +258,7 @@ class VoiceSessions:
             return
         if session.set_suppressed(suppressed) and session.channel is not None:
             log.info("moved to the stage audience (guild=%s)", guild_id)
-            await self.say(session, moved_to_audience_notice(session.channel))
+            await self.say(session, moved_to_audience_notice(session.channel, await self.language_of(guild_id)))
         elif not suppressed:
             log.info("speaking on the stage (guild=%s)", guild_id)
 

@@ -18,7 +18,7 @@ from enum import Enum
 
 import discord
 
-from bot.i18n import language_of, translate
+from bot.i18n import translate
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +72,9 @@ async def become_speaker(channel: discord.StageChannel) -> StageRole:
     return StageRole.AUDIENCE
 
 
-def _channel_language(channel: discord.abc.GuildChannel) -> str:
-    """What a post in a channel is said in when nobody asked: the server's primary language on Discord."""
-    return language_of(channel.guild.preferred_locale.value)
-
-
-def audience_notice(role: StageRole, channel: discord.abc.GuildChannel, language: str | None = None) -> str | None:
+def audience_notice(role: StageRole, channel: discord.abc.GuildChannel, language: str) -> str | None:
     """What to tell people when the bot joined ``channel`` but cannot be heard yet; None for a speaker.
-    ``language``: the caller's (a reply), else the server's (a post in its channel)."""
-    language = language or _channel_language(channel)
+    ``language``: the caller's for a reply, the server's for a post in its channel."""
     if role is StageRole.REQUESTED:
         return "✋ " + translate(
             language,
@@ -98,10 +92,11 @@ def audience_notice(role: StageRole, channel: discord.abc.GuildChannel, language
     return None
 
 
-def moved_to_audience_notice(channel: discord.abc.GuildChannel) -> str:
-    """Said in the session's text channel when a stage moderator sends the bot back to the audience."""
+def moved_to_audience_notice(channel: discord.abc.GuildChannel, language: str) -> str:
+    """Said (in the server's ``language``) in the session's text channel when a stage moderator sends the bot
+    back to the audience."""
     return "🔇 " + translate(
-        _channel_language(channel),
+        language,
         "A stage moderator moved me to the audience of {channel}, so I stopped speaking. I'll go on when I'm "
         "invited to speak again.",
         channel=channel.mention,
