@@ -174,7 +174,8 @@ def _check_regex(pattern: str) -> None:
         compiled = re.compile(pattern, re.IGNORECASE)
         parsed = sre_parse.parse(pattern, re.IGNORECASE)
         parsed.getwidth()
-    except (re.error, RecursionError, OverflowError) as error:
+        regex.compile(pattern, regex.IGNORECASE | regex.V0)  # the engine that runs it reads a few patterns apart
+    except (re.error, regex.error, RecursionError, OverflowError) as error:
         raise DictionaryError(f"That is not a valid regular expression: {error}.") from None
     if parsed.getwidth()[0] == 0 or compiled.fullmatch(""):
         raise DictionaryError(

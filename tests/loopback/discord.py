@@ -30,6 +30,7 @@ import asyncio
 import math
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,6 +56,8 @@ from tests.loopback.discord_voice_session import VoiceSession
 from tests.loopback.openapi import OpenAPISpec, load_spec
 
 DEFAULT_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+#: Seconds a person takes at least to use a component they have just seen (``select``, ``click``).
+HUMAN_REACTION = 0.5
 
 
 class DiscordEmulator:
@@ -358,6 +361,9 @@ class DiscordEmulator:
                          tampered: bool) -> EmulatedInteraction:
         interaction = build_component_interaction(self, message, custom_id, values, user=user or self.user,
                                                   tampered=tampered)
+        # Nobody clicks within HUMAN_REACTION of a component appearing; faster would race the bot on Discord
+        # too (discord.py stores a view only after the HTTP call that sent it returns).
+        await asyncio.sleep(max(0.0, message.shown_at + HUMAN_REACTION - time.monotonic()))
         self.interactions[interaction.id] = interaction
         interaction.dispatched_at = self.loop_time()
         await self.dispatch("INTERACTION_CREATE", interaction.payload)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,8 @@ class Message:
     edited_timestamp: str | None = None
     edits: int = 0
     deleted: bool = False
+    #: When a user last saw it change (``time.monotonic``): sent, or edited. See ``DiscordEmulator._component``.
+    shown_at: float = field(default_factory=time.monotonic)
 
     @property
     def ephemeral(self) -> bool:

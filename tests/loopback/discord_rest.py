@@ -347,6 +347,7 @@ class RestAPI:
         self._check_not_empty(dataclasses.replace(message, **changes))
         for key, value in changes.items():
             setattr(message, key, value)
+        message.shown_at = time.monotonic()
         if message.loading:
             message.flags &= ~LOADING
         else:

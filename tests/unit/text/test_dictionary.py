@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.text.dictionary import (
@@ -49,6 +49,7 @@ def test_apply(text: str, entries: list[DictionaryEntry], expected: str) -> None
         (E("a" * 101, "x"), "too long"),
         (E("ok", "x" * 101), "replacement is too long"),
         (E("(", "x", is_regex=True), "not a valid regular expression"),
+        (E("{s", "x", is_regex=True), "not a valid regular expression"),
         (E("(a+)+", "x", is_regex=True), "Repeating a group"),
         (E("(a*)*b", "x", is_regex=True), "Repeating a group"),
         (E("(a|ab)+c", "x", is_regex=True), "Repeating a group"),
@@ -152,6 +153,7 @@ entries = st.lists(
 @pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(texts, entries)
+@example("", [DictionaryEntry("{s", "", True)])  # valid for ``re``, refused by the ``regex`` engine that runs it
 def test_apply_never_raises_and_respects_growth(text: str, dictionary: list[DictionaryEntry]) -> None:
     result = apply_dictionary(text, dictionary)
     assert len(result) <= growth_limit(len(text))
