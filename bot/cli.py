@@ -200,7 +200,8 @@ async def _start_bounded(bot: discord.Client, settings: Settings) -> None:
     where = f" at {settings.discord_api_base}" if settings.discord_api_base else ""
     assert settings.discord_token is not None
     try:
-        await asyncio.wait_for(bot.login(settings.discord_token.get_secret_value()), timeout)
+        async with asyncio.timeout(timeout):
+            await bot.login(settings.discord_token.get_secret_value())
     except TimeoutError:
         raise CLIError(f"Discord's API{where} did not answer within {timeout:.0f} s. Check the network "
                        "(and DISCORD_API_BASE if set); DISCORD_CONNECT_TIMEOUT sets the wait.") from None
@@ -239,11 +240,18 @@ def _request_close(bot: discord.Client, closing: set[asyncio.Task[None]]) -> Non
 def _log_task_stacks() -> None:
     """``kill -USR1 <pid>``: write where every asyncio task is waiting to the log (for a bot that seems stuck)."""
     for task in asyncio.all_tasks():
-        frames = task.get_stack(limit=8)
-        where = " <- ".join(
-            f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}" for f in frames
-        )
-        log.warning("task %s: %s", task.get_name(), where or "not started")
+        log.warning("task %s: %s", task.get_name(), " -> ".join(_awaiting(task.get_coro())) or "not started")
+
+
+def _awaiting(awaitable: object) -> list[str]:
+    """The chain of coroutines a task is suspended in, outermost first (``Task.get_stack`` shows only the first)."""
+    chain: list[str] = []
+    while awaitable is not None and len(chain) < 40:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+    return chain
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ requests, in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -170,10 +171,9 @@ class GuildReader:
                 return entry
             at = self.queue.next_eligible_at()
             self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), None if at is None else max(0.0, at - now))
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(None if at is None else max(0.0, at - now)):
+                    await self._wakeup.wait()
 
     def _play(self, entry: Entry[Utterance], request: SpeechRequest, early: EarlySynthesis | None = None
               ) -> asyncio.Event | None:

@@ -103,7 +103,8 @@ class SessionPool:
             if left <= 0:
                 raise SpeechRateLimitError(MSG_SATURATED, status=429, retryable=True, code="pool_saturated")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
         self._busy.add(session)
         try:
             await session.configure(voice=voice, speed=speed, timeout=self._setup_timeout)

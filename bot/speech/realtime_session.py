@@ -233,8 +233,7 @@ class RealtimeSession:
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        with contextlib.suppress(BaseException):
-            await self._reader
+        await asyncio.wait([self._reader])  # not ``await``: that would also swallow a cancellation of our caller
 
     async def _send(self, event: Any) -> None:
         if self.broken is not None:

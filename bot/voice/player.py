@@ -222,10 +222,7 @@ class GuildPlayer:
         self.clear()
         self.skip()
         self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        await asyncio.wait([self._task])  # not ``await``: catching its CancelledError would swallow our caller's
 
     async def _wait_reconnected(self) -> None:
         """An item ready while discord.py is reconnecting (a voice server change, a DAVE reset) waits for the
@@ -258,7 +255,7 @@ class GuildPlayer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closed:  # a cancellation lost in a library's await still ends the loop after close()
             if not self._queue:
                 if self._on_idle is not None:
                     self._on_idle()
@@ -330,7 +327,8 @@ async def _started(item: PlayItem) -> None:
     """Tell the requester their item is playing (a courtesy: it never holds up or stops the playback)."""
     assert item.on_start is not None
     try:
-        await asyncio.wait_for(item.on_start(), ON_START_TIMEOUT)
+        async with asyncio.timeout(ON_START_TIMEOUT):  # not wait_for: on 3.11 it can swallow a cancellation
+            await item.on_start()
     except Exception as exc:  # noqa: BLE001 - the audio matters more than the status line
         log.info("could not say item %s is playing: %s", item.id, type(exc).__name__)
 

@@ -3,9 +3,12 @@ in the channel, gives back what the queued items reserved, and the next ``/join`
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.readaloud.guild_reader import GuildReader
+from bot.voice import player as player_module
 from bot.voice.player import GuildPlayer
 from bot.voice.sessions import CRASH_NOTICE
 from tests.unit.cogs.in_process import InProcessBot
@@ -79,3 +82,33 @@ async def test_a_crashed_reader_ends_the_session_says_so_and_reading_works_after
     await emu.chat.send(emu.user, emu.voice_channel, "Good morning everyone.")
     await emu.wait_for(lambda: in_process_bot.speech.requests, timeout=10, what="the message synthesized")
     assert [r.text for r in in_process_bot.speech.requests] == ["Alice said, Good morning everyone."]
+
+
+async def test_leaving_ends_the_player_even_when_a_library_loses_its_cancellation(
+    in_process_bot: InProcessBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's ``asyncio.wait_for`` returns normally when the call it waits for finishes as the task is
+    cancelled: the cancellation is lost. A player whose loop missed it must still end when its session does
+    (shutdown once hung here for good)."""
+    emu, voice = in_process_bot.emu, in_process_bot.services.voice
+    joined = await emu.invoke("join", {})
+    await joined.wait_message(timeout=20)
+    announced = asyncio.Event()
+
+    async def losing_the_cancellation(item: object) -> None:
+        announced.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # what 3.11's wait_for does in that race
+
+    monkeypatch.setattr(player_module, "_started", losing_the_cancellation)
+    spoken = await emu.invoke("speak", {"text": "One two three four five six seven eight.", "output": "voice"})
+    await spoken.wait_message(timeout=10)
+    await asyncio.wait_for(announced.wait(), 10)
+    session = voice.get(emu.guild.id)
+    assert session is not None
+    leaving = asyncio.ensure_future(voice.leave(emu.guild.id))
+    done, _ = await asyncio.wait([leaving], timeout=10)  # a timeout that cancels the leave would unblock it
+    assert leaving in done and leaving.result() is True
+    assert not emu.voice_connected()

@@ -160,7 +160,7 @@ class World:
         for _ in range(300):
             await asyncio.sleep(0.01)
             reader = self.service.reader(GUILD)
-            if (reader is None or not len(reader.queue)) and self.player.current is None:
+            if (reader is None or not len(reader.queue)) and all(t.done() for t in self.player._tasks.values()):
                 return
         raise AssertionError("the reader did not finish")
 

@@ -42,12 +42,14 @@ class RecordingSession:
     skipped: list[int] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     current: PlayItem | None = None
+    queued: int = 0  # enqueued and not finished
 
     def __post_init__(self) -> None:
         self.release.set()
         self.player = SimpleNamespace(skip_if=self._skip_if)
 
     def enqueue(self, item: PlayItem) -> int:
+        self.queued += 1  # counted now: its task starts on a later turn of the loop
         asyncio.get_running_loop().create_task(self._play(item))
         return 0
 
@@ -63,6 +65,7 @@ class RecordingSession:
             pass  # refused before anything was sent (a budget); the real player reports it
         finally:
             self.current = None
+            self.queued -= 1
             assert item.on_done is not None
             item.on_done()
 
@@ -109,7 +112,7 @@ class World:
         reader = self.service.reader(GUILD)
         for _ in range(200):
             await asyncio.sleep(0.01)
-            if (reader is None or not len(reader.queue)) and self.session.current is None:
+            if (reader is None or not len(reader.queue)) and not self.session.queued:
                 return
         raise AssertionError("the reader did not finish")
 
