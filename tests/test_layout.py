@@ -24,6 +24,7 @@ PROCESS_MODULES = {
     "subprocess",
     "multiprocessing",
     "tests.support.bot_process",
+    "tests.support.bot_launcher",
     "tests.support.bot_fixtures",
     "tests.support.voice_helpers",
 }

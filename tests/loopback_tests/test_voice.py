@@ -283,7 +283,8 @@ async def test_bot_moves_itself(discord_emulator: DiscordEmulator, bot: VoiceBot
     await emu.dispatch("CHANNEL_CREATE", other.to_payload())
     vc = await bot.voice_channel.connect(timeout=10)
     await vc.move_to(bot.get_channel(other.id), timeout=5)
-    assert emu.voice_session().channel_id == other.id and emu.voice_connected()
+    await emu.wait_for(lambda: emu.voice_session().channel_id == other.id and emu.voice_connected(), 10,
+                       "the new voice session")  # move_to returns once the move is asked for, not done
     assert len(emu.voice.sessions(emu.guild)) == 2 and vc.is_connected()
 
 
