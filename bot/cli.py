@@ -170,12 +170,13 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
         )
         loop = asyncio.get_running_loop()
         closing: set[asyncio.Task[None]] = set()  # the close task, referenced until it is done
+        stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _request_close, bot, closing)
+            loop.add_signal_handler(sig, _request_close, bot, closing, stopping)
         loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
         try:
             async with bot:
-                await _start_bounded(bot, settings)
+                await _start_bounded(bot, settings, stopping)
         except discord.LoginFailure:
             raise CLIError("Discord rejected DISCORD_TOKEN. Reset the token in the developer portal.",
                            EXIT_USAGE) from None
@@ -193,9 +194,10 @@ async def _run(settings: Settings, *, force_sync: bool) -> int:
     return EXIT_OK
 
 
-async def _start_bounded(bot: discord.Client, settings: Settings) -> None:
+async def _start_bounded(bot: discord.Client, settings: Settings, stopping: asyncio.Event) -> None:
     """``bot.start``, but a Discord API or gateway that does not answer at start-up ends the run with one line
-    after ``DISCORD_CONNECT_TIMEOUT`` instead of waiting forever (once connected, discord.py reconnects as usual)."""
+    after ``DISCORD_CONNECT_TIMEOUT`` instead of waiting forever (once connected, discord.py reconnects as usual),
+    and a stop asked for (``stopping``) before the first connection ends it at once."""
     timeout = settings.discord_connect_timeout
     where = f" at {settings.discord_api_base}" if settings.discord_api_base else ""
     assert settings.discord_token is not None
@@ -210,8 +212,16 @@ async def _start_bounded(bot: discord.Client, settings: Settings) -> None:
     # here, and the connection task cancelled if it does not come.
     gateway = asyncio.create_task(bot.connect(reconnect=True), name="gateway")
     first = asyncio.create_task(bot.wait_for("connect"), name="first-gateway-connection")
-    done, _ = await asyncio.wait({gateway, first}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    stop = asyncio.create_task(stopping.wait(), name="stop-before-connected")
+    done, _ = await asyncio.wait({gateway, first, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     first.cancel()
+    stop.cancel()
+    if stop in done and first not in done and gateway not in done:
+        # discord.py would go on retrying the shard with its HTTP session closed: a SIGTERM during start-up
+        # stops the bot, it does not wait for a connection that will never come.
+        gateway.cancel()
+        await asyncio.gather(gateway, first, return_exceptions=True)
+        return
     if not done:
         gateway.cancel()
         await asyncio.gather(gateway, first, return_exceptions=True)
@@ -230,8 +240,9 @@ _GATEWAY_REFUSALS = {
 }
 
 
-def _request_close(bot: discord.Client, closing: set[asyncio.Task[None]]) -> None:
+def _request_close(bot: discord.Client, closing: set[asyncio.Task[None]], stopping: asyncio.Event) -> None:
     log.info("shutting down (signal)")
+    stopping.set()
     task = asyncio.ensure_future(bot.close())
     closing.add(task)
     task.add_done_callback(closing.discard)

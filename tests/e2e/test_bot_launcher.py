@@ -17,7 +17,10 @@ from tests.support.bot_process import BotProcess
 
 async def ended(process: BotProcess, timeout: float = 60) -> tuple[int, str]:
     assert process.process is not None
-    return await asyncio.wait_for(process.process.wait(), timeout), process.log
+    try:
+        return await asyncio.wait_for(process.process.wait(), timeout), process.log
+    except TimeoutError:
+        raise AssertionError(f"the bot did not end within {timeout:.0f} s:\n{process.log}") from None
 
 
 @pytest.mark.parametrize(

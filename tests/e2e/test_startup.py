@@ -5,6 +5,7 @@ restart loop; 1: worth trying again)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 from pathlib import Path
 
@@ -60,3 +61,27 @@ async def test_a_gateway_that_never_answers_ends_start_up_within_the_timeout(
         silent.close()
     assert "speechbot: Discord's gateway did not answer within 3 s." in process.log
     assert "Traceback" not in process.log
+
+
+async def test_a_stop_asked_for_while_the_gateway_does_not_answer_ends_the_bot_at_once(
+    discord_emulator: DiscordEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """discord.py retries a shard that cannot connect even after the client is closed: a SIGTERM during start-up
+    (systemd stopping a bot that is still connecting) must not wait for the connection timeout."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.setblocking(False)
+    port = silent.getsockname()[1]
+    monkeypatch.setattr(DiscordEmulator, "gateway_url", property(lambda _: f"ws://127.0.0.1:{port}/gateway"))
+    try:
+        env = {**discord_emulator.env(), "DATA_DIR": str(tmp_path), "DISCORD_CONNECT_TIMEOUT": "120"}
+        process = BotProcess(env, tmp_path / "bot.log")
+        await process.start()
+        loop = asyncio.get_running_loop()
+        connection, _ = await asyncio.wait_for(loop.sock_accept(silent), 60)  # the bot is connecting now
+        assert process.process is not None
+        process.process.send_signal(signal.SIGTERM)
+        assert await finished(process, 20) == 0, process.log
+        connection.close()
+    finally:
+        silent.close()
+    assert "did not answer" not in process.log and "stopped" in process.log

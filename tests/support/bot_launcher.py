@@ -241,7 +241,10 @@ class Launcher:
                 self.exits[message["exit"]] = message["code"]
                 watchers = self._watchers.pop(message["exit"], [])
             for callback in watchers:
-                callback(message["code"])
+                try:
+                    callback(message["code"])
+                except RuntimeError:  # its test's loop is closed already (the test stopped waiting)
+                    pass
         with self._lock:
             self._started_one.notify_all()
 
