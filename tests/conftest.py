@@ -26,12 +26,24 @@ MAX_AUTO_WORKERS = 16
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: one worker per CPU this process may use (a container's cpuset, not the host's count), at least
-    two. More workers than CPUs would fill the time the end-to-end tests spend waiting, but they starve the tests
-    that synthesize and recognize speech against real-time deadlines, and on a shared two-core machine some of
-    those then time out. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it, as pytest-xdist documents."""
+    """``-n auto``: two workers per CPU this process may use (a container's cpuset, not the host's count), at
+    least two. The end-to-end tests spend most of their time waiting (real-time audio, the bot's retry backoffs,
+    Discord's deadlines): a second worker per CPU fills that time. One per CPU used to be the limit, when every
+    bot start cost 1.3 s of CPU and the speech tests then missed their real-time deadlines; since the bots are
+    forked from a pre-imported launcher (``tests/support/bot_launcher.py``) the suite takes about 500 s of CPU
+    and runs in about 5 minutes on two cores with four workers. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it,
+    as pytest-xdist documents."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(2, min(cpus, MAX_AUTO_WORKERS))
+    return max(2, min(cpus if _in_process_only(config) else 2 * cpus, MAX_AUTO_WORKERS))
+
+
+def _in_process_only(config: pytest.Config) -> bool:
+    """Only unit or loopback tests asked for: they never wait, so one worker per CPU (each worker's collection
+    costs CPU too)."""
+    tests = Path(__file__).parent
+    paths = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return bool(paths) and all(
+        any(path.is_relative_to(tests / tree) for tree in ("unit", "loopback_tests")) for path in paths)
 
 
 def _cost_rank(item: pytest.Item) -> int:

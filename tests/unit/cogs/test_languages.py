@@ -183,11 +183,9 @@ async def test_read_aloud_asks_for_speech_in_the_servers_language(in_process_bot
 
 async def test_speak_in_a_server_set_to_german_asks_for_german_speech(in_process_bot: InProcessBot) -> None:
     emu, speech = in_process_bot.emu, in_process_bot.speech
-    await emu.invoke("speak", {"text": "before"})
-    await emu.wait_for(lambda: len(speech.requests) == 1, timeout=20, what="the first speech request")
+    await (await emu.invoke("speak", {"text": "before"})).wait_message(timeout=20)
     await in_process_bot.store.update_guild_settings(emu.guild.id, language=SpeechLanguage.DE)
-    await emu.invoke("speak", {"text": "Guten Morgen"})
-    await emu.wait_for(lambda: len(speech.requests) == 2, timeout=20, what="the second speech request")
+    await (await emu.invoke("speak", {"text": "Guten Morgen"})).wait_message(timeout=20)  # the bot is done with it
     assert [(request.text, request.language) for request in speech.requests] == [("before", None),
                                                                                   ("Guten Morgen", "de")]
 
