@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,43 +46,39 @@ async def test_a_discord_api_that_never_answers_ends_start_up_within_the_timeout
                      "Check the network (and DISCORD_API_BASE if set); DISCORD_CONNECT_TIMEOUT sets the wait.")]
 
 
-async def test_a_gateway_that_never_answers_ends_start_up_within_the_timeout(
-    discord_emulator: DiscordEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def silent_gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """The gateway that GET /gateway/bot names (as on Discord) accepts connections and never answers."""
     silent = socket.create_server(("127.0.0.1", 0))
+    silent.setblocking(False)
     port = silent.getsockname()[1]
-    # GET /gateway/bot names the gateway to connect to, as on Discord: here one that accepts and never answers
     monkeypatch.setattr(DiscordEmulator, "gateway_url", property(lambda _: f"ws://127.0.0.1:{port}/gateway"))
-    try:
-        env = {**discord_emulator.env(), "DATA_DIR": str(tmp_path), "DISCORD_CONNECT_TIMEOUT": "3"}
-        process = BotProcess(env, tmp_path / "bot.log")
-        await process.start()
-        assert await finished(process, 60) == 1
-    finally:
-        silent.close()
+    with silent:
+        yield silent
+
+
+async def test_a_gateway_that_never_answers_ends_start_up_within_the_timeout(
+    discord_emulator: DiscordEmulator, tmp_path: Path, silent_gateway: socket.socket
+) -> None:
+    env = {**discord_emulator.env(), "DATA_DIR": str(tmp_path), "DISCORD_CONNECT_TIMEOUT": "3"}
+    process = BotProcess(env, tmp_path / "bot.log")
+    await process.start()
+    assert await finished(process, 60) == 1
     assert "speechbot: Discord's gateway did not answer within 3 s." in process.log
     assert "Traceback" not in process.log
 
 
 async def test_a_stop_asked_for_while_the_gateway_does_not_answer_ends_the_bot_at_once(
-    discord_emulator: DiscordEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    discord_emulator: DiscordEmulator, tmp_path: Path, silent_gateway: socket.socket
 ) -> None:
     """discord.py retries a shard that cannot connect even after the client is closed: a SIGTERM during start-up
     (systemd stopping a bot that is still connecting) must not wait for the connection timeout."""
-    silent = socket.create_server(("127.0.0.1", 0))
-    silent.setblocking(False)
-    port = silent.getsockname()[1]
-    monkeypatch.setattr(DiscordEmulator, "gateway_url", property(lambda _: f"ws://127.0.0.1:{port}/gateway"))
-    try:
-        env = {**discord_emulator.env(), "DATA_DIR": str(tmp_path), "DISCORD_CONNECT_TIMEOUT": "120"}
-        process = BotProcess(env, tmp_path / "bot.log")
-        await process.start()
-        loop = asyncio.get_running_loop()
-        connection, _ = await asyncio.wait_for(loop.sock_accept(silent), 60)  # the bot is connecting now
+    env = {**discord_emulator.env(), "DATA_DIR": str(tmp_path), "DISCORD_CONNECT_TIMEOUT": "120"}
+    process = BotProcess(env, tmp_path / "bot.log")
+    await process.start()
+    connection, _ = await asyncio.wait_for(asyncio.get_running_loop().sock_accept(silent_gateway), 60)
+    with connection:  # the bot is connecting now
         assert process.process is not None
         process.process.send_signal(signal.SIGTERM)
         assert await finished(process, 20) == 0, process.log
-        connection.close()
-    finally:
-        silent.close()
     assert "did not answer" not in process.log and "stopped" in process.log
