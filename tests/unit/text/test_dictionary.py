@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.text.dictionary import (
+    MAX_ENTRIES,
     MAX_INPUT_CHARS,
     DictionaryEntry,
     DictionaryError,
@@ -167,3 +170,10 @@ def test_validate_only_raises_dictionary_error(entry: DictionaryEntry) -> None:
         validate_entry(entry)
     except DictionaryError as error:
         assert str(error)
+
+
+def test_a_cold_cache_does_not_cost_a_dictionary_its_last_entries() -> None:
+    """Compiling 500 new patterns takes longer than the whole budget: it happens before the clock starts."""
+    fresh = uuid.uuid4().hex[:8]  # patterns no earlier test compiled
+    entries = [E(f"w{i}{fresh}", "x") for i in range(MAX_ENTRIES)]
+    assert apply_dictionary(f"w0{fresh} w{MAX_ENTRIES - 1}{fresh}", entries) == "x x"
