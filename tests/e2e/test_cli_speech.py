@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from bot.audio.formats import AudioFormat, sniff
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.speech_server import Fault, SpeechEndpoint
 from tests.support.audio_check import assert_duration_plausible, duration_seconds, recognize_audio
+from tests.support.bot_launcher import ROOT, forkable, launcher
 from tests.support.bot_process import checkout_pythonpath
 
 KEY = "sk-test-SECRETKEY-0123456789"
@@ -21,18 +23,21 @@ PHRASES = ["hello world", "please join the voice channel", "good morning everyon
 
 
 async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, bytes, str]:
+    """``python -m bot *args`` in ``cwd``: exit code, stdout, stderr (forked from the worker's launcher unless
+    ``env`` needs a fresh interpreter: ``tests/support/bot_launcher.py``)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SPEECH_", "DEV_GUILD"))}
-    base["PYTHONPATH"] = checkout_pythonpath()  # this checkout's code, whichever checkout the venv installed
+    # PYTHONPATH: this checkout's code (a git worktree too), whatever the venv installed (as tests/bot_process.py)
+    full_env = {**base, "DATA_DIR": str(cwd), "PYTHONPATH": str(ROOT), **env}
+    if forkable(full_env):
+        with tempfile.TemporaryDirectory(prefix="speechbot-cli-") as outputs:  # not in cwd: check writes nothing
+            stdout, stderr = Path(outputs, "stdout"), Path(outputs, "stderr")
+            launched = await asyncio.to_thread(launcher().launch, full_env, str(cwd), args, stdout, stderr)
+            code = await asyncio.wait_for(launched.wait(), 90)
+            return code, stdout.read_bytes() if stdout.exists() else b"", (
+                stderr.read_text(errors="replace") if stderr.exists() else "")
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        # PYTHONPATH: this checkout's code (a git worktree too), whatever the venv installed (as tests/bot_process.py)
-        env={**base, "DATA_DIR": str(cwd), "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env},
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "bot", *args, env=full_env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 90)
     return process.returncode or 0, out, err.decode()

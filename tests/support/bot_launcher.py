@@ -2,18 +2,21 @@
 
 ``python -m bot run`` spends about 1.3 s of CPU importing discord.py, aiohttp, SQLAlchemy, PyAV and the bot
 before it does anything; the end-to-end suite starts some two hundred of them. Each pytest worker therefore keeps
-one *launcher*: a process that imports what ``run`` imports, once, then forks a child per bot. The child sets the
-test's environment, working directory and log, and calls the same ``bot.cli.main`` that ``python -m bot`` calls,
-so everything the bot does after its imports is the real process's: its own pid, signals, sockets, exit code.
+one *launcher*: a process that imports what ``run`` imports, once, then forks a child per bot (and per CLI run of
+the tests: ``say``, ``check``, ``stats``). The child sets the test's environment, working directory and output
+files, and calls the same ``bot.cli.main`` that ``python -m bot`` calls, so everything the bot does after its
+imports is the real process's: its own pid, signals, sockets, output and exit code.
 
 What differs from an exec'd process, and is taken care of: the environment is applied after the imports (the
 bot reads it at run time; aiohttp's default TLS context is made at import and is remade when ``SSL_CERT_FILE``
 differs), and Python's start-up options (``PYTHONFAULTHANDLER``, unbuffered output) are applied by hand. Tests
-that exercise the entry points themselves (the ``speechbot`` script, a different ``PYTHONPATH``, clean venvs)
-still exec a fresh interpreter (``BotProcess`` decides).
+that exercise the entry points themselves (the ``speechbot`` script, a different ``PYTHONPATH``, clean venvs, a
+terminal) still exec a fresh interpreter (:func:`forkable` decides), and ``SPEECHBOT_TESTS_EXEC=1`` makes every
+one a fresh interpreter.
 
-The protocol on the launcher's stdin/stdout is one JSON object per line: ``{"env", "cwd", "args", "log"}`` in,
-``{"pid"}`` back; ``{"exit": pid, "code": returncode}`` when a child ends (negative: killed by that signal).
+The protocol on the launcher's stdin/stdout is one JSON object per line: ``{"env", "cwd", "args", "stdout",
+"stderr"}`` (file paths) in, ``{"pid"}`` back; ``{"exit": pid, "code": returncode}`` when a child ends
+(negative: killed by that signal).
 """
 
 from __future__ import annotations
@@ -101,13 +104,13 @@ def _child(request: dict[str, Any], launcher_fds: tuple[int, int]) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in launcher_fds:
             os.close(fd)
-        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
         os.close(devnull)
+        for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            os.dup2(out, fd)
+            os.close(out)
         # PYTHONUNBUFFERED=1, as the exec'd process has it
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True, line_buffering=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True, line_buffering=True,
@@ -154,6 +157,12 @@ def _remake_aiohttp_default_tls() -> None:
 
 
 # -- the worker's side ---------------------------------------------------------------------------------------
+
+
+def forkable(env: Mapping[str, str]) -> bool:
+    """Whether a ``python -m bot`` with ``env`` can come from the launcher: this checkout's code on the path and
+    nothing else (a ``sitecustomize`` elsewhere needs a fresh interpreter), unless ``SPEECHBOT_TESTS_EXEC=1``."""
+    return env.get("PYTHONPATH") == str(ROOT) and os.environ.get("SPEECHBOT_TESTS_EXEC") != "1"
 
 
 class LaunchedProcess:
@@ -210,8 +219,12 @@ class Launcher:
         self._reader.start()
         atexit.register(self.close)
 
-    def launch(self, env: Mapping[str, str], cwd: str, args: tuple[str, ...], log: Path) -> LaunchedProcess:
-        request = json.dumps({"env": dict(env), "cwd": cwd, "args": list(args), "log": str(log)})
+    def launch(self, env: Mapping[str, str], cwd: str, args: tuple[str, ...], stdout: Path,
+               stderr: Path | None = None) -> LaunchedProcess:
+        """Fork ``python -m bot *args``; its output is appended to ``stdout`` and ``stderr`` (the same file when
+        ``stderr`` is None)."""
+        request = json.dumps({"env": dict(env), "cwd": cwd, "args": list(args), "stdout": str(stdout),
+                              "stderr": str(stderr or stdout)})
         with self._lock:
             assert self._process.stdin is not None
             self._process.stdin.write(request.encode() + b"\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
-from tests.support.bot_launcher import LaunchedProcess, launcher
+from tests.support.bot_launcher import LaunchedProcess, forkable, launcher
 
 if TYPE_CHECKING:
     from tests.loopback.discord import DiscordEmulator
@@ -46,16 +46,9 @@ class BotProcess:
         self.command = [str(script)] if console_script else [sys.executable, "-m", "bot"]
         self.process: asyncio.subprocess.Process | LaunchedProcess | None = None
 
-    @property
-    def forkable(self) -> bool:
-        """Whether the worker's launcher can start it (``tests.support.bot_launcher``): ``python -m bot`` with this
-        checkout on the path, unless ``SPEECHBOT_TESTS_EXEC=1`` asks for a fresh interpreter every time."""
-        return (not self.console_script and self.env.get("PYTHONPATH") == str(ROOT)
-                and os.environ.get("SPEECHBOT_TESTS_EXEC") != "1")
-
     async def start(self) -> None:
         self._log_file = self.log_path.open("wb")
-        if self.forkable:
+        if not self.console_script and forkable(self.env):  # tests.support.bot_launcher
             self.process = await asyncio.to_thread(
                 launcher().launch, self.env, self.env.get("DATA_DIR", str(ROOT)), self.args, self.log_path)
             return
