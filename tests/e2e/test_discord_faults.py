@@ -249,7 +249,7 @@ async def test_an_upload_discord_keeps_failing_ends_in_one_log_line_and_the_bot_
     error = await interaction.wait_message(timeout=60)
     assert error.ephemeral and "Discord" in error.content and not error.attachments
     assert [c.status for c in calls(emu, "POST", FOLLOWUP)] == [503] * 5 + [200]
-    lines = [line for line in bot.log.splitlines() if "503" in line and "speak" in line]
+    lines = [line for line in bot.log.splitlines() if "command speak: Discord answered 503" in line]
     assert len(lines) == 1, bot.log
     message = await (await speak(emu, text="Good morning everyone.")).wait_message(timeout=30)
     assert not message.ephemeral and message.attachments
