@@ -219,7 +219,8 @@ async def test_a_cloudflare_ban_is_not_retried_the_user_is_told_and_the_bot_goes
     assert error.ephemeral and "Discord" in error.content and "Traceback" not in error.content
     assert not error.attachments and interaction.original_deleted
     assert [c.status for c in calls(emu, "POST", FOLLOWUP)] == [429, 200]  # the upload once, then the error
-    await emu.wait_for(lambda: "429" in bot.log, timeout=5, what="the log line")
+    await emu.wait_for(lambda: "command speak: Discord answered 429" in bot.log and "Cloudflare ban" in bot.log,
+                       timeout=5, what="the log line")
     assert "Voices:" in await voices(emu)
     assert secrets_in_log(bot, emu) == [] and log_problems(bot.log, (API_KEY, emu.token)) == []
 
