@@ -216,15 +216,11 @@ async def _start_bounded(bot: discord.Client, settings: Settings, stopping: asyn
     done, _ = await asyncio.wait({gateway, first, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     first.cancel()
     stop.cancel()
-    if stop in done and first not in done and gateway not in done:
-        # discord.py would go on retrying the shard with its HTTP session closed: a SIGTERM during start-up
-        # stops the bot, it does not wait for a connection that will never come.
+    if first not in done and gateway not in done:
         gateway.cancel()
         await asyncio.gather(gateway, first, return_exceptions=True)
-        return
-    if not done:
-        gateway.cancel()
-        await asyncio.gather(gateway, first, return_exceptions=True)
+        if stop in done:  # a SIGTERM during start-up: discord.py would go on retrying with its session closed
+            return
         raise CLIError(f"Discord's gateway did not answer within {timeout:.0f} s. Check the network (and "
                        "DISCORD_GATEWAY_URL if set); DISCORD_CONNECT_TIMEOUT sets the wait.")
     await asyncio.gather(first, return_exceptions=True)

@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
-from tests.support.bot_launcher import LaunchedProcess, forkable, launcher
+from tests.support.bot_launcher import ROOT, LaunchedProcess, forkable, launcher
 
 if TYPE_CHECKING:
     from tests.loopback.discord import DiscordEmulator
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def checkout_pythonpath(*first: Path) -> str:
