@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import pyast
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 TREES = ("unit", "e2e", "loopback_tests")
@@ -38,7 +40,7 @@ PROCESS_CALLS = {
 def process_problems(source: str) -> list[str]:
     """Why a test module's source is not an in-process test (empty if it is one)."""
     problems: list[str] = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(pyast.parse(source)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:

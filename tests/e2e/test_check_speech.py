@@ -12,7 +12,9 @@ from tests.loopback.speech_server import Fault, ServerQuirks, SpeechEndpoint
 
 
 async def check(emu: DiscordEmulator, tmp_path: Path, base_url: str, **env: str) -> tuple[int, str]:
-    settings = {**emu.env(), "SPEECH_API_BASE_URL": base_url, "SPEECH_BACKEND": "openai", "SPEECH_TIMEOUT": "5",
+    """``speechbot check`` against ``base_url``. SPEECH_TIMEOUT is generous: the double synthesizes every speed
+    the check measures, which takes seconds on a busy machine, and no test here waits for a timeout."""
+    settings = {**emu.env(), "SPEECH_API_BASE_URL": base_url, "SPEECH_BACKEND": "openai", "SPEECH_TIMEOUT": "30",
                 "SPEECH_FALLBACK": "none", **env}
     code, out, err = await run_cli("check", env=settings, cwd=tmp_path)
     assert "Traceback" not in err, err

@@ -16,7 +16,7 @@ from bot.audio.decode import duration_seconds
 from bot.storage import Store
 from tests.loopback.discord import DiscordEmulator
 from tests.loopback.discord_voice_session import SAMPLE_RATE, decode_pcm
-from tests.loopback.speech_server import Fault, ServerQuirks, SpeechEndpoint
+from tests.loopback.speech_server import Fault, ServerQuirks, SpeechEndpoint, local_speech
 from tests.support.bot_process import BotProcess
 from tests.support.voice_helpers import (
     API_KEY,
@@ -259,12 +259,15 @@ async def test_a_stream_that_stalls_or_is_cut_mid_play_ends_that_item_and_the_qu
     expected: str, items_heard: int,
 ) -> None:
     emu = discord_emulator
-    # SPEECH_TIMEOUT 5 s (below the 6 s stall): the endpoint synthesizes the long text with piper before its
-    # first byte, which on a loaded 2-core machine can pass 2 s; a first-byte timeout would retry and use up
-    # the one-shot fault on the wrong attempt.
+    # SPEECH_TIMEOUT 5 s (below the 6 s stall). The endpoint synthesizes a text with piper before its first byte,
+    # which on a busy 2-core machine can pass 5 s for the long one: a first-byte timeout would retry and use up
+    # the one-shot fault on the wrong attempt. So both texts are synthesized before the bot asks for them.
+    long_text = "One two three four five six seven eight nine ten. " * 4
+    for text in (long_text, "Thank you for listening."):
+        await local_speech({"input": text, "response_format": "opus"})
     async with voice_bot(emu, speech_endpoint, tmp_path, SPEECH_TIMEOUT="5"):
         speech_endpoint.inject(fault)
-        broken = await speak_in_voice(emu, "One two three four five six seven eight nine ten. " * 4)
+        broken = await speak_in_voice(emu, long_text)
         await broken.wait_message(timeout=30)
         nxt = await speak_in_voice(emu, "Thank you for listening.")
         await nxt.wait_message(timeout=30)

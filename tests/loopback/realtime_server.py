@@ -39,7 +39,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.speech.catalog import REALTIME_SPEEDS, REALTIME_VOICES
-from tests.loopback.realtime_spec import Problem, client_event_problems, server_event_problems
+from tests.loopback.realtime_spec import Problem, client_event_problems, server_event_problems, warm_up_validation
 
 REALTIME_PATH = "/v1/realtime"
 MODELS_PATH = "/v1/models"
@@ -174,6 +174,7 @@ class RealtimeEndpoint:
         host, port = self._runner.addresses[0][:2]
         self.base_url = f"http://{host}:{port}/v1"
         await warm_up()
+        warm_up_validation()
 
     async def close(self) -> None:
         self._closing.set()

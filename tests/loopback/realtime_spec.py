@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, get_args
 
-from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 
@@ -44,12 +43,23 @@ def _by_type(union: Any) -> dict[str, type[BaseModel]]:
 
 @cache
 def client_event_types() -> dict[str, type[BaseModel]]:
+    from openai.types.realtime import RealtimeClientEvent  # imported here: the SDK costs ~1 s of CPU to import
+
     return _by_type(RealtimeClientEvent)
 
 
 @cache
 def _server_adapter() -> TypeAdapter[Any]:
+    from openai.types.realtime import RealtimeServerEvent
+
     return TypeAdapter(RealtimeServerEvent)
+
+
+def warm_up_validation() -> None:
+    """Import the SDK and build its validators now, before a client connects: the first event would otherwise
+    wait for them (over a second on a busy machine, longer than a client's set-up timeout)."""
+    client_event_types()
+    _server_adapter()
 
 
 def client_event_problems(event: Any) -> list[Problem]:

@@ -441,7 +441,7 @@ def _split(data: bytes, parts: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-_SPEECH_CACHE: dict[str, tuple[bytes, str]] = {}
+_SPEECH_CACHE: dict[tuple[str, str, float], tuple[bytes, str]] = {}
 _ENGINE_VOICE = "loopback"
 _engine: Any = None
 
@@ -449,15 +449,17 @@ _engine: Any = None
 async def local_speech(body: Mapping[str, Any]) -> tuple[bytes, str]:
     """Real speech from the offline piper engine in the requested format.
 
-    One engine serves the whole test session (loading the model takes ~0.4 s) and results are cached per
-    request body, so a suite that repeats a request synthesizes it once. Every voice speaks as piper's joe.
+    One engine serves the whole test session (loading the model takes ~0.4 s) and results are cached by what
+    the audio depends on (text, format, speed: every voice and model speaks as piper's joe), so a suite that
+    repeats a text synthesizes it once. A test that must not wait for synthesis on a busy machine calls this
+    first with the request it is about to cause.
     """
     global _engine
     from bot.audio.formats import AudioFormat
     from bot.speech.local import LocalSpeechEngine
     from bot.speech.models import SpeechRequest, read_all
 
-    key = json.dumps(body, sort_keys=True)
+    key = (str(body["input"]), str(body["response_format"]), float(body.get("speed", 1.0)))
     if key not in _SPEECH_CACHE:
         if _engine is None:
             _engine = LocalSpeechEngine([_ENGINE_VOICE])

@@ -282,8 +282,8 @@ async def test_bot_moves_itself(discord_emulator: DiscordEmulator, bot: VoiceBot
     other = emu.build.channel(emu.guild, "Other voice", type=VOICE_CHANNEL)
     await emu.dispatch("CHANNEL_CREATE", other.to_payload())
     vc = await bot.voice_channel.connect(timeout=10)
-    await vc.move_to(bot.get_channel(other.id), timeout=5)
-    await emu.wait_for(lambda: emu.voice_session().channel_id == other.id and emu.voice_connected(), 10,
+    await vc.move_to(bot.get_channel(other.id), timeout=30)
+    await emu.wait_for(lambda: emu.voice_session().channel_id == other.id and emu.voice_connected(), 30,
                        "the new voice session")  # move_to returns once the move is asked for, not done
     assert len(emu.voice.sessions(emu.guild)) == 2 and vc.is_connected()
 

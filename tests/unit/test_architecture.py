@@ -6,6 +6,8 @@ import ast
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support import pyast
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Layers that know nothing of Discord: they take ids and plain values, so they run (and are tested) without it.
 DISCORD_FREE = ("bot/text", "bot/i18n", "bot/audio", "bot/speech", "bot/storage", "bot/readaloud",
@@ -20,7 +22,7 @@ PRIVATE_DISCORD_IMPORTERS = ("bot/discord_internals.py", "bot/discord_endpoints.
 def imports(path: Path) -> set[str]:
     """Every module ``path`` imports, at any depth (function-level and TYPE_CHECKING imports included)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(pyast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

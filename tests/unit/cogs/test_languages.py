@@ -35,6 +35,7 @@ from bot.speech.errors import SpeechRejectedError, SpeechServiceError
 from bot.speech.factory import LOCAL_LABEL
 from bot.speech.failover import Engine, FailoverReason, Served
 from bot.speech.models import SpeechBackend, SpeechStream
+from tests.support import pyast
 from tests.unit.cogs.in_process import InProcessBot
 
 #: Discord's rule for command and option names (its docs, "Application Command Naming"); lowercase where the
@@ -450,7 +451,7 @@ def english_literals(source: str) -> list[str]:
     """"line: text" for every literal with a word in it that a function of ``source`` sends without a catalogue
     (module-level choices are the command surface, translated at sync)."""
     found = []
-    for function in ast.walk(ast.parse(source)):
+    for function in ast.walk(pyast.parse(source)):
         if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         for call in ast.walk(function):

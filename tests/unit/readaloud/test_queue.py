@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.readaloud.queue import FairQueue
+from tests.support.properties import examples
 
 
 def drain(queue: FairQueue[str], now: float = 100.0) -> list[str]:
@@ -101,7 +102,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(operations, st.integers(1, 8))
 def test_nothing_is_lost_order_is_kept_and_no_author_is_served_twice_while_another_waits(
     ops: list[tuple[str, int]], limit: int

@@ -17,6 +17,7 @@ from bot.text.dictionary import (
     growth_limit,
     validate_entry,
 )
+from tests.support.properties import examples
 
 E = DictionaryEntry
 
@@ -154,7 +155,7 @@ entries = st.lists(
 
 
 @pytest.mark.slow
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(texts, entries)
 @example("", [DictionaryEntry("{s", "", True)])  # valid for ``re``, refused by the ``regex`` engine that runs it
 def test_apply_never_raises_and_respects_growth(text: str, dictionary: list[DictionaryEntry]) -> None:
@@ -163,7 +164,7 @@ def test_apply_never_raises_and_respects_growth(text: str, dictionary: list[Dict
 
 
 @pytest.mark.slow
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.builds(DictionaryEntry, st.text(max_size=120), st.text(max_size=120), st.booleans()))
 def test_validate_only_raises_dictionary_error(entry: DictionaryEntry) -> None:
     try:

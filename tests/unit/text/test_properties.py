@@ -12,6 +12,7 @@ from bot.text import CleaningOptions, MessageInput, clean_message, display_name_
 from bot.text.cleaning import MAX_NAME_CHARS
 from bot.text.normalize import is_blank
 from bot.text.splitting import truncate
+from tests.support.properties import examples
 
 pytestmark = pytest.mark.slow  # thousands of generated inputs per test
 
@@ -77,7 +78,7 @@ def assert_speakable(text: str, limit: int) -> None:
     assert not URL_SHAPED.search(text), text
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages, options, st.booleans())
 def test_clean_message_is_always_speakable(message: MessageInput, opts: CleaningOptions, author: bool) -> None:
     assert_speakable(clean_message(message, opts, include_author=author), opts.max_chars)
@@ -86,14 +87,14 @@ def test_clean_message_is_always_speakable(message: MessageInput, opts: Cleaning
 @example("0[](HTTP://)00", {}, CleaningOptions(max_chars=3, max_repeat=1))
 @example("-0000000000", {}, CleaningOptions(max_chars=10, max_repeat=1))  # once "- and more", then "and more"
 @example("@EVERYONE0", {}, CleaningOptions(max_chars=9, max_repeat=1))  # cut to "@EVERYONE", then "everyone"
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(2000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(contents, mention_maps, options)
 def test_cleaning_is_idempotent(content: str, users: dict[int, str], opts: CleaningOptions) -> None:
     once = clean_message(MessageInput(content=content, mentions=users), opts)
     assert clean_message(MessageInput(content=once, mentions=users), opts) == once
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.text(max_size=400), options)
 def test_arbitrary_unicode_is_speakable(content: str, opts: CleaningOptions) -> None:
     once = clean_message(MessageInput(content=content), opts)
@@ -101,7 +102,7 @@ def test_arbitrary_unicode_is_speakable(content: str, opts: CleaningOptions) -> 
     assert clean_message(MessageInput(content=once), opts) == once
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(ids, names, st.sampled_from(["<@{}>", "<@!{}>"]))
 def test_user_mentions_read_as_the_spoken_display_name(user: int, name: str, form: str) -> None:
     spoken = clean_message(MessageInput(content="hi " + form.format(user), mentions={user: name}))
@@ -117,13 +118,13 @@ prose = st.lists(
 ).map(" ".join)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(prose)
 def test_plain_prose_is_read_unchanged(text: str) -> None:
     assert clean_message(MessageInput(content=text), CleaningOptions(max_chars=4096)) == text
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(names)
 def test_display_names_are_clean_and_stable(name: str) -> None:
     spoken = display_name_for_speech(name)
@@ -132,7 +133,7 @@ def test_display_names_are_clean_and_stable(name: str) -> None:
     assert display_name_for_speech(spoken) == spoken
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.text(max_size=300), st.integers(min_value=1, max_value=300))
 def test_truncate_never_exceeds_the_limit(text: str, limit: int) -> None:
     result = truncate(text, limit)
@@ -146,7 +147,7 @@ split_texts = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(split_texts, st.integers(min_value=1, max_value=120))
 def test_split_for_speech_invariants(text: str, limit: int) -> None:
     pieces = split_for_speech(text, limit)
@@ -157,7 +158,7 @@ def test_split_for_speech_invariants(text: str, limit: int) -> None:
         assert " ".join(pieces).split() == text.split()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(split_texts.map(lambda t: t * 20))
 def test_split_at_the_real_limit(text: str) -> None:
     pieces = split_for_speech(text)
