@@ -121,6 +121,7 @@ def test_a_default_voice_the_server_does_not_list_stays_first_unless_speech_voic
     assert "nova" in narrowed.warnings[0] and "SPEECH_DEFAULT_VOICE" in narrowed.warnings[1]
 
 
+@pytest.mark.slow  # real speech at six speeds, each synthesized by the double
 async def test_a_server_that_honours_everything_is_measured_so(session: aiohttp.ClientSession) -> None:
     async with SpeechEndpoint(quirks=ServerQuirks(distinct_voices=True)) as endpoint:
         result = await probe_endpoint(client_for(session, endpoint, ["alloy", "nova"]), ["alloy", "nova"],
@@ -130,6 +131,7 @@ async def test_a_server_that_honours_everything_is_measured_so(session: aiohttp.
     assert endpoint.failures == []
 
 
+@pytest.mark.slow  # real speech at six speeds, each synthesized by the double
 async def test_clamped_speeds_and_one_voice_under_every_name_are_found(
     session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,4 +1,5 @@
-"""Property tests: clean_message and split_for_speech hold their promises on thousands of generated inputs."""
+"""Property tests: clean_message and split_for_speech hold their promises on generated inputs (hundreds per test;
+thousands with SPEECHBOT_TEST_THOROUGH=1, tests/support/properties.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from bot.text.normalize import is_blank
 from bot.text.splitting import truncate
 from tests.support.properties import examples
 
-pytestmark = pytest.mark.slow  # thousands of generated inputs per test
+pytestmark = pytest.mark.slow  # hundreds of generated inputs per test
 
 #: Raw markup that must never be spoken.
 RAW_MARKUP = re.compile(r"<(?:@!?|@&|#)\d+>|<a?:\w+:\d+>")
