@@ -239,7 +239,10 @@ async def test_4006_reconnects_and_playback_goes_on_or_ends_cleanly(discord_emul
     assert before == expected[:len(before)] and second.token != first.token and second.ssrc != first.ssrc
     assert emu.voice_connected() and vc.is_connected()
     if after:  # the usual outcome: the player carried on in the new session
-        assert after == expected[-len(after):] and len(before) + first.late_packets + len(after) == len(expected)
+        # stock discord.py drops a frame it sends while the reconnect swaps the socket ("A packet has been
+        # dropped", voice_client.py); a busy machine can put one or two there
+        dropped = len(expected) - (len(before) + first.late_packets + len(after))
+        assert after == expected[-len(after):] and 0 <= dropped <= 2
         assert problems_after_reconnect(second) == [] and second.trailing_silence() == 5
     else:  # discord.py's player gives up if it checks the connection inside the reconnect's brief disconnect
         assert second.packets == []
