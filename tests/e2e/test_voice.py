@@ -262,18 +262,25 @@ async def test_a_stream_that_stalls_or_is_cut_mid_play_ends_that_item_and_the_qu
     # SPEECH_TIMEOUT 5 s (well below the 15 s stall). The endpoint synthesizes a text with piper before its first byte,
     # which on a busy 2-core machine can pass 5 s for the long one: a first-byte timeout would retry and use up
     # the one-shot fault on the wrong attempt. So both texts are synthesized before the bot asks for them.
-    long_text = "One two three four five six seven eight nine ten. " * 4
+    long_text = ("One two three four five six seven eight nine ten. " * 4).strip()  # as the bot sends it
     for text in (long_text, "Thank you for listening."):
         await local_speech({"input": text, "response_format": "opus"})
-    async with voice_bot(emu, speech_endpoint, tmp_path, SPEECH_TIMEOUT="5"):
+    async with voice_bot(emu, speech_endpoint, tmp_path, SPEECH_TIMEOUT="5") as bot:
+        # in the channel first, so that what the stall interrupts is playback, not a join
+        await join(emu)
+        session = await current_session(emu)
         speech_endpoint.inject(fault)
         broken = await speak_in_voice(emu, long_text)
         await broken.wait_message(timeout=30)
         nxt = await speak_in_voice(emu, "Thank you for listening.")
         await nxt.wait_message(timeout=30)
-        error = await broken.wait_message(timeout=30, index=1)
-        assert error.ephemeral and expected in error.content
-        session = await current_session(emu)
+        try:
+            error = await broken.wait_message(timeout=30, index=1)
+        except TimeoutError:
+            said = [m.content for m in broken.messages]
+            log = "\n".join(line for line in bot.log.splitlines() if " DEBUG " not in line)
+            pytest.fail(f"no followup; the /speak said {said}\n{log[-6000:]}")
+        assert error.ephemeral and expected in error.content, bot.log[-4000:]
         await emu.wait_for(lambda: len(segments(session)) >= items_heard, timeout=30, what="the next item")
         await session.wait_idle(quiet=0.8, timeout=30)
         assert len(segments(session)) == items_heard
