@@ -7,6 +7,7 @@ its own PostgreSQL schema or database (``tests/support/storage_fixtures.py``).""
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -57,3 +58,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Run the heavy tests first (a stable sort: the order within a file is kept), so that a parallel run does not
     end on a worker still busy with a 20-second test while the others are idle."""
     items.sort(key=_cost_rank)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move everything collection created (every module imported, ~190,000 objects a worker) out of the garbage
+    collector's sight: it lives until the process ends, and each full collection would otherwise walk it again.
+    Measured on the quick unit subset (two workers, three runs each way): 35.0 s against 39.1 s."""
+    gc.collect()
+    gc.freeze()

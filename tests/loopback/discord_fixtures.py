@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
 
-from tests.loopback.discord import DiscordEmulator
-
+if TYPE_CHECKING:  # imported by the fixture: pytest's main process under xdist never needs the doubles
+    from tests.loopback.discord import DiscordEmulator
 
 @pytest_asyncio.fixture
 async def discord_emulator() -> AsyncIterator[DiscordEmulator]:
     """A started emulator; the test fails at teardown if the bot violated the protocol."""
+    from tests.loopback.discord import DiscordEmulator
+
     emulator = DiscordEmulator(token="test-token")
     await emulator.start()
     try:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.loopback.realtime_server import RealtimeEndpoint
+if TYPE_CHECKING:  # imported by the fixture: pytest's main process under xdist never needs the doubles
+    from tests.loopback.realtime_server import RealtimeEndpoint
+
 from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 
 #: The model the Realtime tests configure: OpenAI's named replacement of the /audio/speech models.
@@ -16,6 +19,8 @@ REALTIME_MODEL = "gpt-realtime-2.1-mini"
 @pytest.fixture
 async def realtime_endpoint() -> AsyncIterator[RealtimeEndpoint]:
     """A strict Realtime API double speaking real speech; the test fails if the bot broke the protocol."""
+    from tests.loopback.realtime_server import RealtimeEndpoint
+
     endpoint = RealtimeEndpoint(api_key=SPEECH_TEST_KEY)
     await endpoint.start()
     try:

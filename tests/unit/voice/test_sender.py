@@ -84,7 +84,7 @@ async def test_many_streams_share_one_thread_and_each_keeps_its_order() -> None:
     loop = asyncio.get_running_loop()
     sender = PacketSender()
     clients = [RecordingVoiceClient(loop, guild) for guild in range(20)]
-    started = [await play(sender, client, filled_source(packets(i, 25))) for i, client in enumerate(clients)]
+    started = [await play(sender, client, filled_source(packets(i, 10))) for i, client in enumerate(clients)]
     while sum(len(c.sent) > 0 for c in clients) < 20:
         await asyncio.sleep(0.005)
     names = [t.name for t in threading.enumerate()]
@@ -92,7 +92,7 @@ async def test_many_streams_share_one_thread_and_each_keeps_its_order() -> None:
     errors = await asyncio.wait_for(asyncio.gather(*(done for _, done in started)), 10)
     assert errors == [None] * 20
     for i, client in enumerate(clients):
-        assert client.sent == packets(i, 25) + [SILENCE_FRAME] * 5
+        assert client.sent == packets(i, 10) + [SILENCE_FRAME] * 5
         await asyncio.sleep(0)  # let the SPEAKING coroutines run
     await asyncio.sleep(0.05)
     for client in clients:
@@ -110,9 +110,9 @@ async def test_a_slow_stream_gets_silence_and_does_not_hold_up_the_others() -> N
     slow_source = StreamedOpusSource(stall_timeout=5)
     slow_source.push(packets(1, 2)[:1])
     _, slow_done = await play(sender, slow, slow_source)
-    _, fast_done = await play(sender, fast, filled_source(packets(2, 30)))
+    _, fast_done = await play(sender, fast, filled_source(packets(2, 12)))
     assert await asyncio.wait_for(fast_done, 5) is None
-    assert fast.sent == packets(2, 30) + [SILENCE_FRAME] * 5
+    assert fast.sent == packets(2, 12) + [SILENCE_FRAME] * 5
     assert slow.sent[0] == packets(1, 1)[0] and set(slow.sent[1:]) == {SILENCE_FRAME}  # starved: silence
     slow_source.push(packets(1, 2)[1:])
     slow_source.end()
@@ -143,7 +143,7 @@ async def test_pause_sends_silence_once_and_resume_goes_on() -> None:
     loop = asyncio.get_running_loop()
     sender = PacketSender()
     client = RecordingVoiceClient(loop, 1)
-    playback, done = await play(sender, client, filled_source(packets(1, 40)))
+    playback, done = await play(sender, client, filled_source(packets(1, 20)))
     while len(client.sent) < 3:
         await asyncio.sleep(0.01)
     playback.pause()
@@ -154,7 +154,7 @@ async def test_pause_sends_silence_once_and_resume_goes_on() -> None:
     assert client.sent[-5:] == [SILENCE_FRAME] * 5
     playback.resume()
     assert await asyncio.wait_for(done, 5) is None
-    assert [p for p in client.sent if p != SILENCE_FRAME] == packets(1, 40)
+    assert [p for p in client.sent if p != SILENCE_FRAME] == packets(1, 20)
     sender.close()
 
 
@@ -163,7 +163,7 @@ async def test_waits_through_a_voice_reconnect_then_gives_up_after_the_timeout()
     sender = PacketSender()
     back = RecordingVoiceClient(loop, 1, timeout=2.0)
     gone = RecordingVoiceClient(loop, 2, timeout=0.2)
-    _, back_done = await play(sender, back, filled_source(packets(1, 20)))
+    _, back_done = await play(sender, back, filled_source(packets(1, 10)))
     _, gone_done = await play(sender, gone, filled_source(packets(2, 500)))
     while len(back.sent) < 2 or len(gone.sent) < 2:
         await asyncio.sleep(0.01)
@@ -173,7 +173,7 @@ async def test_waits_through_a_voice_reconnect_then_gives_up_after_the_timeout()
     assert gone.sent[-1] != SILENCE_FRAME and len(gone.sent) < 500
     back.connected.set()
     assert await asyncio.wait_for(back_done, 5) is None
-    assert [p for p in back.sent if p != SILENCE_FRAME] == packets(1, 20)  # nothing lost across the reconnect
+    assert [p for p in back.sent if p != SILENCE_FRAME] == packets(1, 10)  # nothing lost across the reconnect
     sender.close()
 
 
@@ -196,12 +196,12 @@ async def test_a_stream_waits_for_end_to_end_encryption_and_loses_nothing() -> N
     sender = PacketSender()
     client = RecordingVoiceClient(loop, 1)
     client._connection.dave_protocol_version, client._connection.e2ee_ready = 1, False  # joined, group not ready
-    playback, done = await play(sender, client, filled_source(packets(1, 20)))
+    playback, done = await play(sender, client, filled_source(packets(1, 10)))
     await asyncio.sleep(0.2)
     assert client.sent == [] and playback.is_playing()  # nothing in the clear while the keys are not ready
     client._connection.e2ee_ready = True
     assert await asyncio.wait_for(done, 5) is None
-    assert client.sent == packets(1, 20) + [SILENCE_FRAME] * 5  # every packet, the first one included
+    assert client.sent == packets(1, 10) + [SILENCE_FRAME] * 5  # every packet, the first one included
     sender.close()
 
 
