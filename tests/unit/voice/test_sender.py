@@ -135,6 +135,10 @@ async def test_stop_ends_at_once_with_silence_frames_and_cleanup() -> None:
     audio = [p for p in client.sent if p != SILENCE_FRAME]
     assert 3 <= len(audio) < 500 and audio == packets(1, 500)[: len(audio)]
     assert client.sent[-5:] == [SILENCE_FRAME] * 5
+    for _ in range(500):  # cleanup() runs on the sender thread just after ``after``, which resolved ``done``
+        if source.cancelled:
+            break
+        await asyncio.sleep(0.01)
     assert source.cancelled  # cleanup() ran
     sender.close()
 
