@@ -7,6 +7,7 @@ by the loopback's REST half."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -23,6 +24,7 @@ from discord.http import Route
 
 from bot.app import SpeechBot
 from bot.audio.encode import encode_pcm
+from bot.audio.formats import AudioFormat
 from bot.config import Settings, load_settings
 from bot.discord_endpoints import apply_endpoint_overrides, tls_context
 from bot.services import Services, build_services
@@ -42,6 +44,13 @@ def tone(seconds: float = 0.5, sample_rate: int = 24_000) -> bytes:
     )
 
 
+@functools.cache
+def _tone_as(audio_format: AudioFormat) -> bytes:
+    """Half a second of tone encoded as ``audio_format``, encoded once per process (the encoders are deterministic,
+    and encoding it for every request cost about 10 ms each)."""
+    return encode_pcm(tone(), 24_000, audio_format)
+
+
 @dataclass(eq=False)
 class ScriptedSpeech:
     """A speech engine double: answers every request with real audio in the requested format, or with the
@@ -56,7 +65,7 @@ class ScriptedSpeech:
         self.requests.append(request)
         if self.errors:
             raise self.errors.pop(0)
-        data = encode_pcm(tone(), 24_000, request.format)
+        data = _tone_as(request.format)
         self.served.append(data)
         return BufferedSpeechStream(SynthesizedAudio(data, request.format))
 
