@@ -254,7 +254,8 @@ async def test_check_finds_the_voices_and_speeds_the_server_honours(
         assert "every voice of the service sounds the same (measured)" in text
     else:
         assert "from the server's list" in voices
-        assert "honours speeds from 0.5 to 2 only (measured), not 0.25 to 4" in speed
+        assert "honours speeds from 0.5 to 2 only (measured), not 0.25 to 4" in speed, (
+            f"check said:\n{text}{err}\nthe server's log ends:\n{server.log[-3000:]}")
     compat.record(server.id, "voices offered (check)", voices[6:].removeprefix("speech: "))
     compat.record(server.id, "speed (check's measuring)", speed[6:].removeprefix("speech: the service "))
     honoured = "sounds the same" if "sounds the same" in text else (
