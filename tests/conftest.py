@@ -31,8 +31,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     least two. The end-to-end tests spend most of their time waiting (real-time audio, the bot's retry backoffs,
     Discord's deadlines): a second worker per CPU fills that time. One per CPU used to be the limit, when every
     bot start cost 1.3 s of CPU and the speech tests then missed their real-time deadlines; since the bots are
-    forked from a pre-imported launcher (``tests/support/bot_launcher.py``) the suite takes 500-830 s of CPU
-    and runs in 5-7.5 minutes on two cores with four workers (docs/testing.md). ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    forked from a pre-imported launcher (``tests/support/bot_launcher.py``) the suite takes 350-830 s of CPU
+    and runs in 4-7.5 minutes on two cores with four workers (docs/testing.md). ``PYTEST_XDIST_AUTO_NUM_WORKERS``
     overrides it, as pytest-xdist documents."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(2, min(cpus if _in_process_only(config) else 2 * cpus, MAX_AUTO_WORKERS))
