@@ -105,7 +105,7 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         path = tmp_path / "data" / "speechbot.db"
         if migrated:
             path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(await _migrated_sqlite(), path)
+            shutil.copyfile(await migrated_sqlite(), path)
         db = Database("sqlite", f"sqlite:///{path}")
         yield db
         await db.dispose()
@@ -157,7 +157,9 @@ async def store(database: Database) -> AsyncIterator[Store]:
         await opened.close()
 
 
-async def _migrated_sqlite() -> Path:
+async def migrated_sqlite() -> Path:
+    """An empty SQLite database with every migration applied, made once per process: tests copy it instead of
+    migrating again (``Store.open`` still checks the version)."""
     if not _MIGRATED_SQLITE:
         path = Path(tempfile.mkdtemp(prefix="speechbot-migrated-")) / "speechbot.db"
         await (await Store.open(f"sqlite:///{path}")).close()

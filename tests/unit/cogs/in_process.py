@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from bot.speech.failover import Engine
 from bot.speech.models import BufferedSpeechStream, SpeechRequest, SpeechStream, SynthesizedAudio
 from bot.storage import Store
 from tests.loopback.discord import DiscordEmulator
+from tests.support.storage_fixtures import migrated_sqlite
 
 
 def tone(seconds: float = 0.5, sample_rate: int = 24_000) -> bytes:
@@ -113,20 +113,6 @@ class ErrorRecords(logging.Handler):
         self.records.append(record)
 
 
-_templates: dict[str, Path] = {}  # "sqlite": the migrated template of this process
-
-
-async def _migrated_sqlite() -> Path:
-    """An empty SQLite database with every migration applied, made once per process: each test starts from a
-    copy of it instead of running the migrations again (``Store.open`` still checks the version)."""
-    if "sqlite" not in _templates:
-        path = Path(tempfile.mkdtemp(prefix="speechbot-template-")) / "speechbot.db"
-        store = await Store.open(f"sqlite:///{path}")
-        await store.close()
-        _templates["sqlite"] = path
-    return _templates["sqlite"]
-
-
 @asynccontextmanager
 async def running_in_process(
     emu: DiscordEmulator, data_dir: Path, errors: ErrorRecords | None = None, **env: str
@@ -141,7 +127,7 @@ async def running_in_process(
     apply_endpoint_overrides(settings.discord_api_base, settings.discord_gateway_url)
     if settings.database_url == f"sqlite:///{data_dir / 'speechbot.db'}" and not (data_dir / "speechbot.db").exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(await _migrated_sqlite(), data_dir / "speechbot.db")
+        shutil.copyfile(await migrated_sqlite(), data_dir / "speechbot.db")
     store = await Store.open(settings.database_url)
     speech = ScriptedSpeech()
     services = build_services(settings, store, [Engine("scripted", "the test voice", "scripted", speech)])
