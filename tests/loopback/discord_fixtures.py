@@ -11,6 +11,7 @@ import pytest_asyncio
 if TYPE_CHECKING:  # imported by the fixture: pytest's main process under xdist never needs the doubles
     from tests.loopback.discord import DiscordEmulator
 
+
 @pytest_asyncio.fixture
 async def discord_emulator() -> AsyncIterator[DiscordEmulator]:
     """A started emulator; the test fails at teardown if the bot violated the protocol."""

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
+
 if TYPE_CHECKING:  # imported by the fixture: pytest's main process under xdist never needs the doubles
     from tests.loopback.realtime_server import RealtimeEndpoint
-
-from tests.loopback.speech_fixtures import SPEECH_TEST_KEY
 
 #: The model the Realtime tests configure: OpenAI's named replacement of the /audio/speech models.
 REALTIME_MODEL = "gpt-realtime-2.1-mini"

@@ -112,7 +112,8 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         return
     url = await _postgres_url()
     if migrated:
-        db = Database("postgresql", url, await _emptied_migrated_schema(url))
+        db = Database("postgresql", url, await _migrated_schema(url))
+        await db.execute(text(f"TRUNCATE {_tables_of(db.schema)} RESTART IDENTITY CASCADE"))
         yield db
         await db.dispose()
         return
@@ -167,30 +168,24 @@ async def migrated_sqlite() -> Path:
     return _MIGRATED_SQLITE[0]
 
 
-async def _emptied_migrated_schema(url: str) -> str:
-    """This worker's migrated schema on ``url``, every table emptied. Dropped when the worker ends
-    (:func:`drop_migrated_schemas`)."""
-    engine = create_engine(url)
-    try:
-        if url not in _MIGRATED_SCHEMAS:
-            schema = f"speechbot_test_{uuid.uuid4().hex[:16]}"
-            async with engine.begin() as conn:
+async def _migrated_schema(url: str) -> str:
+    """This worker's migrated schema on ``url``, made on first use; dropped when the worker ends."""
+    if url not in _MIGRATED_SCHEMAS:
+        schema = f"speechbot_test_{uuid.uuid4().hex[:16]}"
+        admin = create_engine(url)
+        try:
+            async with admin.begin() as conn:
                 await conn.execute(CreateSchema(schema))
-            _MIGRATED_SCHEMAS[url] = schema
-            await (await Store.open(url, schema=schema)).close()
-        schema = _MIGRATED_SCHEMAS[url]
-        tables = ", ".join(
-            f'"{schema}"."{table.name}"' for table in metadata.sorted_tables if table is not schema_version)
-        async with engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    finally:
-        await engine.dispose()
-    return schema
+        finally:
+            await admin.dispose()
+        _MIGRATED_SCHEMAS[url] = schema
+        await (await Store.open(url, schema=schema)).close()
+    return _MIGRATED_SCHEMAS[url]
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    if _MIGRATED_SCHEMAS:
-        asyncio.run(drop_migrated_schemas())
+def _tables_of(schema: str | None) -> str:
+    """Every table the store keeps, qualified by ``schema``, except ``schema_version`` (emptying it would unmigrate)."""
+    return ", ".join(f'"{schema}"."{table.name}"' for table in metadata.sorted_tables if table is not schema_version)
 
 
 async def drop_migrated_schemas() -> None:
@@ -202,6 +197,11 @@ async def drop_migrated_schemas() -> None:
         finally:
             await engine.dispose()
     _MIGRATED_SCHEMAS.clear()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _MIGRATED_SCHEMAS:
+        asyncio.run(drop_migrated_schemas())
 
 
 async def _unreachable(url: str) -> str | None:
