@@ -56,8 +56,9 @@ from tests.loopback.discord_voice_session import VoiceSession
 from tests.loopback.openapi import OpenAPISpec, load_spec
 
 DEFAULT_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
-#: Seconds a person takes at least to use a component they have just seen (``select``, ``click``).
-HUMAN_REACTION = 0.5
+#: Seconds a person takes at least to use a component they have just seen (``select``, ``click``): about a
+#: simple visual reaction time (0.2-0.3 s), and far longer than the bot needs to store the view it sent.
+HUMAN_REACTION = 0.3
 
 
 class DiscordEmulator:
