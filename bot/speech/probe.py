@@ -32,9 +32,11 @@ PHRASE = "One, two, three, four, five, six."
 #: The steps tried from 1× outward on each side, clipped to the range the bot offers.
 FAST_STEPS = (2.0, 4.0)
 SLOW_STEPS = (0.5, 0.25)
-#: A duration within this fraction of the previous step's counts as "no change" (piper rounds phonemes up to
-#: whole frames, so its 4× is measurably but not 4 times shorter than its 2×).
-SAME_DURATION = 0.06
+#: A step counts only if the duration moved by at least this fraction of the previous step's, in the direction
+#: asked. Honoured steps move it by far more (piper, which rounds phonemes up to whole frames: 2× is 0.59 of 1×,
+#: 4× 0.62 of 2×, 0.5× 1.86 of 1×); sampling noise moves it too: loudness-tts, clamping 4× to 2×, gave 2× and
+#: 4× durations anywhere in 1.91-2.05 s over 25 tries each, so a 6% threshold once took the clamped 4× as honoured.
+SAME_DURATION = 0.15
 #: How many voices after the first are tried for the comparison (a listed voice may not be installed).
 OTHER_VOICES = 2
 #: Two voices whose decoded audio differs by less than this (RMS of the difference over RMS of the first) are one.
@@ -95,14 +97,18 @@ async def _say(backend: SpeechBackend, voice: str, speed: float) -> SynthesizedA
 
 
 async def _honoured_end(measure: Callable[[float], Awaitable[float]], base: float, steps: Sequence[float]) -> float:
-    """The last step from 1× outward whose duration still changed (1.0: the first step changed nothing)."""
+    """The last step from 1× outward whose duration still changed the way it asks (faster: shorter, slower: longer)
+    by more than noise (1.0: the first step changed nothing)."""
     honoured, previous = 1.0, base
     for speed in steps:
         try:
             duration = await measure(speed)
         except _Refused:
             break
-        if previous <= 0 or abs(duration - previous) / previous < SAME_DURATION:
+        if previous <= 0:
+            break
+        shortened = (previous - duration) / previous  # negative: it lasted longer
+        if (shortened if speed > honoured else -shortened) < SAME_DURATION:
             break
         honoured, previous = speed, duration
     return honoured

@@ -4,17 +4,21 @@ a web page; clamped and refused speeds; one voice under every name, or distinct 
 
 from __future__ import annotations
 
+import io
 import logging
+import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from bot.audio.formats import AudioFormat
 from bot.config import load_settings
 from bot.speech.capabilities import EndpointCapabilities, VoiceSource
 from bot.speech.catalog import OPENAI_SPEECH_VOICES, SPEECH_API_SPEEDS, TTS1_VOICES, SpeedRange, default_voices
 from bot.speech.client import OpenAISpeechClient
+from bot.speech.models import BufferedSpeechStream, SpeechRequest, SpeechStream, SynthesizedAudio
 from bot.speech.probe import CapabilityProbe, probe_endpoint
 from bot.speech.retry import RetryPolicy
 from bot.speech.voices import choose_voices, fetch_voice_list, offered_voices, parse_voice_list
@@ -151,8 +155,47 @@ async def test_clamped_speeds_and_one_voice_under_every_name_are_found(
     assert caps.speed_notice(1.5) is None
 
 
+class TimedBackend:
+    """Answers silence lasting what the test says for each speed (in wav, as the measuring asks)."""
+
+    name = "timed"
+
+    def __init__(self, seconds: dict[float, float]) -> None:
+        self.seconds = seconds
+
+    async def open(self, request: SpeechRequest) -> SpeechStream:
+        out = io.BytesIO()
+        with wave.open(out, "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(22_050)
+            wav.writeframes(b"\0\0" * round(self.seconds[request.speed] * 22_050))
+        return BufferedSpeechStream(SynthesizedAudio(out.getvalue(), AudioFormat.WAV))
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("seconds", "measured"), [
+    # piper (the local engine): its frame rounding weakens every step, and each still moves the duration by 38% or more
+    ({1.0: 3.181, 2.0: 1.869, 4.0: 1.161, 0.5: 5.909, 0.25: 11.424}, SpeedRange(0.25, 4.0)),
+    # loudness-tts clamps into 0.5-2 and samples its durations: the most apart of 25 tries at each clamped speed
+    ({1.0: 3.255, 2.0: 2.047, 4.0: 1.920, 0.5: 5.902, 0.25: 6.064}, SpeedRange(0.5, 2.0)),
+    # a step that moves the duration the wrong way is not honoured, however far
+    ({1.0: 3.2, 2.0: 1.9, 4.0: 2.6, 0.5: 2.5, 0.25: 9.0}, SpeedRange(1.0, 2.0)),
+])
+async def test_only_a_change_beyond_noise_in_the_direction_asked_counts_as_a_speed(
+    seconds: dict[float, float], measured: SpeedRange
+) -> None:
+    result = await probe_endpoint(TimedBackend(seconds), ["alloy"], SPEECH_API_SPEEDS)
+    assert result.speeds == measured
+
+
 async def test_refused_speeds_end_the_range_there(session: aiohttp.ClientSession) -> None:
-    """loudness-tts answers 400 outside 0.5-2 rather than clamping."""
+    """A server that answers 400 outside its range (0.5-2 here) rather than clamping into it (loudness-tts clamps)."""
     async with SpeechEndpoint(quirks=ServerQuirks(refused_speeds=(0.5, 2.0))) as endpoint:
         result = await probe_endpoint(client_for(session, endpoint, ["alloy"]), ["alloy"], SPEECH_API_SPEEDS)
         assert result.speeds == SpeedRange(0.5, 2.0) and result.voice_honoured is None
