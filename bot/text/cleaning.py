@@ -196,10 +196,20 @@ def _fit(prefix: str, glue: str, content: str, suffix: str, limit: int, language
         return full
     room = limit - (len(full) - len(content))
     if content and room >= _MIN_CONTENT_CHARS:
-        fitted = assemble(truncate(content, room, more))
+        fitted = assemble(_truncate(content, room, more))
         if len(fitted) <= limit:
             return fitted
-    return truncate(full, limit, more)
+    return _truncate(full, limit, more)
+
+
+def _truncate(text: str, limit: int, more: str) -> str:
+    """``truncate``, never leaving a head that reads as markup once " and more" follows it: "#", "+" or ">" cut
+    from "#1…" would start a heading, a list item or a quote, which the next cleaning drops ("# and more" → "and
+    more"), so the capped text would not be what cleaning makes of itself."""
+    cut = truncate(text, limit, more)
+    if cut != text and (marker := markdown.LINE_MARKERS.match(cut)):
+        return cut[marker.end():]
+    return cut
 
 
 def _with_author(author: str, reply: str | None, forward: bool, content: str, suffix: str,

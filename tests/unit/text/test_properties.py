@@ -88,6 +88,9 @@ def test_clean_message_is_always_speakable(message: MessageInput, opts: Cleaning
 @example("0[](HTTP://)00", {}, CleaningOptions(max_chars=3, max_repeat=1))
 @example("-0000000000", {}, CleaningOptions(max_chars=10, max_repeat=1))  # once "- and more", then "and more"
 @example("@EVERYONE0", {}, CleaningOptions(max_chars=9, max_repeat=1))  # cut to "@EVERYONE", then "everyone"
+@example("#0000000000", {}, CleaningOptions(max_chars=10, max_repeat=1))  # "# and more" is a heading
+@example(">>>0000000000", {}, CleaningOptions(max_chars=12, max_repeat=1))  # ">>> and more" is a quote
+@example("+0000000000", {}, CleaningOptions(max_chars=10, max_repeat=1))  # "+ and more" is a list item
 @settings(max_examples=examples(2000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(contents, mention_maps, options)
 def test_cleaning_is_idempotent(content: str, users: dict[int, str], opts: CleaningOptions) -> None:
