@@ -107,8 +107,8 @@ async def _honoured_end(measure: Callable[[float], Awaitable[float]], base: floa
             break
         if previous <= 0:
             break
-        shortened = (previous - duration) / previous  # negative: it lasted longer
-        if (shortened if speed > honoured else -shortened) < SAME_DURATION:
+        moved = (previous - duration if speed > 1.0 else duration - previous) / previous  # the way asked
+        if moved < SAME_DURATION:
             break
         honoured, previous = speed, duration
     return honoured
